@@ -1,0 +1,84 @@
+"""Losses as `nn.Module`s that draw their own negatives, and one selector for the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kernels import reference
+from kernels.negatives import NEGATIVE_MODES, sample_uniform
+
+REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
+LOSSES = REFERENCE_LOSSES
+SAMPLED_LOSSES = ("ce_minus", "bce", "gbce")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Which loss, and how it samples; also what the memory model reads."""
+
+    name: str = "ce_minus"
+    num_negatives: int = 256  # per batch, tile or position, by `negative_mode`; bce takes 1
+    negative_mode: str = "shared"
+    tile_size: int = 128
+    temperature: float = 1.0
+    sampled_softmax: bool = False
+    gbce_t: float = 0.75
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ValueError(f"unknown loss {self.name!r}; choose one of {', '.join(LOSSES)}")
+        if self.negative_mode not in NEGATIVE_MODES:
+            raise ValueError(
+                f"unknown negative mode {self.negative_mode!r}; choose one of "
+                f"{', '.join(NEGATIVE_MODES)}"
+            )
+        if self.num_negatives < 1:
+            raise ValueError(f"number of negatives must be at least 1, got {self.num_negatives}")
+        if self.name == "bce" and self.num_negatives != 1:
+            raise ValueError(
+                f"bce takes exactly one negative per position, got {self.num_negatives}; "
+                "use gbce for more"
+            )
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+
+class SequenceLoss(nn.Module):
+    """Loss over a batch of tokens: draws negatives, scores against the item embeddings."""
+
+    def __init__(self, config: LossConfig, num_items: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_items = num_items
+
+    def sample(self, num_tokens: int, device: torch.device) -> torch.Tensor:
+        config = self.config
+        mode = "per_position" if config.name == "bce" else config.negative_mode
+        return sample_uniform(self.num_items, config.num_negatives, mode=mode,
+                              num_tokens=num_tokens, tile_size=config.tile_size, device=device)
+
+    def forward(
+        self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        config = self.config
+        if config.name == "ce":
+            return reference.ce(hidden, item_emb, targets, temperature=config.temperature)
+        negatives = self.sample(hidden.shape[0], hidden.device)
+        tile_size = config.tile_size if config.negative_mode == "tile" else None
+        if config.name == "ce_minus":
+            return reference.ce_minus(
+                hidden, item_emb, targets, negatives, tile_size=tile_size,
+                temperature=config.temperature, sampled_softmax=config.sampled_softmax,
+            )
+        if config.name == "bce":
+            return reference.bce(hidden, item_emb, targets, negatives)
+        return reference.gbce(hidden, item_emb, targets, negatives, tile_size=tile_size,
+                              t=config.gbce_t)
+
+
+def make_loss(config: LossConfig, num_items: int) -> nn.Module:
+    """The module that computes `config.name`."""
+    return SequenceLoss(config, num_items)

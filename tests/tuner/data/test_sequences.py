@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from tuner.data.sequences import SequenceData
+
+
+@pytest.fixture
+def data():
+    # user 0: 1 2 3 4 5 ; user 1: 6 7 8
+    return SequenceData("toy", 8, np.array([0, 5, 8]), np.array([1, 2, 3, 4, 5, 6, 7, 8]))
+
+
+def test_leave_one_out_targets(data):
+    assert data.targets("test").tolist() == [5, 8]
+    assert data.targets("valid").tolist() == [4, 7]
+
+
+def test_windows_are_left_padded_histories(data):
+    assert data.windows("train", 4).tolist() == [[0, 1, 2, 3], [0, 0, 0, 6]]
+    assert data.windows("valid", 2).tolist() == [[2, 3], [0, 6]]
+    assert data.windows("test", 3).tolist() == [[2, 3, 4], [0, 6, 7]]
+
+
+def test_test_history_never_contains_its_target(data):
+    for split in ("valid", "test"):
+        histories = data.windows(split, 10)
+        assert not (histories == data.targets(split)[:, None]).any()
+
+
+def test_train_counts_exclude_held_out_items(data):
+    assert data.train_item_counts().tolist() == [0, 1, 1, 1, 0, 0, 1, 0, 0]
+
+
+def test_summary(data):
+    assert data.summary() == "toy: 2 users, 8 items, 8 interactions, density 50.000%"

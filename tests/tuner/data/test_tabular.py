@@ -1,0 +1,47 @@
+import pandas as pd
+import pytest
+
+from tuner.data import DataOptions, load
+from tuner.data.tabular import ColumnNames
+from tuner.errors import DataError
+
+
+def frame():
+    rows = [("alice", f"sku{i}", f"2024-01-0{i + 1}") for i in range(5)]
+    rows += [("bob", f"sku{i}", f"2024-02-0{9 - i}") for i in range(6)]
+    return pd.DataFrame(rows, columns=["who", "what", "when"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
+def test_string_ids_and_dates(tmp_path, suffix):
+    path = tmp_path / f"log{suffix}"
+    if suffix == ".parquet":
+        frame().to_parquet(path)
+    else:
+        frame().to_csv(path, sep="\t" if suffix == ".tsv" else ",", index=False)
+    data = load(DataOptions(str(path), columns=ColumnNames("who", "what", "when")))
+    assert (data.num_users, data.num_items, data.num_interactions) == (2, 6, 11)
+    bob = data.items[data.offsets[1]:data.offsets[2]].tolist()
+    assert bob == [6, 5, 4, 3, 2, 1]  # bob's dates run backwards through sku0..sku5
+
+
+def test_missing_column_says_which_and_how_to_name_it(tmp_path):
+    path = tmp_path / "log.csv"
+    frame().to_csv(path, index=False)
+    with pytest.raises(DataError, match="no column user_id, item_id, timestamp; the file has "
+                                        "who, what, when .*--user-col"):
+        load(DataOptions(str(path)))
+
+
+def test_bad_date(tmp_path):
+    path = tmp_path / "log.csv"
+    bad = frame()
+    bad.loc[3, "when"] = "someday"
+    bad.to_csv(path, index=False)
+    with pytest.raises(DataError, match="column when must hold numbers or dates; line 5"):
+        load(DataOptions(str(path), columns=ColumnNames("who", "what", "when")))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load(DataOptions(str(tmp_path / "absent.csv")))

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from tuner.cli import main
+
+
+def test_train_writes_json(tmp_path, capsys):
+    out = tmp_path / "run.json"
+    code = main(["train", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "512",
+                 "--max-len", "10", "--hidden", "16", "--loss", "gbce", "--negatives", "8",
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "synthetic: 2,000 users, 500 items, 60,000 interactions" in printed
+    assert "val NDCG@10" in printed and "popularity  NDCG@10" in printed
+    result = json.loads(out.read_text())
+    assert result["config"]["loss"]["name"] == "gbce"
+    assert len(result["epochs"]) == 1
+
+
+def test_data_prints_summary(capsys):
+    assert main(["data", "--dataset", "synthetic"]) == 0
+    assert capsys.readouterr().out.startswith("synthetic: 2,000 users")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--dataset", "ml-2m"], "unknown dataset 'ml-2m'"),
+    (["train", "--loss", "bce", "--negatives", "4"], "bce takes exactly one negative"),
+    (["train", "--hidden", "30", "--heads", "4"], "hidden size 30 is not divisible by 4 heads"),
+    (["train", "--dataset", "ml-1m", "--data-dir", "/nonexistent"], "no ratings.dat in"),
+])
+def test_bad_input_is_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cce-tune: error: ") and message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--negatives", "many"], "'many' is not a whole number"),
+    (["train", "--batch-size", "0"], "0 must be at least 1"),
+    (["train", "--dropout", "1.5"], "1.5 must be in [0, 1)"),
+    (["train", "--loss", "softmax"], "invalid choice: 'softmax'"),
+])
+def test_bad_arguments_name_value_and_valid_range(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

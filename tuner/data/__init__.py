@@ -1,0 +1,66 @@
+"""Datasets by name: MovieLens, any CSV/parquet log, or the embedded synthetic generator.
+
+    >>> from tuner.data import DataOptions, load
+    >>> data = load(DataOptions(dataset="synthetic"))
+    >>> print(data.summary())
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tuner.data.cache import cache_dir, cached
+from tuner.data.movielens import MOVIELENS, ratings_path, read_ratings
+from tuner.data.prepare import PrepareOptions, prepare
+from tuner.data.sequences import SequenceData
+from tuner.data.synthetic import SYNTHETIC_PRESETS, generate
+from tuner.data.tabular import TABULAR_SUFFIXES, ColumnNames, read_table
+from tuner.errors import DataError
+
+KNOWN_DATASETS = (*SYNTHETIC_PRESETS, *MOVIELENS)
+
+__all__ = ["DataOptions", "KNOWN_DATASETS", "SequenceData", "load"]
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Which data, and how to prepare it; every field is part of the cache key."""
+
+    dataset: str = "synthetic"
+    data_dir: Path | None = None
+    prepare: PrepareOptions = field(default_factory=PrepareOptions)
+    columns: ColumnNames = field(default_factory=ColumnNames)
+    seed: int = 0  # the synthetic generator's
+
+
+def load(options: DataOptions) -> SequenceData:
+    """Prepared sequences for `options`, from the cache when they were prepared before."""
+    name = options.dataset
+    if name in SYNTHETIC_PRESETS:
+        spec = SYNTHETIC_PRESETS[name]
+        return cached({"name": name, "spec": asdict(spec), "seed": options.seed},
+                      lambda: generate(spec, options.seed))
+    if name in MOVIELENS:
+        path = ratings_path(MOVIELENS[name], options.data_dir, cache_dir())
+        return _prepared(name, path, lambda: read_ratings(path), options)
+    path = Path(name)
+    if path.suffix in TABULAR_SUFFIXES:
+        return _prepared(path.stem, path, lambda: read_table(path, options.columns), options)
+    raise DataError(
+        f"unknown dataset {name!r}; choose one of {', '.join(KNOWN_DATASETS)}, "
+        f"or give a file ending in {', '.join(TABULAR_SUFFIXES)}"
+    )
+
+
+def _prepared(name: str, path: Path, read, options: DataOptions) -> SequenceData:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    stat = path.stat()
+    key = {
+        "name": name,
+        "source": [str(path.resolve()), stat.st_size, stat.st_mtime_ns],
+        "prepare": asdict(options.prepare),
+        "columns": asdict(options.columns),
+    }
+    return cached(key, lambda: prepare(read(), options.prepare, name))

@@ -1,0 +1,44 @@
+"""Prepared datasets cached as .npz, keyed by everything that shaped them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tuner.data.sequences import SequenceData
+
+# Bump when preparation changes meaning, so old caches are not reused.
+FORMAT_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """`$CCE_TUNE_CACHE`, else `~/.cache/cce-tune`."""
+    return Path(os.environ.get("CCE_TUNE_CACHE") or Path.home() / ".cache" / "cce-tune")
+
+
+def cached(key: dict, build: Callable[[], SequenceData]) -> SequenceData:
+    """Load the prepared arrays for `key`, or build and store them (atomically)."""
+    digest = hashlib.sha256(
+        json.dumps({"version": FORMAT_VERSION, **key}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    path = cache_dir() / "prepared" / f"{key['name']}-{digest}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            return SequenceData(
+                name=str(stored["name"]),
+                num_items=int(stored["num_items"]),
+                offsets=stored["offsets"],
+                items=stored["items"],
+            )
+    data = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part.npz")
+    np.savez(partial, name=data.name, num_items=data.num_items, offsets=data.offsets,
+             items=data.items)
+    partial.replace(path)
+    return data

@@ -1,0 +1,72 @@
+"""Raw interactions -> SequenceData: implicit feedback, user filter, time order, id remap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuner.data.sequences import SequenceData
+from tuner.errors import DataError
+
+# A user needs a training item besides the validation and test items.
+MIN_USER_INTERACTIONS_FLOOR = 3
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """One row per interaction, in file order; ids are the source's own."""
+
+    user: np.ndarray
+    item: np.ndarray
+    timestamp: np.ndarray
+    rating: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How raw interactions become sequences; part of the cache key."""
+
+    min_rating: float | None = None
+    min_user_interactions: int = 5
+
+    def __post_init__(self) -> None:
+        if self.min_user_interactions < MIN_USER_INTERACTIONS_FLOOR:
+            raise DataError(
+                f"--min-user-interactions {self.min_user_interactions} is too small: the "
+                f"leave-one-out split needs at least {MIN_USER_INTERACTIONS_FLOOR} per user"
+            )
+
+
+def prepare(raw: Interactions, options: PrepareOptions, name: str) -> SequenceData:
+    """Filter, order each user's items by time (stable: file order breaks ties) and remap ids."""
+    keep = np.ones(len(raw.user), dtype=bool)
+    if options.min_rating is not None:
+        if raw.rating is None:
+            raise DataError(f"{name}: --min-rating given but the data has no rating column")
+        keep &= raw.rating >= options.min_rating
+    users, items, times = raw.user[keep], raw.item[keep], raw.timestamp[keep]
+
+    _, user_index, user_counts = np.unique(users, return_inverse=True, return_counts=True)
+    active = user_counts[user_index] >= options.min_user_interactions
+    users, items, times = user_index[active], items[active], times[active]
+    if len(users) == 0:
+        raise DataError(
+            f"{name}: no user has {options.min_user_interactions} or more interactions"
+            + (f" with rating >= {options.min_rating}" if options.min_rating is not None else "")
+            + "; lower --min-user-interactions or --min-rating"
+        )
+
+    order = np.lexsort((times, users))  # lexsort is stable: equal times keep file order
+    users, items = users[order], items[order]
+    item_ids, item_index = np.unique(items, return_inverse=True)
+    _, user_dense = np.unique(users, return_inverse=True)
+    counts = np.bincount(user_dense)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return SequenceData(
+        name=name,
+        num_items=len(item_ids),
+        offsets=offsets,
+        items=(item_index + 1).astype(np.int32),
+    )

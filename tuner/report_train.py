@@ -1,0 +1,39 @@
+"""The table `cce-tune train` prints: one row per epoch, then test and the baseline."""
+
+from __future__ import annotations
+
+from tuner.train import EpochResult, TrainResult
+
+COLUMNS = ("epoch", "loss", "val NDCG@10", "val HR@10", "time s", "seq/s", "tokens/s",
+           "peak mem")
+WIDTHS = (5, 9, 11, 9, 8, 9, 10, 10)
+
+
+def _row(cells) -> str:
+    return "  ".join(f"{cell:>{width}}" for cell, width in zip(cells, WIDTHS, strict=True))
+
+
+def _bytes(count: int | None) -> str:
+    return "-" if count is None else f"{count / 2**30:.2f} GiB"
+
+
+def print_header() -> None:
+    print(_row(COLUMNS))
+
+
+def print_epoch(result: EpochResult) -> None:
+    print(_row((
+        result.epoch, f"{result.loss:.4f}", f"{result.valid.ndcg10:.4f}",
+        f"{result.valid.hr10:.4f}", f"{result.seconds:.1f}", f"{result.sequences_per_s:,.0f}",
+        f"{result.tokens_per_s:,.0f}", _bytes(result.peak_memory_bytes),
+    )), flush=True)
+
+
+def print_summary(result: TrainResult) -> None:
+    seen = "excluded" if result.config.exclude_seen else "included"
+    print(f"test        NDCG@10 {result.test.ndcg10:.4f}  HR@10 {result.test.hr10:.4f}  "
+          f"({result.test.users:,} users, full ranking, seen items {seen})")
+    pop = result.popularity_test
+    ratio = result.test.ndcg10 / pop.ndcg10 if pop.ndcg10 else float("inf")
+    print(f"popularity  NDCG@10 {pop.ndcg10:.4f}  HR@10 {pop.hr10:.4f}  "
+          f"(model / popularity NDCG@10: {ratio:.1f}x)")
