@@ -40,7 +40,8 @@ def read_table(path: Path, columns: ColumnNames) -> Interactions:
     if missing:
         raise DataError(
             f"{path}: no column {', '.join(missing)}; the file has "
-            f"{', '.join(map(str, frame.columns))} (name yours with --user-col, --item-col, --time-col, --rating-col)"
+            f"{', '.join(map(str, frame.columns))} "
+            "(name yours with --user-col, --item-col, --time-col, --rating-col)"
         )
     first_data_line = 1 if path.suffix == ".parquet" else 2
     return frame_to_interactions(
