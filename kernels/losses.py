@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from kernels import reference
+from kernels.fused import InKernelNegatives, cce, cce_minus
 from kernels.negatives import NEGATIVE_MODES, sample_uniform
 
 REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
-LOSSES = REFERENCE_LOSSES
-SAMPLED_LOSSES = ("ce_minus", "bce", "gbce")
+FUSED_LOSSES = {"cce": "ce", "cce_minus": "ce_minus"}  # fused loss -> its reference
+LOSSES = (*REFERENCE_LOSSES, *FUSED_LOSSES)
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class LossConfig:
     temperature: float = 1.0
     sampled_softmax: bool = False
     gbce_t: float = 0.75
+    in_kernel_negatives: bool = False  # cce_minus: draw negatives inside the kernel
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
@@ -44,6 +47,22 @@ class LossConfig:
             )
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.in_kernel_negatives and self.name != "cce_minus":
+            raise ValueError(f"in-kernel negatives need loss cce_minus, not {self.name}")
+
+
+_fell_back: set[str] = set()
+
+
+def _fused_available(hidden: torch.Tensor, name: str) -> bool:
+    """Fused kernels need a GPU; without one, say once that the reference stands in."""
+    if hidden.is_cuda:
+        return True
+    if name not in _fell_back:
+        _fell_back.add(name)
+        warnings.warn(f"{name}: no CUDA GPU, so the PyTorch reference {FUSED_LOSSES[name]} "
+                      "computes the same loss instead", stacklevel=3)
+    return False
 
 
 class SequenceLoss(nn.Module):
@@ -64,12 +83,22 @@ class SequenceLoss(nn.Module):
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
         config = self.config
-        if config.name == "ce":
-            return reference.ce(hidden, item_emb, targets, temperature=config.temperature)
-        negatives = self.sample(hidden.shape[0], hidden.device)
+        fused = config.name in FUSED_LOSSES and _fused_available(hidden, config.name)
+        name = FUSED_LOSSES.get(config.name, config.name)
+        if name == "ce":
+            ce = cce if fused else reference.ce
+            return ce(hidden, item_emb, targets, temperature=config.temperature)
         tile_size = config.tile_size if config.negative_mode == "tile" else None
-        if config.name == "ce_minus":
-            return reference.ce_minus(
+        if fused and config.in_kernel_negatives:
+            negatives = InKernelNegatives(config.num_negatives, config.negative_mode,
+                                          config.tile_size)
+            return cce_minus(hidden, item_emb, targets, negatives,
+                             temperature=config.temperature,
+                             sampled_softmax=config.sampled_softmax)
+        negatives = self.sample(hidden.shape[0], hidden.device)
+        if name == "ce_minus":
+            ce_minus = cce_minus if fused else reference.ce_minus
+            return ce_minus(
                 hidden, item_emb, targets, negatives, tile_size=tile_size,
                 temperature=config.temperature, sampled_softmax=config.sampled_softmax,
             )

@@ -14,7 +14,8 @@ from tuner.data.prepare import PrepareOptions
 from tuner.data.tabular import ColumnNames
 from tuner.errors import CceTuneError
 
-DEFAULT_NEGATIVES = {"ce": 1, "ce_minus": 256, "bce": 1, "gbce": 256}
+DEFAULT_NEGATIVES = {"ce": 1, "cce": 1, "ce_minus": 256, "cce_minus": 256, "bce": 1,
+                     "gbce": 256}
 
 
 def positive_int(text: str) -> int:
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="correct uniform negatives so CE- estimates full-catalog CE")
     group.add_argument("--gbce-t", type=probability, default=0.75,
                        help="gBCE calibration t in [0, 1) (default: 0.75)")
+    group.add_argument("--in-kernel-negatives", action="store_true",
+                       help="cce_minus: draw negatives inside the kernel from a seed, so no id "
+                            "tensor exists")
     group = train.add_argument_group("model and optimiser")
     group.add_argument("--batch-size", type=positive_int, default=128)
     group.add_argument("--max-len", type=positive_int, default=50)
@@ -132,6 +136,7 @@ def run_train(args: argparse.Namespace) -> None:
             name=args.loss, num_negatives=negatives, negative_mode=args.negative_mode,
             tile_size=args.tile_size, temperature=args.temperature,
             sampled_softmax=args.sampled_softmax, gbce_t=args.gbce_t,
+            in_kernel_negatives=args.in_kernel_negatives,
         )
         from models import SASRecConfig
 

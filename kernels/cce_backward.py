@@ -1,0 +1,130 @@
+"""CCE- backward passes: gradients recomputed block by block from the saved log-sum-exp.
+
+d(loss_t)/d(score) is p - 1 for the positive and p for each kept negative, p being the softmax
+probability exp(score - lse_t). Scores are recomputed, never stored.
+
+- `cce_minus_backward_hidden_kernel`: one program per token block; d(hidden) accumulates in
+  registers, and the positive rows' d(item_emb) goes out by atomic adds. In the per-position
+  mode the negatives' d(item_emb) goes out here too, by atomic adds of each (token, negative).
+- `cce_minus_backward_items_kernel` (dense modes): one program per (negative block, chunk of
+  tokens) accumulates P^T H for its negative rows over the chunk, then adds it atomically.
+  In the tile mode a chunk is one tile; otherwise tokens are split only far enough to fill
+  the GPU, so atomics stay few.
+"""
+
+import triton
+import triton.language as tl
+
+from kernels.cce_scores import (
+    adjust_scores,
+    dense_scores,
+    gathered_scores,
+    negative_ids,
+    positive_scores,
+)
+
+
+@triton.jit
+def cce_minus_backward_hidden_kernel(
+    h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
+    lse_ptr, pos_ptr, shift_ptr, grad_ptr, dh_ptr, dh_row_stride, de_ptr, de_row_stride,
+    num_tokens, dim, num_negatives, num_items, tile_size, seed, inv_temperature,
+    ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
+    HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs_t = pid * BLOCK_T + tl.arange(0, BLOCK_T)
+    t_mask = offs_t < num_tokens
+    offs_d = tl.arange(0, BLOCK_D)
+    d_mask = offs_d < dim
+    h = tl.load(h_ptr + offs_t[:, None] * h_row_stride + offs_d[None, :],
+                mask=t_mask[:, None] & d_mask[None, :], other=0.0)
+    targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
+    valid = t_mask & (targets != 0)
+    lse = tl.load(lse_ptr + offs_t, mask=t_mask, other=0.0)
+    # Upstream gradient per token, with the temperature's chain-rule factor folded in.
+    g = tl.where(valid, tl.load(grad_ptr + offs_t, mask=t_mask, other=0.0), 0.0) * inv_temperature
+    if SAMPLED_SOFTMAX:
+        shift = tl.load(shift_ptr + offs_t, mask=t_mask, other=0.0)
+    else:
+        shift = tl.zeros([BLOCK_T], dtype=tl.float32)
+
+    pos = tl.load(pos_ptr + offs_t, mask=t_mask, other=0.0)
+    _, e_pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)
+    d_pos = g * (tl.exp(pos - lse) - 1.0)
+    dh = d_pos[:, None] * e_pos.to(tl.float32)
+    tl.atomic_add(de_ptr + targets[:, None] * de_row_stride + offs_d[None, :],
+                  d_pos[:, None] * h.to(tl.float32), mask=valid[:, None] & d_mask[None, :])
+    row = 0
+    if TILED:
+        row = (pid * BLOCK_T) // tile_size
+
+    for start in range(0, num_negatives, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < num_negatives
+        if GATHER:
+            ids = negative_ids(ids_ptr, offs_t[:, None], ids_row_stride, offs_n[None, :],
+                               t_mask[:, None] & n_mask[None, :], num_negatives, num_items,
+                               seed, ID_SOURCE)
+            raw, e = gathered_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask)
+        else:
+            ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives,
+                               num_items, seed, ID_SOURCE)
+            raw, e = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)
+        scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)
+        d_scores = tl.exp(scores + shift[:, None] - lse[:, None]) * g[:, None]
+        if GATHER:
+            dh += tl.sum(d_scores[:, :, None] * e.to(tl.float32), axis=1)
+            keep = valid[:, None] & ~masked
+            tl.atomic_add(de_ptr + ids[:, :, None] * de_row_stride + offs_d[None, None, :],
+                          d_scores[:, :, None] * h[:, None, :].to(tl.float32),
+                          mask=keep[:, :, None] & d_mask[None, None, :])
+        else:
+            dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
+
+    tl.store(dh_ptr + offs_t[:, None] * dh_row_stride + offs_d[None, :],
+             dh.to(dh_ptr.dtype.element_ty), mask=t_mask[:, None] & d_mask[None, :])
+
+
+@triton.jit
+def cce_minus_backward_items_kernel(
+    h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
+    lse_ptr, shift_ptr, grad_ptr, de_ptr, de_row_stride,
+    num_tokens, dim, num_negatives, num_items, tokens_per_chunk, seed, inv_temperature,
+    ID_SOURCE: tl.constexpr, TILED: tl.constexpr, HAS_LOG_Q: tl.constexpr,
+    SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    chunk = tl.program_id(1)
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < num_negatives
+    offs_d = tl.arange(0, BLOCK_D)
+    d_mask = offs_d < dim
+    row = 0
+    if TILED:
+        row = chunk
+    ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives, num_items,
+                       seed, ID_SOURCE)
+    d_items = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    first = chunk * tokens_per_chunk
+    last = tl.minimum(first + tokens_per_chunk, num_tokens)
+    for start in range(first, last, BLOCK_T):
+        offs_t = start + tl.arange(0, BLOCK_T)
+        t_mask = offs_t < last
+        h = tl.load(h_ptr + offs_t[:, None] * h_row_stride + offs_d[None, :],
+                    mask=t_mask[:, None] & d_mask[None, :], other=0.0)
+        targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
+        lse = tl.load(lse_ptr + offs_t, mask=t_mask, other=0.0)
+        g = tl.load(grad_ptr + offs_t, mask=t_mask, other=0.0)
+        g = tl.where(t_mask & (targets != 0), g, 0.0) * inv_temperature
+        if SAMPLED_SOFTMAX:
+            shift = tl.load(shift_ptr + offs_t, mask=t_mask, other=0.0)
+        else:
+            shift = tl.zeros([BLOCK_T], dtype=tl.float32)
+        raw, _ = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)
+        scores, _ = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)
+        d_scores = tl.exp(scores + shift[:, None] - lse[:, None]) * g[:, None]
+        d_items += tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
+    tl.atomic_add(de_ptr + ids[:, None] * de_row_stride + offs_d[None, :], d_items,
+                  mask=(ids != 0)[:, None] & d_mask[None, :])

@@ -1,0 +1,82 @@
+"""Shared Triton building blocks: where a block of negatives comes from, and its scores.
+
+Negative ids come from one of three sources (`ID_SOURCE`): an explicit id tensor, the whole
+catalog in order (full-catalog CE), or Philox random numbers regenerated from a seed, so
+that neither the forward nor the backward pass needs a tokens x N id tensor.
+"""
+
+import triton
+import triton.language as tl
+
+IDS_EXPLICIT = 0
+IDS_CATALOG = 1
+IDS_RANDOM = 2
+
+
+@triton.jit
+def negative_ids(ids_ptr, ids_row, ids_row_stride, offs_n, n_mask, num_negatives, num_items,
+                 seed, ID_SOURCE: tl.constexpr):
+    """Ids (int64) of negatives `offs_n` in row `ids_row` (a tensor for per-position rows).
+
+    Masked-off lanes get id 0, which every pass treats as "no negative".
+    """
+    if ID_SOURCE == 0:
+        ids = tl.load(ids_ptr + ids_row * ids_row_stride + offs_n, mask=n_mask, other=0)
+    elif ID_SOURCE == 1:
+        ids = offs_n + 1 + ids_row * 0
+    else:
+        counter = (ids_row * num_negatives + offs_n).to(tl.uint32)
+        ids = 1 + tl.randint(seed, counter).to(tl.int64) % num_items
+    return tl.where(n_mask, ids.to(tl.int64), 0)
+
+
+@triton.jit
+def draw_negatives_kernel(out_ptr, num_negatives, num_items, seed, BLOCK_N: tl.constexpr):
+    """Writes row `program_id(0)` of the ids that IDS_RANDOM makes the loss kernels draw."""
+    row = tl.program_id(0)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < num_negatives
+    ids = negative_ids(out_ptr, row, 0, offs_n, n_mask, num_negatives, num_items, seed, 2)
+    tl.store(out_ptr + row * num_negatives + offs_n, ids, mask=n_mask)
+
+
+@triton.jit
+def adjust_scores(scores, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q: tl.constexpr):
+    """Temperature and log-Q correction; accidental hits and id 0 masked to -inf.
+
+    `ids` broadcasts against `targets[:, None]`: (N,) for shared rows, (T, N) per position.
+    """
+    scores = scores * inv_temperature
+    if HAS_LOG_Q:
+        scores -= tl.load(log_q_ptr + ids)
+    masked = (ids == targets[:, None]) | (ids == 0)
+    return tl.where(masked, float("-inf"), scores), masked
+
+
+@triton.jit
+def dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION: tl.constexpr):
+    """(BLOCK_T, BLOCK_N) scores of a token block against shared negative rows `ids`."""
+    e = tl.load(e_ptr + ids[:, None] * e_row_stride + offs_d[None, :],
+                mask=d_mask[None, :], other=0.0)
+    return tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION), e
+
+
+@triton.jit
+def gathered_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask):
+    """(BLOCK_T, BLOCK_N) scores when every token has its own negatives `ids` (T, N)."""
+    e = tl.load(e_ptr + ids[:, :, None] * e_row_stride + offs_d[None, None, :],
+                mask=d_mask[None, None, :], other=0.0)
+    return tl.sum(h[:, None, :].to(tl.float32) * e.to(tl.float32), axis=2), e
+
+
+@triton.jit
+def positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask):
+    """(BLOCK_T,) score of each token against its own target row, and that row."""
+    e = tl.load(e_ptr + targets[:, None] * e_row_stride + offs_d[None, :],
+                mask=d_mask[None, :], other=0.0)
+    return tl.sum(h.to(tl.float32) * e.to(tl.float32), axis=1), e
+
+
+def precision_for(dtype) -> str:
+    """IEEE fp32 products for fp32 inputs (users choosing fp32 want fp32); tensor cores else."""
+    return "ieee" if dtype.itemsize == 4 else "tf32"

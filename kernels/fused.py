@@ -1,0 +1,306 @@
+"""CCE- and full-catalog CCE: the fused losses' public functions and their autograd glue.
+
+    >>> loss = cce_minus(hidden, item_emb, targets, negatives)            # explicit ids
+    >>> loss = cce_minus(hidden, item_emb, targets,
+    ...                  InKernelNegatives(4095, mode="tile", tile_size=128))
+    >>> loss = cce(hidden, item_emb, targets)                             # all items
+
+Conventions are those of `kernels.reference`: hidden (tokens, d), item_emb (rows, d) whose row
+0 is padding and never a class, targets (tokens,) with 0 for padding tokens. Per-token losses
+come out of one kernel in float32; the reduction is plain PyTorch on them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+from torch import nn
+
+from kernels.cce_backward import cce_minus_backward_hidden_kernel, cce_minus_backward_items_kernel
+from kernels.cce_forward import cce_minus_forward_kernel
+from kernels.cce_scores import (
+    IDS_CATALOG,
+    IDS_EXPLICIT,
+    IDS_RANDOM,
+    draw_negatives_kernel,
+    precision_for,
+)
+from kernels.negatives import NEGATIVE_MODES
+from kernels.reference import reduce
+
+
+@dataclass(frozen=True)
+class InKernelNegatives:
+    """Uniform negatives drawn inside the kernels from a seed, never stored.
+
+    The backward pass regenerates the same ids, so even the (tokens x N) id tensor of the
+    per-position mode never exists. `seed=None` draws one from torch's generator, so
+    `torch.manual_seed` makes runs repeatable.
+    """
+
+    num_negatives: int
+    mode: str = "tile"
+    tile_size: int = 128
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything the three kernels need besides tensors: modes, constants, block sizes."""
+
+    id_source: int
+    gather: bool
+    tiled: bool
+    tile_size: int
+    num_negatives: int
+    num_items: int
+    seed: int
+    inv_temperature: float
+    log_others: float
+    has_log_q: bool
+    sampled_softmax: bool
+    precision: str
+    block_t: int
+    block_n: int
+    block_d: int
+    num_warps: int
+
+    def constants(self) -> dict:
+        return dict(ID_SOURCE=self.id_source, TILED=self.tiled, HAS_LOG_Q=self.has_log_q,
+                    SAMPLED_SOFTMAX=self.sampled_softmax, DOT_PRECISION=self.precision,
+                    BLOCK_T=self.block_t, BLOCK_N=self.block_n, BLOCK_D=self.block_d,
+                    num_warps=self.num_warps)
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _check_inputs(hidden, item_emb, targets) -> None:
+    if hidden.dim() != 2 or item_emb.dim() != 2 or hidden.shape[1] != item_emb.shape[1]:
+        raise ValueError(f"hidden (tokens, d) and item_emb (rows, d) must share d; got "
+                         f"{tuple(hidden.shape)} and {tuple(item_emb.shape)}")
+    if targets.shape != hidden.shape[:1] or targets.dtype.is_floating_point:
+        raise ValueError(f"targets must be integer ids, one per token ({hidden.shape[0]}); got "
+                         f"{targets.dtype} {tuple(targets.shape)}")
+    if hidden.dtype != item_emb.dtype:
+        raise ValueError(f"hidden is {hidden.dtype} but item_emb is {item_emb.dtype}")
+    if not hidden.is_cuda and not _interpreted():
+        raise ValueError("the fused losses run on CUDA tensors (or under TRITON_INTERPRET=1); "
+                         "use kernels.reference on the CPU")
+
+
+def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negatives, seed,
+          temperature, has_log_q, sampled_softmax) -> _Plan:
+    block_d = max(16, triton.next_power_of_2(hidden.shape[1]))
+    if gather:  # a (BLOCK_T, BLOCK_N, BLOCK_D) register tile of gathered rows
+        block_n = 16
+        block_t = max(1, min(16, 4096 // (block_n * block_d)))
+    else:
+        wide = block_d * hidden.element_size() > 512
+        block_t = min(64, tile_size) if tiled else 64
+        block_n = 32 if wide else 64
+    if tiled and (tile_size % block_t or tile_size < 16 or tile_size & (tile_size - 1)):
+        raise ValueError(f"tile_size must be a power of two >= 16, got {tile_size}")
+    return _Plan(
+        id_source=id_source, gather=gather, tiled=tiled, tile_size=tile_size,
+        num_negatives=num_negatives, num_items=item_emb.shape[0] - 1, seed=seed,
+        inv_temperature=1.0 / temperature, log_others=math.log(max(1, item_emb.shape[0] - 2)),
+        has_log_q=has_log_q, sampled_softmax=sampled_softmax,
+        precision=precision_for(hidden.dtype), block_t=block_t, block_n=block_n,
+        block_d=block_d, num_warps=4 if block_d <= 64 else 8,
+    )
+
+
+def _output(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Uninitialised memory for results the kernels write in full (tests poison it)."""
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """Any row stride is fine; columns must be contiguous."""
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+class _CCEMinus(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, item_emb, targets, ids, log_q, plan: _Plan):
+        hidden, item_emb = _rows(hidden), _rows(item_emb)
+        tokens = hidden.shape[0]
+        out = _output((4, tokens), torch.float32, hidden.device)
+        loss, lse, pos, shift = out
+        ids_arg = ids if ids is not None else targets  # unused pointer when ids are generated
+        log_q_arg = log_q if log_q is not None else lse
+        cce_minus_forward_kernel[(triton.cdiv(tokens, plan.block_t),)](
+            hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
+            ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
+            loss, lse, pos, shift,
+            tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
+            plan.seed, plan.inv_temperature, plan.log_others,
+            GATHER=plan.gather, **plan.constants(),
+        )
+        ctx.save_for_backward(hidden, item_emb, targets, ids, log_q, lse, pos, shift)
+        ctx.plan = plan
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        hidden, item_emb, targets, ids, log_q, lse, pos, shift = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        tokens, dim = hidden.shape
+        grad_loss = grad_loss.float().contiguous()
+        d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
+        d_items = torch.zeros(item_emb.shape, dtype=torch.float32, device=hidden.device)
+        ids_arg = ids if ids is not None else targets
+        ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
+        log_q_arg = log_q if log_q is not None else lse
+        cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, plan.block_t),)](
+            hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg, ids_stride,
+            log_q_arg, lse, pos, shift, grad_loss, d_hidden, d_hidden.stride(0),
+            d_items, d_items.stride(0),
+            tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, plan.seed,
+            plan.inv_temperature, GATHER=plan.gather, **plan.constants(),
+        )
+        if not plan.gather:
+            chunk, chunks = _token_chunks(plan, tokens, hidden.device)
+            cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives, plan.block_n),
+                                             chunks)](
+                hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg,
+                ids_stride, log_q_arg, lse, shift, grad_loss, d_items, d_items.stride(0),
+                tokens, dim, plan.num_negatives, plan.num_items, chunk, plan.seed,
+                plan.inv_temperature, **plan.constants(),
+            )
+        return d_hidden, d_items.to(item_emb.dtype), None, None, None, None
+
+
+def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:
+    """(tokens per chunk, chunks) for the item-gradient grid.
+
+    A tile is a chunk in the tile mode. Otherwise split the tokens only until the grid has
+    about four programs per multiprocessor: each split costs N x d atomic adds.
+    """
+    if plan.tiled:
+        return plan.tile_size, triton.cdiv(tokens, plan.tile_size)
+    token_blocks = triton.cdiv(tokens, plan.block_t)
+    negative_blocks = triton.cdiv(plan.num_negatives, plan.block_n)
+    processors = (torch.cuda.get_device_properties(device).multi_processor_count
+                  if device.type == "cuda" else 2)
+    chunks = max(1, min(token_blocks, triton.cdiv(4 * processors, negative_blocks)))
+    chunk = triton.cdiv(token_blocks, chunks) * plan.block_t
+    return chunk, triton.cdiv(tokens, chunk)
+
+
+def cce_minus(
+    hidden: torch.Tensor,
+    item_emb: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor | InKernelNegatives,
+    *,
+    tile_size: int | None = None,
+    reduction: str = "mean",
+    temperature: float = 1.0,
+    log_q: torch.Tensor | None = None,
+    sampled_softmax: bool = False,
+) -> torch.Tensor:
+    """Fused `kernels.reference.ce_minus`: same arguments, same result, no logits in memory.
+
+    `negatives` is an id tensor, (N,) shared, (tokens, N) per position, or (tiles, N) with
+    `tile_size`, or an `InKernelNegatives` to draw them inside the kernels.
+    """
+    _check_inputs(hidden, item_emb, targets)
+    if isinstance(negatives, InKernelNegatives):
+        if negatives.mode not in NEGATIVE_MODES:
+            raise ValueError(f"unknown negative mode {negatives.mode!r}; choose one of "
+                             f"{NEGATIVE_MODES}")
+        mode, ids, id_source = negatives.mode, None, IDS_RANDOM
+        num_negatives = negatives.num_negatives
+        tile_size = negatives.tile_size if mode == "tile" else None
+        seed = (negatives.seed if negatives.seed is not None
+                else int(torch.randint(0, 2**31 - 1, ())))
+    else:
+        ids, id_source, seed = negatives, IDS_EXPLICIT, 0
+        num_negatives = ids.shape[-1]
+        if ids.dim() == 1:
+            mode = "shared"
+        else:
+            mode = "tile" if tile_size is not None else "per_position"
+            rows = triton.cdiv(hidden.shape[0], tile_size) if tile_size else hidden.shape[0]
+            if ids.shape[0] != rows:
+                raise ValueError(f"{mode} negatives need {rows} rows, got {ids.shape[0]}")
+        ids = _rows(ids)
+    if log_q is not None and log_q.shape != item_emb.shape[:1]:
+        raise ValueError(f"log_q needs one value per row of item_emb ({item_emb.shape[0]}), "
+                         f"got {tuple(log_q.shape)}")
+    plan = _plan(hidden, item_emb, id_source=id_source, gather=mode == "per_position",
+                 tiled=mode == "tile", tile_size=tile_size or 1, num_negatives=num_negatives,
+                 seed=seed, temperature=temperature, has_log_q=log_q is not None,
+                 sampled_softmax=sampled_softmax)
+    log_q = None if log_q is None else log_q.float().contiguous()
+    loss = _CCEMinus.apply(hidden, item_emb, targets, ids, log_q, plan)
+    return reduce(loss, targets, reduction)
+
+
+def cce(
+    hidden: torch.Tensor,
+    item_emb: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Fused `kernels.reference.ce`: cross-entropy over every item, logits never stored."""
+    _check_inputs(hidden, item_emb, targets)
+    num_items = item_emb.shape[0] - 1
+    plan = _plan(hidden, item_emb, id_source=IDS_CATALOG, gather=False, tiled=False,
+                 tile_size=1, num_negatives=num_items, seed=0, temperature=temperature,
+                 has_log_q=False, sampled_softmax=False)
+    loss = _CCEMinus.apply(hidden, item_emb, targets, None, None, plan)
+    return reduce(loss, targets, reduction)
+
+
+def in_kernel_ids(
+    negatives: InKernelNegatives, num_tokens: int, num_items: int, device: torch.device | str
+) -> torch.Tensor:
+    """The ids that `negatives` (with its seed set) makes the kernels draw, as a tensor in the
+    layout `cce_minus` accepts: for checking and debugging, never needed to train."""
+    if negatives.seed is None:
+        raise ValueError("in_kernel_ids needs InKernelNegatives with a seed")
+    if negatives.mode == "shared":
+        rows = 1
+    elif negatives.mode == "tile":
+        rows = triton.cdiv(num_tokens, negatives.tile_size)
+    else:
+        rows = num_tokens
+    ids = _output((rows, negatives.num_negatives), torch.int64, torch.device(device))
+    block_n = 64
+    draw_negatives_kernel[(rows, triton.cdiv(negatives.num_negatives, block_n))](
+        ids, negatives.num_negatives, num_items, negatives.seed, BLOCK_N=block_n)
+    return ids[0] if negatives.mode == "shared" else ids
+
+
+class CCEMinus(nn.Module):
+    """`cce_minus` as a module, configured once: `CCEMinus(temperature=0.5)(h, e, t, negs)`."""
+
+    def __init__(self, *, tile_size: int | None = None, reduction: str = "mean",
+                 temperature: float = 1.0, sampled_softmax: bool = False) -> None:
+        super().__init__()
+        self.options = dict(tile_size=tile_size, reduction=reduction, temperature=temperature,
+                            sampled_softmax=sampled_softmax)
+
+    def forward(self, hidden, item_emb, targets, negatives, log_q=None) -> torch.Tensor:
+        return cce_minus(hidden, item_emb, targets, negatives, log_q=log_q, **self.options)
+
+
+class CCE(nn.Module):
+    """`cce` as a module: `CCE()(hidden, item_emb, targets)`."""
+
+    def __init__(self, *, reduction: str = "mean", temperature: float = 1.0) -> None:
+        super().__init__()
+        self.options = dict(reduction=reduction, temperature=temperature)
+
+    def forward(self, hidden, item_emb, targets) -> torch.Tensor:
+        return cce(hidden, item_emb, targets, **self.options)

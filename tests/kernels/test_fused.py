@@ -1,0 +1,125 @@
+"""The fused kernels against float64 references, run by Triton's interpreter on the CPU
+(compiled on a GPU when one is present). Fresh random inputs per case; outputs poisoned."""
+
+import pytest
+import torch
+
+import kernels.fused as fused_module
+from kernels import CCE, CCEMinus, InKernelNegatives, cce, cce_minus, in_kernel_ids, reference
+from tests.kernels.problems import grads, make_problem
+
+MODES = ["shared", "per_position", "tile"]
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    """Every buffer the kernels must write in full starts as NaN: a gap fails the test."""
+    def poisoned(shape, dtype, device):
+        fill = float("nan") if dtype.is_floating_point else -1
+        return torch.full(shape, fill, dtype=dtype, device=device)
+    monkeypatch.setattr(fused_module, "_output", poisoned)
+
+
+def relative_errors(ours, expected):
+    return [((got.double() - want).norm() / want.norm()).item()
+            for got, want in zip(ours, expected, strict=True)]
+
+
+def check(fused, ref, problem, tolerance=1e-5, **kwargs):
+    """Fused on fp32 inputs against the reference on float64 copies: loss, d(hidden), d(items)."""
+    wide = make_problem_like(problem, torch.float64)
+    errors = relative_errors(grads(fused, problem, **kwargs), grads(ref, wide, **kwargs))
+    assert all(error < tolerance for error in errors), errors  # NaN fails too
+
+
+def make_problem_like(problem, dtype):
+    from dataclasses import replace
+    return replace(problem, hidden=problem.hidden.to(dtype), emb=problem.emb.to(dtype))
+
+
+def fp32_problem(mode, **kwargs):
+    kwargs = {"tokens": 37, "dim": 24, "num_negatives": 21, "tile_size": 16, **kwargs}
+    return make_problem(mode, dtype=torch.float32, device=DEVICE, **kwargs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_explicit_negatives(mode, reduction):
+    problem = fp32_problem(mode)
+    check(cce_minus, reference.ce_minus, problem, tile_size=problem.tile_size,
+          reduction=reduction)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_temperature_log_q_and_sampled_softmax(mode):
+    problem = fp32_problem(mode)
+    log_q = torch.log_softmax(torch.randn(problem.num_items + 1, device=DEVICE), 0)
+    check(cce_minus, reference.ce_minus, problem, tile_size=problem.tile_size,
+          temperature=0.6, log_q=log_q, sampled_softmax=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dim", [8, 17, 64])
+def test_odd_shapes(mode, dim):
+    problem = fp32_problem(mode, tokens=71, dim=dim, num_negatives=67, num_items=90)
+    check(cce_minus, reference.ce_minus, problem, tile_size=problem.tile_size)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_in_kernel_negatives_match_their_materialised_ids(mode):
+    problem = fp32_problem(mode)
+    negatives = InKernelNegatives(21, mode=mode, tile_size=16,
+                                  seed=int(torch.randint(0, 2**30, ())))
+    ids = in_kernel_ids(negatives, 37, problem.num_items, DEVICE)
+    tile_size = 16 if mode == "tile" else None
+    check(lambda h, e, t, n: cce_minus(h, e, t, negatives),
+          lambda h, e, t, n: reference.ce_minus(h, e, t, ids.to(h.device), tile_size=tile_size),
+          problem)
+
+
+def test_in_kernel_ids_are_uniform_over_the_catalog_and_follow_the_seed():
+    first = in_kernel_ids(InKernelNegatives(4000, "per_position", seed=1), 5, 10, DEVICE)
+    again = in_kernel_ids(InKernelNegatives(4000, "per_position", seed=1), 5, 10, DEVICE)
+    other = in_kernel_ids(InKernelNegatives(4000, "per_position", seed=2), 5, 10, DEVICE)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    counts = torch.bincount(first.flatten().cpu(), minlength=11)
+    assert counts[0] == 0 and (counts[1:] > 1600).all() and (counts[1:] < 2400).all()
+    assert len(torch.unique(first, dim=0)) == 5  # rows differ
+
+
+def test_full_catalog_cce():
+    problem = fp32_problem("shared", num_items=150)
+    check(lambda h, e, t, n: cce(h, e, t, temperature=0.8),
+          lambda h, e, t, n: reference.ce(h, e, t, temperature=0.8), problem)
+
+
+def test_non_contiguous_inputs():
+    problem = fp32_problem("per_position")
+    wide_rows = torch.randn(37, 40, device=DEVICE)[:, 3:27]  # row stride 40, not 24
+    wide_rows.copy_(problem.hidden)
+    transposed = problem.emb.t().contiguous().t()  # column stride != 1
+    problem.hidden, problem.emb = wide_rows, transposed
+    assert not problem.hidden.is_contiguous() and not problem.emb.is_contiguous()
+    check(cce_minus, reference.ce_minus, problem)
+
+
+def test_modules_match_functions():
+    problem = fp32_problem("shared")
+    args = (problem.hidden, problem.emb, problem.targets)
+    torch.testing.assert_close(CCEMinus(temperature=0.5)(*args, problem.negatives),
+                               cce_minus(*args, problem.negatives, temperature=0.5))
+    torch.testing.assert_close(CCE()(*args), cce(*args))
+
+
+def test_bad_arguments_are_named():
+    problem = fp32_problem("per_position")
+    args = (problem.hidden, problem.emb, problem.targets)
+    with pytest.raises(ValueError, match="per_position negatives need 37 rows, got 36"):
+        cce_minus(*args, problem.negatives[:36])
+    with pytest.raises(ValueError, match="tile_size must be a power of two >= 16, got 24"):
+        cce_minus(*args, problem.negatives[:2], tile_size=24)
+    with pytest.raises(ValueError, match="must share d"):
+        cce_minus(problem.hidden[:, :5], problem.emb, problem.targets, problem.negatives)
+    with pytest.raises(ValueError, match="log_q needs one value per row"):
+        cce_minus(*args, problem.negatives, log_q=torch.zeros(3, device=DEVICE))
