@@ -1,0 +1,269 @@
+"""Forward+backward time and peak memory of the fused losses against PyTorch and the peers.
+
+    python -m benchmarks.kernels --out-dir benchmarks/results
+
+Sampled losses (ours in the tile, shared and per-position modes against the PyTorch
+`ce_minus` reference in the same mode) over tokens x negatives x d x catalog x dtype, and
+full-catalog CE (ours, PyTorch, Apple's cut-cross-entropy, Liger's fused linear CE). Each row
+has the median time (`triton.testing.do_bench`), the peak memory above the inputs, the
+workspace (that peak less the two gradients every implementation returns), and a roofline
+floor from measured matrix and copy rates. Results: kernels-<gpu>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import triton
+
+from kernels import InKernelNegatives, cce, cce_minus, reference
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+EXP_RATE = 132 * 16 * 1.755e9  # H100 SXM: 16 exp/clock/SM (MUFU) x 132 SMs x boost clock
+TILE = 128
+
+
+@dataclass
+class Row:
+    kind: str  # "sampled" or "full"
+    impl: str
+    mode: str
+    dtype: str
+    tokens: int
+    negatives: int
+    dim: int
+    catalog: int
+    ms: float | None = None
+    peak_mb: float | None = None
+    workspace_mb: float | None = None
+    floor_ms: float | None = None
+    status: str = "ok"
+
+
+@dataclass
+class Ceilings:
+    matmul_tflops: dict  # dtype name -> measured dense matrix rate
+    copy_tbps: float
+
+
+def measure_ceilings() -> Ceilings:
+    """A large matrix product per dtype and a device-to-device copy, on random data."""
+    rates = {}
+    for name, dtype in DTYPES.items():
+        a = torch.randn(8192, 8192, device="cuda").to(dtype)
+        b = torch.randn(8192, 8192, device="cuda").to(dtype)
+        if dtype == torch.float32:
+            torch.backends.cuda.matmul.allow_tf32 = False
+        ms = triton.testing.do_bench(lambda a=a, b=b: a @ b, return_mode="median")
+        rates[name] = 2 * 8192**3 / ms / 1e9
+    src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = triton.testing.do_bench(lambda: dst.copy_(src), return_mode="median")
+    return Ceilings(rates, 2 * 2**30 / ms / 1e9)
+
+
+def floor_ms(ceilings: Ceilings, dtype: str, tokens: int, negatives: int, dim: int,
+             catalog: int) -> float:
+    """The larger of matrix, exponential and byte time for our fused passes.
+
+    Matrix work: forward scores 2TNd; backward recomputes them twice (hidden and item passes)
+    and forms dH and dE: 10TNd in all. Exponentials: 3TN. Bytes: hidden and item table
+    read, their gradients written, once each.
+    """
+    size = torch.finfo(DTYPES[dtype]).bits // 8
+    matrix = 10 * tokens * negatives * dim / (ceilings.matmul_tflops[dtype] * 1e12)
+    exps = 3 * tokens * negatives / EXP_RATE
+    moved = 2 * (tokens + catalog) * dim * size / (ceilings.copy_tbps * 1e12)
+    return 1e3 * max(matrix, exps, moved)
+
+
+def run(fn, hidden, emb, limit_ms: float) -> tuple[float, float, float]:
+    """(median ms, peak MB above the inputs, workspace MB) of fn's forward+backward."""
+    def step():
+        return torch.autograd.grad(fn(hidden, emb), (hidden, emb))
+
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    grads = step()
+    torch.cuda.synchronize()
+    first = (time.perf_counter() - started) * 1e3
+    peak = torch.cuda.max_memory_allocated() - base
+    outputs = sum(g.numel() * g.element_size() for g in grads)
+    del grads
+    if first > limit_ms:  # too slow for do_bench's many repeats: a few timed calls
+        times = []
+        for _ in range(3):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        ms = sorted(times)[1]
+    else:
+        ms = triton.testing.do_bench(step, warmup=25, rep=100, return_mode="median")
+    return ms, peak / 2**20, (peak - outputs) / 2**20
+
+
+def sampled_impls(tokens: int, negatives: int, catalog: int, per_position: bool):
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    shared = torch.randint(1, catalog + 1, (negatives,), device="cuda", generator=generator)
+    tiles = torch.randint(1, catalog + 1, (triton.cdiv(tokens, TILE), negatives),
+                          device="cuda", generator=generator)
+    impls = {
+        ("ours", "tile (in-kernel)"): lambda h, e, t: cce_minus(
+            h, e, t, InKernelNegatives(negatives, "tile", TILE, seed=0)),
+        ("ours", "tile"): lambda h, e, t: cce_minus(h, e, t, tiles, tile_size=TILE),
+        ("torch", "tile"): lambda h, e, t: reference.ce_minus(h, e, t, tiles, tile_size=TILE),
+        ("ours", "shared"): lambda h, e, t: cce_minus(h, e, t, shared),
+        ("torch", "shared"): lambda h, e, t: reference.ce_minus(h, e, t, shared),
+    }
+    if per_position:
+        ids = torch.randint(1, catalog + 1, (tokens, negatives), device="cuda",
+                            generator=generator)
+        impls[("ours", "per_position (in-kernel)")] = lambda h, e, t: cce_minus(
+            h, e, t, InKernelNegatives(negatives, "per_position", seed=0))
+        impls[("torch", "per_position")] = lambda h, e, t: reference.ce_minus(h, e, t, ids)
+    return impls
+
+
+def full_impls():
+    impls = {("ours", "full"): cce, ("torch", "full"): reference.ce}
+    try:
+        from cut_cross_entropy import linear_cross_entropy
+
+        impls[("apple-cce", "full")] = lambda h, e, t: linear_cross_entropy(
+            h, e[1:], torch.where(t == 0, -100, t - 1))
+    except ImportError:
+        pass
+    try:
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+        impls[("liger", "full")] = lambda h, e, t: liger_fused_linear_cross_entropy(
+            h, e[1:], torch.where(t == 0, -100, t - 1))
+    except ImportError:
+        pass
+    return impls
+
+
+def measure(row: Row, fn, limit_ms: float) -> Row:
+    dtype = DTYPES[row.dtype]
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    try:
+        hidden = (torch.randn(row.tokens, row.dim, device="cuda", generator=generator)
+                  / row.dim**0.25).to(dtype).requires_grad_()
+        emb = (torch.randn(row.catalog + 1, row.dim, device="cuda", generator=generator)
+               / row.dim**0.25).to(dtype).requires_grad_()
+        targets = torch.randint(1, row.catalog + 1, (row.tokens,), device="cuda",
+                                generator=generator)
+        row.ms, row.peak_mb, row.workspace_mb = run(lambda h, e: fn(h, e, targets), hidden, emb,
+                                                    limit_ms)
+    except torch.OutOfMemoryError:
+        row.status = "OOM"
+    except Exception as error:  # a peer that does not support the case: record, go on
+        row.status = f"error: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
+    torch.cuda.empty_cache()
+    return row
+
+
+def gpu_slug() -> str:
+    name = torch.cuda.get_device_name().lower()
+    return next((chip for chip in ("h200", "h100", "a100", "l4") if chip in name),
+                name.replace(" ", "-"))
+
+
+def write(rows: list[Row], meta: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"kernels-{meta['gpu_slug']}"
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1))
+    lines = [f"# Kernel benchmark on {meta['gpu']} ({meta['date']})", "",
+             f"`{meta['command']}`; torch {meta['torch']}, triton {meta['triton']}. "
+             f"Measured ceilings: {meta['ceilings']}. Time: median forward+backward; "
+             "peak: max_memory_allocated above the inputs; workspace: peak less the two "
+             "returned gradients; floor: roofline of our passes (see benchmarks/kernels.py).",
+             "", "| kind | impl | mode | dtype | tokens | N | d | catalog | ms | floor ms | "
+             "peak MB | workspace MB | status |", "|" + "---|" * 13]
+    for r in rows:
+        cells = [r.kind, r.impl, r.mode, r.dtype, r.tokens, r.negatives, r.dim, r.catalog,
+                 _fmt(r.ms), _fmt(r.floor_ms), _fmt(r.peak_mb), _fmt(r.workspace_mb), r.status]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--tokens", type=int, nargs="+", default=[8192, 32768, 131072])
+    parser.add_argument("--negatives", type=int, nargs="+", default=[128, 512, 2048, 8192])
+    parser.add_argument("--dims", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--catalogs", type=int, nargs="+", default=[26_744, 1_000_000])
+    parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=DTYPES)
+    parser.add_argument("--kinds", nargs="+", default=["sampled", "full"])
+    parser.add_argument("--extra", nargs="*", default=[],
+                        help="extra sampled points as DTYPE:TOKENS:N:D:CATALOG")
+    parser.add_argument("--slow-ms", type=float, default=300.0,
+                        help="time a call this slow 3 times instead of with do_bench")
+    parser.add_argument("--max-per-position", type=float, default=2**24,
+                        help="skip per-position modes above this tokens x N")
+    args = parser.parse_args()
+
+    ceilings = measure_ceilings()
+    meta = {"gpu": torch.cuda.get_device_name(), "gpu_slug": gpu_slug(),
+            "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+            "triton": triton.__version__, "command": "python -m benchmarks.kernels "
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                       if k != "out_dir"),
+            "ceilings": {"matmul_tflops": {k: round(v) for k, v in
+                                           ceilings.matmul_tflops.items()},
+                         "copy_tbps": round(ceilings.copy_tbps, 2)}}
+    print(meta)
+    points = [(d, t, n, dim, c) for d in args.dtypes for c in args.catalogs
+              for dim in args.dims for t in args.tokens for n in args.negatives]
+    points += [(d, int(t), int(n), int(dim), int(c))
+               for d, t, n, dim, c in (e.split(":") for e in args.extra)]
+    rows: list[Row] = []
+    if "sampled" in args.kinds:
+        for dtype, tokens, negatives, dim, catalog in points:
+            impls = sampled_impls(tokens, negatives, catalog,
+                                  tokens * negatives <= args.max_per_position)
+            for (impl, mode), fn in impls.items():
+                row = Row("sampled", impl, mode, dtype, tokens, negatives, dim, catalog)
+                row.floor_ms = floor_ms(ceilings, dtype, tokens, negatives, dim, catalog)
+                rows.append(measure(row, fn, args.slow_ms))
+                print(asdict(rows[-1]), flush=True)
+            write(rows, meta, args.out_dir)
+    if "full" in args.kinds:
+        for dtype, tokens, dim, catalog in sorted({(p[0], p[1], p[3], p[4]) for p in points}):
+            for (impl, mode), fn in full_impls().items():
+                row = Row("full", impl, mode, dtype, tokens, catalog, dim, catalog)
+                row.floor_ms = floor_ms(ceilings, dtype, tokens, catalog, dim, catalog)
+                rows.append(measure(row, fn, args.slow_ms))
+                print(asdict(rows[-1]), flush=True)
+            write(rows, meta, args.out_dir)
+    print_table(rows)
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'kind':8} {'impl':9} {'mode':24} {'dtype':5} {'tokens':>7} {'N':>7} {'d':>4} "
+          f"{'catalog':>8} {'ms':>8} {'floor':>7} {'work MB':>9} status")
+    for r in rows:
+        print(f"{r.kind:8} {r.impl:9} {r.mode:24} {r.dtype:5} {r.tokens:>7} {r.negatives:>7} "
+              f"{r.dim:>4} {r.catalog:>8} {_fmt(r.ms):>8} {_fmt(r.floor_ms):>7} "
+              f"{_fmt(r.workspace_mb):>9} {r.status}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One device call: GPU facts, the test suite compiled on the GPU, then the stages named as
+# arguments (kernels-smoke, kernels, quality, train-ml20m). Logs and results go to $OUT.
+set -uo pipefail
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 CCE_TUNE_CACHE=/tmp/cce-cache
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)'
+for stage in "$@"; do
+  echo "=== $stage $(date +%T)"
+  case $stage in
+    tests) python3 -m pytest -q -x tests 2>&1 | tee "$out/tests.log" | tail -25 ;;
+    kernels-smoke) python3 -m benchmarks.kernels --out-dir "$out" --tokens 32768 \
+        --negatives 512 4095 --dims 256 --catalogs 26744 --dtypes bf16 --kinds sampled \
+        2>&1 | tail -12 ;;
+    kernels) python3 -m benchmarks.kernels --out-dir "$out" \
+        --extra fp16:131072:4095:256:26744 bf16:51200:26744:64:26744 2>&1 \
+        | tee "$out/kernels.log" | tail -70 ;;
+    full) python3 -m benchmarks.kernels --out-dir "$out" --kinds full --negatives 1 \
+        --tokens 8192 32768 51200 131072 2>&1 | tail -40 ;;
+    quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
+    train-ml20m)
+      for loss in "ce_minus" "cce_minus"; do
+        python3 -m tuner.cli train --dataset synthetic-ml-20m --loss $loss --negatives 1024 \
+          --batch-size 256 --max-len 200 --epochs 1 --out "$out/train-ml20m-$loss.json" 2>&1 \
+          | tee "$out/train-ml20m-$loss.log"
+      done ;;
+    *) echo "unknown stage $stage" ;;
+  esac
+done
+echo "=== done $(date +%T)"
