@@ -51,11 +51,12 @@ def cce_minus_backward_hidden_kernel(
         shift = tl.zeros([BLOCK_T], dtype=tl.float32)
 
     pos = tl.load(pos_ptr + offs_t, mask=t_mask, other=0.0)
-    _, e_pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)
+    e_pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)[1]
     d_pos = g * (tl.exp(pos - lse) - 1.0)
     dh = d_pos[:, None] * e_pos.to(tl.float32)
     tl.atomic_add(de_ptr + targets[:, None] * de_row_stride + offs_d[None, :],
-                  d_pos[:, None] * h.to(tl.float32), mask=valid[:, None] & d_mask[None, :])
+                  d_pos[:, None] * h.to(tl.float32), mask=valid[:, None] & d_mask[None, :],
+                  sem="relaxed")
     row = 0
     if TILED:
         row = (pid * BLOCK_T) // tile_size
@@ -79,7 +80,7 @@ def cce_minus_backward_hidden_kernel(
             keep = valid[:, None] & ~masked
             tl.atomic_add(de_ptr + ids[:, :, None] * de_row_stride + offs_d[None, None, :],
                           d_scores[:, :, None] * h[:, None, :].to(tl.float32),
-                          mask=keep[:, :, None] & d_mask[None, None, :])
+                          mask=keep[:, :, None] & d_mask[None, None, :], sem="relaxed")
         else:
             dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
 
@@ -122,9 +123,9 @@ def cce_minus_backward_items_kernel(
             shift = tl.load(shift_ptr + offs_t, mask=t_mask, other=0.0)
         else:
             shift = tl.zeros([BLOCK_T], dtype=tl.float32)
-        raw, _ = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)
-        scores, _ = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)
+        raw = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)[0]
+        scores = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)[0]
         d_scores = tl.exp(scores + shift[:, None] - lse[:, None]) * g[:, None]
         d_items += tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
     tl.atomic_add(de_ptr + ids[:, None] * de_row_stride + offs_d[None, :], d_items,
-                  mask=(ids != 0)[:, None] & d_mask[None, :])
+                  mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")

@@ -36,7 +36,7 @@ def cce_minus_forward_kernel(
                 mask=t_mask[:, None] & d_mask[None, :], other=0.0)
     targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
 
-    pos, _ = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)
+    pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)[0]
     pos = pos * inv_temperature
     if HAS_LOG_Q:
         pos -= tl.load(log_q_ptr + targets)
@@ -54,11 +54,11 @@ def cce_minus_forward_kernel(
             ids = negative_ids(ids_ptr, offs_t[:, None], ids_row_stride, offs_n[None, :],
                                t_mask[:, None] & n_mask[None, :], num_negatives, num_items,
                                seed, ID_SOURCE)
-            raw, _ = gathered_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask)
+            raw = gathered_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask)[0]
         else:
             ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives,
                                num_items, seed, ID_SOURCE)
-            raw, _ = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)
+            raw = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)[0]
         scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)
         new_max = tl.maximum(running_max, tl.max(scores, axis=1))
         running_sum = running_sum * tl.exp(running_max - new_max) + tl.sum(

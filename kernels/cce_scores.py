@@ -26,7 +26,9 @@ def negative_ids(ids_ptr, ids_row, ids_row_stride, offs_n, n_mask, num_negatives
         ids = offs_n + 1 + ids_row * 0
     else:
         counter = (ids_row * num_negatives + offs_n).to(tl.uint32)
-        ids = 1 + tl.randint(seed, counter).to(tl.int64) % num_items
+        # floor(r * V / 2^32) for a uniform 32-bit r: uniform over 0..V-1 (bias < V / 2^32),
+        # with a multiply instead of a 64-bit division.
+        ids = 1 + tl.umulhi(tl.randint(seed, counter), num_items.to(tl.uint32)).to(tl.int64)
     return tl.where(n_mask, ids.to(tl.int64), 0)
 
 

@@ -49,6 +49,27 @@ class InKernelNegatives:
 
 
 @dataclass(frozen=True)
+class Blocks:
+    """Tile shape and launch settings of the three kernels."""
+
+    t: int  # tokens per program
+    n: int  # negatives per inner step
+    warps: int
+    stages: int
+
+
+def choose_blocks(dtype: torch.dtype, block_d: int, gather: bool, tiled: bool,
+                  tile_size: int) -> Blocks:
+    """Heuristic block shapes (measured on an H100: benchmarks/results/passes-h100.md)."""
+    if gather:  # a (BLOCK_T, BLOCK_N, BLOCK_D) register tile of gathered rows
+        block_n = 16
+        return Blocks(max(1, min(16, 4096 // (block_n * block_d))), block_n, 4, 2)
+    wide = block_d * dtype.itemsize > 512
+    return Blocks(min(64, tile_size) if tiled else 64, 32 if wide else 64,
+                  4 if block_d <= 64 else 8, 3)
+
+
+@dataclass(frozen=True)
 class _Plan:
     """Everything the three kernels need besides tensors: modes, constants, block sizes."""
 
@@ -64,16 +85,22 @@ class _Plan:
     has_log_q: bool
     sampled_softmax: bool
     precision: str
-    block_t: int
-    block_n: int
+    blocks: Blocks
     block_d: int
-    num_warps: int
+
+    @property
+    def block_t(self) -> int:
+        return self.blocks.t
+
+    @property
+    def block_n(self) -> int:
+        return self.blocks.n
 
     def constants(self) -> dict:
         return dict(ID_SOURCE=self.id_source, TILED=self.tiled, HAS_LOG_Q=self.has_log_q,
                     SAMPLED_SOFTMAX=self.sampled_softmax, DOT_PRECISION=self.precision,
-                    BLOCK_T=self.block_t, BLOCK_N=self.block_n, BLOCK_D=self.block_d,
-                    num_warps=self.num_warps)
+                    BLOCK_T=self.blocks.t, BLOCK_N=self.blocks.n, BLOCK_D=self.block_d,
+                    num_warps=self.blocks.warps, num_stages=self.blocks.stages)
 
 
 def _interpreted() -> bool:
@@ -97,22 +124,18 @@ def _check_inputs(hidden, item_emb, targets) -> None:
 def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negatives, seed,
           temperature, has_log_q, sampled_softmax) -> _Plan:
     block_d = max(16, triton.next_power_of_2(hidden.shape[1]))
-    if gather:  # a (BLOCK_T, BLOCK_N, BLOCK_D) register tile of gathered rows
-        block_n = 16
-        block_t = max(1, min(16, 4096 // (block_n * block_d)))
-    else:
-        wide = block_d * hidden.element_size() > 512
-        block_t = min(64, tile_size) if tiled else 64
-        block_n = 32 if wide else 64
-    if tiled and (tile_size % block_t or tile_size < 16 or tile_size & (tile_size - 1)):
+    if tiled and (tile_size < 16 or tile_size & (tile_size - 1)):
         raise ValueError(f"tile_size must be a power of two >= 16, got {tile_size}")
+    blocks = choose_blocks(hidden.dtype, block_d, gather, tiled, tile_size)
+    if tiled and tile_size % blocks.t:
+        raise ValueError(f"tile_size {tile_size} is not a multiple of the kernel's "
+                         f"{blocks.t}-token block")
     return _Plan(
         id_source=id_source, gather=gather, tiled=tiled, tile_size=tile_size,
         num_negatives=num_negatives, num_items=item_emb.shape[0] - 1, seed=seed,
         inv_temperature=1.0 / temperature, log_others=math.log(max(1, item_emb.shape[0] - 2)),
         has_log_q=has_log_q, sampled_softmax=sampled_softmax,
-        precision=precision_for(hidden.dtype), block_t=block_t, block_n=block_n,
-        block_d=block_d, num_warps=4 if block_d <= 64 else 8,
+        precision=precision_for(hidden.dtype), blocks=blocks, block_d=block_d,
     )
 
 
