@@ -19,7 +19,8 @@ for stage in "$@"; do
         | tee "$out/kernels.log" | tail -70 ;;
     full) python3 -m benchmarks.kernels --out-dir "$out" --kinds full --negatives 1 \
         --tokens 8192 32768 51200 131072 2>&1 | tail -40 ;;
-    passes) python3 -m benchmarks.passes --out-dir "$out" --stages 3 --warps 8 2>&1 | tail -12 ;;
+    passes) python3 -m benchmarks.passes --out-dir "$out" --block-t 64 128 --block-n 32 64 \
+        --warps 8 --stages 3 4 2>&1 | tail -12 ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     train-ml20m)
       for loss in "ce_minus" "cce_minus"; do

@@ -4,12 +4,14 @@ d(loss_t)/d(score) is p - 1 for the positive and p for each kept negative, p bei
 probability exp(score - lse_t). Scores are recomputed, never stored.
 
 - `cce_minus_backward_hidden_kernel`: one program per token block; d(hidden) accumulates in
-  registers, and the positive rows' d(item_emb) goes out by atomic adds. In the per-position
-  mode the negatives' d(item_emb) goes out here too, by atomic adds of each (token, negative).
-- `cce_minus_backward_items_kernel` (dense modes): one program per (negative block, chunk of
-  tokens) accumulates P^T H for its negative rows over the chunk, then adds it atomically.
-  In the tile mode a chunk is one tile; otherwise tokens are split only far enough to fill
-  the GPU, so atomics stay few.
+  registers, and the positive rows' d(item_emb) goes out by atomic adds. With ITEMS_HERE the
+  negatives' d(item_emb) goes out here too: in the tile mode as P^T H per (tile, negative
+  block), in the per-position mode per (token, negative). Either way one score recompute
+  serves both gradients.
+- `cce_minus_backward_items_kernel` (shared and full-catalog modes): one program per
+  (negative block, chunk of tokens) accumulates P^T H for its negative rows over the chunk,
+  then adds it atomically; tokens are split only far enough to fill the GPU, so atomics stay
+  few.
 """
 
 import triton
@@ -30,6 +32,7 @@ def cce_minus_backward_hidden_kernel(
     lse_ptr, pos_ptr, shift_ptr, grad_ptr, dh_ptr, dh_row_stride, de_ptr, de_row_stride,
     num_tokens, dim, num_negatives, num_items, tile_size, seed, inv_temperature,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
+    ITEMS_HERE: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -83,6 +86,11 @@ def cce_minus_backward_hidden_kernel(
                           mask=keep[:, :, None] & d_mask[None, None, :], sem="relaxed")
         else:
             dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
+            if ITEMS_HERE:
+                d_items = tl.dot(tl.trans(d_scores.to(h.dtype)), h,
+                                 input_precision=DOT_PRECISION)
+                tl.atomic_add(de_ptr + ids[:, None] * de_row_stride + offs_d[None, :], d_items,
+                              mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")
 
     tl.store(dh_ptr + offs_t[:, None] * dh_row_stride + offs_d[None, :],
              dh.to(dh_ptr.dtype.element_ty), mask=t_mask[:, None] & d_mask[None, :])
@@ -93,7 +101,7 @@ def cce_minus_backward_items_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     lse_ptr, shift_ptr, grad_ptr, de_ptr, de_row_stride,
     num_tokens, dim, num_negatives, num_items, tokens_per_chunk, seed, inv_temperature,
-    ID_SOURCE: tl.constexpr, TILED: tl.constexpr, HAS_LOG_Q: tl.constexpr,
+    ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
     SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -102,10 +110,7 @@ def cce_minus_backward_items_kernel(
     n_mask = offs_n < num_negatives
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < dim
-    row = 0
-    if TILED:
-        row = chunk
-    ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives, num_items,
+    ids = negative_ids(ids_ptr, 0, ids_row_stride, offs_n, n_mask, num_negatives, num_items,
                        seed, ID_SOURCE)
     d_items = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     first = chunk * tokens_per_chunk

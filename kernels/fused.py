@@ -35,11 +35,14 @@ from kernels.reference import reduce
 
 @dataclass(frozen=True)
 class InKernelNegatives:
-    """Uniform negatives drawn inside the kernels from a seed, never stored.
+    """Uniform negatives drawn on the GPU from a seed by a counter-based generator (Philox).
 
-    The backward pass regenerates the same ids, so even the (tokens x N) id tensor of the
-    per-position mode never exists. `seed=None` draws one from torch's generator, so
-    `torch.manual_seed` makes runs repeatable.
+    Per position, every kernel pass regenerates each program's ids, so the (tokens x N) id
+    tensor never exists (4.3 GB of int64 at 131,072 tokens and N = 4,095). In the shared
+    and tile modes the table is small ((tokens / tile) x N) and is drawn once per forward
+    as int32 with the same formula: regenerating it in every program of every pass measured
+    slower (benchmarks/results/passes-h100.md). `seed=None` draws one from torch's
+    generator, so `torch.manual_seed` makes runs repeatable.
     """
 
     num_negatives: int
@@ -64,9 +67,8 @@ def choose_blocks(dtype: torch.dtype, block_d: int, gather: bool, tiled: bool,
     if gather:  # a (BLOCK_T, BLOCK_N, BLOCK_D) register tile of gathered rows
         block_n = 16
         return Blocks(max(1, min(16, 4096 // (block_n * block_d))), block_n, 4, 2)
-    wide = block_d * dtype.itemsize > 512
-    return Blocks(min(64, tile_size) if tiled else 64, 32 if wide else 64,
-                  4 if block_d <= 64 else 8, 3)
+    wide = block_d * dtype.itemsize >= 512
+    return Blocks(min(128, tile_size) if tiled else 128, 32 if wide else 64, 8, 3)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ class _Plan:
         return self.blocks.n
 
     def constants(self) -> dict:
-        return dict(ID_SOURCE=self.id_source, TILED=self.tiled, HAS_LOG_Q=self.has_log_q,
+        """Compile-time settings that all three kernels take."""
+        return dict(ID_SOURCE=self.id_source, HAS_LOG_Q=self.has_log_q,
                     SAMPLED_SOFTMAX=self.sampled_softmax, DOT_PRECISION=self.precision,
                     BLOCK_T=self.blocks.t, BLOCK_N=self.blocks.n, BLOCK_D=self.block_d,
                     num_warps=self.blocks.warps, num_stages=self.blocks.stages)
@@ -164,7 +167,7 @@ class _CCEMinus(torch.autograd.Function):
             loss, lse, pos, shift,
             tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
             plan.seed, plan.inv_temperature, plan.log_others,
-            GATHER=plan.gather, **plan.constants(),
+            GATHER=plan.gather, TILED=plan.tiled, **plan.constants(),
         )
         ctx.save_for_backward(hidden, item_emb, targets, ids, log_q, lse, pos, shift)
         ctx.plan = plan
@@ -186,9 +189,10 @@ class _CCEMinus(torch.autograd.Function):
             log_q_arg, lse, pos, shift, grad_loss, d_hidden, d_hidden.stride(0),
             d_items, d_items.stride(0),
             tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, plan.seed,
-            plan.inv_temperature, GATHER=plan.gather, **plan.constants(),
+            plan.inv_temperature, GATHER=plan.gather, TILED=plan.tiled,
+            ITEMS_HERE=plan.gather or plan.tiled, **plan.constants(),
         )
-        if not plan.gather:
+        if not (plan.gather or plan.tiled):
             chunk, chunks = _token_chunks(plan, tokens, hidden.device)
             cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives, plan.block_n),
                                              chunks)](
@@ -201,13 +205,9 @@ class _CCEMinus(torch.autograd.Function):
 
 
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:
-    """(tokens per chunk, chunks) for the item-gradient grid.
-
-    A tile is a chunk in the tile mode. Otherwise split the tokens only until the grid has
-    about four programs per multiprocessor: each split costs N x d atomic adds.
-    """
-    if plan.tiled:
-        return plan.tile_size, triton.cdiv(tokens, plan.tile_size)
+    """(tokens per chunk, chunks) for the item-gradient grid: split the tokens only until
+    the grid has about four programs per multiprocessor, as each split costs N x d atomic
+    adds."""
     token_blocks = triton.cdiv(tokens, plan.block_t)
     negative_blocks = triton.cdiv(plan.num_negatives, plan.block_n)
     processors = (torch.cuda.get_device_properties(device).multi_processor_count
@@ -239,11 +239,17 @@ def cce_minus(
         if negatives.mode not in NEGATIVE_MODES:
             raise ValueError(f"unknown negative mode {negatives.mode!r}; choose one of "
                              f"{NEGATIVE_MODES}")
-        mode, ids, id_source = negatives.mode, None, IDS_RANDOM
-        num_negatives = negatives.num_negatives
+        mode, num_negatives = negatives.mode, negatives.num_negatives
         tile_size = negatives.tile_size if mode == "tile" else None
         seed = (negatives.seed if negatives.seed is not None
                 else int(torch.randint(0, 2**31 - 1, ())))
+        if mode == "per_position":
+            ids, id_source = None, IDS_RANDOM
+        else:
+            drawn = InKernelNegatives(num_negatives, mode, negatives.tile_size, seed)
+            ids = _draw_ids(drawn, hidden.shape[0], item_emb.shape[0] - 1, hidden.device,
+                            torch.int32)
+            id_source = IDS_EXPLICIT
     else:
         ids, id_source, seed = negatives, IDS_EXPLICIT, 0
         num_negatives = ids.shape[-1]
@@ -292,13 +298,18 @@ def in_kernel_ids(
     layout `cce_minus` accepts: for checking and debugging, never needed to train."""
     if negatives.seed is None:
         raise ValueError("in_kernel_ids needs InKernelNegatives with a seed")
+    return _draw_ids(negatives, num_tokens, num_items, torch.device(device), torch.int64)
+
+
+def _draw_ids(negatives: InKernelNegatives, num_tokens: int, num_items: int,
+              device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     if negatives.mode == "shared":
         rows = 1
     elif negatives.mode == "tile":
         rows = triton.cdiv(num_tokens, negatives.tile_size)
     else:
         rows = num_tokens
-    ids = _output((rows, negatives.num_negatives), torch.int64, torch.device(device))
+    ids = _output((rows, negatives.num_negatives), dtype, device)
     block_n = 64
     draw_negatives_kernel[(rows, triton.cdiv(negatives.num_negatives, block_n))](
         ids, negatives.num_negatives, num_items, negatives.seed, BLOCK_N=block_n)
