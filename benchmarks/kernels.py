@@ -182,7 +182,7 @@ def gpu_slug() -> str:
 
 def write(rows: list[Row], meta: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"kernels-{meta['gpu_slug']}"
+    stem = out_dir / "-".join(filter(None, ["kernels", meta["gpu_slug"], meta["tag"]]))
     stem.with_suffix(".json").write_text(json.dumps(
         {"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1))
     lines = [f"# Kernel benchmark on {meta['gpu']} ({meta['date']})", "",
@@ -206,6 +206,7 @@ def _fmt(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--tag", default="", help="suffix of the results' file names")
     parser.add_argument("--tokens", type=int, nargs="+", default=[8192, 32768, 131072])
     parser.add_argument("--negatives", type=int, nargs="+", default=[128, 512, 2048, 8192])
     parser.add_argument("--dims", type=int, nargs="+", default=[64, 256])
@@ -221,11 +222,11 @@ def main() -> None:
     args = parser.parse_args()
 
     ceilings = measure_ceilings()
-    meta = {"gpu": torch.cuda.get_device_name(), "gpu_slug": gpu_slug(),
+    meta = {"gpu": torch.cuda.get_device_name(), "gpu_slug": gpu_slug(), "tag": args.tag,
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
             "triton": triton.__version__, "command": "python -m benchmarks.kernels "
             + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                       if k != "out_dir"),
+                       if k not in ("out_dir", "tag")),
             "ceilings": {"matmul_tflops": {k: round(v) for k, v in
                                            ceilings.matmul_tflops.items()},
                          "copy_tbps": round(ceilings.copy_tbps, 2)}}

@@ -14,19 +14,21 @@ for stage in "$@"; do
     kernels-smoke) python3 -m benchmarks.kernels --out-dir "$out" --tokens 32768 \
         --negatives 512 4095 --dims 256 --catalogs 26744 --dtypes bf16 --kinds sampled \
         2>&1 | tail -12 ;;
-    kernels) python3 -m benchmarks.kernels --out-dir "$out" \
-        --extra fp16:131072:4095:256:26744 bf16:51200:26744:64:26744 2>&1 \
-        | tee "$out/kernels.log" | tail -70 ;;
-    full) python3 -m benchmarks.kernels --out-dir "$out" --kinds full --negatives 1 \
-        --tokens 8192 32768 51200 131072 2>&1 | tail -40 ;;
+    sampled) python3 -m benchmarks.kernels --out-dir "$out" --tag sampled --kinds sampled \
+        --extra fp16:131072:4095:256:26744 2>&1 | tail -60 ;;
+    full) python3 -m benchmarks.kernels --out-dir "$out" --tag full --kinds full \
+        --negatives 1 --tokens 8192 32768 51200 131072 2>&1 | tail -50 ;;
     passes) python3 -m benchmarks.passes --out-dir "$out" --block-t 64 128 --block-n 32 64 \
         --warps 8 --stages 3 4 2>&1 | tail -12 ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     train-ml20m)
-      for loss in "ce_minus" "cce_minus"; do
-        python3 -m tuner.cli train --dataset synthetic-ml-20m --loss $loss --negatives 1024 \
-          --batch-size 256 --max-len 200 --epochs 1 --out "$out/train-ml20m-$loss.json" 2>&1 \
-          | tee "$out/train-ml20m-$loss.log"
+      for precision in fp32 bf16; do
+        for loss in ce_minus cce_minus; do
+          flag=$([[ $precision == bf16 ]] && echo --bf16)
+          python3 -m tuner.cli train --dataset synthetic-ml-20m --loss $loss --negatives 1024 \
+            --batch-size 256 --max-len 200 --epochs 1 $flag \
+            --out "$out/train-ml20m-$loss-$precision.json" 2>&1 | tail -6
+        done
       done ;;
     *) echo "unknown stage $stage" ;;
   esac

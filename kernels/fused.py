@@ -51,6 +51,9 @@ class InKernelNegatives:
     seed: int | None = None
 
 
+SHARED_BUDGET = 140 * 1024  # bytes of (hidden + item) tiles per program; see choose_blocks
+
+
 @dataclass(frozen=True)
 class Blocks:
     """Tile shape and launch settings of the three kernels."""
@@ -67,8 +70,18 @@ def choose_blocks(dtype: torch.dtype, block_d: int, gather: bool, tiled: bool,
     if gather:  # a (BLOCK_T, BLOCK_N, BLOCK_D) register tile of gathered rows
         block_n = 16
         return Blocks(max(1, min(16, 4096 // (block_n * block_d))), block_n, 4, 2)
-    wide = block_d * dtype.itemsize >= 512
-    return Blocks(min(128, tile_size) if tiled else 128, 32 if wide else 64, 8, 3)
+    row_bytes = block_d * dtype.itemsize
+    blocks = Blocks(min(128, tile_size) if tiled else 128, 32 if row_bytes >= 512 else 64, 8, 3)
+    # Hidden tile plus pipelined item tiles must fit in shared memory (232 KB on Hopper, with
+    # the compiler's own staging: fp16 at (128 + 3 x 32) x 512 B fits, fp32 at 1024 B not).
+    while (blocks.t + blocks.stages * blocks.n) * row_bytes > SHARED_BUDGET:
+        if blocks.stages > 2:
+            blocks = Blocks(blocks.t, blocks.n, blocks.warps, blocks.stages - 1)
+        elif blocks.t > 32:
+            blocks = Blocks(blocks.t // 2, blocks.n, blocks.warps, blocks.stages)
+        else:
+            blocks = Blocks(blocks.t, blocks.n // 2, blocks.warps, blocks.stages)
+    return blocks
 
 
 @dataclass(frozen=True)

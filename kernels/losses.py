@@ -85,6 +85,10 @@ class SequenceLoss(nn.Module):
         config = self.config
         fused = config.name in FUSED_LOSSES and _fused_available(hidden, config.name)
         name = FUSED_LOSSES.get(config.name, config.name)
+        if fused and torch.is_autocast_enabled(hidden.device.type):
+            # Autocast does not reach inside a custom kernel: cast as it would for a matmul.
+            dtype = torch.get_autocast_dtype(hidden.device.type)
+            hidden, item_emb = hidden.to(dtype), item_emb.to(dtype)
         if name == "ce":
             ce = cce if fused else reference.ce
             return ce(hidden, item_emb, targets, temperature=config.temperature)
