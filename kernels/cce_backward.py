@@ -21,6 +21,7 @@ from kernels.cce_scores import (
     adjust_scores,
     dense_scores,
     gathered_scores,
+    gradient_rows,
     negative_ids,
     positive_scores,
 )
@@ -30,9 +31,10 @@ from kernels.cce_scores import (
 def cce_minus_backward_hidden_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     lse_ptr, pos_ptr, shift_ptr, grad_ptr, dh_ptr, dh_row_stride, de_ptr, de_row_stride,
+    slot_ptr,
     num_tokens, dim, num_negatives, num_items, tile_size, seed, inv_temperature,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
-    ITEMS_HERE: tl.constexpr,
+    ITEMS_HERE: tl.constexpr, COMPACT: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -57,7 +59,8 @@ def cce_minus_backward_hidden_kernel(
     e_pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)[1]
     d_pos = g * (tl.exp(pos - lse) - 1.0)
     dh = d_pos[:, None] * e_pos.to(tl.float32)
-    tl.atomic_add(de_ptr + targets[:, None] * de_row_stride + offs_d[None, :],
+    target_rows = gradient_rows(targets, slot_ptr, COMPACT)
+    tl.atomic_add(de_ptr + target_rows[:, None] * de_row_stride + offs_d[None, :],
                   d_pos[:, None] * h.to(tl.float32), mask=valid[:, None] & d_mask[None, :],
                   sem="relaxed")
     row = 0
@@ -81,7 +84,8 @@ def cce_minus_backward_hidden_kernel(
         if GATHER:
             dh += tl.sum(d_scores[:, :, None] * e.to(tl.float32), axis=1)
             keep = valid[:, None] & ~masked
-            tl.atomic_add(de_ptr + ids[:, :, None] * de_row_stride + offs_d[None, None, :],
+            rows = gradient_rows(ids, slot_ptr, COMPACT)
+            tl.atomic_add(de_ptr + rows[:, :, None] * de_row_stride + offs_d[None, None, :],
                           d_scores[:, :, None] * h[:, None, :].to(tl.float32),
                           mask=keep[:, :, None] & d_mask[None, None, :], sem="relaxed")
         else:
@@ -89,7 +93,8 @@ def cce_minus_backward_hidden_kernel(
             if ITEMS_HERE:
                 d_items = tl.dot(tl.trans(d_scores.to(h.dtype)), h,
                                  input_precision=DOT_PRECISION)
-                tl.atomic_add(de_ptr + ids[:, None] * de_row_stride + offs_d[None, :], d_items,
+                rows = gradient_rows(ids, slot_ptr, COMPACT)
+                tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,
                               mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")
 
     tl.store(dh_ptr + offs_t[:, None] * dh_row_stride + offs_d[None, :],
@@ -99,9 +104,9 @@ def cce_minus_backward_hidden_kernel(
 @triton.jit
 def cce_minus_backward_items_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
-    lse_ptr, shift_ptr, grad_ptr, de_ptr, de_row_stride,
+    lse_ptr, shift_ptr, grad_ptr, de_ptr, de_row_stride, slot_ptr,
     num_tokens, dim, num_negatives, num_items, tokens_per_chunk, seed, inv_temperature,
-    ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
+    ID_SOURCE: tl.constexpr, COMPACT: tl.constexpr, HAS_LOG_Q: tl.constexpr,
     SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -132,5 +137,6 @@ def cce_minus_backward_items_kernel(
         scores = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)[0]
         d_scores = tl.exp(scores + shift[:, None] - lse[:, None]) * g[:, None]
         d_items += tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
-    tl.atomic_add(de_ptr + ids[:, None] * de_row_stride + offs_d[None, :], d_items,
+    rows = gradient_rows(ids, slot_ptr, COMPACT)
+    tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,
                   mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")

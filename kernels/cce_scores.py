@@ -43,6 +43,15 @@ def draw_negatives_kernel(out_ptr, num_negatives, num_items, seed, BLOCK_N: tl.c
 
 
 @triton.jit
+def gradient_rows(ids, slot_ptr, COMPACT: tl.constexpr):
+    """Rows of the item-gradient accumulator: the ids themselves, or with COMPACT their
+    slots in an accumulator that holds only the rows this batch touches."""
+    if COMPACT:
+        return tl.load(slot_ptr + ids).to(tl.int64)
+    return ids
+
+
+@triton.jit
 def adjust_scores(scores, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q: tl.constexpr):
     """Temperature and log-Q correction; accidental hits and id 0 masked to -inf.
 

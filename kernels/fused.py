@@ -197,17 +197,21 @@ class _CCEMinus(torch.autograd.Function):
         tokens, dim = hidden.shape
         grad_loss = grad_loss.float().contiguous()
         d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
-        d_items = torch.zeros(item_emb.shape, dtype=torch.float32, device=hidden.device)
+        rows, slots = _touched_rows(targets, ids, item_emb.shape[0])
+        accumulated = item_emb.shape[0] if rows is None else len(rows)
+        d_items = torch.zeros((accumulated, dim), dtype=torch.float32, device=hidden.device)
+        slots_arg = targets if slots is None else slots  # unused pointer when dense
         ids_arg = ids if ids is not None else targets
         ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
         log_q_arg = log_q if log_q is not None else lse
         cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, plan.block_t),)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg, ids_stride,
             log_q_arg, lse, pos, shift, grad_loss, d_hidden, d_hidden.stride(0),
-            d_items, d_items.stride(0),
+            d_items, d_items.stride(0), slots_arg,
             tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, plan.seed,
             plan.inv_temperature, GATHER=plan.gather, TILED=plan.tiled,
-            ITEMS_HERE=plan.gather or plan.tiled, **plan.constants(),
+            ITEMS_HERE=plan.gather or plan.tiled, COMPACT=slots is not None,
+            **plan.constants(),
         )
         if not (plan.gather or plan.tiled):
             chunk, chunks = _token_chunks(plan, tokens, hidden.device)
@@ -215,10 +219,27 @@ class _CCEMinus(torch.autograd.Function):
                                              chunks)](
                 hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg,
                 ids_stride, log_q_arg, lse, shift, grad_loss, d_items, d_items.stride(0),
-                tokens, dim, plan.num_negatives, plan.num_items, chunk, plan.seed,
-                plan.inv_temperature, **plan.constants(),
+                slots_arg, tokens, dim, plan.num_negatives, plan.num_items, chunk, plan.seed,
+                plan.inv_temperature, COMPACT=slots is not None, **plan.constants(),
             )
+        if rows is not None:
+            d_items = torch.zeros_like(item_emb).index_copy_(0, rows, d_items.to(item_emb.dtype))
         return d_hidden, d_items.to(item_emb.dtype), None, None, None, None
+
+
+def _touched_rows(targets: torch.Tensor, ids: torch.Tensor | None, num_rows: int):
+    """(rows, slots) when only the targets' and negatives' rows get gradient and they are
+    under half the table: the float32 accumulator then holds those rows alone, and `slots`
+    (num_rows,) maps an item id to its accumulator row. (None, None) for a dense accumulator:
+    full-catalog CE, ids drawn per position inside the kernels, or most rows touched."""
+    if ids is None:
+        return None, None
+    rows = torch.unique(torch.cat([targets, ids.flatten().to(targets.dtype)]))
+    if 2 * len(rows) > num_rows:
+        return None, None
+    slots = torch.zeros(num_rows, dtype=torch.int32, device=targets.device)
+    slots[rows] = torch.arange(len(rows), dtype=torch.int32, device=targets.device)
+    return rows, slots
 
 
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:

@@ -123,3 +123,20 @@ def test_bad_arguments_are_named():
         cce_minus(problem.hidden[:, :5], problem.emb, problem.targets, problem.negatives)
     with pytest.raises(ValueError, match="log_q needs one value per row"):
         cce_minus(*args, problem.negatives, log_q=torch.zeros(3, device=DEVICE))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_large_catalog_accumulates_touched_rows_only(mode, monkeypatch):
+    """Few touched rows in a large table: the accumulator is compact, the result the same."""
+    compact_calls = []
+    touched = fused_module._touched_rows
+    monkeypatch.setattr(fused_module, "_touched_rows",
+                        lambda *a: compact_calls.append(touched(*a)) or compact_calls[-1])
+    problem = fp32_problem(mode, num_items=2000)
+    check(cce_minus, reference.ce_minus, problem, tile_size=problem.tile_size)
+    rows, _ = compact_calls[-1]
+    assert rows is not None and len(rows) < 1000
+    _, _, d_emb = grads(cce_minus, problem, tile_size=problem.tile_size)
+    untouched = torch.ones(2001, dtype=torch.bool, device=DEVICE)
+    untouched[rows] = False
+    assert (d_emb[untouched] == 0).all()
