@@ -224,9 +224,7 @@ def main() -> None:
     ceilings = measure_ceilings()
     meta = {"gpu": torch.cuda.get_device_name(), "gpu_slug": gpu_slug(), "tag": args.tag,
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-            "triton": triton.__version__, "command": "python -m benchmarks.kernels "
-            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                       if k not in ("out_dir", "tag")),
+            "triton": triton.__version__, "command": command_line(args),
             "ceilings": {"matmul_tflops": {k: round(v) for k, v in
                                            ceilings.matmul_tflops.items()},
                          "copy_tbps": round(ceilings.copy_tbps, 2)}}
@@ -255,6 +253,16 @@ def main() -> None:
                 print(asdict(rows[-1]), flush=True)
             write(rows, meta, args.out_dir)
     print_table(rows)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces a run, for the results' header."""
+    words = ["python -m benchmarks.kernels"]
+    for key, value in vars(args).items():
+        if key not in ("out_dir",) and value not in ("", [], None):
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            words.append(f"--{key.replace('_', '-')} {shown}")
+    return " ".join(words)
 
 
 def print_table(rows: list[Row]) -> None:

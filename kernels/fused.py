@@ -229,14 +229,14 @@ class _CCEMinus(torch.autograd.Function):
 
 def _touched_rows(targets: torch.Tensor, ids: torch.Tensor | None, num_rows: int):
     """(rows, slots) when only the targets' and negatives' rows get gradient and they are
-    under half the table: the float32 accumulator then holds those rows alone, and `slots`
-    (num_rows,) maps an item id to its accumulator row. (None, None) for a dense accumulator:
-    full-catalog CE, ids drawn per position inside the kernels, or most rows touched."""
-    if ids is None:
+    surely under half the table: the float32 accumulator then holds those rows alone, and
+    `slots` (num_rows,) maps an item id to its accumulator row. (None, None) for a dense
+    accumulator: full-catalog CE, ids drawn per position inside the kernels, or possibly
+    many rows touched. The test is the count of ids, free, not of distinct ids: sorting
+    millions of ids to find that most rows are touched cost 0.7 ms and 60 MB on an H100."""
+    if ids is None or 2 * (len(targets) + ids.numel()) > num_rows:
         return None, None
     rows = torch.unique(torch.cat([targets, ids.flatten().to(targets.dtype)]))
-    if 2 * len(rows) > num_rows:
-        return None, None
     slots = torch.zeros(num_rows, dtype=torch.int32, device=targets.device)
     slots[rows] = torch.arange(len(rows), dtype=torch.int32, device=targets.device)
     return rows, slots
