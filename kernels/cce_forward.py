@@ -9,13 +9,7 @@ per-position mode gathers each token's own rows.
 import triton
 import triton.language as tl
 
-from kernels.cce_scores import (
-    adjust_scores,
-    dense_scores,
-    gathered_scores,
-    negative_ids,
-    positive_scores,
-)
+from kernels.cce_scores import negative_block, positive_scores, token_block
 
 
 @triton.jit
@@ -28,13 +22,8 @@ def cce_minus_forward_kernel(
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    offs_t = pid * BLOCK_T + tl.arange(0, BLOCK_T)
-    t_mask = offs_t < num_tokens
-    offs_d = tl.arange(0, BLOCK_D)
-    d_mask = offs_d < dim
-    h = tl.load(h_ptr + offs_t[:, None] * h_row_stride + offs_d[None, :],
-                mask=t_mask[:, None] & d_mask[None, :], other=0.0)
-    targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
+    offs_t, t_mask, offs_d, d_mask, h, targets = token_block(
+        h_ptr, h_row_stride, targets_ptr, pid * BLOCK_T, num_tokens, dim, BLOCK_T, BLOCK_D)
 
     pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)[0]
     pos = pos * inv_temperature
@@ -48,18 +37,10 @@ def cce_minus_forward_kernel(
         row = (pid * BLOCK_T) // tile_size
 
     for start in range(0, num_negatives, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        n_mask = offs_n < num_negatives
-        if GATHER:
-            ids = negative_ids(ids_ptr, offs_t[:, None], ids_row_stride, offs_n[None, :],
-                               t_mask[:, None] & n_mask[None, :], num_negatives, num_items,
-                               seed, ID_SOURCE)
-            raw = gathered_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask)[0]
-        else:
-            ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives,
-                               num_items, seed, ID_SOURCE)
-            raw = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)[0]
-        scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)
+        scores, masked, _ids, _rows = negative_block(
+            h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
+            targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
+            inv_temperature, ID_SOURCE, GATHER, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
         new_max = tl.maximum(running_max, tl.max(scores, axis=1))
         running_sum = running_sum * tl.exp(running_max - new_max) + tl.sum(
             tl.exp(scores - new_max[:, None]), axis=1)

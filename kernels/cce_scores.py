@@ -14,6 +14,20 @@ IDS_RANDOM = 2
 
 
 @triton.jit
+def token_block(h_ptr, h_row_stride, targets_ptr, first, num_tokens, dim,
+                BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Tokens first..first+BLOCK_T: offsets, masks, hidden rows and targets (int64)."""
+    offs_t = first + tl.arange(0, BLOCK_T)
+    t_mask = offs_t < num_tokens
+    offs_d = tl.arange(0, BLOCK_D)
+    d_mask = offs_d < dim
+    h = tl.load(h_ptr + offs_t[:, None] * h_row_stride + offs_d[None, :],
+                mask=t_mask[:, None] & d_mask[None, :], other=0.0)
+    targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
+    return offs_t, t_mask, offs_d, d_mask, h, targets
+
+
+@triton.jit
 def negative_ids(ids_ptr, ids_row, ids_row_stride, offs_n, n_mask, num_negatives, num_items,
                  seed, ID_SOURCE: tl.constexpr):
     """Ids (int64) of negatives `offs_n` in row `ids_row` (a tensor for per-position rows).
@@ -86,6 +100,32 @@ def positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask):
     e = tl.load(e_ptr + targets[:, None] * e_row_stride + offs_d[None, :],
                 mask=d_mask[None, :], other=0.0)
     return tl.sum(h.to(tl.float32) * e.to(tl.float32), axis=1), e
+
+
+@triton.jit
+def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
+                   targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
+                   inv_temperature, ID_SOURCE: tl.constexpr, GATHER: tl.constexpr,
+                   HAS_LOG_Q: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                   BLOCK_N: tl.constexpr):
+    """Scores of a token block against negatives start..start+BLOCK_N, ready for softmax.
+
+    Returns (scores with masked entries at -inf, the mask, the ids, the item rows): the
+    forward pass needs the first two, the backward passes all four.
+    """
+    offs_n = start + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < num_negatives
+    if GATHER:
+        ids = negative_ids(ids_ptr, offs_t[:, None], ids_row_stride, offs_n[None, :],
+                           t_mask[:, None] & n_mask[None, :], num_negatives, num_items, seed,
+                           ID_SOURCE)
+        raw, e = gathered_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask)
+    else:
+        ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives,
+                           num_items, seed, ID_SOURCE)
+        raw, e = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)
+    scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)
+    return scores, masked, ids, e
 
 
 def precision_for(dtype) -> str:
