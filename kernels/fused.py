@@ -290,6 +290,9 @@ def cce_minus(
             id_source = IDS_EXPLICIT
     else:
         ids, id_source, seed = negatives, IDS_EXPLICIT, 0
+        if ids.dtype.is_floating_point or ids.dim() not in (1, 2):
+            raise ValueError(f"negatives must be integer ids, (N,) or (rows, N); got "
+                             f"{ids.dtype} {tuple(ids.shape)}")
         num_negatives = ids.shape[-1]
         if ids.dim() == 1:
             mode = "shared"

@@ -121,6 +121,8 @@ def test_bad_arguments_are_named():
         cce_minus(*args, problem.negatives[:2], tile_size=24)
     with pytest.raises(ValueError, match="must share d"):
         cce_minus(problem.hidden[:, :5], problem.emb, problem.targets, problem.negatives)
+    with pytest.raises(ValueError, match="negatives must be integer ids"):
+        cce_minus(*args, problem.negatives.float())
     with pytest.raises(ValueError, match="log_q needs one value per row"):
         cce_minus(*args, problem.negatives, log_q=torch.zeros(3, device=DEVICE))
 
