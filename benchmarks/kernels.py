@@ -224,7 +224,7 @@ def main() -> None:
     ceilings = measure_ceilings()
     meta = {"gpu": torch.cuda.get_device_name(), "gpu_slug": gpu_slug(), "tag": args.tag,
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-            "triton": triton.__version__, "command": command_line(args),
+            "triton": triton.__version__, "command": command_line("benchmarks.kernels", args),
             "ceilings": {"matmul_tflops": {k: round(v) for k, v in
                                            ceilings.matmul_tflops.items()},
                          "copy_tbps": round(ceilings.copy_tbps, 2)}}
@@ -255,11 +255,11 @@ def main() -> None:
     print_table(rows)
 
 
-def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces a run, for the results' header."""
-    words = ["python -m benchmarks.kernels"]
+def command_line(module: str, args: argparse.Namespace, omit: tuple = ("out_dir",)) -> str:
+    """The command that reproduces a run of `module`, for the results' header."""
+    words = [f"python -m {module}"]
     for key, value in vars(args).items():
-        if key not in ("out_dir",) and value not in ("", [], None):
+        if key not in omit and value not in ("", [], None):
             shown = " ".join(map(str, value)) if isinstance(value, list) else value
             words.append(f"--{key.replace('_', '-')} {shown}")
     return " ".join(words)

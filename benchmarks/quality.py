@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.kernels import gpu_slug
+from benchmarks.kernels import command_line, gpu_slug
 from kernels import LossConfig
 from tuner.data import DataOptions, load
 from tuner.train import TrainConfig, train
@@ -62,9 +62,7 @@ def main() -> None:
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     slug = gpu_slug() if torch.cuda.is_available() else "cpu"
-    command = "python -m benchmarks.quality " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k not in ("out_dir", "variants"))
+    command = command_line("benchmarks.quality", args, omit=("out_dir", "variants"))
     lines = [f"# Training quality by loss variant on {device} ({time.strftime('%Y-%m-%d')})", "",
              f"`{command}`: {data.summary()}; test NDCG@10 over seeds {args.seeds}.", "",
              "| variant | mean NDCG@10 | std | per seed | epoch s | peak MB |",

@@ -9,13 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kernels import LOSSES, NEGATIVE_MODES, LossConfig
+from kernels.losses import FUSED_LOSSES
 from tuner.data import KNOWN_DATASETS, DataOptions, load
 from tuner.data.prepare import PrepareOptions
 from tuner.data.tabular import ColumnNames
 from tuner.errors import CceTuneError
 
-DEFAULT_NEGATIVES = {"ce": 1, "cce": 1, "ce_minus": 256, "cce_minus": 256, "bce": 1,
-                     "gbce": 256}
+DEFAULT_NEGATIVES = {"ce": 1, "ce_minus": 256, "bce": 1, "gbce": 256}
+DEFAULT_NEGATIVES |= {fused: DEFAULT_NEGATIVES[ref] for fused, ref in FUSED_LOSSES.items()}
 
 
 def _number(text: str, convert, noun: str):
