@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -284,9 +284,8 @@ def cce_minus(
         if mode == "per_position":
             ids, id_source = None, IDS_RANDOM
         else:
-            drawn = InKernelNegatives(num_negatives, mode, negatives.tile_size, seed)
-            ids = _draw_ids(drawn, hidden.shape[0], item_emb.shape[0] - 1, hidden.device,
-                            torch.int32)
+            ids = _draw_ids(replace(negatives, seed=seed), hidden.shape[0],
+                            item_emb.shape[0] - 1, hidden.device, torch.int32)
             id_source = IDS_EXPLICIT
     else:
         ids, id_source, seed = negatives, IDS_EXPLICIT, 0
