@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: GPU facts, the test suite compiled on the GPU, then the stages named as
-# arguments (kernels-smoke, kernels, quality, train-ml20m). Logs and results go to $OUT.
+# arguments (kernels-smoke, sampled, full, passes, memory, quality, train-ml20m). Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -20,6 +20,8 @@ for stage in "$@"; do
         --negatives 1 --tokens 8192 32768 51200 131072 2>&1 | tail -50 ;;
     passes) python3 -m benchmarks.passes --out-dir "$out" --block-t 64 128 --block-n 32 64 \
         --warps 8 --stages 3 4 2>&1 | tail -12 ;;
+    memory) python3 -m tuner.cli verify-memory --grid default --out "$out" --calibrate \
+        2>&1 | tail -90 ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     train-ml20m)
       for precision in fp32 bf16; do

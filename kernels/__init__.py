@@ -3,27 +3,24 @@
     >>> from kernels import cce_minus, reference
     >>> loss = cce_minus(hidden, item_emb, targets, negatives)   # on the GPU, fused
     >>> same = reference.ce_minus(hidden, item_emb, targets, negatives)
+
+Names load on first use, so that `kernels.config` and `kernels.memory` import without torch.
 """
 
-from kernels.fused import CCE, CCEMinus, InKernelNegatives, cce, cce_minus, in_kernel_ids
-from kernels.losses import LOSSES, LossConfig, make_loss
-from kernels.negatives import NEGATIVE_MODES, sample_uniform
-from kernels.reference import bce, ce, ce_minus, gbce
+from importlib import import_module
 
-__all__ = [
-    "CCE",
-    "CCEMinus",
-    "InKernelNegatives",
-    "cce",
-    "cce_minus",
-    "in_kernel_ids",
-    "LOSSES",
-    "NEGATIVE_MODES",
-    "LossConfig",
-    "bce",
-    "ce",
-    "ce_minus",
-    "gbce",
-    "make_loss",
-    "sample_uniform",
-]
+_HOMES = {
+    "CCE": "fused", "CCEMinus": "fused", "InKernelNegatives": "fused", "cce": "fused",
+    "cce_minus": "fused", "in_kernel_ids": "fused",
+    "LOSSES": "config", "NEGATIVE_MODES": "config", "LossConfig": "config",
+    "make_loss": "losses", "sample_uniform": "negatives",
+    "bce": "reference", "ce": "reference", "ce_minus": "reference", "gbce": "reference",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+    return getattr(import_module(f"kernels.{_HOMES[name]}"), name)

@@ -29,7 +29,7 @@ from kernels.cce_scores import (
     draw_negatives_kernel,
     precision_for,
 )
-from kernels.negatives import NEGATIVE_MODES
+from kernels.config import NEGATIVE_MODES
 from kernels.reference import reduce
 
 

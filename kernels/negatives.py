@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-NEGATIVE_MODES = ("shared", "per_position", "tile")
+from kernels.config import NEGATIVE_MODES
 
 
 def negatives_shape(mode: str, num_tokens: int, num_negatives: int, tile_size: int) -> tuple:

@@ -1,5 +1,16 @@
-"""Recommendation models as plain `nn.Module`s; they know nothing of tuning or Ray."""
+"""Recommendation models as plain `nn.Module`s; they know nothing of tuning or Ray.
 
-from models.sasrec import SASRec, SASRecConfig
+Names load on first use, so that configs and memory declarations import without torch.
+"""
 
-__all__ = ["SASRec", "SASRecConfig"]
+from importlib import import_module
+
+_HOMES = {"SASRec": "sasrec", "SASRecConfig": "sasrec_config"}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    return getattr(import_module(f"models.{_HOMES[name]}"), name)

@@ -7,27 +7,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class SASRecConfig:
-    num_items: int  # item ids 1..num_items; 0 is padding
-    max_len: int = 50
-    hidden: int = 64
-    num_blocks: int = 2
-    num_heads: int = 1
-    dropout: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.hidden % self.num_heads:
-            raise ValueError(
-                f"hidden size {self.hidden} is not divisible by {self.num_heads} heads"
-            )
+from models.sasrec_config import SASRecConfig, bias_columns
 
 
 class CausalSelfAttention(nn.Module):
@@ -38,13 +23,13 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
         self.out = nn.Linear(config.hidden, config.hidden)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         batch, length, hidden = x.shape
         q, k, v = self.qkv(x).split(hidden, dim=2)
         shape = (batch, length, self.num_heads, hidden // self.num_heads)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
         )
         return self.out(y.transpose(1, 2).reshape(batch, length, hidden))
 
@@ -65,8 +50,8 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm_attn(x), allowed))
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm_attn(x), bias))
         return x + self.drop(self.ffn(self.norm_ffn(x)))
 
 
@@ -97,12 +82,30 @@ class SASRec(nn.Module):
         positions = torch.arange(length, device=items.device)
         x = self.item_emb(items) * math.sqrt(self.config.hidden) + self.pos_emb(positions)
         x = self.drop(x) * real.unsqueeze(-1)
-        # Position i attends to real positions j <= i; a padding row attends to itself only, so
-        # no row is empty (an empty softmax is NaN). Padding rows are ignored by the loss.
-        causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
-        diagonal = torch.eye(length, dtype=torch.bool, device=items.device)
-        allowed = (causal & real[:, None, :]) | diagonal
-        allowed = allowed.unsqueeze(1)  # broadcast over heads
+        bias = attention_bias(real, _compute_dtype(x))
         for block in self.blocks:
-            x = block(x, allowed)
+            x = block(x, bias)
         return self.norm(x)
+
+
+def attention_bias(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, 1, L, L) additive mask, built once for all blocks in the dtype attention runs
+    in (a boolean mask is converted to one per block, and a mismatched dtype cast per block).
+
+    Position i attends to real positions j <= i; a padding row attends to itself only, so no
+    row is empty (an empty softmax is NaN). Padding rows are ignored by the loss.
+    """
+    batch, length = real.shape
+    causal = torch.ones(length, length, dtype=torch.bool, device=real.device).tril()
+    diagonal = torch.eye(length, dtype=torch.bool, device=real.device)
+    blocked = ~((causal & real[:, None, :]) | diagonal)
+    bias = torch.zeros(batch, 1, length, bias_columns(length), dtype=dtype, device=real.device)
+    bias = bias[..., :length]
+    return bias.masked_fill_(blocked.unsqueeze(1), -torch.inf)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """What the attention's inputs are cast to: the autocast dtype when autocast is on."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype

@@ -8,34 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from kernels import LossConfig, make_loss
+from kernels.losses import make_loss
 from models import SASRec, SASRecConfig
 from tuner.data.sequences import SequenceData
 from tuner.errors import CceTuneError
 from tuner.evaluate import RankingMetrics, evaluate, popularity_scorer
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    loss: LossConfig = field(default_factory=LossConfig)
-    batch_size: int = 128
-    max_len: int = 50
-    hidden: int = 64
-    num_blocks: int = 2
-    num_heads: int = 1
-    dropout: float = 0.2
-    lr: float = 1e-3
-    epochs: int = 5
-    seed: int = 0
-    device: str = "auto"
-    bf16: bool = False
-    exclude_seen: bool = True
-    eval_batch_size: int = 1024
+from tuner.train_config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -73,35 +56,68 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class Setup:
+    """Model, loss, optimizer and the dataset's arrays on the device: what one training step
+    touches. `cce-tune train` loops over its steps; `verify-memory` measures them one by one.
+    """
+
+    def __init__(self, config: TrainConfig, data: SequenceData) -> None:
+        self.config = config
+        self.device = device = resolve_device(config.device)
+        if config.bf16 and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+            raise CceTuneError("--bf16 needs a CUDA GPU with bfloat16 support")
+        torch.manual_seed(config.seed)
+        self.model = SASRec(SASRecConfig(
+            num_items=data.num_items, max_len=config.max_len, hidden=config.hidden,
+            num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout,
+        )).to(device)
+        self.loss_fn = make_loss(config.loss, data.num_items)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        windows = torch.as_tensor(data.windows("train", config.max_len + 1), device=device)
+        self.inputs = windows[:, :-1]
+        # The first item predicts nothing.
+        self.targets = torch.where(self.inputs == 0, 0, windows[:, 1:])
+        self.scorers = {split: _model_scorer(self.model, data, split, config.max_len, device)
+                        for split in ("valid", "test")}
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """The loss of the users in `batch`, with the graph for its backward."""
+        self.optimizer.zero_grad(set_to_none=True)  # before the forward: no stale gradients
+        with self.autocast:
+            hidden = self.model(self.inputs[batch])
+            return self.loss_fn(hidden.reshape(-1, self.config.hidden),
+                                self.model.output_embedding, self.targets[batch].reshape(-1))
+
+    def step(self, batch: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on `batch`; returns the loss, detached."""
+        loss = self.forward(batch)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def evaluate(self, split: str, data: SequenceData) -> RankingMetrics:
+        self.model.eval()
+        with self.autocast:
+            return evaluate(self.scorers[split], data, split,
+                            exclude_seen=self.config.exclude_seen,
+                            batch_size=self.config.eval_batch_size, device=self.device)
+
+
 def train(
     config: TrainConfig,
     data: SequenceData,
     on_epoch: Callable[[EpochResult], None] | None = None,
 ) -> TrainResult:
     """Adam on next-item prediction; validation after each epoch, test at the end."""
-    device = resolve_device(config.device)
-    if config.bf16 and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        raise CceTuneError("--bf16 needs a CUDA GPU with bfloat16 support")
-    torch.manual_seed(config.seed)
+    setup = Setup(config, data)
+    device = setup.device
     rng = np.random.default_rng(config.seed)
-    model = SASRec(SASRecConfig(
-        num_items=data.num_items, max_len=config.max_len, hidden=config.hidden,
-        num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout,
-    )).to(device)
-    loss_fn = make_loss(config.loss, data.num_items)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-
-    windows = torch.as_tensor(data.windows("train", config.max_len + 1), device=device)
-    inputs = windows[:, :-1]
-    targets = torch.where(inputs == 0, 0, windows[:, 1:])  # the first item predicts nothing
-    tokens_per_epoch = int((targets != 0).sum())
-    scorers = {split: _model_scorer(model, data, split, config.max_len, device)
-               for split in ("valid", "test")}
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16)
+    tokens_per_epoch = int((setup.targets != 0).sum())
 
     epochs = []
     for epoch in range(1, config.epochs + 1):
-        model.train()
+        setup.model.train()
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(device)
@@ -110,35 +126,20 @@ def train(
         total_loss = torch.zeros((), device=device)
         steps = 0
         for first in range(0, data.num_users, config.batch_size):
-            batch = order[first:first + config.batch_size]
-            batch_targets = targets[batch].reshape(-1)
-            with autocast:
-                hidden = model(inputs[batch])
-                loss = loss_fn(hidden.reshape(-1, config.hidden), model.output_embedding,
-                               batch_targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach()
+            total_loss += setup.step(order[first:first + config.batch_size])
             steps += 1
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-        model.eval()
-        with autocast:
-            valid = evaluate(scorers["valid"], data, "valid", exclude_seen=config.exclude_seen,
-                             batch_size=config.eval_batch_size, device=device)
+        valid = setup.evaluate("valid", data)
         result = EpochResult(epoch, total_loss.item() / steps, valid, seconds,
                              data.num_users / seconds, tokens_per_epoch / seconds, peak)
         epochs.append(result)
         if on_epoch is not None:
             on_epoch(result)
 
-    model.eval()
-    with autocast:
-        test = evaluate(scorers["test"], data, "test", exclude_seen=config.exclude_seen,
-                        batch_size=config.eval_batch_size, device=device)
+    test = setup.evaluate("test", data)
     popularity = popularity_scorer(data, device)
     baseline = {split: evaluate(popularity, data, split, exclude_seen=config.exclude_seen,
                                 batch_size=config.eval_batch_size, device=device)

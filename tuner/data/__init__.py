@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tuner.data.cache import cache_dir, cached
+from tuner.data.cache import cache_dir, cached, cached_counts
 from tuner.data.movielens import MOVIELENS, ratings_path, read_ratings
 from tuner.data.prepare import PrepareOptions, prepare
 from tuner.data.sequences import SequenceData
@@ -20,7 +20,7 @@ from tuner.errors import DataError
 
 KNOWN_DATASETS = (*SYNTHETIC_PRESETS, *MOVIELENS)
 
-__all__ = ["DataOptions", "KNOWN_DATASETS", "SequenceData", "load"]
+__all__ = ["DataOptions", "KNOWN_DATASETS", "SequenceData", "counts", "load"]
 
 
 @dataclass(frozen=True)
@@ -47,20 +47,46 @@ def load(options: DataOptions) -> SequenceData:
     path = Path(name)
     if path.suffix in TABULAR_SUFFIXES:
         return _prepared(path.stem, path, lambda: read_table(path, options.columns), options)
-    raise DataError(
+    raise _unknown(name)
+
+
+def _unknown(name: str) -> DataError:
+    return DataError(
         f"unknown dataset {name!r}; choose one of {', '.join(KNOWN_DATASETS)}, "
         f"or give a file ending in {', '.join(TABULAR_SUFFIXES)}"
     )
 
 
-def _prepared(name: str, path: Path, read, options: DataOptions) -> SequenceData:
+def counts(options: DataOptions) -> tuple[int, int]:
+    """(users, items) without loading the data: metadata for known datasets (an upper bound
+    when ratings are filtered more than by default), else the prepared cache's."""
+    name = options.dataset
+    if name in SYNTHETIC_PRESETS:
+        spec = SYNTHETIC_PRESETS[name]
+        return spec.num_users, spec.num_items
+    if name in MOVIELENS:
+        return MOVIELENS[name].num_users, MOVIELENS[name].num_items
+    path = Path(name)
+    if path.suffix not in TABULAR_SUFFIXES:
+        raise _unknown(name)
+    found = cached_counts(_key(path.stem, path, options))
+    if found is None:
+        raise DataError(f"{path} is not prepared yet: run `cce-tune data --dataset {path}` "
+                        "once, or give --num-users and --num-items")
+    return found
+
+
+def _key(name: str, path: Path, options: DataOptions) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     stat = path.stat()
-    key = {
+    return {
         "name": name,
         "source": [str(path.resolve()), stat.st_size, stat.st_mtime_ns],
         "prepare": asdict(options.prepare),
         "columns": asdict(options.columns),
     }
-    return cached(key, lambda: prepare(read(), options.prepare, name))
+
+
+def _prepared(name: str, path: Path, read, options: DataOptions) -> SequenceData:
+    return cached(_key(name, path, options), lambda: prepare(read(), options.prepare, name))

@@ -21,12 +21,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CCE_TUNE_CACHE") or Path.home() / ".cache" / "cce-tune")
 
 
-def cached(key: dict, build: Callable[[], SequenceData]) -> SequenceData:
-    """Load the prepared arrays for `key`, or build and store them (atomically)."""
+def cache_path(key: dict) -> Path:
     digest = hashlib.sha256(
         json.dumps({"version": FORMAT_VERSION, **key}, sort_keys=True).encode()
     ).hexdigest()[:16]
-    path = cache_dir() / "prepared" / f"{key['name']}-{digest}.npz"
+    return cache_dir() / "prepared" / f"{key['name']}-{digest}.npz"
+
+
+def cached_counts(key: dict) -> tuple[int, int] | None:
+    """(users, items) of the prepared arrays for `key` if they are cached, reading no items."""
+    path = cache_path(key)
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        return len(stored["offsets"]) - 1, int(stored["num_items"])
+
+
+def cached(key: dict, build: Callable[[], SequenceData]) -> SequenceData:
+    """Load the prepared arrays for `key`, or build and store them (atomically)."""
+    path = cache_path(key)
     if path.is_file():
         with np.load(path) as stored:
             return SequenceData(

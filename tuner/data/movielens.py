@@ -13,12 +13,15 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from tuner.data.prepare import Interactions
 from tuner.errors import DataError
+
+if TYPE_CHECKING:  # pandas loads only when a file is read: `estimate` stays fast
+    import pandas as pd
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 CSV_COLUMNS = ("userId", "movieId", "rating", "timestamp")
@@ -109,6 +112,8 @@ def _md5(path: Path) -> str:
 
 def read_ratings(path: Path) -> Interactions:
     """Parse `ratings.dat` (user::item::rating::time) or `ratings.csv` (with header)."""
+    import pandas as pd
+
     if path.suffix == ".dat":
         # '::' is not a single character, which pandas' fast parser needs: swap it for a tab.
         text = path.read_bytes().replace(b"::", b"\t")
@@ -133,6 +138,8 @@ def frame_to_interactions(
     User and item ids may be any labels (they are remapped later); ratings must be numbers and
     timestamps numbers or dates.
     """
+    import pandas as pd
+
     if frame.empty:
         raise DataError(f"{path}: no interactions in the file")
     user_col, item_col, rating_col, time_col = columns
@@ -172,6 +179,8 @@ def frame_to_interactions(
 
 def _ids(column: pd.Series) -> np.ndarray:
     """Integer ids as they are; any other labels as dense codes."""
+    import pandas as pd
+
     if pd.api.types.is_integer_dtype(column):
         return column.to_numpy(np.int64)
     return pd.factorize(column)[0].astype(np.int64)

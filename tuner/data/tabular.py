@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from tuner.data.movielens import frame_to_interactions
 from tuner.data.prepare import Interactions
 from tuner.errors import DataError
@@ -24,6 +22,8 @@ class ColumnNames:
 
 def read_table(path: Path, columns: ColumnNames) -> Interactions:
     """Read a file whose suffix says its format; the named columns must be present."""
+    import pandas as pd
+
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.suffix not in TABULAR_SUFFIXES:

@@ -1,0 +1,45 @@
+"""Which loss and how it samples: plain data, importable without torch (the memory model and
+the command line read it before any GPU work)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NEGATIVE_MODES = ("shared", "per_position", "tile")
+REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
+FUSED_LOSSES = {"cce": "ce", "cce_minus": "ce_minus"}  # fused loss -> its reference
+LOSSES = (*REFERENCE_LOSSES, *FUSED_LOSSES)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Which loss, and how it samples; also what the memory model reads."""
+
+    name: str = "ce_minus"
+    num_negatives: int = 256  # per batch, tile or position, by `negative_mode`; bce takes 1
+    negative_mode: str = "shared"
+    tile_size: int = 128
+    temperature: float = 1.0
+    sampled_softmax: bool = False
+    gbce_t: float = 0.75
+    in_kernel_negatives: bool = False  # cce_minus: draw negatives inside the kernel
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ValueError(f"unknown loss {self.name!r}; choose one of {', '.join(LOSSES)}")
+        if self.negative_mode not in NEGATIVE_MODES:
+            raise ValueError(
+                f"unknown negative mode {self.negative_mode!r}; choose one of "
+                f"{', '.join(NEGATIVE_MODES)}"
+            )
+        if self.num_negatives < 1:
+            raise ValueError(f"number of negatives must be at least 1, got {self.num_negatives}")
+        if self.name == "bce" and self.num_negatives != 1:
+            raise ValueError(
+                f"bce takes exactly one negative per position, got {self.num_negatives}; "
+                "use gbce for more"
+            )
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.in_kernel_negatives and self.name != "cce_minus":
+            raise ValueError(f"in-kernel negatives need loss cce_minus, not {self.name}")

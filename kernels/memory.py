@@ -1,0 +1,163 @@
+"""What each loss holds in GPU memory over a training step, in closed form.
+
+The tuner's memory model adds these to the model's and optimizer's bytes to decide, before
+launching, whether a configuration fits. Every count follows the code it describes
+(`kernels.reference`, `kernels.fused`, `kernels.losses`): which tensors autograd saves, which
+temporaries a line makes while they are alive, and what the backward allocates. Scores are
+the term that matters: tokens x negatives (or x catalog) float32 for the references, nothing
+for the fused kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kernels.config import FUSED_LOSSES, LossConfig
+
+# The CUDA caching allocator hands out blocks in multiples of 512 bytes.
+GRANULE = 512
+
+
+def allocation(numel: int, element_size: int) -> int:
+    """Bytes one tensor of `numel` elements takes from the allocator."""
+    return -(-numel * element_size // GRANULE) * GRANULE
+
+
+@dataclass(frozen=True)
+class LossMemory:
+    """A loss's bytes by when they are live, on top of its inputs (hidden, item_emb, targets).
+
+    `saved` lives from the loss's forward until its backward runs. `forward_extra` and
+    `backward_extra` are the most bytes alive on top of `saved` at any moment of the forward
+    and of the backward (the gradients it returns included, the item-embedding gradient
+    excepted: the trainer counts that one as a parameter gradient).
+    """
+
+    saved: int
+    forward_extra: int
+    backward_extra: int
+
+
+def loss_memory(config: LossConfig, tokens: int, num_items: int, dim: int,
+                autocast: bool) -> LossMemory:
+    """Bytes of `config`'s loss over `tokens` hidden states of width `dim` (float32, as the
+    model's final norm returns them), a catalog of `num_items`, matmuls in bfloat16 under
+    `autocast`."""
+    if config.name in FUSED_LOSSES:
+        return _fused(config, tokens, num_items, dim, autocast)
+    if config.name == "ce":
+        return _reference_full(tokens, num_items, dim, autocast)
+    return _reference_sampled(config, tokens, num_items, dim, autocast)
+
+
+def _reduction(tokens: int) -> int:
+    """`reference.reduce` with mean: a masked copy of the per-token losses and a mask."""
+    return allocation(tokens, 4) + 2 * allocation(tokens, 1)
+
+
+def negative_rows(config: LossConfig, tokens: int) -> int:
+    """Rows of the negative-id table: 1 shared, one per tile, or one per token."""
+    if config.negative_mode == "shared":
+        return 1
+    if config.negative_mode == "tile":
+        return -(-tokens // config.tile_size)
+    return tokens
+
+
+def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
+           autocast: bool) -> LossMemory:
+    rows = num_items + 1
+    element = 2 if autocast else 4
+    # Under autocast the trainer's selector casts hidden and the table, and both are saved.
+    casts = allocation(tokens * dim, 2) + allocation(rows * dim, 2) if autocast else 0
+    if config.name == "cce":
+        ids = 0
+        id_count = None
+    else:
+        id_rows = negative_rows(config, tokens)
+        id_count = id_rows * config.num_negatives
+        if config.in_kernel_negatives:  # int32, and not even that per position
+            ids = 0 if config.negative_mode == "per_position" else allocation(id_count, 4)
+        else:
+            ids = allocation(id_count, 8)
+    per_token_results = allocation(4 * tokens, 4)  # loss, lse, positive, shift
+    saved = casts + ids + per_token_results
+    forward_extra = _reduction(tokens)
+
+    grad_loss = allocation(tokens, 4)
+    d_hidden = allocation(tokens * dim, element)
+    explicit = id_count is not None and not (
+        config.in_kernel_negatives and config.negative_mode == "per_position")
+    compact = explicit and 2 * (tokens + id_count) <= rows
+    if compact:  # torch.unique over targets and ids, a slot map, then a dense scatter
+        touched = tokens + id_count
+        accumulator = (allocation(touched * dim, 4) + 3 * allocation(touched, 8)
+                       + allocation(rows, 4))
+        returned = allocation(rows * dim, element) + allocation(touched * dim, element)
+    else:
+        accumulator = allocation(rows * dim, 4)
+        returned = allocation(rows * dim, element) if element != 4 else 0
+    in_kernels = grad_loss + d_hidden + accumulator + returned
+    # Autocast's cast back to float32: both gradients in float32 beside their bf16 originals.
+    cast_back = (d_hidden + allocation(rows * dim, 2) + allocation(tokens * dim, 4)
+                 if autocast else 0)
+    return LossMemory(saved, forward_extra, max(in_kernels, cast_back))
+
+
+def _reference_full(tokens: int, num_items: int, dim: int, autocast: bool) -> LossMemory:
+    """`reference.ce`: logits over the whole catalog, then logsumexp and a gather."""
+    scores = tokens * num_items
+    raw = allocation(scores, 2 if autocast else 4)
+    logits = allocation(scores, 4)
+    casts = allocation(tokens * dim, 2) + allocation(num_items * dim, 2) if autocast else 0
+    saved = logits + allocation(tokens, 4) + casts  # logsumexp keeps its input and result
+    # The matmul's output, its float32 copy (autocast) and the scaled logits coexist once.
+    forward_extra = raw + (logits if autocast else 0) + _reduction(tokens)
+    # logsumexp's backward: (x - lse) and its exp; the gather's backward: a zero-filled
+    # tokens x catalog gradient that is summed with the first.
+    backward_extra = 2 * logits + logits + allocation(tokens * dim, 4)
+    return LossMemory(saved, forward_extra, backward_extra)
+
+
+def _reference_sampled(config: LossConfig, tokens: int, num_items: int, dim: int,
+                       autocast: bool) -> LossMemory:
+    """`reference.ce_minus`, `bce` and `gbce`: gathered embeddings, a tokens x N score matrix
+    and its mask."""
+    n = 1 if config.name == "bce" else config.num_negatives
+    mode = "per_position" if config.name == "bce" else config.negative_mode
+    id_rows = {"shared": 1, "tile": -(-tokens // config.tile_size), "per_position": tokens}[mode]
+    scores = tokens * n
+    ids = allocation(id_rows * n, 8)
+    positives = allocation(tokens * dim, 4)  # item_emb[targets], saved by the product
+    gathered_rows = id_rows * n
+    gathered = allocation(gathered_rows * dim, 4)
+    # Tile mode pads the hidden states into (tiles, tile, d) for bmm.
+    padded = allocation(id_rows * config.tile_size * dim, 4) if mode == "tile" else 0
+    if autocast:  # the matmul keeps bf16 copies of both operands, the float32 gather dies
+        matmul_saved = allocation(gathered_rows * dim, 2) + allocation(tokens * dim, 2)
+        matmul_saved += allocation(id_rows * config.tile_size * dim, 2) if padded else 0
+    else:
+        matmul_saved = gathered + padded
+    # Ids expanded per token for the masks (a real copy in tile mode).
+    per_token_ids = allocation(scores, 8) if mode == "tile" else 0
+    mask = allocation(scores, 1)
+    if config.name == "ce_minus":
+        # masked_fill keeps the mask; logsumexp keeps the (tokens, 1 + N) concatenation.
+        concat = allocation(tokens * (n + 1), 4)
+        saved = ids + positives + matmul_saved + mask + concat + allocation(tokens, 4)
+        # Alive with them at the worst moment: the masked scores (a local until return), a
+        # comparison temporary, the float32 gather under autocast, the per-token ids.
+        forward_extra = (allocation(scores, 4) + mask + per_token_ids
+                         + (gathered if autocast else 0) + _reduction(tokens))
+        # logsumexp's backward makes (x - lse) and its exp over the concatenation.
+        backward_extra = 2 * concat + allocation(scores, 4) + allocation(tokens * dim, 4)
+    else:
+        # logsigmoid keeps its input; the kept-mask product and its sum.
+        sigmoid = allocation(scores, 4)
+        saved = ids + positives + matmul_saved + mask + sigmoid
+        forward_extra = (2 * sigmoid + mask + per_token_ids
+                         + (gathered if autocast else 0) + _reduction(tokens))
+        backward_extra = 3 * sigmoid + allocation(tokens * dim, 4)
+    # The gathers' backward scatters into zero-filled tables of the whole catalog.
+    backward_extra += 2 * allocation((num_items + 1) * dim, 4) + gathered
+    return LossMemory(saved, forward_extra, backward_extra)

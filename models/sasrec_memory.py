@@ -1,0 +1,92 @@
+"""SASRec's bytes on the GPU as a function of its config, batch and precision.
+
+Counts follow `models.sasrec` line by line: what autograd saves for the backward (the
+activations), and the largest temporaries alive beside them. Under autocast the linear layers
+and attention run in bfloat16 while layer norms and residual sums stay float32, which is why
+the two precisions differ by more than a factor of two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kernels.memory import allocation
+from models.sasrec_config import SASRecConfig, bias_columns
+
+
+def parameter_shapes(config: SASRecConfig) -> list[int]:
+    """Element counts of every parameter tensor, in the module's order."""
+    d = config.hidden
+    block = [d, d, 3 * d * d, 3 * d, d * d, d, d, d, d * d, d, d * d, d]
+    return [(config.num_items + 1) * d, config.max_len * d, *block * config.num_blocks, d, d]
+
+
+def parameter_bytes(config: SASRecConfig) -> int:
+    """Float32 parameters (autocast keeps float32 weights)."""
+    return sum(allocation(n, 4) for n in parameter_shapes(config))
+
+
+@dataclass(frozen=True)
+class ActivationMemory:
+    """Bytes of one training step's forward and backward through the model, batch (B, L).
+
+    `saved`: what autograd keeps from the forward for the backward, the returned hidden states
+    included. `forward_extra`: temporaries alive beside the growing `saved` at the worst
+    moment of the forward. `backward_extra`: gradients and temporaries alive beside what is
+    still saved at the worst moment of the backward through the blocks.
+    """
+
+    saved: int
+    forward_extra: int
+    backward_extra: int
+
+
+def _attention_logsumexp(batch: int, length: int, heads: int) -> int:
+    """The memory-efficient kernel keeps a float32 logsumexp per row, rows padded to 32."""
+    return allocation(batch * heads * (-(-length // 32) * 32), 4)
+
+
+def activation_memory(config: SASRecConfig, batch: int, autocast: bool) -> ActivationMemory:
+    b, length, d = batch, config.max_len, config.hidden
+    tokens = b * length
+    e4 = allocation(tokens * d, 4)  # a float32 (B, L, d) tensor
+    low = 2 if autocast else 4  # linear layers' and attention's element size
+    el = allocation(tokens * d, low)
+    mask = allocation(tokens * d, 1)  # a dropout mask
+    stats = 2 * allocation(tokens, 4)  # a layer norm's mean and rstd
+    bias = allocation(b * length * bias_columns(length), low)
+
+    # Embedding: the dropout mask, the masked embeddings (the first norm's input), the padding
+    # flags kept by the product, the additive attention bias shared by all blocks.
+    embedding = mask + e4 + allocation(tokens, 1) + bias
+    # A block keeps: the norm's stats; the qkv input (bf16 copy under autocast, else the norm
+    # output itself); q, k, v; attention output and logsumexp; the attention residual's
+    # dropout mask; the residual sum (next norm's input); the FFN input, pre-GELU, and the
+    # post-dropout activation; two dropout masks; the block output.
+    per_block = (2 * stats + el + 3 * el + el
+                 + _attention_logsumexp(b, length, config.num_heads)
+                 + mask + e4 + el + el + mask + el + mask + e4)
+    final = stats + e4  # the final norm's stats and the hidden states it returns
+    saved = embedding + config.num_blocks * per_block + final
+
+    # Forward: building the bias makes three boolean (B, L, L) temporaries; inside a block
+    # the norm output (float32 before its cast under autocast), the dropout's output and the
+    # pre-residual projection are alive at once.
+    forward_extra = max(3 * allocation(b * length * length, 1), 2 * e4 + el)
+    # Backward through a block: the incoming gradient, the grads of q, k, v and of the
+    # attention output, and the float32 grad of the residual stream.
+    backward_extra = 2 * e4 + 4 * el + e4
+    return ActivationMemory(saved, forward_extra, backward_extra)
+
+
+def inference_extra(config: SASRecConfig, batch: int, autocast: bool) -> int:
+    """Peak temporaries of a no-grad forward over (batch, L): one block's tensors at a time."""
+    b, length, d = batch, config.max_len, config.hidden
+    tokens = b * length
+    e4 = allocation(tokens * d, 4)
+    low = 2 if autocast else 4
+    el = allocation(tokens * d, low)
+    bias = allocation(b * length * bias_columns(length), low)
+    building = 3 * allocation(b * length * length, 1)
+    # The residual stream, the norm output and its cast, q, k, v, attention output, a sum.
+    return bias + max(building, 3 * e4 + el + 3 * el + el)

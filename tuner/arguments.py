@@ -1,0 +1,153 @@
+"""Argument types and groups shared by the `cce-tune` commands, and the configs built from
+them. Every value is checked here, where it enters, with the bad value and what is valid."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from kernels.config import FUSED_LOSSES, LOSSES, NEGATIVE_MODES, LossConfig
+from models.sasrec_config import SASRecConfig
+from tuner.data import KNOWN_DATASETS, DataOptions
+from tuner.data.prepare import PrepareOptions
+from tuner.data.tabular import ColumnNames
+from tuner.errors import CceTuneError
+from tuner.train_config import TrainConfig
+
+DEFAULT_NEGATIVES = {"ce": 1, "ce_minus": 256, "bce": 1, "gbce": 256}
+DEFAULT_NEGATIVES |= {fused: DEFAULT_NEGATIVES[ref] for fused, ref in FUSED_LOSSES.items()}
+
+
+def _number(text: str, convert, noun: str):
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
+
+
+def probability(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in [0, 1)")
+    return value
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", default="synthetic",
+                       help=f"one of {', '.join(KNOWN_DATASETS)}, or a .csv/.tsv/.parquet file "
+                            "(default: synthetic)")
+    group.add_argument("--data-dir", type=Path,
+                       help="an extracted MovieLens folder; without it the official zip is "
+                            "downloaded into $CCE_TUNE_CACHE (default ~/.cache/cce-tune)")
+    group.add_argument("--min-rating", type=float,
+                       help="keep ratings >= this (default: every rating is an interaction)")
+    group.add_argument("--min-user-interactions", type=positive_int, default=5,
+                       help="drop users with fewer interactions (default: 5)")
+    group.add_argument("--user-col", default="user_id", help="file datasets: user column")
+    group.add_argument("--item-col", default="item_id", help="file datasets: item column")
+    group.add_argument("--time-col", default="timestamp", help="file datasets: time column")
+    group.add_argument("--rating-col", help="file datasets: rating column, for --min-rating")
+
+
+def data_options(args: argparse.Namespace) -> DataOptions:
+    return DataOptions(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        prepare=PrepareOptions(args.min_rating, args.min_user_interactions),
+        columns=ColumnNames(args.user_col, args.item_col, args.time_col, args.rating_col),
+    )
+
+SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+
+def memory_size(text: str) -> int:
+    """Bytes from `40GB` (10^9), `40GiB` (2^30), `512 MiB` or a plain number of bytes (`4e10`)."""
+    match = _SIZE.match(text)
+    unit = match and (match.group(2).lower() or "b")
+    if not match or unit not in SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a memory size; write a number with one of the units "
+            "B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), "
+            "e.g. 40GB or 40GiB")
+    value = float(match.group(1)) * SIZE_UNITS[unit]
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least one byte")
+    return int(value)
+
+
+def add_loss_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("loss")
+    group.add_argument("--loss", choices=LOSSES, default="ce_minus")
+    group.add_argument("--negatives", type=positive_int,
+                       help="negatives per batch, tile or position (default: 256; bce: 1)")
+    group.add_argument("--negative-mode", choices=NEGATIVE_MODES, default="shared",
+                       help="share negatives across the batch, draw per position, or per tile "
+                            "of consecutive tokens (default: shared)")
+    group.add_argument("--tile-size", type=positive_int, default=128)
+    group.add_argument("--temperature", type=positive_float, default=1.0)
+    group.add_argument("--sampled-softmax", action="store_true",
+                       help="correct uniform negatives so CE- estimates full-catalog CE")
+    group.add_argument("--gbce-t", type=probability, default=0.75,
+                       help="gBCE calibration t in [0, 1) (default: 0.75)")
+    group.add_argument("--in-kernel-negatives", action="store_true",
+                       help="cce_minus: draw negatives inside the kernel from a seed, so no id "
+                            "tensor exists")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model and optimiser")
+    group.add_argument("--batch-size", type=positive_int, default=128)
+    group.add_argument("--max-len", type=positive_int, default=50)
+    group.add_argument("--hidden", type=positive_int, default=64)
+    group.add_argument("--blocks", type=positive_int, default=2)
+    group.add_argument("--heads", type=positive_int, default=1)
+    group.add_argument("--dropout", type=probability, default=0.2)
+    group.add_argument("--lr", type=positive_float, default=1e-3)
+    group.add_argument("--epochs", type=positive_int, default=5)
+    group.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
+    group.add_argument("--eval-batch-size", type=positive_int, default=1024,
+                       help="users ranked at once in evaluation (default: 1024)")
+
+
+def loss_config(args: argparse.Namespace) -> LossConfig:
+    try:
+        return LossConfig(
+            name=args.loss, num_negatives=args.negatives or DEFAULT_NEGATIVES[args.loss],
+            negative_mode=args.negative_mode, tile_size=args.tile_size,
+            temperature=args.temperature, sampled_softmax=args.sampled_softmax,
+            gbce_t=args.gbce_t, in_kernel_negatives=args.in_kernel_negatives,
+        )
+    except ValueError as error:
+        raise CceTuneError(str(error)) from None
+
+
+def train_config(args: argparse.Namespace, **run) -> TrainConfig:
+    """The training config the loss and model arguments describe; `run` adds device, seed..."""
+    loss = loss_config(args)
+    try:
+        SASRecConfig(num_items=1, hidden=args.hidden, num_heads=args.heads)
+    except ValueError as error:
+        raise CceTuneError(str(error)) from None
+    return TrainConfig(
+        loss=loss, batch_size=args.batch_size, max_len=args.max_len, hidden=args.hidden,
+        num_blocks=args.blocks, num_heads=args.heads, dropout=args.dropout, lr=args.lr,
+        epochs=args.epochs, bf16=args.bf16, eval_batch_size=args.eval_batch_size, **run,
+    )

@@ -1,0 +1,159 @@
+"""`cce-tune estimate` and `cce-tune verify-memory`: the memory model from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from tuner.arguments import (
+    add_data_arguments,
+    add_loss_arguments,
+    add_model_arguments,
+    data_options,
+    memory_size,
+    positive_int,
+    train_config,
+)
+from tuner.data import counts
+from tuner.errors import CceTuneError
+from tuner.memory import (
+    SOLVABLE,
+    DatasetShape,
+    MemoryProfile,
+    estimate,
+    format_bytes,
+    solve,
+)
+from tuner.memory_grid import GRIDS
+
+
+def add_profile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--memory-profile", type=Path,
+                        help="coefficients fitted by `verify-memory --calibrate` "
+                             "(default: the uncalibrated model)")
+
+
+def add_estimate_parser(commands) -> None:
+    parser = commands.add_parser(
+        "estimate", help="print the peak-memory breakdown of a configuration, no GPU needed")
+    add_data_arguments(parser)
+    parser.add_argument("--model", choices=("sasrec",), default="sasrec")
+    add_loss_arguments(parser)
+    add_model_arguments(parser)
+    group = parser.add_argument_group("estimate")
+    group.add_argument("--num-users", type=positive_int,
+                       help="users of the dataset (default: from its metadata or cache)")
+    group.add_argument("--num-items", type=positive_int,
+                       help="items of the catalog (default: from its metadata or cache)")
+    group.add_argument("--gpu-mem", type=memory_size,
+                       help="a budget such as 40GB or 40GiB: say whether it fits")
+    group.add_argument("--solve", choices=tuple(SOLVABLE),
+                       help="with --gpu-mem: the largest value of this knob that fits")
+    group.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_profile_argument(group)
+
+
+def dataset_shape(args: argparse.Namespace) -> DatasetShape:
+    if args.num_users and args.num_items:
+        return DatasetShape(args.num_users, args.num_items)
+    users, items = counts(data_options(args))
+    return DatasetShape(args.num_users or users, args.num_items or items)
+
+
+def run_estimate(args: argparse.Namespace) -> None:
+    if args.solve and not args.gpu_mem:
+        raise CceTuneError("--solve needs --gpu-mem, the budget to solve against")
+    config = train_config(args)
+    shape = dataset_shape(args)
+    profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
+    solved = None
+    if args.solve:
+        solved = solve(config, shape, args.gpu_mem, args.solve, profile)
+        config = _with(config, args.solve, solved)
+    breakdown = estimate(config, shape, profile)
+    if args.json:
+        out = {"dataset": args.dataset, "users": shape.num_users, "items": shape.num_items,
+               **breakdown.to_dict()}
+        if args.gpu_mem:
+            out |= {"budget": args.gpu_mem, "fits": breakdown.fits(args.gpu_mem)}
+        if solved is not None:
+            out["solved"] = {args.solve: solved}
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{args.dataset}: {shape.num_users:,} users, {shape.num_items:,} items; "
+          f"B={config.batch_size} L={config.max_len} d={config.hidden} "
+          f"loss={config.loss.name} N={config.loss.num_negatives}"
+          f"{' bf16' if config.bf16 else ''}")
+    print(breakdown.table())
+    if solved is not None:
+        print(f"largest {args.solve} within {format_bytes(args.gpu_mem)}: {solved}")
+    elif args.gpu_mem:
+        verdict = "fits" if breakdown.fits(args.gpu_mem) else "does not fit"
+        print(f"{verdict} in {format_bytes(args.gpu_mem)}")
+
+
+def _with(config, knob: str, value: int):
+    from dataclasses import replace
+
+    if knob == "negatives":
+        return replace(config, loss=replace(config.loss, num_negatives=value))
+    return replace(config, **{SOLVABLE[knob]: value})
+
+
+def add_verify_parser(commands) -> None:
+    parser = commands.add_parser(
+        "verify-memory", help="measure real training steps on the GPU against the estimate")
+    parser.add_argument("--grid", choices=tuple(GRIDS), default="default")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                        help="folder for memory-<gpu>.csv and .md (default: benchmarks/results)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit the model's coefficients and write memory-profile-<gpu>.json")
+    add_profile_argument(parser)
+
+
+def run_verify(args: argparse.Namespace) -> None:
+    import torch
+
+    from tuner.memory_verify import calibrate, errors, run_grid, summary
+
+    if not torch.cuda.is_available():
+        raise CceTuneError("verify-memory measures on a CUDA GPU, and none is visible")
+    profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
+    gpu = torch.cuda.get_device_name(0)
+    slug = "-".join(gpu.lower().replace("nvidia", "").split())
+    points = GRIDS[args.grid]()
+    print(f"{len(points)} points on {gpu}")
+    started = time.perf_counter()
+
+    def show(row: dict) -> None:
+        measured = row.get("measured_allocated")
+        result = (f"measured {format_bytes(measured):>11}  error {row['error']:+6.1%}"
+                  if measured else row["status"])
+        print(f"{row['loss']:>9} B={row['batch_size']:<5} N={row['negatives']:<5} "
+              f"L={row['max_len']:<4} d={row['hidden']:<4} V={row['num_items']:<8,} "
+              f"{'bf16' if row['bf16'] else 'fp32'}  estimate "
+              f"{format_bytes(row['estimate_allocated']):>11}  {result}", flush=True)
+
+    rows = run_grid(points, show, profile)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"memory-{slug}" + ("" if args.grid == "default" else f"-{args.grid}")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(args.out / f"{stem}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    calibrated = None
+    if args.calibrate and errors(rows):
+        calibrated = calibrate(rows, gpu, torch.__version__)
+        calibrated.save(args.out / f"memory-profile-{slug}.json")
+    command = "cce-tune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "cce-tune verify-memory"
+    text = summary(rows, gpu, command, calibrated)
+    text += f"\n{time.perf_counter() - started:.0f} s for the grid; torch {torch.__version__}.\n"
+    (args.out / f"{stem}.md").write_text(text)
+    print(text.split("| loss |")[0])
+    print(f"written: {args.out / stem}.csv, .md")

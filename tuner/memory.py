@@ -1,0 +1,231 @@
+"""The peak-memory model: whether a training configuration fits a GPU, before launching it.
+
+    >>> from tuner.memory import DatasetShape, estimate
+    >>> shape = DatasetShape(num_users=138_493, num_items=26_744)
+    >>> breakdown = estimate(TrainConfig(batch_size=256, max_len=200), shape)
+    >>> print(breakdown.table())
+
+Each part declares its own bytes next to its code (`models.sasrec_memory`,
+`kernels.memory`); this module adds them up over the moments of a step where memory peaks:
+the forward, the backward, the optimizer step, and evaluation. Above the tensors sit the
+allocator's slack and the CUDA context, which `max_memory_allocated` does not see but a GPU
+budget does. The coefficients of `MemoryProfile` are what `verify-memory --calibrate` fits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from kernels.memory import allocation, loss_memory
+from models.sasrec_config import SASRecConfig
+from models.sasrec_memory import activation_memory, inference_extra, parameter_bytes
+from tuner.errors import CceTuneError
+from tuner.train_config import TrainConfig
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    """What the memory model needs of a dataset: its user and item counts."""
+
+    num_users: int
+    num_items: int
+
+
+@dataclass(frozen=True)
+class MemoryProfile:
+    """The model's free coefficients. The defaults are the uncalibrated model's.
+
+    `activation_scale` and `loss_scale` multiply the model's and the loss's terms,
+    `workspace_bytes` covers cuBLAS / cuDNN workspaces taken through the allocator,
+    `fragmentation` is reserved over allocated at the peak, `context_bytes` is the CUDA
+    context and kernel images outside the allocator.
+    """
+
+    activation_scale: float = 1.0
+    loss_scale: float = 1.0
+    workspace_bytes: int = 32 * MiB
+    fragmentation: float = 0.10
+    context_bytes: int = 640 * MiB
+    gpu: str = "uncalibrated"
+    torch: str = ""
+    points: int = 0
+
+    @classmethod
+    def load(cls, path: Path) -> MemoryProfile:
+        try:
+            fields = json.loads(Path(path).read_text())
+            return cls(**fields)
+        except FileNotFoundError:
+            raise CceTuneError(f"--memory-profile {path}: no such file") from None
+        except (json.JSONDecodeError, TypeError) as error:
+            raise CceTuneError(
+                f"--memory-profile {path}: not a profile written by verify-memory --calibrate "
+                f"({error})") from None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Named terms of the peak, for the moment of the step that peaks."""
+
+    terms: dict[str, int]  # sum to `peak_allocated`
+    phase: str  # the moment that peaks: forward, backward, optimizer step or evaluation
+    phases: dict[str, int]  # allocated bytes at each moment's peak
+    peak_allocated: int  # what torch.cuda.max_memory_allocated should read
+    peak_reserved: int  # with the allocator's slack
+    total: int  # with the CUDA context: what the GPU must have free
+
+    def fits(self, budget_bytes: float) -> bool:
+        return self.total <= budget_bytes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        rows = [(name, size) for name, size in self.terms.items()]
+        rows += [("= peak allocated", self.peak_allocated),
+                 ("+ allocator slack", self.peak_reserved - self.peak_allocated),
+                 ("+ CUDA context", self.total - self.peak_reserved),
+                 ("= total on the GPU", self.total)]
+        width = max(len(name) for name, _ in rows)
+        lines = [f"peak at: {self.phase}"]
+        lines += [f"{name:<{width}}  {format_bytes(size):>11}" for name, size in rows]
+        lines.append("phases: " + ", ".join(f"{name} {format_bytes(size)}"
+                                            for name, size in self.phases.items()))
+        return "\n".join(lines)
+
+
+def format_bytes(size: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
+        if abs(size) >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{int(size)} B"
+
+
+def model_config(config: TrainConfig, shape: DatasetShape) -> SASRecConfig:
+    return SASRecConfig(num_items=shape.num_items, max_len=config.max_len, hidden=config.hidden,
+                        num_blocks=config.num_blocks, num_heads=config.num_heads,
+                        dropout=config.dropout)
+
+
+def dataset_bytes(shape: DatasetShape, max_len: int) -> int:
+    """`tuner.train.Setup`'s device arrays: training windows (L + 1 wide, int64), targets,
+    validation and test histories, plus an epoch's permutation or a split's targets."""
+    users = shape.num_users
+    return (allocation(users * (max_len + 1), 8) + 3 * allocation(users * max_len, 8)
+            + allocation(users, 8))
+
+
+def estimate(config: TrainConfig, shape: DatasetShape,
+             profile: MemoryProfile | None = None) -> MemoryBreakdown:
+    """Peak GPU memory of training `config` on a dataset of `shape`, in closed form."""
+    profile = profile or DEFAULT_PROFILE
+    model = model_config(config, shape)
+    autocast = config.bf16
+    batch = min(config.batch_size, shape.num_users)
+    tokens = batch * config.max_len
+    rows = shape.num_items + 1
+
+    params = parameter_bytes(model)
+    persistent = {
+        "parameters": params,
+        "Adam state": 2 * params,
+        "dataset on device": dataset_bytes(shape, config.max_len),
+        "library workspaces": profile.workspace_bytes,
+    }
+    base = sum(persistent.values())
+    batch_ids = 2 * allocation(tokens, 8)  # the batch's inputs and targets
+    activations = activation_memory(model, batch, autocast)
+    loss = loss_memory(config.loss, tokens, shape.num_items, config.hidden, autocast)
+    act_scale, loss_scale = profile.activation_scale, profile.loss_scale
+    saved = act_scale * activations.saved + loss_scale * loss.saved
+    item_grad = allocation(rows * config.hidden, 4)
+
+    moments = {
+        "forward": {
+            "batch ids": batch_ids,
+            "saved activations": act_scale * activations.saved,
+            "loss saved": loss_scale * loss.saved,
+            "forward temporaries": max(act_scale * activations.forward_extra,
+                                       loss_scale * loss.forward_extra),
+        },
+        "backward": {
+            "batch ids": batch_ids,
+            "saved activations": act_scale * activations.saved,
+            "loss saved": loss_scale * loss.saved,
+            "gradients in flight": max(
+                loss_scale * loss.backward_extra,
+                item_grad + act_scale * activations.backward_extra - loss_scale * loss.saved,
+                2 * item_grad + params - saved,  # the embedding's dense gradient added in
+            ),
+        },
+        "optimizer step": {
+            "gradients": params,
+            "Adam temporaries": params,  # foreach Adam's sqrt of the second moments
+        },
+        "evaluation": _evaluation(config, model, shape, autocast, act_scale),
+    }
+    phases = {name: base + int(sum(terms.values())) for name, terms in moments.items()}
+    phase = max(phases, key=phases.get)
+    terms = {**persistent, **{name: int(v) for name, v in moments[phase].items()}}
+    peak = phases[phase]
+    reserved = int(peak * (1 + profile.fragmentation))
+    return MemoryBreakdown(terms, phase, phases, peak, reserved, reserved + profile.context_bytes)
+
+
+def _evaluation(config: TrainConfig, model: SASRecConfig, shape: DatasetShape, autocast: bool,
+                act_scale: float) -> dict[str, int]:
+    """Full ranking: a batch of users' scores over the whole catalog, in float32 (and bf16
+    first under autocast), and the comparison mask against each target's score."""
+    users = min(config.eval_batch_size, shape.num_users)
+    rows = shape.num_items + 1
+    scores = allocation(users * rows, 4) + allocation(users * rows, 1)
+    if autocast:
+        scores += allocation(users * rows, 2)
+    return {
+        "evaluation batch": allocation(users * config.max_len, 8),
+        "evaluation forward": int(act_scale * inference_extra(model, users, autocast)),
+        "evaluation scores": scores,
+    }
+
+
+DEFAULT_PROFILE = MemoryProfile()
+
+SOLVABLE = {"batch-size": "batch_size", "max-len": "max_len", "negatives": "num_negatives"}
+
+
+def solve(config: TrainConfig, shape: DatasetShape, budget_bytes: float, knob: str,
+          profile: MemoryProfile | None = None, upper: int = 1 << 22) -> int:
+    """The largest value of `knob` (batch-size, max-len or negatives) that fits the budget,
+    the others fixed: a binary search, as every term grows with each knob."""
+    if knob not in SOLVABLE:
+        raise CceTuneError(f"--solve {knob!r}: choose one of {', '.join(SOLVABLE)}")
+
+    def with_value(value: int) -> TrainConfig:
+        if knob == "negatives":
+            return replace(config, loss=replace(config.loss, num_negatives=value))
+        return replace(config, **{SOLVABLE[knob]: value})
+
+    def fits(value: int) -> bool:
+        return estimate(with_value(value), shape, profile).fits(budget_bytes)
+
+    if not fits(1):
+        smallest = estimate(with_value(1), shape, profile)
+        raise CceTuneError(f"even {knob} 1 needs {format_bytes(smallest.total)}, over the "
+                           f"budget of {format_bytes(budget_bytes)}")
+    low, high = 1, upper
+    if fits(high):
+        return high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+

@@ -1,0 +1,54 @@
+"""The grids of configurations that `verify-memory` measures, importable without torch."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kernels.config import LossConfig
+from tuner.memory import DatasetShape
+from tuner.train_config import TrainConfig
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    loss: str
+    batch_size: int
+    negatives: int
+    max_len: int
+    hidden: int
+    num_items: int
+    bf16: bool
+
+    def config(self) -> TrainConfig:
+        negatives = self.negatives if self.loss in ("ce_minus", "cce_minus") else 1
+        return TrainConfig(loss=LossConfig(self.loss, num_negatives=negatives),
+                           batch_size=self.batch_size, max_len=self.max_len, hidden=self.hidden,
+                           bf16=self.bf16, device="cuda")
+
+    def shape(self) -> DatasetShape:
+        # Enough users for a full batch and an evaluation pass; the data term stays small.
+        return DatasetShape(num_users=2 * self.batch_size, num_items=self.num_items)
+
+
+def default_grid() -> list[GridPoint]:
+    """64 points: 8 (B, L, d, N) shapes x 4 losses x 2 catalogs, bf16 on every other shape."""
+    shapes = [  # batch, max_len, hidden, negatives
+        (64, 50, 64, 128), (256, 200, 64, 512), (128, 400, 128, 2048), (512, 100, 256, 8192),
+        (2048, 50, 128, 1024), (1024, 200, 256, 4096), (256, 400, 256, 256), (2048, 100, 64, 8192),
+    ]
+    points = []
+    for num_items, loss, (index, (b, length, d, n)) in itertools.product(
+            (26_744, 1_000_000), ("ce", "ce_minus", "cce", "cce_minus"), enumerate(shapes)):
+        points.append(GridPoint(loss, b, n, length, d, num_items, bf16=index % 2 == 1))
+    return points
+
+
+def tiny_grid() -> list[GridPoint]:
+    """A handful of small points: checks the command end to end in seconds."""
+    return [GridPoint(loss, 32, 64, 20, 32, 1_000, bf16=False)
+            for loss in ("ce", "ce_minus", "cce", "cce_minus")]
+
+
+GRIDS: dict[str, Callable[[], list[GridPoint]]] = {"default": default_grid, "tiny": tiny_grid}

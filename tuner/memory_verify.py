@@ -1,0 +1,178 @@
+"""`cce-tune verify-memory`: the memory model against real training steps on the GPU.
+
+Each grid point builds the trainer's own `Setup` (model, loss, Adam, the dataset's device
+arrays) on random sequences, takes a warm-up step, then measures the peak allocated bytes of
+each moment of a second step (forward, backward, optimizer step) and of an evaluation pass,
+and sets them beside the estimate. Points the model says need more than the GPU has are
+recorded as such and not attempted. `calibrate` fits the model's free coefficients to the
+measured points.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, replace
+
+import numpy as np
+import torch
+
+from tuner.data.sequences import SequenceData
+from tuner.memory import DatasetShape, MemoryProfile, estimate, format_bytes
+from tuner.memory_grid import GridPoint
+from tuner.train import Setup
+
+PHASES = ("forward", "backward", "optimizer step", "evaluation")
+
+
+def random_sequences(shape: DatasetShape, length: int, seed: int = 0) -> SequenceData:
+    """`shape.num_users` users with `length` + 2 random items each: full windows, all splits."""
+    rng = np.random.default_rng(seed)
+    per_user = length + 3
+    offsets = np.arange(shape.num_users + 1, dtype=np.int64) * per_user
+    items = rng.integers(1, shape.num_items + 1, shape.num_users * per_user, dtype=np.int32)
+    return SequenceData("random", shape.num_items, offsets, items)
+
+
+def measure(point: GridPoint, device_bytes: int,
+            profile: MemoryProfile | None = None) -> dict:
+    """One grid point's estimate and, if the GPU can hold it, its measured peaks."""
+    config, shape = point.config(), point.shape()
+    breakdown = estimate(config, shape, profile)
+    row = {**asdict(point), "estimate_phase": breakdown.phase,
+           "estimate_allocated": breakdown.peak_allocated,
+           "estimate_reserved": breakdown.peak_reserved, "estimate_total": breakdown.total,
+           **{f"estimate_{_key(p)}": breakdown.phases[p] for p in PHASES}}
+    if breakdown.total > device_bytes:
+        return {**row, "status": "not attempted: estimate exceeds the GPU"}
+    data = random_sequences(shape, point.max_len)
+    setup = None
+    try:
+        setup = Setup(config, data)
+        batch = torch.arange(point.batch_size, device=setup.device)
+        setup.model.train()
+        setup.step(batch)  # warm-up: Adam state, cuBLAS workspaces, compiled kernels
+        torch.cuda.synchronize()
+        measured = {}
+        reserved = 0
+
+        def peak_of(name: str, action: Callable[[], object]) -> object:
+            nonlocal reserved
+            torch.cuda.reset_peak_memory_stats()
+            result = action()
+            torch.cuda.synchronize()
+            measured[name] = torch.cuda.max_memory_allocated()
+            reserved = max(reserved, torch.cuda.max_memory_reserved())
+            return result
+
+        loss = peak_of("forward", lambda: setup.forward(batch))
+        peak_of("backward", loss.backward)
+        del loss
+        peak_of("optimizer step", setup.optimizer.step)
+        peak_of("evaluation", lambda: setup.evaluate("valid", data))
+        free, total = torch.cuda.mem_get_info()
+        context = total - free - torch.cuda.memory_reserved()
+        peak = max(measured.values())
+        return {**row, "status": "measured", "measured_allocated": peak,
+                "measured_reserved": reserved, "context": context,
+                **{f"measured_{_key(p)}": measured[p] for p in PHASES},
+                "measured_phase": max(measured, key=measured.get),
+                "error": breakdown.peak_allocated / peak - 1}
+    except torch.cuda.OutOfMemoryError:
+        return {**row, "status": "out of memory"}
+    finally:
+        setup = None  # free the model before the next point
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def _key(phase: str) -> str:
+    return phase.replace(" ", "_")
+
+
+def run_grid(points: Iterable[GridPoint], on_row: Callable[[dict], None] | None = None,
+             profile: MemoryProfile | None = None) -> list[dict]:
+    device_bytes = torch.cuda.get_device_properties(0).total_memory
+    rows = []
+    for point in points:
+        row = measure(point, device_bytes, profile)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return rows
+
+
+def errors(rows: list[dict], profile: MemoryProfile | None = None) -> list[float]:
+    """Relative errors of the (re-)estimated peaks at the measured points."""
+    out = []
+    for row in rows:
+        if row.get("status") != "measured":
+            continue
+        point = GridPoint(**{k: row[k] for k in GridPoint.__dataclass_fields__})
+        if profile is None:
+            predicted = row["estimate_allocated"]
+        else:
+            predicted = estimate(point.config(), point.shape(), profile).peak_allocated
+        out.append(predicted / row["measured_allocated"] - 1)
+    return out
+
+
+def calibrate(rows: list[dict], gpu: str, torch_version: str) -> MemoryProfile:
+    """Scales of the activation and loss terms that minimise the median error while no point
+    is under-estimated by more than 2 %; slack and context from what was measured."""
+    measured = [row for row in rows if row.get("status") == "measured"]
+    if not measured:
+        raise ValueError("no measured points to calibrate on")
+    base = MemoryProfile(gpu=gpu, torch=torch_version, points=len(measured))
+    scales = [round(0.80 + 0.02 * i, 2) for i in range(26)]
+    best, best_key = base, None
+    for activation, loss in itertools.product(scales, scales):
+        candidate = replace(base, activation_scale=activation, loss_scale=loss)
+        errs = errors(measured, candidate)
+        worst = min(errs)
+        key = (worst < -0.02, -worst if worst < -0.02 else 0,
+               statistics.median(abs(e) for e in errs))
+        if best_key is None or key < best_key:
+            best, best_key = candidate, key
+    slack = max(row["measured_reserved"] / row["measured_allocated"] - 1 for row in measured)
+    context = max(row["context"] for row in measured)
+    return replace(best, fragmentation=round(slack + 0.01, 3), context_bytes=int(context))
+
+
+def summary(rows: list[dict], gpu: str, command: str,
+            calibrated: MemoryProfile | None = None) -> str:
+    """The Markdown summary: bars first, then every point."""
+    errs = errors(rows)
+    counts = {status: sum(row["status"] == status for row in rows)
+              for status in dict.fromkeys(row["status"] for row in rows)}
+    lines = [f"# Memory model against measurement: {gpu}", "",
+             f"Command: `{command}`", "",
+             "Points: " + ", ".join(f"{n} {status}" for status, n in counts.items()), ""]
+    if errs:
+        lines += [
+            "| | uncalibrated |" + (" calibrated |" if calibrated else ""),
+            "|---|---|" + ("---|" if calibrated else ""),
+        ]
+        stats = [("median abs. error", lambda e: statistics.median(abs(x) for x in e)),
+                 ("worst under-estimate", lambda e: min(min(e), 0.0)),
+                 ("worst over-estimate", lambda e: max(max(e), 0.0))]
+        for name, stat in stats:
+            cells = [f"{stat(errs):+.2%}"]
+            if calibrated:
+                cells.append(f"{stat(errors(rows, calibrated)):+.2%}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["| loss | B | N | L | d | catalog | bf16 | estimate | measured | error | "
+              "est. phase | meas. phase | status |", "|" + "---|" * 13]
+    for row in rows:
+        measured = row.get("measured_allocated")
+        cells = [row["loss"], row["batch_size"], row["negatives"], row["max_len"], row["hidden"],
+                 f"{row['num_items']:,}", "yes" if row["bf16"] else "no",
+                 format_bytes(row["estimate_allocated"]),
+                 format_bytes(measured) if measured else "-",
+                 f"{row['error']:+.1%}" if measured else "-",
+                 row["estimate_phase"], row.get("measured_phase", "-"), row["status"]]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"

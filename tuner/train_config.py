@@ -1,0 +1,25 @@
+"""What one training run is: plain data, importable without torch (the memory model reads it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kernels.config import LossConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: LossConfig = field(default_factory=LossConfig)
+    batch_size: int = 128
+    max_len: int = 50
+    hidden: int = 64
+    num_blocks: int = 2
+    num_heads: int = 1
+    dropout: float = 0.2
+    lr: float = 1e-3
+    epochs: int = 5
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    exclude_seen: bool = True
+    eval_batch_size: int = 1024
