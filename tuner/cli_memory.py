@@ -130,7 +130,14 @@ def run_verify(args: argparse.Namespace) -> None:
     print(f"{len(points)} points on {gpu}")
     started = time.perf_counter()
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"memory-{slug}" + ("" if args.grid == "default" else f"-{args.grid}")
+    # One JSON line per point as it is measured: an interrupted grid keeps what it measured.
+    partial = open(args.out / f"{stem}.jsonl", "w")  # noqa: SIM115 (closed below)
+
     def show(row: dict) -> None:
+        partial.write(json.dumps(row) + "\n")
+        partial.flush()
         measured = row.get("measured_allocated")
         result = (f"measured {format_bytes(measured):>11}  error {row['error']:+6.1%}"
                   if measured else row["status"])
@@ -139,9 +146,10 @@ def run_verify(args: argparse.Namespace) -> None:
               f"{'bf16' if row['bf16'] else 'fp32'}  estimate "
               f"{format_bytes(row['estimate_allocated']):>11}  {result}", flush=True)
 
-    rows = run_grid(points, show, profile)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"memory-{slug}" + ("" if args.grid == "default" else f"-{args.grid}")
+    try:
+        rows = run_grid(points, show, profile)
+    finally:
+        partial.close()
     columns = list(dict.fromkeys(key for row in rows for key in row))
     with open(args.out / f"{stem}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import itertools
 import statistics
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 
@@ -97,7 +98,9 @@ def run_grid(points: Iterable[GridPoint], on_row: Callable[[dict], None] | None 
     device_bytes = torch.cuda.get_device_properties(0).total_memory
     rows = []
     for point in points:
+        started = time.perf_counter()
         row = measure(point, device_bytes, profile)
+        row["seconds"] = round(time.perf_counter() - started, 2)
         rows.append(row)
         if on_row is not None:
             on_row(row)
