@@ -21,7 +21,7 @@ for stage in "$@"; do
     passes) python3 -m benchmarks.passes --out-dir "$out" --block-t 64 128 --block-n 32 64 \
         --warps 8 --stages 3 4 2>&1 | tail -12 ;;
     memory) python3 -m tuner.cli verify-memory --grid default --out "$out" --calibrate \
-        2>&1 | tail -90 ;;
+        2>&1 | tee "$out/memory.log" | tail -20 ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     train-ml20m)
       for precision in fp32 bf16; do

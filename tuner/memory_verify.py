@@ -56,6 +56,7 @@ def measure(point: GridPoint, device_bytes: int,
         setup.model.train()
         setup.step(batch)  # warm-up: Adam state, cuBLAS workspaces, compiled kernels
         torch.cuda.synchronize()
+        baseline = torch.cuda.memory_allocated()  # params, Adam state, data, last grads
         measured = {}
         reserved = 0
 
@@ -78,6 +79,7 @@ def measure(point: GridPoint, device_bytes: int,
         peak = max(measured.values())
         return {**row, "status": "measured", "measured_allocated": peak,
                 "measured_reserved": reserved, "context": context,
+                "measured_baseline": baseline,
                 **{f"measured_{_key(p)}": measured[p] for p in PHASES},
                 "measured_phase": max(measured, key=measured.get),
                 "error": breakdown.peak_allocated / peak - 1}
