@@ -48,3 +48,23 @@ def test_bad_arguments_name_value_and_valid_range(argv, message, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text,size", [
+    ("40GB", 40 * 10**9), ("40GiB", 40 * 2**30), ("40 gib", 40 * 2**30), ("4e10", 4 * 10**10),
+    ("512MiB", 512 * 2**20), ("1.5TB", 1.5 * 10**12),
+])
+def test_memory_sizes_parse(text, size):
+    from tuner.arguments import memory_size
+
+    assert memory_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["40 parsecs", "GB", "-4GB", "40G", ""])
+def test_bad_memory_sizes_name_the_value_and_the_units(text):
+    import argparse
+
+    from tuner.arguments import memory_size
+
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a memory size.*GiB"):
+        memory_size(text)
