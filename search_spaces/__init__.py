@@ -1,0 +1,175 @@
+"""Search spaces as data: one YAML file per preset, and the loader that validates them.
+
+    >>> from search_spaces import load_space
+    >>> space = load_space("ml-20m")              # a preset, or a path to your own file
+    >>> params = space.suggest(optuna_trial)      # {'batch_size': 512, 'negatives': 4096, ...}
+
+A file has `params`, each one distribution, and optionally `fixed` values and a
+`description`:
+
+    params:
+      batch_size: {powers_of_two: [64, 1024]}   # 64, 128, ..., 1024 (ordered for the sampler)
+      lr: {log_uniform: [3.0e-4, 3.0e-3]}
+      dropout: {uniform: [0.1, 0.4]}
+      max_len: {choices: [50, 100, 200]}
+      blocks: {int: [1, 3]}
+    fixed:
+      loss: cce_minus
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent
+PRESETS = tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
+
+# What a space may set, and the type of each value.
+KNOBS: dict[str, type] = {
+    "batch_size": int, "negatives": int, "max_len": int, "hidden": int, "blocks": int,
+    "heads": int, "lr": float, "dropout": float, "temperature": float, "loss": str,
+    "negative_mode": str, "tile_size": int, "bf16": bool, "in_kernel_negatives": bool,
+}
+KINDS = ("choices", "powers_of_two", "int", "uniform", "log_uniform")
+
+
+class SpaceError(ValueError):
+    """A malformed space file: the message names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    values: tuple  # the choices, or the (low, high) bounds
+
+    def suggest(self, trial) -> Any:
+        """Draw this parameter from an Optuna trial (define-by-run)."""
+        if self.kind == "choices":
+            return trial.suggest_categorical(self.name, list(self.values))
+        low, high = self.values
+        if self.kind == "powers_of_two":  # the exponent, so the sampler sees an order
+            return 2 ** trial.suggest_int(f"{self.name}_log2", int(math.log2(low)),
+                                          int(math.log2(high)))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, low, high)
+        return trial.suggest_float(self.name, low, high, log=self.kind == "log_uniform")
+
+    def smallest(self) -> list:
+        """The values the smallest configurations take: the low end of a number, every
+        value of a category (a loss, a mode), whose memory has no order."""
+        if self.kind != "choices":
+            return [self.values[0]]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      for v in self.values)
+        return [min(self.values)] if numbers else list(self.values)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    params: tuple[Param, ...]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def suggest(self, trial) -> dict[str, Any]:
+        return {**self.fixed, **{p.name: p.suggest(trial) for p in self.params}}
+
+    def smallest_corners(self) -> list[dict[str, Any]]:
+        """Configurations with every number at its low end: if none fits a budget, nothing
+        in the space does (memory grows with each number)."""
+        names = [p.name for p in self.params]
+        return [{**self.fixed, **dict(zip(names, values, strict=True))}
+                for values in itertools.product(*(p.smallest() for p in self.params))]
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A preset by name (see `PRESETS`) or a YAML file by path, validated."""
+    path = Path(name_or_path)
+    if str(name_or_path) in PRESETS:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    elif not path.is_file():
+        raise SpaceError(f"--space {name_or_path}: neither a preset ({', '.join(PRESETS)}) "
+                         "nor a file")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpaceError(f"{path}: not valid YAML ({error})") from None
+    return parse_space(spec, path.stem, str(path))
+
+
+def parse_space(spec: Any, name: str, where: str) -> SearchSpace:
+    if not isinstance(spec, dict):
+        raise SpaceError(f"{where}: expected a mapping with `params` (and optionally `fixed`, "
+                         "`description`)")
+    unknown = set(spec) - {"params", "fixed", "description"}
+    if unknown:
+        raise SpaceError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; allowed: "
+                         "params, fixed, description")
+    params_spec = spec.get("params") or {}
+    fixed_spec = spec.get("fixed") or {}
+    for section, value in (("params", params_spec), ("fixed", fixed_spec)):
+        if not isinstance(value, dict):
+            raise SpaceError(f"{where}: `{section}` must be a mapping of knob names")
+    params = tuple(_param(name_, value, where) for name_, value in params_spec.items())
+    fixed = {key: _value(key, value, where, f"fixed.{key}") for key, value in fixed_spec.items()}
+    both = set(fixed) & {p.name for p in params}
+    if both:
+        raise SpaceError(f"{where}: {sorted(both)[0]!r} is both searched and fixed")
+    return SearchSpace(name, params, fixed, str(spec.get("description", "")))
+
+
+def _knob(key: str, where: str, path: str) -> type:
+    if key not in KNOBS:
+        raise SpaceError(f"{where}: {path}: unknown knob {key!r}; allowed: {', '.join(KNOBS)}")
+    return KNOBS[key]
+
+
+def _value(key: str, value: Any, where: str, path: str) -> Any:
+    kind = _knob(key, where, path)
+    if kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SpaceError(f"{where}: {path}: {value!r} is not {kind.__name__}")
+    return value
+
+
+def _param(key: str, spec: Any, where: str) -> Param:
+    path = f"params.{key}"
+    knob = _knob(key, where, path)
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise SpaceError(f"{where}: {path}: give exactly one of {', '.join(KINDS)}, "
+                         "e.g. {choices: [64, 128]}")
+    kind, values = next(iter(spec.items()))
+    if kind not in KINDS:
+        raise SpaceError(f"{where}: {path}: unknown distribution {kind!r}; allowed: "
+                         f"{', '.join(KINDS)}")
+    if not isinstance(values, list) or not values:
+        raise SpaceError(f"{where}: {path}.{kind}: expected a list")
+    values = [_value(key, v, where, f"{path}.{kind}") for v in values]
+    if kind == "choices":
+        return Param(key, kind, tuple(values))
+    if len(values) != 2 or not values[0] <= values[1]:
+        raise SpaceError(f"{where}: {path}.{kind}: expected [low, high] with low <= high, "
+                         f"got {values}")
+    if kind in ("powers_of_two", "int") and knob is not int:
+        raise SpaceError(f"{where}: {path}: {kind} needs a whole-number knob, not {key}")
+    if kind in ("uniform", "log_uniform") and knob is not float:
+        raise SpaceError(f"{where}: {path}: {kind} needs a real-valued knob, not {key}; "
+                         "use choices, int or powers_of_two")
+    if kind == "powers_of_two" and any(v < 1 or v & (v - 1) for v in values):
+        raise SpaceError(f"{where}: {path}.powers_of_two: bounds must be powers of two, "
+                         f"got {values}")
+    if kind == "log_uniform" and values[0] <= 0:
+        raise SpaceError(f"{where}: {path}.log_uniform: bounds must be positive, got {values}")
+    return Param(key, kind, tuple(values))
