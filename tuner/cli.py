@@ -16,6 +16,7 @@ from tuner.arguments import (
     train_config,
 )
 from tuner.cli_memory import add_estimate_parser, add_verify_parser, run_estimate, run_verify
+from tuner.cli_tune import add_report_parser, add_tune_parser, run_report, run_tune
 from tuner.data import load
 from tuner.errors import CceTuneError
 
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--out", type=Path, help="write the results as JSON here")
     add_estimate_parser(commands)
     add_verify_parser(commands)
+    add_tune_parser(commands)
+    add_report_parser(commands)
     return parser
 
 
@@ -68,13 +71,16 @@ def run_train(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "tune")  # `cce-tune --gpu-mem 40GB ...` is `cce-tune tune ...`
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
         commands = {"data": run_data, "train": run_train, "estimate": run_estimate,
-                    "verify-memory": run_verify}
+                    "verify-memory": run_verify, "tune": run_tune, "report": run_report}
         commands[args.command](args)
     except CceTuneError as error:
         print(f"cce-tune: error: {error}", file=sys.stderr)

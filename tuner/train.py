@@ -38,9 +38,9 @@ class TrainResult:
     dataset: str
     device: str
     epochs: list[EpochResult]
-    test: RankingMetrics
-    popularity_valid: RankingMetrics
-    popularity_test: RankingMetrics
+    test: RankingMetrics | None
+    popularity_valid: RankingMetrics | None
+    popularity_test: RankingMetrics | None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,8 +108,15 @@ def train(
     config: TrainConfig,
     data: SequenceData,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    on_first_step: Callable[[], None] | None = None,
+    final_test: bool = True,
 ) -> TrainResult:
-    """Adam on next-item prediction; validation after each epoch, test at the end."""
+    """Adam on next-item prediction; validation after each epoch, test at the end.
+
+    `on_first_step` runs once the first optimizer step is done (tuning measures the time
+    from one trial's end to the next one's first step). Without `final_test` (tuning, which
+    selects on validation), test and popularity metrics are left out.
+    """
     setup = Setup(config, data)
     device = setup.device
     rng = np.random.default_rng(config.seed)
@@ -128,6 +135,8 @@ def train(
         for first in range(0, data.num_users, config.batch_size):
             total_loss += setup.step(order[first:first + config.batch_size])
             steps += 1
+            if on_first_step is not None and epoch == steps == 1:
+                on_first_step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
@@ -139,6 +148,8 @@ def train(
         if on_epoch is not None:
             on_epoch(result)
 
+    if not final_test:
+        return TrainResult(config, data.name, str(device), epochs, None, None, None)
     test = setup.evaluate("test", data)
     popularity = popularity_scorer(data, device)
     baseline = {split: evaluate(popularity, data, split, exclude_seen=config.exclude_seen,

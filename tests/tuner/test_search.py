@@ -1,0 +1,121 @@
+"""The tuner end to end on the CPU: real Ray runs on the tiny synthetic set."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search_spaces import load_space
+from tuner.cli import main
+from tuner.memory import DatasetShape
+from tuner.report import pareto_mask
+from tuner.search import BudgetedSearch, SpaceSampler
+from tuner.train_config import TrainConfig
+
+REPORT_FILES = ("trials.csv", "pareto.csv", "pareto.json", "report.html", "summary.md")
+SMALL = ["--dataset", "synthetic", "--epochs", "2", "--no-dashboard", "--gpu-mem", "40GB"]
+
+
+def brute_force_front(points, senses):
+    signs = np.array([1 if s == "min" else -1 for s in senses])
+    values = np.asarray(points) * signs
+    keep = []
+    for p in values:
+        beaten = ((values <= p).all(axis=1) & (values < p).any(axis=1)).any()
+        keep.append(not beaten)
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pareto_set_equals_a_brute_force_filter(seed):
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 6, (60, 3)).astype(float).tolist()  # many ties
+    senses = ("max", "min", "min")
+    assert pareto_mask(points, senses) == brute_force_front(points, senses)
+
+
+def test_over_budget_proposals_are_never_suggested(tmp_path):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = load_space("synthetic")
+    base = TrainConfig(epochs=2)
+    shape = DatasetShape(2_000, 500)
+    limit = 2.25e9  # between the space's smallest and largest estimates (context included)
+    inner = OptunaSearch(space=SpaceSampler(space, base, shape, limit, None),
+                         metric=["ndcg10", "epoch_seconds", "peak_memory_gb"],
+                         mode=["max", "min", "min"],
+                         sampler=optuna.samplers.TPESampler(seed=0))
+    search = BudgetedSearch(inner, limit, tmp_path, None, None, max_rejections=500)
+    suggested = [search.suggest(f"t{i}") for i in range(12)]
+    assert all(config["estimate_total_bytes"] <= limit for config in suggested)
+    rejected = [json.loads(line) for line in (tmp_path / "rejected.jsonl").open()]
+    assert search.rejected == len(rejected) > 0
+    assert all(r["estimate_total_bytes"] > limit for r in rejected)
+    # Optuna saw the rejections as complete trials that violate the constraint.
+    study_trials = inner._ot_study.trials
+    infeasible = [t for t in study_trials if t.user_attrs["over_budget_bytes"] > 0]
+    assert len(infeasible) == len(rejected)
+    assert all(t.state.name == "COMPLETE" for t in infeasible)
+
+
+def run_cli(*argv):
+    assert main(list(argv)) == 0
+
+
+def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.setenv("CCE_TUNE_FAULT", "oom:batch_size=64")
+    run_dir = tmp_path / "run"
+    run_cli(*SMALL, "--trials", "5", "--out", str(run_dir), "--seed", "3")
+    for name in REPORT_FILES:
+        assert (run_dir / "report" / name).is_file(), name
+    trials = pd.read_csv(run_dir / "report" / "trials.csv")
+    assert len(trials) == 5
+    oom = trials[trials["batch_size"] == 64]
+    assert len(oom) > 0 and (oom["status"] == "out of memory").all()
+    assert "injected by CCE_TUNE_FAULT" in oom["error"].iloc[0]
+    finished = trials[trials["status"] == "finished"]
+    assert len(finished) == 5 - len(oom) > 0
+    front = pd.read_csv(run_dir / "report" / "pareto.csv")
+    assert set(front["trial"]) <= set(finished["trial"]) and len(front) >= 1
+    summary = (run_dir / "report" / "summary.md").read_text()
+    assert "cce-tune train --dataset synthetic" in summary
+    assert "out of memory" in summary
+    html = (run_dir / "report" / "report.html").read_text()
+    assert "plotly" in html and "Estimated against measured peak memory" in html
+    # The report command rebuilds the same files from RUN_DIR alone.
+    (run_dir / "report" / "trials.csv").unlink()
+    run_cli("report", str(run_dir))
+    assert pd.read_csv(run_dir / "report" / "trials.csv").shape == trials.shape
+
+
+def test_a_killed_run_resumes_without_losing_or_rerunning_trials(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "tuner.cli", *SMALL, "--trials", "6",
+               "--out", str(run_dir)]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    done = 0
+    deadline = time.time() + 120
+    for line in driver.stdout:
+        done += "] done" in line
+        if done >= 2 or time.time() > deadline:
+            break
+    driver.send_signal(signal.SIGINT)  # Ctrl-C on the driver
+    driver.wait(timeout=60)
+    assert done >= 2
+    before = {p.parent.name: p.read_text() for p in run_dir.glob("trial_*/result.json")
+              if p.read_text().count("\n") == 2}  # trials that finished both epochs
+    assert len(before) >= 2
+    run_cli("--resume", str(run_dir))
+    trials = pd.read_csv(run_dir / "report" / "trials.csv")
+    assert len(trials) == 6 and (trials["status"] == "finished").all()
+    for name, text in before.items():  # untouched: not rerun, not lost
+        assert (run_dir / name / "result.json").read_text() == text

@@ -1,0 +1,125 @@
+"""`cce-tune tune` (also plain `cce-tune --gpu-mem ...`) and `cce-tune report RUN_DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from tuner.arguments import (
+    _number,
+    add_data_arguments,
+    add_loss_arguments,
+    add_model_arguments,
+    data_options,
+    memory_size,
+    positive_float,
+    positive_int,
+    train_config,
+)
+from tuner.errors import CceTuneError
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `30m` or `2h`."""
+    unit = text[-1:].lower()
+    scale = DURATION_UNITS.get(unit, 1)
+    number = text[:-1] if unit in DURATION_UNITS else text
+    value = _number(number, float, "a duration; write e.g. 600, 30m or 2h")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0")
+    return value * scale
+
+
+def fraction(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1]")
+    return value
+
+
+def add_tune_parser(commands) -> None:
+    from search_spaces import PRESETS
+
+    parser = commands.add_parser(
+        "tune", help="search the space under a GPU memory budget (the default command)")
+    add_data_arguments(parser)
+    group = parser.add_argument_group("search")
+    group.add_argument("--gpu-mem", type=memory_size,
+                       help="the per-trial GPU memory budget, e.g. 40GB or 40GiB (required "
+                            "unless --resume)")
+    group.add_argument("--space", help=f"a preset ({', '.join(PRESETS)}) or a YAML file "
+                                       "(default: the dataset's preset, else default)")
+    group.add_argument("--trials", type=positive_int, default=16)
+    group.add_argument("--time-budget", type=duration, help="stop launching after this long")
+    group.add_argument("--margin", type=fraction, default=0.9,
+                       help="launch only trials estimated under this share of the budget "
+                            "(default: 0.9)")
+    group.add_argument("--gpus-per-trial", type=positive_float,
+                       help="fixed GPUs per trial (default: a fraction by the estimate)")
+    group.add_argument("--out", type=Path, help="RUN_DIR (default: runs/<dataset>-<time>)")
+    group.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue an interrupted run; other search options are its own")
+    group.add_argument("--address", help="join this Ray cluster instead of starting one")
+    group.add_argument("--no-dashboard", action="store_true", help="start Ray without it")
+    group.add_argument("--memory-profile", type=Path,
+                       help="coefficients from `verify-memory --calibrate`")
+    group.add_argument("--seed", type=int, default=0)
+    add_loss_arguments(parser)
+    add_model_arguments(parser)
+
+
+def add_report_parser(commands) -> None:
+    parser = commands.add_parser("report", help="rebuild RUN_DIR/report from a run")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
+
+def default_space(dataset: str) -> str:
+    from search_spaces import PRESETS
+
+    name = dataset.removeprefix("synthetic-")
+    return dataset if dataset in PRESETS else name if name in PRESETS else "default"
+
+
+def run_tune(args: argparse.Namespace) -> None:
+    from search_spaces import SpaceError, load_space
+    from tuner.search import TuneSettings, tune
+
+    if args.resume:
+        settings = TuneSettings.load(args.resume)
+        print(f"resuming {settings.run_dir}")
+        out = tune(settings, resume=True)
+    else:
+        if args.gpu_mem is None:
+            raise CceTuneError("--gpu-mem is required: the memory budget each trial must fit, "
+                               "e.g. --gpu-mem 40GB")
+        space = args.space or default_space(args.dataset)
+        try:
+            load_space(space)
+        except SpaceError as error:
+            raise CceTuneError(str(error)) from None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = args.out or Path("runs") / f"{Path(args.dataset).stem}-{stamp}"
+        if (run_dir / "run.json").exists():
+            raise CceTuneError(f"{run_dir} holds a run already; --resume {run_dir} continues "
+                               "it, or choose another --out")
+        settings = TuneSettings(
+            run_dir=run_dir, dataset=data_options(args), space=space,
+            budget_bytes=args.gpu_mem, margin=args.margin, trials=args.trials,
+            epochs=args.epochs, time_budget_s=args.time_budget,
+            gpus_per_trial=args.gpus_per_trial, address=args.address, seed=args.seed,
+            memory_profile=args.memory_profile, base=train_config(args, seed=args.seed),
+            dashboard=not args.no_dashboard)
+        out = tune(settings)
+    print(f"reports: {out / 'report'} (summary.md, pareto.csv, report.html)")
+    print((out / "report" / "summary.md").read_text())
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from tuner.report import write_reports
+
+    out = write_reports(args.run_dir)
+    print((out / "summary.md").read_text())
+    print(f"written: {out}")

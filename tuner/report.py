@@ -1,0 +1,235 @@
+"""Reports of a tuning run, rebuilt from RUN_DIR alone (`cce-tune report RUN_DIR`).
+
+RUN_DIR/report/ gets `trials.csv` (every trial, every metric, estimated against measured
+memory), `pareto.csv` and `pareto.json` (the trials no other trial beats on NDCG@10, epoch
+time and peak memory at once), `report.html` (interactive plotly, self-contained) and
+`summary.md` (the recommended balanced configuration and the command that trains it).
+
+The balanced configuration is the knee of the front: with each objective scaled to [0, 1]
+over the front (0 the best value), the trial closest to the ideal point (0, 0, 0).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pandas as pd
+
+from tuner.search import REJECTED_FILE, TuneSettings
+from tuner.trial import OBJECTIVES
+
+KNOBS = ("loss", "batch_size", "negatives", "max_len", "hidden", "blocks", "heads", "lr",
+         "dropout", "bf16", "negative_mode", "tile_size", "temperature")
+METRICS = ("ndcg10", "hr10", "epoch_seconds", "peak_memory_gb", "estimate_gb",
+           "tokens_per_s", "loss_value", "epochs")
+
+
+def load_trials(run_dir: Path) -> pd.DataFrame:
+    """One row per trial found in RUN_DIR: its knobs, its best validation epoch, its status."""
+    rows = []
+    for params_file in sorted(Path(run_dir).glob("*/params.json")):
+        trial_dir = params_file.parent
+        params = json.loads(params_file.read_text())
+        results = _results(trial_dir / "result.json")
+        error = _error(trial_dir)
+        row = {"trial": trial_dir.name.removeprefix("trial_"),
+               **{k: params.get(k) for k in KNOBS if k in params},
+               "estimate_total_gb": params.get("estimate_total_bytes", 0) / 1e9,
+               "gpu_fraction": params.get("gpu_fraction")}
+        if results:
+            best = max(results, key=lambda r: r["ndcg10"])
+            row |= {
+                "ndcg10": best["ndcg10"], "hr10": best["hr10"], "best_epoch": best["epoch"],
+                "epochs": len(results),
+                "epoch_seconds": statistics.median(r["epoch_seconds"] for r in results),
+                "tokens_per_s": statistics.median(r["tokens_per_s"] for r in results),
+                "peak_memory_gb": max(r["peak_memory_gb"] for r in results),
+                "memory_measured": results[-1]["memory_measured"],
+                "estimate_gb": results[-1]["estimate_gb"],
+                "loss_value": results[-1]["loss"],
+                "started_at": results[0].get("trial_started_at"),
+                "first_step_at": results[0].get("first_step_at"),
+                "ended_at": results[-1].get("reported_at"),
+            }
+        row["status"] = _status(error, results)
+        row["error"] = error.strip().splitlines()[-1][:300] if error else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            result = json.loads(line)
+            if "ndcg10" in result:
+                out.append(result)
+    return out
+
+
+def _error(trial_dir: Path) -> str:
+    path = trial_dir / "error.txt"
+    return path.read_text() if path.is_file() else ""
+
+
+def _status(error: str, results: list[dict]) -> str:
+    if error:
+        return "out of memory" if "out of memory" in error.lower() else "failed"
+    return "finished" if results else "not started"
+
+
+def pareto_mask(points: list[tuple[float, ...]], senses: tuple[str, ...]) -> list[bool]:
+    """True for each point that no other point dominates (at least as good in every
+    objective, better in one); `senses` holds "max" or "min" per objective."""
+    signed = [tuple(v if s == "min" else -v for v, s in zip(p, senses, strict=True))
+              for p in points]
+    mask = []
+    for i, p in enumerate(signed):
+        dominated = any(all(a <= b for a, b in zip(q, p, strict=True)) and q != p
+                        for j, q in enumerate(signed) if j != i)
+        mask.append(not dominated)
+    return mask
+
+
+def knee(front: pd.DataFrame) -> int:
+    """Index (into `front`) of the trial nearest the ideal point, objectives scaled to [0, 1]."""
+    distances = []
+    for _, row in front.iterrows():
+        total = 0.0
+        for name, sense in OBJECTIVES.items():
+            low, high = front[name].min(), front[name].max()
+            span = high - low or 1.0
+            gap = (high - row[name]) if sense == "max" else (row[name] - low)
+            total += (gap / span) ** 2
+        distances.append(math.sqrt(total))
+    return int(front.index[distances.index(min(distances))])
+
+
+def write_reports(run_dir: Path) -> Path:
+    """Write RUN_DIR/report/ from what the run left in RUN_DIR; returns that folder."""
+    run_dir = Path(run_dir)
+    settings = TuneSettings.load(run_dir)
+    trials = load_trials(run_dir)
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    if trials.empty:
+        raise_empty = f"{run_dir}: no trials have run yet"
+        (out / "summary.md").write_text(f"# cce-tune run\n\n{raise_empty}\n")
+        return out
+    finished = trials[trials["status"] == "finished"].copy()
+    finished["pareto"] = pareto_mask(
+        list(finished[list(OBJECTIVES)].itertuples(index=False, name=None)),
+        tuple(OBJECTIVES.values())) if not finished.empty else []
+    trials["pareto"] = trials.index.isin(finished.index[finished["pareto"]]) if not (
+        finished.empty) else False
+    trials.to_csv(out / "trials.csv", index=False)
+    front = finished[finished["pareto"]].sort_values("peak_memory_gb")
+    front.to_csv(out / "pareto.csv", index=False)
+    (out / "pareto.json").write_text(front.to_json(orient="records", indent=2))
+    rejected = _rejected(run_dir)
+    recommended = front.loc[knee(front)] if not front.empty else None
+    (out / "summary.md").write_text(summary(settings, trials, front, recommended, rejected))
+    from tuner.report_html import write_html
+
+    write_html(out / "report.html", settings, trials, front)
+    return out
+
+
+def _rejected(run_dir: Path) -> int:
+    path = run_dir / REJECTED_FILE
+    return sum(1 for _ in path.open()) if path.is_file() else 0
+
+
+def trial_gaps(trials: pd.DataFrame) -> list[float]:
+    """Seconds from a trial's end to the next trial's first step, where one freed the slot
+    for the next: the tuner's own overhead between trials."""
+    timed = trials.dropna(subset=["started_at", "first_step_at", "ended_at"]) if (
+        "started_at" in trials) else trials.iloc[0:0]
+    gaps = []
+    for _, trial in timed.iterrows():
+        before = timed[timed["ended_at"] <= trial["started_at"] + 1e-3]["ended_at"]
+        if not before.empty:
+            gaps.append(trial["first_step_at"] - before.max())
+    return gaps
+
+
+def train_command(settings: TuneSettings, row: pd.Series) -> str:
+    """The `cce-tune train` command that retrains a trial's configuration."""
+    base = settings.base
+    parts = ["cce-tune", "train", "--dataset", settings.dataset.dataset]
+
+    def value(knob: str, default):
+        got = row.get(knob)
+        return default if got is None or (isinstance(got, float) and math.isnan(got)) else got
+
+    loss = value("loss", base.loss.name)
+    parts += ["--loss", str(loss)]
+    if loss not in ("ce", "cce", "bce"):
+        parts += ["--negatives", str(int(value("negatives", base.loss.num_negatives)))]
+    parts += ["--batch-size", str(int(value("batch_size", base.batch_size))),
+              "--max-len", str(int(value("max_len", base.max_len))),
+              "--hidden", str(int(value("hidden", base.hidden))),
+              "--blocks", str(int(value("blocks", base.num_blocks))),
+              "--heads", str(int(value("heads", base.num_heads))),
+              "--dropout", f"{value('dropout', base.dropout):.3g}",
+              "--lr", f"{value('lr', base.lr):.3g}", "--epochs", str(base.epochs)]
+    if bool(value("bf16", base.bf16)):
+        parts.append("--bf16")
+    return " ".join(parts)
+
+
+def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
+            recommended: pd.Series | None, rejected: int) -> str:
+    counts = trials["status"].value_counts().to_dict()
+    gaps = trial_gaps(trials)
+    lines = [
+        f"# cce-tune: {settings.dataset.dataset}, budget {settings.budget_bytes / 1e9:g} GB",
+        "",
+        f"- space `{settings.space}`, {len(trials)} trials "
+        + "(" + ", ".join(f"{n} {status}" for status, n in counts.items()) + ")",
+        f"- proposals rejected before launch by the memory model: {rejected}",
+        f"- launched only below {settings.margin:.0%} of the budget by the estimate",
+    ]
+    if "memory_measured" in trials and trials["memory_measured"].eq(True).any():
+        over = trials[trials["peak_memory_gb"] > settings.budget_bytes / 1e9]
+        lines.append(f"- measured peaks over the budget: {len(over)}")
+    else:
+        lines.append("- memory: estimated (no GPU measured these trials)")
+    if gaps:
+        lines.append(f"- from a trial's end to the next one's first step: median "
+                     f"{statistics.median(gaps):.2f} s, max {max(gaps):.2f} s")
+    lines.append("")
+    if recommended is None:
+        lines.append("No trial finished, so there is no front yet.")
+        return "\n".join(lines) + "\n"
+    lines += [
+        "## Recommended balanced configuration",
+        "",
+        "The knee of the Pareto front: objectives scaled to [0, 1] over the front, the trial "
+        "nearest the ideal point (best NDCG@10, fastest epoch, least memory).",
+        "",
+        f"- validation NDCG@10 {recommended['ndcg10']:.4f}, HR@10 {recommended['hr10']:.4f}",
+        f"- epoch {recommended['epoch_seconds']:.1f} s, peak memory "
+        f"{recommended['peak_memory_gb']:.2f} GB (estimate {recommended['estimate_gb']:.2f} GB)",
+        "",
+        "```",
+        train_command(settings, recommended),
+        "```",
+        "",
+        f"## Pareto front ({len(front)} of {len(trials)} trials)",
+        "",
+        "| trial | loss | B | N | L | d | lr | NDCG@10 | epoch s | peak GB | estimate GB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, row in front.iterrows():
+        lines.append(
+            f"| {row['trial']} | {row.get('loss', '')} | {row.get('batch_size', '')} | "
+            f"{row.get('negatives', '')} | {row.get('max_len', '')} | {row.get('hidden', '')} "
+            f"| {row.get('lr', 0):.2e} | {row['ndcg10']:.4f} | {row['epoch_seconds']:.1f} | "
+            f"{row['peak_memory_gb']:.2f} | {row['estimate_gb']:.2f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,340 @@
+"""The search: Ray Tune runs the trials, Optuna proposes them, the memory model vetoes them.
+
+    >>> run_dir = tune(TuneSettings(dataset=DataOptions("ml-20m"), budget_bytes=40e9, ...))
+
+Optuna (through Ray's `OptunaSearch`, multi-objective: NDCG@10 up, epoch time and peak
+memory down) samples a point of the search space; its define-by-run function estimates the
+point's peak memory and records how far over the budget it is as an Optuna constraint. A
+point over the budget is never launched: it is told to Optuna as complete and infeasible (so
+the constrained sampler learns to avoid the region), written to `rejected.jsonl`, and Optuna
+proposes again. ASHA stops poor trials early. Ray Tune's experiment state, the Optuna journal
+and the reports all live in RUN_DIR, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from search_spaces import SearchSpace, load_space
+from tuner.data import DataOptions
+from tuner.errors import CceTuneError
+from tuner.memory import DatasetShape, MemoryProfile, estimate, format_bytes
+from tuner.train_config import TrainConfig
+from tuner.trial import OBJECTIVES, train_config
+
+RUN_FILE = "run.json"
+REJECTED_FILE = "rejected.jsonl"
+JOURNAL_FILE = "optuna-journal.log"
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """Everything a run needs; stored as RUN_DIR/run.json so `--resume` and `report` know it."""
+
+    run_dir: Path
+    dataset: DataOptions = field(default_factory=DataOptions)
+    space: str = "default"
+    budget_bytes: int = 40 * 10**9
+    margin: float = 0.9  # launch only what the estimate puts under margin x budget
+    trials: int = 16
+    epochs: int = 5
+    time_budget_s: float | None = None
+    gpus_per_trial: float | None = None  # None: a fraction of a GPU by each trial's estimate
+    address: str | None = None
+    seed: int = 0
+    memory_profile: Path | None = None
+    base: TrainConfig = field(default_factory=TrainConfig)
+    dashboard: bool = True
+    grace_period: int = 1  # epochs before ASHA may stop a trial
+    max_rejections: int = 2000  # proposals in a row over the budget before giving up
+
+    def save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / RUN_FILE).write_text(json.dumps(asdict(self), indent=2, default=str))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> TuneSettings:
+        path = Path(run_dir) / RUN_FILE
+        if not path.is_file():
+            raise CceTuneError(f"{run_dir}: not a cce-tune run (no {RUN_FILE})")
+        raw = json.loads(path.read_text())
+        from kernels.config import LossConfig
+        from tuner.data.prepare import PrepareOptions
+        from tuner.data.tabular import ColumnNames
+
+        data = raw["dataset"]
+        dataset = DataOptions(
+            dataset=data["dataset"], data_dir=Path(data["data_dir"]) if data["data_dir"] else None,
+            prepare=PrepareOptions(**data["prepare"]), columns=ColumnNames(**data["columns"]),
+            seed=data["seed"])
+        base = TrainConfig(**{**raw["base"], "loss": LossConfig(**raw["base"]["loss"])})
+        profile = raw["memory_profile"]
+        return cls(**{**raw, "run_dir": Path(run_dir), "dataset": dataset, "base": base,
+                      "memory_profile": Path(profile) if profile else None})
+
+    @property
+    def budget_limit(self) -> float:
+        return self.budget_bytes * self.margin
+
+
+class SpaceSampler:
+    """Optuna's define-by-run function: a point of the space, its memory estimate, and how far
+    over the budget it lies, recorded on the Optuna trial for the constrained sampler."""
+
+    def __init__(self, space: SearchSpace, base: TrainConfig, shape: DatasetShape,
+                 limit: float, profile: MemoryProfile | None) -> None:
+        self.space, self.base, self.shape = space, base, shape
+        self.limit, self.profile = limit, profile
+
+    def __call__(self, trial) -> dict[str, Any]:
+        params = self.space.suggest(trial)
+        try:
+            config = train_config(params, self.base)
+        except ValueError as error:
+            _constrain(trial, math.inf)
+            return {**params, "invalid": str(error)}
+        breakdown = estimate(config, self.shape, self.profile)
+        _constrain(trial, breakdown.total - self.limit)
+        return {**params, "estimate_bytes": breakdown.peak_allocated,
+                "estimate_total_bytes": breakdown.total}
+
+
+def _constrain(trial, over_budget_bytes: float) -> None:
+    """Optuna's constraint (feasible when <= 0), and the same as a readable attribute."""
+    trial.set_constraint("over_budget_bytes", over_budget_bytes)
+    trial.set_user_attr("over_budget_bytes", float(over_budget_bytes))
+
+
+class BudgetedSearch(Searcher):
+    """Wraps `OptunaSearch`: proposals over the budget never reach Ray Tune."""
+
+    def __init__(self, searcher, limit: float, run_dir: Path, device_bytes: int | None,
+                 gpus_per_trial: float | None, max_rejections: int) -> None:
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        self.searcher = searcher
+        self.limit = limit
+        self.run_dir = Path(run_dir)
+        self.device_bytes = device_bytes
+        self.gpus_per_trial = gpus_per_trial
+        self.max_rejections = max_rejections
+        self.rejected = 0
+        self._inner_ids: dict[str, str] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        for attempt in range(self.max_rejections):
+            inner_id = f"{trial_id}~{attempt}"
+            config = self.searcher.suggest(inner_id)
+            if config is None or config == self.FINISHED:
+                return config
+            reason = self._veto(config)
+            if reason is None:
+                self._inner_ids[trial_id] = inner_id
+                return {**config, "gpu_fraction": self._gpu_fraction(config)}
+            self.rejected += 1
+            with open(self.run_dir / REJECTED_FILE, "a") as log:
+                log.write(json.dumps({**config, "reason": reason}) + "\n")
+            # Complete and infeasible for Optuna: the constraint carries the verdict, the
+            # objective values are placeholders that constrained samplers rank below any
+            # feasible trial.
+            self.searcher.on_trial_complete(inner_id, result={
+                "ndcg10": 0.0, "epoch_seconds": 1e9,
+                "peak_memory_gb": config.get("estimate_total_bytes", 0) / 1e9})
+        print(f"cce-tune: {self.max_rejections} proposals in a row were over the budget; "
+              "stopping the search")
+        return self.FINISHED
+
+    def _veto(self, config: dict) -> str | None:
+        if "invalid" in config:
+            return config["invalid"]
+        if config["estimate_total_bytes"] > self.limit:
+            return (f"estimate {format_bytes(config['estimate_total_bytes'])} over "
+                    f"{format_bytes(self.limit)}")
+        return None
+
+    def _gpu_fraction(self, config: dict) -> float:
+        """A whole GPU, or 1/k of one when k such trials fit on it by their estimates;
+        none on a machine without GPUs."""
+        if self.gpus_per_trial is not None:
+            return self.gpus_per_trial
+        if not self.device_bytes:
+            return 0.0
+        per_gpu = int(self.device_bytes // max(config["estimate_total_bytes"], 1))
+        return 1.0 / min(max(per_gpu, 1), 8)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.searcher.on_trial_result(self._inner_ids.get(trial_id, trial_id), result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        inner = self._inner_ids.pop(trial_id, None)
+        if inner is not None:
+            self.searcher.on_trial_complete(inner, result=result, error=error)
+
+    # Checkpointing as Ray's own wrappers do it: this wrapper's state apart, the wrapped
+    # searcher (with its Optuna study) saved and restored by itself.
+    def get_state(self) -> dict:
+        state = self.__dict__.copy()
+        del state["searcher"]
+        return copy.deepcopy(state)
+
+    def set_state(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.searcher.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.searcher.restore(checkpoint_path)
+
+
+def check_space_fits(space: SearchSpace, settings: TuneSettings, shape: DatasetShape,
+                     profile: MemoryProfile | None) -> None:
+    """Refuse before starting Ray when not even the smallest corner of the space fits."""
+    smallest = None
+    for corner in space.smallest_corners():
+        try:
+            total = estimate(train_config(corner, settings.base), shape, profile).total
+        except ValueError as error:
+            raise CceTuneError(f"space {space.name}: {error}") from None
+        if total <= settings.budget_limit:
+            return
+        smallest = total if smallest is None else min(smallest, total)
+    raise CceTuneError(
+        f"nothing in space {space.name!r} fits: its smallest configuration needs "
+        f"{format_bytes(smallest)}, over {settings.margin:.0%} of the "
+        f"{format_bytes(settings.budget_bytes)} budget")
+
+
+def tune(settings: TuneSettings, resume: bool = False) -> Path:
+    """Run (or resume) the search; returns RUN_DIR, whose `report/` is then written."""
+    import ray
+    from ray import tune as ray_tune
+
+    from tuner.data import load
+    from tuner.report import write_reports
+    from tuner.trial import TrialSettings, run_trial
+
+    run_dir = settings.run_dir.resolve()
+    space = load_space(settings.space)
+    data = load(settings.dataset)
+    shape = DatasetShape(data.num_users, data.num_items)
+    profile = MemoryProfile.load(settings.memory_profile) if settings.memory_profile else None
+    if not resume:
+        check_space_fits(space, settings, shape, profile)
+        settings.save()
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # experiment state every 2 s
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    context = _start_ray(settings)
+    device_bytes = _device_bytes()
+    if device_bytes is None and ray.cluster_resources().get("GPU", 0) and (
+            settings.gpus_per_trial is None):  # a cluster's GPUs, unseen from this driver
+        settings = replace(settings, gpus_per_trial=1.0)
+    trial_settings = TrialSettings(base=settings.base, budget_bytes=settings.budget_bytes,
+                                   gpus_per_trial=settings.gpus_per_trial)
+    trainable = ray_tune.with_resources(
+        ray_tune.with_parameters(run_trial, data=data, settings=trial_settings),
+        _Resources(cpus_per_trial=_cpus_per_trial(device_bytes)))
+    print(data.summary())
+    if context is not None and context.dashboard_url:
+        print(f"Ray dashboard: http://{context.dashboard_url}")
+    try:
+        if resume:
+            tuner = ray_tune.Tuner.restore(str(run_dir), trainable=trainable,
+                                           resume_unfinished=True, resume_errored=False,
+                                           restart_errored=False)
+        else:
+            tuner = _new_tuner(settings, run_dir, space, shape, profile, device_bytes,
+                               trainable)
+        tuner.fit()
+    finally:
+        ray.shutdown()
+    write_reports(run_dir)
+    return run_dir
+
+
+def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, shape: DatasetShape,
+               profile: MemoryProfile | None, device_bytes: int | None, trainable):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray import tune as ray_tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tuner.progress import ProgressTable
+
+    sampler = optuna.samplers.TPESampler(seed=settings.seed)  # honours set_constraint
+    storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
+    optuna_search = OptunaSearch(
+        space=SpaceSampler(space, settings.base, shape, settings.budget_limit, profile),
+        metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), sampler=sampler,
+        storage=storage, study_name="cce-tune", seed=settings.seed)
+    search = BudgetedSearch(optuna_search, settings.budget_limit, run_dir, device_bytes,
+                            settings.gpus_per_trial, settings.max_rejections)
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric="ndcg10", mode="max",
+                              max_t=settings.epochs, grace_period=settings.grace_period,
+                              reduction_factor=3)
+    return ray_tune.Tuner(
+        trainable,
+        tune_config=ray_tune.TuneConfig(
+            search_alg=search, scheduler=scheduler, num_samples=settings.trials,
+            time_budget_s=settings.time_budget_s, reuse_actors=True,
+            trial_dirname_creator=trial_dirname),
+        run_config=ray_tune.RunConfig(
+            name=run_dir.name, storage_path=str(run_dir.parent),
+            failure_config=ray_tune.FailureConfig(max_failures=0, fail_fast=False),
+            callbacks=[ProgressTable(settings.trials, settings.budget_bytes)], verbose=0),
+    )
+
+
+def trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+class _Resources:
+    """Ray resources of a trial from its config: a GPU fraction chosen with the proposal."""
+
+    def __init__(self, cpus_per_trial: int) -> None:
+        self.cpus_per_trial = cpus_per_trial
+
+    def __call__(self, config: dict) -> dict:
+        fraction = config.get("gpu_fraction", 0.0)
+        return {"cpu": self.cpus_per_trial, "gpu": fraction} if fraction else {
+            "cpu": self.cpus_per_trial}
+
+
+def _start_ray(settings: TuneSettings):
+    import ray
+
+    if settings.address:
+        return ray.init(address=settings.address)
+    return ray.init(include_dashboard=settings.dashboard, dashboard_host="127.0.0.1",
+                    configure_logging=False, log_to_driver=False)
+
+
+def _device_bytes() -> int | None:
+    """Memory of this machine's first GPU, which the trials' fractions are cut from."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory
+
+
+def _cpus_per_trial(device_bytes: int | None) -> int:
+    """With GPUs, one CPU feeds a trial; without, a trial takes every core (one at a time)."""
+    if device_bytes:
+        return 1
+    return max(1, os.cpu_count() or 1)
+

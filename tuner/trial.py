@@ -1,0 +1,124 @@
+"""One tuning trial: a sampled config trained by the plain trainer, each epoch reported to Ray.
+
+Everything Ray-specific about a trial is here; `tuner.train` runs unchanged inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from kernels.config import LossConfig
+from models.sasrec_config import SASRecConfig
+from tuner.data.sequences import SequenceData
+from tuner.train_config import TrainConfig
+
+GB = 1e9
+
+# Objectives, as Optuna is told them: validation NDCG@10 up, epoch time and peak memory down.
+OBJECTIVES = {"ndcg10": "max", "epoch_seconds": "min", "peak_memory_gb": "min"}
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial shares: the budget it is capped at and the fixed training config."""
+
+    base: TrainConfig
+    budget_bytes: int
+    gpus_per_trial: float | None  # None: fractions by each trial's estimate
+
+
+def train_config(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
+    """The training config a sampled point describes (knob names as in `search_spaces`).
+
+    Raises ValueError for a combination the model or loss refuses (heads not dividing the
+    hidden size, bce with many negatives).
+    """
+    loss_name = params.get("loss", base.loss.name)
+    negatives = params.get("negatives", base.loss.num_negatives)
+    if loss_name in ("ce", "cce", "bce"):
+        negatives = 1
+    loss = LossConfig(
+        name=loss_name, num_negatives=negatives,
+        negative_mode=params.get("negative_mode", base.loss.negative_mode),
+        tile_size=params.get("tile_size", base.loss.tile_size),
+        temperature=params.get("temperature", base.loss.temperature),
+        sampled_softmax=base.loss.sampled_softmax, gbce_t=base.loss.gbce_t,
+        in_kernel_negatives=params.get("in_kernel_negatives", base.loss.in_kernel_negatives),
+    )
+    config = replace(
+        base, loss=loss,
+        batch_size=params.get("batch_size", base.batch_size),
+        max_len=params.get("max_len", base.max_len),
+        hidden=params.get("hidden", base.hidden),
+        num_blocks=params.get("blocks", base.num_blocks),
+        num_heads=params.get("heads", base.num_heads),
+        dropout=params.get("dropout", base.dropout),
+        lr=params.get("lr", base.lr),
+        bf16=params.get("bf16", base.bf16),
+    )
+    SASRecConfig(num_items=1, hidden=config.hidden, num_heads=config.num_heads)
+    return config
+
+
+def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings) -> None:
+    """Ray Tune function trainable: train `config` and report every epoch."""
+    import torch
+    from ray import tune
+
+    from tuner.train import train
+
+    started = time.time()
+    cuda = torch.cuda.is_available()
+    training = train_config(config, settings.base)
+    if not cuda:  # the same command runs anywhere: small CPU trials, no bf16
+        training = replace(training, bf16=False, device="cpu")
+    else:
+        training = replace(training, device="cuda")
+        total = torch.cuda.get_device_properties(0).total_memory
+        share = total * config.get("gpu_fraction", 1.0)
+        # The budget is real: the allocator refuses to grow past it, whatever the GPU has.
+        cap = min(settings.budget_bytes, share)
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
+    _maybe_inject_fault(config)
+    first_step_at = []
+
+    def on_first_step() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+        first_step_at.append(time.time())
+
+    def on_epoch(result) -> None:
+        peak = result.peak_memory_bytes
+        tune.report({
+            "epoch": result.epoch,
+            "ndcg10": result.valid.ndcg10,
+            "hr10": result.valid.hr10,
+            "loss": result.loss,
+            "epoch_seconds": result.seconds,
+            "tokens_per_s": result.tokens_per_s,
+            "peak_memory_gb": (peak if peak is not None else config["estimate_bytes"]) / GB,
+            "memory_measured": peak is not None,
+            "estimate_gb": config["estimate_bytes"] / GB,
+            "trial_started_at": started,
+            "first_step_at": first_step_at[0] if first_step_at else None,
+            "reported_at": time.time(),
+        })
+
+    train(training, data, on_epoch=on_epoch, on_first_step=on_first_step, final_test=False)
+
+
+def _maybe_inject_fault(config: dict[str, Any]) -> None:
+    """`CCE_TUNE_FAULT=oom:batch_size=64` makes trials with that value run out of memory:
+    how the tests check that a failed trial is recorded and the run goes on."""
+    fault = os.environ.get("CCE_TUNE_FAULT", "")
+    if not fault.startswith("oom:"):
+        return
+    key, _, value = fault[4:].partition("=")
+    if str(config.get(key)) == value:
+        import torch
+
+        raise torch.cuda.OutOfMemoryError(
+            f"CUDA out of memory (injected by CCE_TUNE_FAULT for {key}={value})")
