@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: GPU facts, the test suite compiled on the GPU, then the stages named as
-# arguments (kernels-smoke, sampled, full, passes, memory, quality, train-ml20m). Logs and results go to $OUT.
+# arguments (kernels-smoke, sampled, full, passes, memory, tune, quality, train-ml20m). Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -22,6 +22,9 @@ for stage in "$@"; do
         --warps 8 --stages 3 4 2>&1 | tail -12 ;;
     memory) python3 -m tuner.cli verify-memory --grid default --out "$out" --calibrate \
         2>&1 | tee "$out/memory.log" | tail -20 ;;
+    tune) python3 -m tuner.cli data --dataset synthetic-ml-20m
+        python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 --epochs 2 \
+          --out "$out/tune-run" 2>&1 | tee "$out/tune.log" | grep -v "^\[.*epoch" | tail -40 ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     train-ml20m)
       for precision in fp32 bf16; do
