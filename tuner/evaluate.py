@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from tuner.data.sequences import SequenceData
+from tuner.train_config import users_per_batch
 
 K = 10
 
@@ -42,6 +43,7 @@ def evaluate(
     """Rank each user's `split` item among all items with the scores `scorer` gives."""
     targets = torch.as_tensor(data.targets(split), device=device)
     ends = data.history_end(split)
+    batch_size = users_per_batch(batch_size, data.num_items)
     ndcg = hits = 0.0
     for start in range(0, data.num_users, batch_size):
         users = torch.arange(start, min(start + batch_size, data.num_users), device=device)

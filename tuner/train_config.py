@@ -23,3 +23,12 @@ class TrainConfig:
     bf16: bool = False
     exclude_seen: bool = True
     eval_batch_size: int = 1024
+
+
+# Users per evaluation batch shrink so that a batch's (users x catalog) scores stay under
+# this many elements: evaluation memory stays bounded at any catalog size.
+MAX_SCORES = 2**27
+
+
+def users_per_batch(batch_size: int, num_items: int) -> int:
+    return max(1, min(batch_size, MAX_SCORES // (num_items + 1)))
