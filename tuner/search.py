@@ -319,8 +319,17 @@ def _start_ray(settings: TuneSettings):
 
     if settings.address:
         return ray.init(address=settings.address)
-    return ray.init(include_dashboard=settings.dashboard, dashboard_host="127.0.0.1",
-                    configure_logging=False, log_to_driver=False)
+    options = {"dashboard_host": "127.0.0.1", "configure_logging": False,
+               "log_to_driver": False}
+    try:
+        return ray.init(include_dashboard=settings.dashboard, **options)
+    except Exception as error:  # Ray without its dashboard packages refuses to start
+        if not settings.dashboard:
+            raise
+        ray.shutdown()
+        print(f"cce-tune: the Ray dashboard cannot start ({error}); install ray[default] for "
+              "it. Going on without it.")
+        return ray.init(include_dashboard=False, **options)
 
 
 def _device_bytes() -> int | None:

@@ -97,6 +97,8 @@ class Setup:
         return loss.detach()
 
     def evaluate(self, split: str, data: SequenceData) -> RankingMetrics:
+        # The last step's gradients are not needed to rank: free them (a table's worth).
+        self.optimizer.zero_grad(set_to_none=True)
         self.model.eval()
         with self.autocast:
             return evaluate(self.scorers[split], data, split,
