@@ -23,8 +23,9 @@ for stage in "$@"; do
     memory) python3 -m tuner.cli verify-memory --grid default --out "$out" --calibrate \
         2>&1 | tee "$out/memory.log" | tail -20 ;;
     tune) python3 -m tuner.cli data --dataset synthetic-ml-20m
-        python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 --epochs 2 \
-          --out "$out/tune-run" 2>&1 | tee "$out/tune.log" | grep -v "^\[.*epoch" | tail -40 ;;
+        python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 --epochs 3 \
+          --out "$out/tune-run" 2>&1 | tee "$out/tune.log" | grep -v "^\[.*epoch" | tail -40
+        tar czf "$out/tune-run.tar.gz" -C "$out" tune-run && rm -rf "$out/tune-run" ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     train-ml20m)
       for precision in fp32 bf16; do

@@ -134,8 +134,12 @@ def write_reports(run_dir: Path) -> Path:
     rejected = _rejected(run_dir)
     recommended = front.loc[knee(front)] if not front.empty else None
     (out / "summary.md").write_text(summary(settings, trials, front, recommended, rejected))
-    from tuner.report_html import write_html
-
+    try:
+        from tuner.report_html import write_html
+    except ImportError as error:  # a broken install must not cost the run's other reports
+        print(f"cce-tune: report.html skipped ({error}); `pip install plotly`, then "
+              f"`cce-tune report {run_dir}`")
+        return out
     write_html(out / "report.html", settings, trials, front)
     return out
 
