@@ -29,7 +29,9 @@ class EpochResult:
     seconds: float
     sequences_per_s: float
     tokens_per_s: float
-    peak_memory_bytes: int | None  # torch.cuda.max_memory_allocated during the epoch
+    # torch.cuda.max_memory_allocated over the epoch's training and validation: what a
+    # memory budget must hold
+    peak_memory_bytes: int | None
 
 
 @dataclass
@@ -142,8 +144,8 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         valid = setup.evaluate("valid", data)
+        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         result = EpochResult(epoch, total_loss.item() / steps, valid, seconds,
                              data.num_users / seconds, tokens_per_epoch / seconds, peak)
         epochs.append(result)
