@@ -1,0 +1,114 @@
+"""DLRM's single-device benchmark from the paper (Naumov et al., 2019, section 6), on the GPU.
+
+    python -m benchmarks.dlrm
+
+8 tables of 1,000,000 x 64, 512 dense features, bottom MLP 512-512-64, top MLP
+1024-1024-1024-1, dot interaction, 100 ids per lookup (the reference's
+`bench/dlrm_s_benchmark.sh`), minibatch 1,024, one pass over 2,048K random samples, fp32,
+SGD. The paper reports 62 s on one V100. Training time is timed on a pool of batches
+generated on the GPU beforehand and cycled; generating a batch is timed apart. Peak memory
+(one batch on the device) is set beside the estimate. Results: dlrm-<gpu>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchmarks.kernels import gpu_slug
+from models.dlrm import DLRM
+from models.dlrm_config import DLRMConfig
+from tuner.ctr.batches import ClickGenerator, ClickSpec
+from tuner.memory_dlrm import estimate_dlrm
+
+PAPER_SECONDS = {"V100": 62.0, "CPU": 256.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=2_048_000)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--pool", type=int, default=16, help="pre-generated batches, cycled")
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    device = torch.device("cuda")
+    config = DLRMConfig(table_sizes=(1_000_000,) * 8, bottom=(512, 512, 64),
+                        top=(1024, 1024, 1024, 1), embedding_dim=64, interaction="dot")
+    lookups = 100
+    torch.manual_seed(0)
+    model = DLRM(config).to(device)
+    optimizers = [torch.optim.SGD(model.sparse_parameters(), lr=0.01),
+                  torch.optim.SGD(model.dense_parameters(), lr=0.01)]
+    loss_fn = nn.BCEWithLogitsLoss()
+    spec = ClickSpec(config.table_sizes, dense_features=512, lookups=lookups)
+    generator = ClickGenerator(spec, planted=False, seed=0, device=device)
+
+    def step(batch) -> torch.Tensor:
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(batch.dense, batch.indices, batch.offsets), batch.labels)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        return loss.detach()
+
+    one = generator.batch(args.batch_size)
+    for _ in range(5):
+        step(one)  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(10):
+        step(one)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    estimate = estimate_dlrm(config, args.batch_size, lookups)
+
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    generated = [generator.batch(args.batch_size) for _ in range(args.pool)]
+    torch.cuda.synchronize()
+    generate_ms = (time.perf_counter() - started) / args.pool * 1e3
+    steps = args.samples // args.batch_size
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for index in range(steps):
+        loss = step(generated[index % args.pool])
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    result = {
+        "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+        "samples": steps * args.batch_size, "batch_size": args.batch_size, "steps": steps,
+        "seconds": seconds, "ms_per_step": seconds / steps * 1e3,
+        "generate_ms_per_batch": generate_ms, "final_loss": float(loss),
+        "peak_allocated_bytes": peak, "estimate_bytes": estimate.peak_allocated,
+        "estimate_error": estimate.peak_allocated / peak - 1,
+        "paper_seconds": PAPER_SECONDS, "bar_seconds": 6.2,
+        "speedup_vs_v100": PAPER_SECONDS["V100"] / seconds,
+        "command": "python -m benchmarks.dlrm",
+    }
+    table = (
+        "| samples | batch | seconds | ms/step | speed-up vs paper V100 | bar | peak GiB | "
+        "estimate GiB | error |\n|---|---|---|---|---|---|---|---|---|\n"
+        f"| {result['samples']:,} | {args.batch_size} | {seconds:.2f} | "
+        f"{result['ms_per_step']:.2f} | {result['speedup_vs_v100']:.1f}x | <= 6.2 s | "
+        f"{peak / 2**30:.3f} | {estimate.peak_allocated / 2**30:.3f} | "
+        f"{result['estimate_error']:+.1%} |")
+    print(table)
+    print(f"generating a batch on the GPU: {generate_ms:.2f} ms (not in the time above)")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.out_dir / f"dlrm-{gpu_slug()}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(
+        f"# DLRM paper benchmark on {result['gpu']}\n\nCommand: `{result['command']}` "
+        f"(torch {result['torch']})\n\n{table}\n\nGenerating a batch on the GPU: "
+        f"{generate_ms:.2f} ms, not in the time. The paper: 62 s on one V100, 256 s on a "
+        "CPU socket.\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""DLRM's bytes on the GPU, by term: tables, their optimizer state, MLPs, one step's
+activations and gradients. Embedding tables dominate; their gradients are sparse (only the
+rows a batch looked up), so a step costs far less than the tables."""
+
+from __future__ import annotations
+
+from kernels.memory import allocation
+from models.dlrm_config import DLRMConfig
+
+SPARSE_OPTIMIZERS = ("sgd", "rowwise_adagrad")
+DENSE_OPTIMIZERS = ("sgd", "adam")
+
+
+def mlp_shapes(sizes: tuple[int, ...]) -> list[int]:
+    """Element counts of an MLP's weights and biases."""
+    out = []
+    for width_in, width_out in zip(sizes, sizes[1:], strict=False):
+        out += [width_in * width_out, width_out]
+    return out
+
+
+def dense_parameter_bytes(config: DLRMConfig) -> int:
+    shapes = mlp_shapes(config.bottom) + mlp_shapes((config.interaction_dim, *config.top))
+    return sum(allocation(n, 4) for n in shapes)
+
+
+def table_bytes(config: DLRMConfig) -> list[int]:
+    return [allocation(rows * config.embedding_dim, 4) for rows in config.table_sizes]
+
+
+def optimizer_state_bytes(config: DLRMConfig, sparse_optimizer: str,
+                          dense_optimizer: str) -> dict[str, int]:
+    tables = (sum(allocation(rows, 4) for rows in config.table_sizes)
+              if sparse_optimizer == "rowwise_adagrad" else 0)
+    dense = 2 * dense_parameter_bytes(config) if dense_optimizer == "adam" else 0
+    return {"table optimizer state": tables, "MLP optimizer state": dense}
+
+
+def step_bytes(config: DLRMConfig, batch: int, lookups: int) -> dict[str, int]:
+    """One training step's bytes beyond parameters and optimizer state."""
+    d, tables = config.embedding_dim, len(config.table_sizes)
+    ids = batch * lookups  # per table
+    inputs = (allocation(batch * config.dense_features, 4) + allocation(batch, 4)
+              + tables * (allocation(ids, 8) + allocation(batch, 8)))
+    widths = [*config.bottom[1:], *config.top]
+    # Each layer keeps its Linear output and its ReLU output for the backward.
+    mlp = sum(2 * allocation(batch * w, 4) for w in widths) + allocation(
+        batch * config.interaction_dim, 4)
+    n = config.num_vectors
+    # EmbeddingBag keeps, per table, each id's bag (offset2bag) and each bag's size.
+    bags = tables * (allocation(batch * d, 4) + allocation(ids, 8) + 2 * allocation(batch, 8))
+    interaction = (allocation(batch * n * d, 4) + allocation(batch * n * n, 4)
+                   + allocation(batch * n * (n - 1) // 2, 4))
+    # Sparse table gradients: per table an (ids, d) block of values and the ids, and the same
+    # again while SGD coalesces them into the table.
+    sparse_grads = tables * 2 * (allocation(ids * d, 4) + allocation(ids, 8))
+    return {"batch on device": inputs, "MLP activations": mlp, "embedding bags": bags,
+            "interaction": interaction, "sparse gradients": sparse_grads,
+            "MLP gradients": dense_parameter_bytes(config)}

@@ -1,0 +1,1 @@
+"""Click-through data for DLRM: generated batches (`random`, `synthetic`) and Criteo files."""

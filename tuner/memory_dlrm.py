@@ -1,0 +1,57 @@
+"""DLRM's peak memory and, when its tables outgrow one GPU, how many a table-wise split needs.
+
+    >>> breakdown = estimate_dlrm(DLRMConfig(table_sizes=(10**6,) * 8), batch=1024, lookups=100)
+"""
+
+from __future__ import annotations
+
+from models.dlrm_config import DLRMConfig
+from models.dlrm_memory import (
+    dense_parameter_bytes,
+    optimizer_state_bytes,
+    step_bytes,
+    table_bytes,
+)
+from tuner.memory import DEFAULT_PROFILE, MemoryBreakdown, MemoryProfile
+
+
+def estimate_dlrm(config: DLRMConfig, batch: int, lookups: int, sparse_optimizer: str = "sgd",
+                  dense_optimizer: str = "sgd",
+                  profile: MemoryProfile | None = None) -> MemoryBreakdown:
+    """Peak of a training step: parameters, optimizer state and the step's own bytes."""
+    profile = profile or DEFAULT_PROFILE
+    terms = {
+        "embedding tables": sum(table_bytes(config)),
+        "MLP parameters": dense_parameter_bytes(config),
+        **optimizer_state_bytes(config, sparse_optimizer, dense_optimizer),
+        "library workspaces": profile.workspace_bytes,
+        **step_bytes(config, batch, lookups),
+    }
+    peak = sum(terms.values())
+    reserved = int(peak * (1 + profile.fragmentation))
+    return MemoryBreakdown(terms, "training step", {"training step": peak}, peak, reserved,
+                           reserved + profile.context_bytes)
+
+
+def gpus_for_tables(config: DLRMConfig, budget_bytes: float, sparse_optimizer: str,
+                    batch: int, lookups: int) -> int | None:
+    """GPUs a table-wise split needs under `budget_bytes` each (first-fit decreasing: each
+    table with its optimizer state and its share of a step goes whole to one GPU); None when
+    one table alone does not fit a GPU."""
+    state_per_row = 4 if sparse_optimizer == "rowwise_adagrad" else 0
+    one = DLRMConfig(table_sizes=(1,), bottom=config.bottom, top=config.top,
+                     embedding_dim=config.embedding_dim, interaction=config.interaction)
+    per_step = sum(step_bytes(one, batch, lookups).values())
+    sizes = sorted((bytes_ + rows * state_per_row + per_step for rows, bytes_ in
+                    zip(config.table_sizes, table_bytes(config), strict=True)), reverse=True)
+    if sizes[0] > budget_bytes:
+        return None
+    free: list[float] = []
+    for size in sizes:
+        for index, room in enumerate(free):
+            if size <= room:
+                free[index] -= size
+                break
+        else:
+            free.append(budget_bytes - size)
+    return len(free)
