@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2_048_000)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--pool", type=int, default=16, help="pre-generated batches, cycled")
+    parser.add_argument("--table-update", choices=("fused", "sparse"), default="fused",
+                        help="SGD inside the backward, or sparse gradients and torch's SGD")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -42,8 +44,12 @@ def main() -> None:
     lookups = 100
     torch.manual_seed(0)
     model = DLRM(config).to(device)
-    optimizers = [torch.optim.SGD(model.sparse_parameters(), lr=0.01),
-                  torch.optim.SGD(model.dense_parameters(), lr=0.01)]
+    if args.table_update == "fused":
+        model.fuse_table_sgd(0.01)
+        optimizers = [torch.optim.SGD(model.dense_parameters(), lr=0.01)]
+    else:
+        optimizers = [torch.optim.SGD(model.sparse_parameters(), lr=0.01),
+                      torch.optim.SGD(model.dense_parameters(), lr=0.01)]
     loss_fn = nn.BCEWithLogitsLoss()
     spec = ClickSpec(config.table_sizes, dense_features=512, lookups=lookups)
     generator = ClickGenerator(spec, planted=False, seed=0, device=device)
@@ -89,7 +95,8 @@ def main() -> None:
         "estimate_error": estimate.peak_allocated / peak - 1,
         "paper_seconds": PAPER_SECONDS, "bar_seconds": 6.2,
         "speedup_vs_v100": PAPER_SECONDS["V100"] / seconds,
-        "command": "python -m benchmarks.dlrm",
+        "table_update": args.table_update,
+        "command": f"python -m benchmarks.dlrm --table-update {args.table_update}",
     }
     table = (
         "| samples | batch | seconds | ms/step | speed-up vs paper V100 | bar | peak GiB | "
@@ -101,7 +108,7 @@ def main() -> None:
     print(table)
     print(f"generating a batch on the GPU: {generate_ms:.2f} ms (not in the time above)")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"dlrm-{gpu_slug()}"
+    stem = args.out_dir / f"dlrm-{gpu_slug()}-{args.table_update}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".md").write_text(
         f"# DLRM paper benchmark on {result['gpu']}\n\nCommand: `{result['command']}` "

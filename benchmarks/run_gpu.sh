@@ -26,7 +26,10 @@ for stage in "$@"; do
         python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 --epochs 3 \
           --out "$out/tune-run" 2>&1 | tee "$out/tune.log" | grep -v "^\[.*epoch" | tail -40
         tar czf "$out/tune-run.tar.gz" -C "$out" tune-run && rm -rf "$out/tune-run" ;;
-    dlrm) python3 -m benchmarks.dlrm --out-dir "$out" 2>&1 | tee "$out/dlrm.log" ;;
+    dlrm) for update in fused sparse; do
+          python3 -m benchmarks.dlrm --table-update $update --out-dir "$out" 2>&1 \
+            | tee -a "$out/dlrm.log"
+        done ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     train-ml20m)
       for precision in fp32 bf16; do

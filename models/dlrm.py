@@ -12,6 +12,7 @@ tensor of row ids and one offset per sample where its ids start; bags are summed
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.dlrm_config import DLRMConfig
@@ -34,33 +35,77 @@ def dot_interaction(vectors: torch.Tensor) -> torch.Tensor:
     return products[:, rows, cols]
 
 
+class _BagsWithSGD(torch.autograd.Function):
+    """Sum-pooled lookups whose backward applies SGD to the looked-up rows in place, so the
+    tables' gradient never exists, sparse or dense (FBGEMM's fused-optimizer tables do the
+    same)."""
+
+    @staticmethod
+    def forward(ctx, weight, ids, starts, lr):
+        ctx.save_for_backward(ids, starts)
+        ctx.weight, ctx.lr = weight, lr
+        return F.embedding_bag(ids, weight, starts, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad):
+        ids, starts = ctx.saved_tensors
+        sizes = torch.diff(starts, append=starts.new_tensor([len(ids)]))
+        bag = torch.repeat_interleave(torch.arange(len(starts), device=ids.device), sizes,
+                                      output_size=len(ids))
+        with torch.no_grad():
+            ctx.weight.index_add_(0, ids, grad[bag], alpha=-ctx.lr)
+        return None, None, None, None
+
+
 class DLRM(nn.Module):
     def __init__(self, config: DLRMConfig) -> None:
         super().__init__()
         self.config = config
         self.bottom = mlp(config.bottom, last_activation=True)
-        self.tables = nn.ModuleList(
-            nn.EmbeddingBag(rows, config.embedding_dim, mode="sum", sparse=config.sparse)
-            for rows in config.table_sizes)
+        # All tables as row ranges of one EmbeddingBag: one lookup, one backward and one
+        # sparse update per step instead of one per table (TorchRec fuses them the same way).
+        self.tables = nn.EmbeddingBag(sum(config.table_sizes), config.embedding_dim,
+                                      mode="sum", sparse=config.sparse)
+        first_rows = torch.tensor([0, *config.table_sizes[:-1]]).cumsum(0)
+        self.register_buffer("first_rows", first_rows, persistent=False)
         self.top = mlp((config.interaction_dim, *config.top), last_activation=False)
         bound = 1.0 / config.embedding_dim**0.5  # the reference code's uniform table init
-        for table in self.tables:
-            nn.init.uniform_(table.weight, -bound, bound)
+        nn.init.uniform_(self.tables.weight, -bound, bound)
+        self.table_lr: float | None = None
+
+    def fuse_table_sgd(self, lr: float) -> None:
+        """Update the tables by SGD inside the backward (no table gradient, no optimizer
+        for them); without it the tables get sparse gradients for an optimizer to apply."""
+        self.table_lr = lr
 
     def forward(self, dense: torch.Tensor, indices: list[torch.Tensor],
                 offsets: list[torch.Tensor]) -> torch.Tensor:
         """dense (batch, dense features); per table, ids and offsets -> logits (batch,)."""
         x = self.bottom(dense)
-        pooled = [table(ids, starts) for table, ids, starts in
-                  zip(self.tables, indices, offsets, strict=True)]
-        if self.config.interaction == "dot":
-            features = torch.cat([x, dot_interaction(torch.stack([x, *pooled], dim=1))], dim=1)
+        batch, tables = x.shape[0], len(indices)
+        sizes = torch.tensor([len(ids) for ids in indices], device=x.device)
+        id_starts = sizes.cumsum(0) - sizes
+        ids = torch.cat([ids + self.first_rows[t] for t, ids in enumerate(indices)])
+        starts = (torch.stack(offsets) + id_starts[:, None]).reshape(-1)
+        if self.table_lr is not None and self.training and torch.is_grad_enabled():
+            flat = _BagsWithSGD.apply(self.tables.weight, ids, starts, self.table_lr)
         else:
-            features = torch.cat([x, *pooled], dim=1)
+            flat = self.tables(ids, starts)
+        pooled = flat.view(tables, batch, -1).transpose(0, 1)
+        if self.config.interaction == "dot":
+            vectors = torch.cat([x.unsqueeze(1), pooled], dim=1)
+            features = torch.cat([x, dot_interaction(vectors)], dim=1)
+        else:
+            features = torch.cat([x, pooled.reshape(batch, -1)], dim=1)
         return self.top(features).squeeze(1)
 
+    def table(self, index: int) -> torch.Tensor:
+        """Table `index`'s rows (a view of the fused weight)."""
+        first = int(self.first_rows[index])
+        return self.tables.weight[first:first + self.config.table_sizes[index]]
+
     def sparse_parameters(self) -> list[nn.Parameter]:
-        return [table.weight for table in self.tables]
+        return [self.tables.weight]
 
     def dense_parameters(self) -> list[nn.Parameter]:
         return [*self.bottom.parameters(), *self.top.parameters()]
