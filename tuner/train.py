@@ -16,6 +16,7 @@ import torch
 from kernels.losses import make_loss
 from models import SASRec, SASRecConfig
 from tuner.data.sequences import SequenceData
+from tuner.device_windows import device_windows
 from tuner.errors import CceTuneError
 from tuner.evaluate import RankingMetrics, evaluate, popularity_scorer
 from tuner.train_config import TrainConfig
@@ -75,7 +76,7 @@ class Setup:
         )).to(device)
         self.loss_fn = make_loss(config.loss, data.num_items)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        windows = torch.as_tensor(data.windows("train", config.max_len + 1), device=device)
+        windows = device_windows(data, "train", config.max_len + 1, device)
         self.inputs = windows[:, :-1]
         # The first item predicts nothing.
         self.targets = torch.where(self.inputs == 0, 0, windows[:, 1:])
@@ -166,7 +167,7 @@ def train(
 def _model_scorer(model: SASRec, data: SequenceData, split: str, max_len: int,
                   device: torch.device):
     """Scores of every item from the hidden state at each user's last history position."""
-    histories = torch.as_tensor(data.windows(split, max_len), device=device)
+    histories = device_windows(data, split, max_len, device)
 
     def score(users: torch.Tensor) -> torch.Tensor:
         last = model(histories[users])[:, -1, :]

@@ -33,3 +33,22 @@ def test_train_counts_exclude_held_out_items(data):
 
 def test_summary(data):
     assert data.summary() == "toy: 2 users, 8 items, 8 interactions, density 50.000%"
+
+
+def test_device_windows_equal_numpy_windows(monkeypatch):
+    import numpy as np
+    import torch
+
+    import tuner.device_windows as built
+    from tuner.data.sequences import SequenceData
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 40, 300)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    data = SequenceData("t", 50, offsets, rng.integers(1, 51, offsets[-1]).astype(np.int32))
+    monkeypatch.setattr(built, "CHUNK_POSITIONS", 1000)  # several chunks, a ragged last one
+    for split in ("train", "valid", "test"):
+        for length in (1, 7, 45):
+            expected = torch.as_tensor(data.windows(split, length))
+            got = built.device_windows(data, split, length, torch.device("cpu"))
+            assert torch.equal(got, expected), (split, length)
