@@ -224,6 +224,7 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
     from tuner.data import load
     from tuner.report import write_reports
     from tuner.trial import TrialSettings, run_trial
+    from tuner.warmup import warm_and_say
 
     run_dir = settings.run_dir.resolve()
     space = load_space(settings.space)
@@ -246,6 +247,7 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
         ray_tune.with_parameters(run_trial, data=data, settings=trial_settings),
         _Resources(cpus_per_trial=_cpus_per_trial(device_bytes)))
     print(data.summary())
+    warm_and_say(space, settings.base, data.num_items)
     if context is not None and context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url}")
     try:
