@@ -19,6 +19,7 @@ from tuner.arguments import (
     positive_int,
     train_config,
 )
+from tuner.cli_dlrm import add_dlrm_arguments, run_estimate_dlrm
 from tuner.data import counts
 from tuner.errors import CceTuneError
 from tuner.memory import (
@@ -42,9 +43,10 @@ def add_estimate_parser(commands) -> None:
     parser = commands.add_parser(
         "estimate", help="print the peak-memory breakdown of a configuration, no GPU needed")
     add_data_arguments(parser)
-    parser.add_argument("--model", choices=("sasrec",), default="sasrec")
+    parser.add_argument("--model", choices=("sasrec", "dlrm"), default="sasrec")
     add_loss_arguments(parser)
     add_model_arguments(parser)
+    add_dlrm_arguments(parser)
     group = parser.add_argument_group("estimate")
     group.add_argument("--num-users", type=positive_int,
                        help="users of the dataset (default: from its metadata or cache)")
@@ -66,6 +68,12 @@ def dataset_shape(args: argparse.Namespace) -> DatasetShape:
 
 
 def run_estimate(args: argparse.Namespace) -> None:
+    if args.model == "dlrm":
+        if args.solve:
+            raise CceTuneError("--solve is for SASRec; DLRM's estimate says how many GPUs a "
+                               "table-wise split needs")
+        run_estimate_dlrm(args)
+        return
     if args.solve and not args.gpu_mem:
         raise CceTuneError("--solve needs --gpu-mem, the budget to solve against")
     config = train_config(args)

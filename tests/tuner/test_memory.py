@@ -218,3 +218,17 @@ def test_prepared_file_dataset_counts_come_from_the_cache(tmp_path, capsys):
     assert main(["estimate", "--dataset", str(log), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["users"], result["items"]) == (3, 8)
+
+
+def test_estimate_dlrm_prints_the_breakdown_and_a_table_wise_split(capsys):
+    assert main(["estimate", "--model", "dlrm", "--batch-size", "1024"]) == 0
+    out = capsys.readouterr().out
+    assert "8 tables (8,000,000 rows) x 64" in out and "embedding tables" in out
+    big = ["estimate", "--model", "dlrm", "--arch-embedding-size", "-".join(["10**8"] * 2)]
+    assert main(big) == 2  # not a number: named
+    assert "--arch-embedding-size" in capsys.readouterr().err
+    argv = ["estimate", "--model", "dlrm", "--gpu-mem", "40GB", "--json",
+            "--arch-embedding-size", "-".join(["100000000"] * 4)]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["fits"] is False and result["gpus_for_a_table_wise_split"] == 4
