@@ -15,6 +15,7 @@ from tuner.arguments import (
     data_options,
     train_config,
 )
+from tuner.cli_dlrm import add_train_dlrm_parser, run_train_dlrm
 from tuner.cli_memory import add_estimate_parser, add_verify_parser, run_estimate, run_verify
 from tuner.cli_tune import add_report_parser, add_tune_parser, run_report, run_tune
 from tuner.data import load
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--out", type=Path, help="write the results as JSON here")
     add_estimate_parser(commands)
     add_verify_parser(commands)
+    add_train_dlrm_parser(commands)
     add_tune_parser(commands)
     add_report_parser(commands)
     return parser
@@ -80,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         commands = {"data": run_data, "train": run_train, "estimate": run_estimate,
-                    "verify-memory": run_verify, "tune": run_tune, "report": run_report}
+                    "verify-memory": run_verify, "tune": run_tune, "report": run_report,
+                    "train-dlrm": run_train_dlrm}
         commands[args.command](args)
     except CceTuneError as error:
         print(f"cce-tune: error: {error}", file=sys.stderr)

@@ -7,7 +7,7 @@ import json
 
 from models.dlrm_config import INTERACTIONS, DLRMConfig, parse_arch
 from models.dlrm_memory import DENSE_OPTIMIZERS, SPARSE_OPTIMIZERS
-from tuner.arguments import positive_int
+from tuner.arguments import positive_float, positive_int
 from tuner.errors import CceTuneError
 from tuner.memory import MemoryProfile, format_bytes
 
@@ -27,11 +27,12 @@ def add_dlrm_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dense-optimizer", choices=DENSE_OPTIMIZERS, default="sgd")
 
 
-def dlrm_config(args: argparse.Namespace) -> DLRMConfig:
+def dlrm_config(args: argparse.Namespace,
+                table_sizes: tuple[int, ...] | None = None) -> DLRMConfig:
     try:
         return DLRMConfig(
-            table_sizes=parse_arch(args.arch_embedding_size, "--arch-embedding-size")
-            if "-" in args.arch_embedding_size else (int(args.arch_embedding_size),),
+            table_sizes=table_sizes or parse_arch(args.arch_embedding_size,
+                                                  "--arch-embedding-size"),
             bottom=parse_arch(args.arch_mlp_bot, "--arch-mlp-bot"),
             top=parse_arch(args.arch_mlp_top, "--arch-mlp-top"),
             embedding_dim=args.arch_sparse_feature_size,
@@ -71,3 +72,57 @@ def run_estimate_dlrm(args: argparse.Namespace) -> None:
         else:
             print(f"does not fit in {format_bytes(args.gpu_mem)}; a table-wise split needs "
                   f"{split} GPUs of that size")
+
+
+def add_train_dlrm_parser(commands) -> None:
+    parser = commands.add_parser("train-dlrm", help="train DLRM once on click data")
+    parser.add_argument("--dataset", default="synthetic-dlrm",
+                        help="synthetic-dlrm, random-dlrm, or a Criteo file")
+    parser.add_argument("--hash-size", type=positive_int, default=1 << 20,
+                        help="Criteo: rows per table, values hashed into them")
+    parser.add_argument("--min-frequency", type=positive_int,
+                        help="Criteo: number values seen this often instead of hashing")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="Criteo: skip and count malformed lines instead of stopping")
+    add_dlrm_arguments(parser)
+    parser.set_defaults(arch_mlp_bot="13-512-256-64", arch_mlp_top="512-256-1")
+    group = parser.add_argument_group("training")
+    group.add_argument("--batch-size", type=positive_int, default=1024)
+    group.add_argument("--lr", type=positive_float, default=3e-3, help="the MLPs' (Adam)")
+    group.add_argument("--table-lr", type=positive_float, default=0.5,
+                       help="the tables' (SGD in the backward, or row-wise Adagrad)")
+    group.add_argument("--epochs", type=positive_int, default=1)
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    group.add_argument("--seed", type=int, default=0)
+
+
+def run_train_dlrm(args: argparse.Namespace) -> None:
+    from tuner.ctr.criteo import CriteoOptions
+    from tuner.ctr.sources import click_source
+    from tuner.train_dlrm import DLRMTrainConfig, train_dlrm
+
+    options = CriteoOptions(hash_size=None if args.min_frequency else args.hash_size,
+                            min_frequency=args.min_frequency,
+                            skip_bad_rows=args.skip_bad_rows)
+    source = click_source(args.dataset, args.batch_size, args.seed, options)
+    model = dlrm_config(args, source.table_sizes)
+    if model.dense_features != source.dense_features:
+        raise CceTuneError(f"--arch-mlp-bot starts with {model.dense_features} but "
+                           f"{args.dataset} has {source.dense_features} dense features")
+    config = DLRMTrainConfig(model, batch_size=args.batch_size, lr=args.lr,
+                             table_lr=args.table_lr, sparse_optimizer=args.sparse_optimizer,
+                             dense_optimizer=args.dense_optimizer, epochs=args.epochs,
+                             seed=args.seed, device=args.device)
+    print(f"{args.dataset}: {len(source.table_sizes)} tables, {sum(source.table_sizes):,} "
+          f"rows, {source.dense_features} dense features")
+    print(f"{'epoch':>5} {'loss':>8} {'val AUC':>8} {'log loss':>9} {'constant':>9} "
+          f"{'accuracy':>9} {'s':>7} {'samples/s':>11} {'peak GiB':>9}")
+
+    def show(epoch) -> None:
+        v = epoch.valid
+        peak = f"{epoch.peak_memory_bytes / 2**30:.2f}" if epoch.peak_memory_bytes else "-"
+        print(f"{epoch.epoch:>5} {epoch.loss:>8.4f} {v.auc:>8.4f} {v.log_loss:>9.4f} "
+              f"{v.constant_log_loss:>9.4f} {v.accuracy:>9.4f} {epoch.seconds:>7.1f} "
+              f"{epoch.samples_per_s:>11,.0f} {peak:>9}", flush=True)
+
+    train_dlrm(config, source.train, source.valid, on_epoch=show)

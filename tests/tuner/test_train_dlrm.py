@@ -1,0 +1,36 @@
+import math
+
+import pytest
+import torch
+
+from tuner.cli import main
+from tuner.train_dlrm import click_metrics
+
+
+def test_click_metrics_by_hand_with_ties():
+    logits = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.4])
+    labels = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0])
+    metrics = click_metrics(logits, labels)
+    assert metrics.auc == pytest.approx(4.5 / 6)  # pairs won, a tie counting half
+    assert metrics.accuracy == pytest.approx(3 / 5)  # every logit > 0 predicts a click
+    assert metrics.constant_log_loss == pytest.approx(-(0.6 * math.log(0.6)
+                                                        + 0.4 * math.log(0.4)))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rowwise_adagrad"])
+def test_train_dlrm_beats_a_constant_predictor(optimizer, capsys):
+    argv = ["train-dlrm", "--epochs", "2", "--arch-mlp-bot", "13-64-16",
+            "--arch-sparse-feature-size", "16", "--arch-mlp-top", "64-1", "--batch-size", "512",
+            "--sparse-optimizer", optimizer, "--device", "cpu"]
+    if optimizer == "rowwise_adagrad":
+        argv += ["--table-lr", "0.05"]
+    assert main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1].split()
+    auc, log_loss, constant = float(last[2]), float(last[3]), float(last[4])
+    assert auc > 0.6 and log_loss < constant
+
+
+def test_train_dlrm_refuses_a_bottom_mlp_of_the_wrong_width(capsys):
+    assert main(["train-dlrm", "--arch-mlp-bot", "12-16", "--arch-sparse-feature-size",
+                 "16", "--arch-mlp-top", "16-1"]) == 2
+    assert "--arch-mlp-bot starts with 12 but synthetic-dlrm has 13" in capsys.readouterr().err

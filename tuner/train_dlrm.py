@@ -1,0 +1,138 @@
+"""Training DLRM on click data: a plain loop that knows nothing of Ray, like `tuner.train`.
+
+Tables are updated by SGD inside the backward (`sgd`) or by row-wise Adagrad over sparse
+gradients (`rowwise_adagrad`); the MLPs by Adam or SGD. Validation after each epoch: AUC,
+log loss and accuracy, next to a constant predictor's log loss (the positive rate).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from models.dlrm import DLRM
+from models.dlrm_config import DLRMConfig
+from tuner.ctr.batches import ClickBatch
+from tuner.rowwise_adagrad import RowWiseAdagrad
+from tuner.train import resolve_device
+
+
+@dataclass(frozen=True)
+class DLRMTrainConfig:
+    model: DLRMConfig
+    batch_size: int = 1024
+    lr: float = 3e-3  # the MLPs'
+    table_lr: float = 0.5
+    sparse_optimizer: str = "sgd"
+    dense_optimizer: str = "adam"
+    epochs: int = 1
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class ClickMetrics:
+    auc: float
+    log_loss: float
+    accuracy: float
+    constant_log_loss: float  # predicting the positive rate for everyone
+    samples: int
+
+
+@dataclass(frozen=True)
+class DLRMEpoch:
+    epoch: int
+    loss: float
+    valid: ClickMetrics
+    seconds: float
+    samples_per_s: float
+    peak_memory_bytes: int | None
+
+
+def click_metrics(logits: torch.Tensor, labels: torch.Tensor) -> ClickMetrics:
+    """AUC by ranks (ties share their mean rank), log loss, accuracy at 0.5."""
+    logits, labels = logits.double().cpu(), labels.double().cpu()
+    order = torch.argsort(logits)
+    ranks = torch.empty_like(logits)
+    ranks[order] = torch.arange(1, len(logits) + 1, dtype=torch.float64)
+    _, inverse = torch.unique(logits, return_inverse=True)  # average the ranks of ties
+    tie_sum = torch.zeros(int(inverse.max()) + 1, dtype=torch.float64).index_add_(0, inverse,
+                                                                                 ranks)
+    tie_count = torch.bincount(inverse).double()
+    ranks = (tie_sum / tie_count)[inverse]
+    positives = labels.sum().item()
+    negatives = len(labels) - positives
+    auc = ((ranks[labels == 1].sum().item() - positives * (positives + 1) / 2)
+           / (positives * negatives)) if positives and negatives else math.nan
+    rate = min(max(positives / len(labels), 1e-7), 1 - 1e-7)
+    constant = -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
+    return ClickMetrics(auc, F.binary_cross_entropy_with_logits(logits, labels).item(),
+                        ((logits > 0).double() == labels).double().mean().item(), constant,
+                        len(labels))
+
+
+def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[ClickBatch]],
+               valid_batches: list[ClickBatch],
+               on_epoch: Callable[[DLRMEpoch], None] | None = None) -> list[DLRMEpoch]:
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = DLRM(config.model).to(device)
+    optimizers: list[torch.optim.Optimizer] = []
+    if config.sparse_optimizer == "sgd":
+        model.fuse_table_sgd(config.table_lr)
+    else:
+        optimizers.append(RowWiseAdagrad(model.sparse_parameters(), lr=config.table_lr))
+    dense = torch.optim.Adam if config.dense_optimizer == "adam" else torch.optim.SGD
+    optimizers.append(dense(model.dense_parameters(), lr=config.lr))
+    epochs = []
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
+        total, steps, samples = torch.zeros((), device=device), 0, 0
+        for batch in train_batches():
+            batch = _to(batch, device)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss = F.binary_cross_entropy_with_logits(
+                model(batch.dense, batch.indices, batch.offsets), batch.labels)
+            loss.backward()
+            for optimizer in optimizers:
+                optimizer.step()
+            total += loss.detach()
+            steps += 1
+            samples += len(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        valid = evaluate_dlrm(model, valid_batches, device)
+        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        epochs.append(DLRMEpoch(epoch, total.item() / max(steps, 1), valid, seconds,
+                                samples / seconds, peak))
+        if on_epoch is not None:
+            on_epoch(epochs[-1])
+    return epochs
+
+
+@torch.no_grad()
+def evaluate_dlrm(model: DLRM, batches: list[ClickBatch], device: torch.device) -> ClickMetrics:
+    model.eval()
+    logits, labels = [], []
+    for batch in batches:
+        batch = _to(batch, device)
+        logits.append(model(batch.dense, batch.indices, batch.offsets))
+        labels.append(batch.labels)
+    return click_metrics(torch.cat(logits), torch.cat(labels))
+
+
+def _to(batch: ClickBatch, device: torch.device) -> ClickBatch:
+    if batch.dense.device == device:
+        return batch
+    return ClickBatch(batch.dense.to(device), [i.to(device) for i in batch.indices],
+                      [o.to(device) for o in batch.offsets], batch.labels.to(device))
