@@ -29,6 +29,7 @@ from tuner.memory import (
     estimate,
     format_bytes,
     solve,
+    with_knob,
 )
 from tuner.memory_grid import GRIDS
 
@@ -82,7 +83,7 @@ def run_estimate(args: argparse.Namespace) -> None:
     solved = None
     if args.solve:
         solved = solve(config, shape, args.gpu_mem, args.solve, profile)
-        config = _with(config, args.solve, solved)
+        config = with_knob(config, args.solve, solved)
     breakdown = estimate(config, shape, profile)
     if args.json:
         out = {"dataset": args.dataset, "users": shape.num_users, "items": shape.num_items,
@@ -103,14 +104,6 @@ def run_estimate(args: argparse.Namespace) -> None:
     elif args.gpu_mem:
         verdict = "fits" if breakdown.fits(args.gpu_mem) else "does not fit"
         print(f"{verdict} in {format_bytes(args.gpu_mem)}")
-
-
-def _with(config, knob: str, value: int):
-    from dataclasses import replace
-
-    if knob == "negatives":
-        return replace(config, loss=replace(config.loss, num_negatives=value))
-    return replace(config, **{SOLVABLE[knob]: value})
 
 
 def add_verify_parser(commands) -> None:

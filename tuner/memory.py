@@ -204,6 +204,13 @@ DEFAULT_PROFILE = MemoryProfile()
 SOLVABLE = {"batch-size": "batch_size", "max-len": "max_len", "negatives": "num_negatives"}
 
 
+def with_knob(config: TrainConfig, knob: str, value: int) -> TrainConfig:
+    """`config` with one solvable knob (batch-size, max-len or negatives) set to `value`."""
+    if knob == "negatives":
+        return replace(config, loss=replace(config.loss, num_negatives=value))
+    return replace(config, **{SOLVABLE[knob]: value})
+
+
 def solve(config: TrainConfig, shape: DatasetShape, budget_bytes: float, knob: str,
           profile: MemoryProfile | None = None, upper: int = 1 << 22) -> int:
     """The largest value of `knob` (batch-size, max-len or negatives) that fits the budget,
@@ -211,16 +218,11 @@ def solve(config: TrainConfig, shape: DatasetShape, budget_bytes: float, knob: s
     if knob not in SOLVABLE:
         raise CceTuneError(f"--solve {knob!r}: choose one of {', '.join(SOLVABLE)}")
 
-    def with_value(value: int) -> TrainConfig:
-        if knob == "negatives":
-            return replace(config, loss=replace(config.loss, num_negatives=value))
-        return replace(config, **{SOLVABLE[knob]: value})
-
     def fits(value: int) -> bool:
-        return estimate(with_value(value), shape, profile).fits(budget_bytes)
+        return estimate(with_knob(config, knob, value), shape, profile).fits(budget_bytes)
 
     if not fits(1):
-        smallest = estimate(with_value(1), shape, profile)
+        smallest = estimate(with_knob(config, knob, 1), shape, profile)
         raise CceTuneError(f"even {knob} 1 needs {format_bytes(smallest.total)}, over the "
                            f"budget of {format_bytes(budget_bytes)}")
     low, high = 1, upper

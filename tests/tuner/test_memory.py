@@ -11,7 +11,14 @@ from models import SASRec, SASRecConfig
 from models.sasrec_memory import activation_memory, parameter_bytes
 from tuner.cli import main
 from tuner.errors import CceTuneError
-from tuner.memory import DatasetShape, MemoryProfile, dataset_bytes, estimate, solve
+from tuner.memory import (
+    DatasetShape,
+    MemoryProfile,
+    dataset_bytes,
+    estimate,
+    solve,
+    with_knob,
+)
 from tuner.memory_grid import default_grid
 from tuner.memory_verify import calibrate, errors
 from tuner.train_config import TrainConfig
@@ -117,15 +124,9 @@ def test_solve_finds_the_largest_value_that_fits(knob):
                          max_len=200)
     budget = 20e9
     value = solve(config, ML20M, budget, knob)
-    field = {"batch-size": "batch_size", "max-len": "max_len"}.get(knob)
-
-    def at(v):
-        if field is None:
-            return replace(config, loss=replace(config.loss, num_negatives=v))
-        return replace(config, **{field: v})
-
-    assert estimate(at(value), ML20M).fits(budget)
-    assert not estimate(at(value + 1), ML20M).fits(budget)
+    assert estimate(with_knob(config, knob, value), ML20M).fits(budget)
+    assert not estimate(with_knob(config, knob, value + 1), ML20M).fits(budget)
+    assert with_knob(config, knob, 7) != config
 
 
 def test_solve_says_when_nothing_fits():
