@@ -35,6 +35,13 @@ def dot_interaction(vectors: torch.Tensor) -> torch.Tensor:
     return products[:, rows, cols]
 
 
+def bag_of_each_id(starts: torch.Tensor, num_ids: int) -> torch.Tensor:
+    """(num_ids,) the bag (sample) each id belongs to, from the bags' CSR start offsets."""
+    sizes = torch.diff(starts, append=starts.new_tensor([num_ids]))
+    return torch.repeat_interleave(torch.arange(len(starts), device=starts.device), sizes,
+                                   output_size=num_ids)
+
+
 class _BagsWithSGD(torch.autograd.Function):
     """Sum-pooled lookups whose backward applies SGD to the looked-up rows in place, so the
     tables' gradient never exists, sparse or dense (FBGEMM's fused-optimizer tables do the
@@ -49,11 +56,9 @@ class _BagsWithSGD(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         ids, starts = ctx.saved_tensors
-        sizes = torch.diff(starts, append=starts.new_tensor([len(ids)]))
-        bag = torch.repeat_interleave(torch.arange(len(starts), device=ids.device), sizes,
-                                      output_size=len(ids))
         with torch.no_grad():
-            ctx.weight.index_add_(0, ids, grad[bag], alpha=-ctx.lr)
+            ctx.weight.index_add_(0, ids, grad[bag_of_each_id(starts, len(ids))],
+                                  alpha=-ctx.lr)
         return None, None, None, None
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from models.dlrm import bag_of_each_id
+
 DISTRIBUTIONS = ("uniform", "gaussian")
 
 
@@ -88,10 +90,8 @@ class ClickGenerator:
         if self.planted:
             logit = dense @ self.dense_weights
             for table, ids, starts in zip(self.row_weights, indices, offsets, strict=True):
-                bag = torch.repeat_interleave(torch.arange(size, device=device),
-                                              torch.diff(starts, append=starts.new_tensor(
-                                                  [len(ids)])))
-                logit = logit.index_add(0, bag, table[ids] / spec.lookups**0.5)
+                logit = logit.index_add(0, bag_of_each_id(starts, len(ids)),
+                                        table[ids] / spec.lookups**0.5)
             labels = torch.bernoulli(torch.sigmoid(logit), generator=g)
         else:
             labels = torch.randint(0, 2, (size,), generator=g, device=device).float()
