@@ -6,6 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NEGATIVE_MODES = ("shared", "per_position", "tile")
+
+
+def negatives_shape(mode: str, num_tokens: int, num_negatives: int, tile_size: int) -> tuple:
+    """Shape of a negative-id table: (N,) shared, (tiles, N) per tile, (tokens, N) per
+    position."""
+    if mode == "shared":
+        return (num_negatives,)
+    if mode == "per_position":
+        return (num_tokens, num_negatives)
+    if mode == "tile":
+        return (-(-num_tokens // tile_size), num_negatives)
+    raise ValueError(f"unknown negative mode {mode!r}; choose one of {NEGATIVE_MODES}")
+
+
 REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
 FUSED_LOSSES = {"cce": "ce", "cce_minus": "ce_minus"}  # fused loss -> its reference
 LOSSES = (*REFERENCE_LOSSES, *FUSED_LOSSES)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kernels.config import FUSED_LOSSES, LossConfig
+from kernels.config import FUSED_LOSSES, LossConfig, negatives_shape
 
 # The CUDA caching allocator hands out blocks in multiples of 512 bytes.
 GRANULE = 512
@@ -55,13 +55,10 @@ def _reduction(tokens: int) -> int:
     return allocation(tokens, 4) + 2 * allocation(tokens, 1)
 
 
-def negative_rows(config: LossConfig, tokens: int) -> int:
+def negative_rows(mode: str, tokens: int, tile_size: int) -> int:
     """Rows of the negative-id table: 1 shared, one per tile, or one per token."""
-    if config.negative_mode == "shared":
-        return 1
-    if config.negative_mode == "tile":
-        return -(-tokens // config.tile_size)
-    return tokens
+    shape = negatives_shape(mode, tokens, 1, tile_size)
+    return shape[0] if len(shape) == 2 else 1
 
 
 def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
@@ -74,7 +71,7 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
         ids = 0
         id_count = None
     else:
-        id_rows = negative_rows(config, tokens)
+        id_rows = negative_rows(config.negative_mode, tokens, config.tile_size)
         id_count = id_rows * config.num_negatives
         if config.in_kernel_negatives:  # int32, and not even that per position
             ids = 0 if config.negative_mode == "per_position" else allocation(id_count, 4)
@@ -126,7 +123,7 @@ def _reference_sampled(config: LossConfig, tokens: int, num_items: int, dim: int
     and its mask."""
     n = 1 if config.name == "bce" else config.num_negatives
     mode = "per_position" if config.name == "bce" else config.negative_mode
-    id_rows = {"shared": 1, "tile": -(-tokens // config.tile_size), "per_position": tokens}[mode]
+    id_rows = negative_rows(mode, tokens, config.tile_size)
     scores = tokens * n
     ids = allocation(id_rows * n, 8)
     positives = allocation(tokens * dim, 4)  # item_emb[targets], saved by the product

@@ -10,17 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.config import NEGATIVE_MODES
-
-
-def negatives_shape(mode: str, num_tokens: int, num_negatives: int, tile_size: int) -> tuple:
-    if mode == "shared":
-        return (num_negatives,)
-    if mode == "per_position":
-        return (num_tokens, num_negatives)
-    if mode == "tile":
-        return (-(-num_tokens // tile_size), num_negatives)
-    raise ValueError(f"unknown negative mode {mode!r}; choose one of {NEGATIVE_MODES}")
+from kernels.config import negatives_shape
 
 
 def sample_uniform(
