@@ -118,17 +118,16 @@ def write_reports(run_dir: Path) -> Path:
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     if trials.empty:
-        raise_empty = f"{run_dir}: no trials have run yet"
-        (out / "summary.md").write_text(f"# cce-tune run\n\n{raise_empty}\n")
+        (out / "summary.md").write_text(f"# cce-tune run\n\n{run_dir}: no trials have run "
+                                        "yet\n")
         return out
-    finished = trials[trials["status"] == "finished"].copy()
-    finished["pareto"] = pareto_mask(
+    finished = trials[trials["status"] == "finished"]
+    on_front = [] if finished.empty else pareto_mask(
         list(finished[list(OBJECTIVES)].itertuples(index=False, name=None)),
-        tuple(OBJECTIVES.values())) if not finished.empty else []
-    trials["pareto"] = trials.index.isin(finished.index[finished["pareto"]]) if not (
-        finished.empty) else False
+        tuple(OBJECTIVES.values()))
+    trials["pareto"] = trials.index.isin(finished.index[on_front])
     trials.to_csv(out / "trials.csv", index=False)
-    front = finished[finished["pareto"]].sort_values("peak_memory_gb")
+    front = trials[trials["pareto"]].sort_values("peak_memory_gb")
     front.to_csv(out / "pareto.csv", index=False)
     (out / "pareto.json").write_text(front.to_json(orient="records", indent=2))
     rejected = _rejected(run_dir)
