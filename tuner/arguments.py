@@ -19,7 +19,7 @@ DEFAULT_NEGATIVES = {"ce": 1, "ce_minus": 256, "bce": 1, "gbce": 256}
 DEFAULT_NEGATIVES |= {fused: DEFAULT_NEGATIVES[ref] for fused, ref in FUSED_LOSSES.items()}
 
 
-def _number(text: str, convert, noun: str):
+def parse_number(text: str, convert, noun: str):
     try:
         return convert(text)
     except ValueError:
@@ -27,21 +27,21 @@ def _number(text: str, convert, noun: str):
 
 
 def positive_int(text: str) -> int:
-    value = _number(text, int, "a whole number")
+    value = parse_number(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = _number(text, float, "a number")
+    value = parse_number(text, float, "a number")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
     return value
 
 
 def probability(text: str) -> float:
-    value = _number(text, float, "a number")
+    value = parse_number(text, float, "a number")
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be in [0, 1)")
     return value

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 from tuner.arguments import (
-    _number,
     add_data_arguments,
     add_loss_arguments,
     add_model_arguments,
     data_options,
     memory_size,
+    parse_number,
     positive_float,
     positive_int,
     train_config,
@@ -27,14 +27,14 @@ def duration(text: str) -> float:
     unit = text[-1:].lower()
     scale = DURATION_UNITS.get(unit, 1)
     number = text[:-1] if unit in DURATION_UNITS else text
-    value = _number(number, float, "a duration; write e.g. 600, 30m or 2h")
+    value = parse_number(number, float, "a duration; write e.g. 600, 30m or 2h")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0")
     return value * scale
 
 
 def fraction(text: str) -> float:
-    value = _number(text, float, "a number")
+    value = parse_number(text, float, "a number")
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"{value} must be in (0, 1]")
     return value

@@ -28,7 +28,7 @@ from tuner.data import DataOptions
 from tuner.errors import CceTuneError
 from tuner.memory import DatasetShape, MemoryProfile, estimate, format_bytes
 from tuner.train_config import TrainConfig
-from tuner.trial import OBJECTIVES, train_config
+from tuner.trial import OBJECTIVES, config_from_params
 
 RUN_FILE = "run.json"
 REJECTED_FILE = "rejected.jsonl"
@@ -97,7 +97,7 @@ class SpaceSampler:
     def __call__(self, trial) -> dict[str, Any]:
         params = self.space.suggest(trial)
         try:
-            config = train_config(params, self.base)
+            config = config_from_params(params, self.base)
         except ValueError as error:
             _constrain(trial, math.inf)
             return {**params, "invalid": str(error)}
@@ -204,7 +204,7 @@ def check_space_fits(space: SearchSpace, settings: TuneSettings, shape: DatasetS
     smallest = None
     for corner in space.smallest_corners():
         try:
-            total = estimate(train_config(corner, settings.base), shape, profile).total
+            total = estimate(config_from_params(corner, settings.base), shape, profile).total
         except ValueError as error:
             raise CceTuneError(f"space {space.name}: {error}") from None
         if total <= settings.budget_limit:

@@ -30,7 +30,7 @@ class TrialSettings:
     gpus_per_trial: float | None  # None: fractions by each trial's estimate
 
 
-def train_config(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
+def config_from_params(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
     """The training config a sampled point describes (knob names as in `search_spaces`).
 
     Raises ValueError for a combination the model or loss refuses (heads not dividing the
@@ -72,7 +72,7 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
 
     started = time.time()
     cuda = torch.cuda.is_available()
-    training = train_config(config, settings.base)
+    training = config_from_params(config, settings.base)
     if not cuda:  # the same command runs anywhere: small CPU trials, no bf16
         training = replace(training, bf16=False, device="cpu")
     else:

@@ -18,7 +18,7 @@ from kernels.config import FUSED_LOSSES
 from kernels.losses import make_loss
 from search_spaces import SearchSpace
 from tuner.train_config import TrainConfig
-from tuner.trial import train_config
+from tuner.trial import config_from_params
 
 VARIANT_KNOBS = ("loss", "hidden", "bf16", "negative_mode", "in_kernel_negatives")
 
@@ -33,7 +33,7 @@ def warm_kernels(space: SearchSpace, base: TrainConfig, num_items: int) -> int:
     ran = 0
     for values in itertools.product(*choices.values()):
         try:
-            config = train_config({**space.fixed, **dict(zip(choices, values, strict=True))},
+            config = config_from_params({**space.fixed, **dict(zip(choices, values, strict=True))},
                                   base)
         except ValueError:
             continue
