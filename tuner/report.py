@@ -51,6 +51,7 @@ def load_trials(run_dir: Path) -> pd.DataFrame:
                 "estimate_gb": results[-1]["estimate_gb"],
                 "loss_value": results[-1]["loss"],
                 "started_at": results[0].get("trial_started_at"),
+                "setup_at": results[0].get("setup_at"),
                 "first_step_at": results[0].get("first_step_at"),
                 "ended_at": results[-1].get("reported_at"),
             }
@@ -148,17 +149,23 @@ def _rejected(run_dir: Path) -> int:
     return sum(1 for _ in path.open()) if path.is_file() else 0
 
 
-def trial_gaps(trials: pd.DataFrame) -> list[float]:
-    """Seconds from a trial's end to the next trial's first step, where one freed the slot
-    for the next: the tuner's own overhead between trials."""
-    timed = trials.dropna(subset=["started_at", "first_step_at", "ended_at"]) if (
-        "started_at" in trials) else trials.iloc[0:0]
-    gaps = []
+def trial_gaps(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per trial started in a slot another one freed, the seconds from that end to its first
+    step (`total`): the tuner's own overhead between trials, in parts: `ray` until the trial
+    function starts, `setup` until model and data are on the device, `first_step`."""
+    columns = ["total", "ray", "setup", "first_step"]
+    if "started_at" not in trials:
+        return pd.DataFrame(columns=columns)
+    timed = trials.dropna(subset=["started_at", "first_step_at", "ended_at"])
+    rows = []
     for _, trial in timed.iterrows():
         before = timed[timed["ended_at"] <= trial["started_at"] + 1e-3]["ended_at"]
-        if not before.empty:
-            gaps.append(trial["first_step_at"] - before.max())
-    return gaps
+        if before.empty:
+            continue
+        setup_at = trial.get("setup_at", math.nan)
+        rows.append([trial["first_step_at"] - before.max(), trial["started_at"] - before.max(),
+                     setup_at - trial["started_at"], trial["first_step_at"] - setup_at])
+    return pd.DataFrame(rows, columns=columns, dtype=float)
 
 
 def train_command(settings: TuneSettings, row: pd.Series) -> str:
@@ -203,9 +210,13 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         lines.append(f"- measured peaks over the budget: {len(over)}")
     else:
         lines.append("- memory: estimated (no GPU measured these trials)")
-    if gaps:
+    if not gaps.empty:
+        parts = gaps.median()
+        split = "" if math.isnan(parts["setup"]) else (
+            f" (medians: Ray {parts['ray']:.2f} s, setup {parts['setup']:.2f} s, first step "
+            f"{parts['first_step']:.2f} s)")
         lines.append(f"- from a trial's end to the next one's first step: median "
-                     f"{statistics.median(gaps):.2f} s, max {max(gaps):.2f} s")
+                     f"{parts['total']:.2f} s, max {gaps['total'].max():.2f} s{split}")
     lines.append("")
     if recommended is None:
         lines.append("No trial finished, so there is no front yet.")

@@ -16,7 +16,7 @@ import torch
 from kernels.losses import make_loss
 from models import SASRec, SASRecConfig
 from tuner.data.sequences import SequenceData
-from tuner.device_windows import device_windows
+from tuner.device_windows import DeviceSequences
 from tuner.errors import CceTuneError
 from tuner.evaluate import RankingMetrics, evaluate, popularity_scorer
 from tuner.train_config import TrainConfig
@@ -76,11 +76,12 @@ class Setup:
         )).to(device)
         self.loss_fn = make_loss(config.loss, data.num_items)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        windows = device_windows(data, "train", config.max_len + 1, device)
+        sequences = DeviceSequences(data, device)
+        windows = sequences.windows("train", config.max_len + 1)
         self.inputs = windows[:, :-1]
         # The first item predicts nothing.
         self.targets = torch.where(self.inputs == 0, 0, windows[:, 1:])
-        self.scorers = {split: _model_scorer(self.model, data, split, config.max_len, device)
+        self.scorers = {split: _model_scorer(self.model, sequences.windows(split, config.max_len))
                         for split in ("valid", "test")}
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16)
 
@@ -113,16 +114,19 @@ def train(
     config: TrainConfig,
     data: SequenceData,
     on_epoch: Callable[[EpochResult], None] | None = None,
-    on_first_step: Callable[[], None] | None = None,
+    on_milestone: Callable[[str], None] | None = None,
     final_test: bool = True,
 ) -> TrainResult:
     """Adam on next-item prediction; validation after each epoch, test at the end.
 
-    `on_first_step` runs once the first optimizer step is done (tuning measures the time
+    `on_milestone` is called with "setup" once model, optimizer and data are on the device,
+    and with "first step" once the first optimizer step is queued (tuning times the way
     from one trial's end to the next one's first step). Without `final_test` (tuning, which
     selects on validation), test and popularity metrics are left out.
     """
     setup = Setup(config, data)
+    if on_milestone is not None:
+        on_milestone("setup")
     device = setup.device
     rng = np.random.default_rng(config.seed)
     tokens_per_epoch = int((setup.targets != 0).sum())
@@ -140,8 +144,8 @@ def train(
         for first in range(0, data.num_users, config.batch_size):
             total_loss += setup.step(order[first:first + config.batch_size])
             steps += 1
-            if on_first_step is not None and epoch == steps == 1:
-                on_first_step()
+            if on_milestone is not None and epoch == steps == 1:
+                on_milestone("first step")
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
@@ -164,10 +168,8 @@ def train(
                        baseline["test"])
 
 
-def _model_scorer(model: SASRec, data: SequenceData, split: str, max_len: int,
-                  device: torch.device):
+def _model_scorer(model: SASRec, histories: torch.Tensor):
     """Scores of every item from the hidden state at each user's last history position."""
-    histories = device_windows(data, split, max_len, device)
 
     def score(users: torch.Tensor) -> torch.Tensor:
         last = model(histories[users])[:, -1, :]

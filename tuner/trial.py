@@ -83,12 +83,12 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
         cap = min(settings.budget_bytes, share)
         torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
     _maybe_inject_fault(config)
-    first_step_at = []
+    reached: dict[str, float] = {}  # milestone -> time.time() once the GPU got there
 
-    def on_first_step() -> None:
+    def on_milestone(name: str) -> None:
         if cuda:
             torch.cuda.synchronize()
-        first_step_at.append(time.time())
+        reached[name] = time.time()
 
     def on_epoch(result) -> None:
         peak = result.peak_memory_bytes
@@ -103,11 +103,12 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
             "memory_measured": peak is not None,
             "estimate_gb": config["estimate_bytes"] / GB,
             "trial_started_at": started,
-            "first_step_at": first_step_at[0] if first_step_at else None,
+            "setup_at": reached.get("setup"),
+            "first_step_at": reached.get("first step"),
             "reported_at": time.time(),
         })
 
-    train(training, data, on_epoch=on_epoch, on_first_step=on_first_step, final_test=False)
+    train(training, data, on_epoch=on_epoch, on_milestone=on_milestone, final_test=False)
 
 
 def _maybe_inject_fault(config: dict[str, Any]) -> None:

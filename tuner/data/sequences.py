@@ -13,6 +13,9 @@ import numpy as np
 # The leave-one-out split: a user's last item is the test target, the one before it the
 # validation target, and everything earlier is training data.
 SPLITS = ("train", "valid", "test")
+# Items held out at the end of each user's sequence, per split's history: `train` and `valid`
+# end before the validation item, `test` before the last one.
+HOLDOUT = {"train": 2, "valid": 2, "test": 1}
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,7 @@ class SequenceData:
         `train` ends before the validation item; `valid` predicts the item at that end;
         `test` predicts the last item from everything before it.
         """
-        holdout = {"train": 2, "valid": 2, "test": 1}[split]
-        return self.offsets[1:] - holdout
+        return self.offsets[1:] - HOLDOUT[split]
 
     def targets(self, split: str) -> np.ndarray:
         """The held-out item per user for `valid` or `test`."""

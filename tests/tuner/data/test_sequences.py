@@ -47,8 +47,9 @@ def test_device_windows_equal_numpy_windows(monkeypatch):
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     data = SequenceData("t", 50, offsets, rng.integers(1, 51, offsets[-1]).astype(np.int32))
     monkeypatch.setattr(built, "CHUNK_POSITIONS", 1000)  # several chunks, a ragged last one
+    sequences = built.DeviceSequences(data, torch.device("cpu"))
     for split in ("train", "valid", "test"):
         for length in (1, 7, 45):
             expected = torch.as_tensor(data.windows(split, length))
-            got = built.device_windows(data, split, length, torch.device("cpu"))
+            got = sequences.windows(split, length)
             assert torch.equal(got, expected), (split, length)
