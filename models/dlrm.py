@@ -11,6 +11,8 @@ tensor of row ids and one offset per sample where its ids start; bags are summed
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,7 +39,7 @@ def dot_interaction(vectors: torch.Tensor) -> torch.Tensor:
 
 def bag_of_each_id(starts: torch.Tensor, num_ids: int) -> torch.Tensor:
     """(num_ids,) the bag (sample) each id belongs to, from the bags' CSR start offsets."""
-    sizes = torch.diff(starts, append=starts.new_tensor([num_ids]))
+    sizes = torch.diff(starts, append=starts.new_full((1,), num_ids))  # no copy from the host
     return torch.repeat_interleave(torch.arange(len(starts), device=starts.device), sizes,
                                    output_size=num_ids)
 
@@ -71,8 +73,7 @@ class DLRM(nn.Module):
         # sparse update per step instead of one per table (TorchRec fuses them the same way).
         self.tables = nn.EmbeddingBag(sum(config.table_sizes), config.embedding_dim,
                                       mode="sum", sparse=config.sparse)
-        first_rows = torch.tensor([0, *config.table_sizes[:-1]]).cumsum(0)
-        self.register_buffer("first_rows", first_rows, persistent=False)
+        self.first_rows = tuple(itertools.accumulate(config.table_sizes[:-1], initial=0))
         self.top = mlp((config.interaction_dim, *config.top), last_activation=False)
         bound = 1.0 / config.embedding_dim**0.5  # the reference code's uniform table init
         nn.init.uniform_(self.tables.weight, -bound, bound)
@@ -85,13 +86,16 @@ class DLRM(nn.Module):
 
     def forward(self, dense: torch.Tensor, indices: list[torch.Tensor],
                 offsets: list[torch.Tensor]) -> torch.Tensor:
-        """dense (batch, dense features); per table, ids and offsets -> logits (batch,)."""
+        """dense (batch, dense features); per table, ids and offsets -> logits (batch,).
+
+        Offsets into the fused table are added as Python numbers: a tensor made from host
+        values would be a copy that waits for the GPU, every step.
+        """
         x = self.bottom(dense)
         batch, tables = x.shape[0], len(indices)
-        sizes = torch.tensor([len(ids) for ids in indices], device=x.device)
-        id_starts = sizes.cumsum(0) - sizes
-        ids = torch.cat([ids + self.first_rows[t] for t, ids in enumerate(indices)])
-        starts = (torch.stack(offsets) + id_starts[:, None]).reshape(-1)
+        id_starts = itertools.accumulate((len(ids) for ids in indices[:-1]), initial=0)
+        ids = torch.cat([ids + first for ids, first in zip(indices, self.first_rows, strict=True)])
+        starts = torch.cat([bags + start for bags, start in zip(offsets, id_starts, strict=True)])
         if self.table_lr is not None and self.training and torch.is_grad_enabled():
             flat = _BagsWithSGD.apply(self.tables.weight, ids, starts, self.table_lr)
         else:
@@ -106,7 +110,7 @@ class DLRM(nn.Module):
 
     def table(self, index: int) -> torch.Tensor:
         """Table `index`'s rows (a view of the fused weight)."""
-        first = int(self.first_rows[index])
+        first = self.first_rows[index]
         return self.tables.weight[first:first + self.config.table_sizes[index]]
 
     def sparse_parameters(self) -> list[nn.Parameter]:

@@ -126,3 +126,26 @@ def test_a_table_wise_split_counts_gpus():
     assert gpus_for_tables(config, 80e9, "sgd", 1024, 1) == 3  # three per GPU
     assert gpus_for_tables(config, per_table / 2, "sgd", 1024, 1) is None
     assert math.isclose(sum(table_bytes(config)), 8 * per_table, rel_tol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused_sgd", [True, False])
+def test_a_training_step_never_waits_for_the_gpu(fused_sgd):
+    """A copy from host values or a `.item()` in the step would serialise CPU and GPU (the
+    tables' sparse gradients are checked up to the backward: their optimizers are torch's)."""
+    model = DLRM(small()).cuda()
+    if fused_sgd:
+        model.fuse_table_sgd(0.1)
+    spec = ClickSpec(TABLES, lookups=3)
+    one = ClickGenerator(spec, planted=True, seed=1, device=torch.device("cuda")).batch(64)
+    optimizer = torch.optim.SGD(model.dense_parameters(), lr=0.1)
+    step = [one.dense, one.indices, one.offsets]
+    F.binary_cross_entropy_with_logits(model(*step), one.labels).backward()  # lazy inits
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        optimizer.zero_grad()
+        F.binary_cross_entropy_with_logits(model(*step), one.labels).backward()
+        optimizer.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
