@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=16, help="pre-generated batches, cycled")
     parser.add_argument("--table-update", choices=("fused", "sparse"), default="fused",
                         help="SGD inside the backward, or sparse gradients and torch's SGD")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where 20 steps spend GPU time (torch.profiler)")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -79,6 +81,8 @@ def main() -> None:
     generated = [generator.batch(args.batch_size) for _ in range(args.pool)]
     torch.cuda.synchronize()
     generate_ms = (time.perf_counter() - started) / args.pool * 1e3
+    if args.profile:
+        print_profile(lambda index: step(generated[index % args.pool]))
     steps = args.samples // args.batch_size
     torch.cuda.synchronize()
     started = time.perf_counter()
@@ -115,6 +119,17 @@ def main() -> None:
         f"(torch {result['torch']})\n\n{table}\n\nGenerating a batch on the GPU: "
         f"{generate_ms:.2f} ms, not in the time. The paper: 62 s on one V100, 256 s on a "
         "CPU socket.\n")
+
+
+def print_profile(step, steps: int = 20) -> None:
+    """The kernels of `steps` steps by GPU time, and the CPU's time per step beside it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for index in range(steps):
+            step(index)
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call: GPU facts, the test suite compiled on the GPU, then the stages named as
-# arguments (kernels-smoke, sampled, full, passes, memory, tune, quality, train-ml20m). Logs and results go to $OUT.
+# arguments (kernels-smoke, sampled, full, passes, memory, tune, tune-serial, dlrm, quality,
+# train-ml20m). Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -26,8 +27,15 @@ for stage in "$@"; do
         python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 --epochs 3 \
           --out "$out/tune-run" 2>&1 | tee "$out/tune.log" | grep -v "^\[.*epoch" | tail -40
         tar czf "$out/tune-run.tar.gz" -C "$out" tune-run && rm -rf "$out/tune-run" ;;
+    tune-serial)  # one trial at a time on the whole GPU: the between-trials gap uncontended
+      python3 -m tuner.cli data --dataset synthetic-ml-20m
+      python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 8 --epochs 1 \
+        --gpus-per-trial 1 --out "$out/tune-serial" 2>&1 | tee "$out/tune-serial.log" \
+        | grep -v "^\[.*epoch" | tail -30
+      tar czf "$out/tune-serial.tar.gz" -C "$out" tune-serial && rm -rf "$out/tune-serial" ;;
     dlrm) for update in fused sparse; do
-          python3 -m benchmarks.dlrm --table-update $update --out-dir "$out" 2>&1 \
+          flag=$([[ $update == fused ]] && echo --profile)
+          python3 -m benchmarks.dlrm --table-update $update --out-dir "$out" $flag 2>&1 \
             | tee -a "$out/dlrm.log"
         done ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
