@@ -7,7 +7,9 @@
 `bench/dlrm_s_benchmark.sh`), minibatch 1,024, one pass over 2,048K random samples, fp32,
 SGD. The paper reports 62 s on one V100. Training time is timed on a pool of batches
 generated on the GPU beforehand and cycled; generating a batch is timed apart. Peak memory
-(one batch on the device) is set beside the estimate. Results: dlrm-<gpu>.json and .md.
+(one batch on the device) is set beside the estimate. With the tables updated inside the
+backward the step is replayed from a CUDA graph (`--step eager` launches it kernel by kernel).
+Results: dlrm-<gpu>-<table update>-<step>.json and .md.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import nn
 from benchmarks.kernels import gpu_slug
 from models.dlrm import DLRM
 from models.dlrm_config import DLRMConfig
+from tuner.captured_step import CapturedStep
 from tuner.ctr.batches import ClickGenerator, ClickSpec
 from tuner.memory_dlrm import estimate_dlrm
 
@@ -36,6 +39,10 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=16, help="pre-generated batches, cycled")
     parser.add_argument("--table-update", choices=("fused", "sparse"), default="fused",
                         help="SGD inside the backward, or sparse gradients and torch's SGD")
+    parser.add_argument("--step", choices=("graph", "eager"),
+                        help="replay the step from a CUDA graph (the default with the fused "
+                             "table update), or launch its kernels one by one (the default, "
+                             "and the only way, with sparse gradients)")
     parser.add_argument("--profile", action="store_true",
                         help="also print where 20 steps spend GPU time (torch.profiler)")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
@@ -56,7 +63,7 @@ def main() -> None:
     spec = ClickSpec(config.table_sizes, dense_features=512, lookups=lookups)
     generator = ClickGenerator(spec, planted=False, seed=0, device=device)
 
-    def step(batch) -> torch.Tensor:
+    def eager_step(batch) -> torch.Tensor:
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(batch.dense, batch.indices, batch.offsets), batch.labels)
@@ -64,6 +71,12 @@ def main() -> None:
         for optimizer in optimizers:
             optimizer.step()
         return loss.detach()
+
+    args.step = args.step or ("graph" if args.table_update == "fused" else "eager")
+    if args.step == "graph" and args.table_update != "fused":
+        parser.error("--step graph needs --table-update fused (sparse gradients cannot be "
+                     "captured)")
+    step = CapturedStep(eager_step) if args.step == "graph" else eager_step
 
     one = generator.batch(args.batch_size)
     for _ in range(5):
@@ -81,8 +94,6 @@ def main() -> None:
     generated = [generator.batch(args.batch_size) for _ in range(args.pool)]
     torch.cuda.synchronize()
     generate_ms = (time.perf_counter() - started) / args.pool * 1e3
-    if args.profile:
-        print_profile(lambda index: step(generated[index % args.pool]))
     steps = args.samples // args.batch_size
     torch.cuda.synchronize()
     started = time.perf_counter()
@@ -90,6 +101,8 @@ def main() -> None:
         loss = step(generated[index % args.pool])
     torch.cuda.synchronize()
     seconds = time.perf_counter() - started
+    if args.profile:  # after the timing: the profiler's hooks slow what follows it
+        print_profile(lambda index: step(generated[index % args.pool]))
     result = {
         "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
         "samples": steps * args.batch_size, "batch_size": args.batch_size, "steps": steps,
@@ -99,8 +112,9 @@ def main() -> None:
         "estimate_error": estimate.peak_allocated / peak - 1,
         "paper_seconds": PAPER_SECONDS, "bar_seconds": 6.2,
         "speedup_vs_v100": PAPER_SECONDS["V100"] / seconds,
-        "table_update": args.table_update,
-        "command": f"python -m benchmarks.dlrm --table-update {args.table_update}",
+        "table_update": args.table_update, "step": args.step,
+        "command": f"python -m benchmarks.dlrm --table-update {args.table_update} "
+                   f"--step {args.step}",
     }
     table = (
         "| samples | batch | seconds | ms/step | speed-up vs paper V100 | bar | peak GiB | "
@@ -112,7 +126,7 @@ def main() -> None:
     print(table)
     print(f"generating a batch on the GPU: {generate_ms:.2f} ms (not in the time above)")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"dlrm-{gpu_slug()}-{args.table_update}"
+    stem = args.out_dir / f"dlrm-{gpu_slug()}-{args.table_update}-{args.step}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".md").write_text(
         f"# DLRM paper benchmark on {result['gpu']}\n\nCommand: `{result['command']}` "

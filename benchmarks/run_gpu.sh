@@ -33,10 +33,10 @@ for stage in "$@"; do
         --gpus-per-trial 1 --out "$out/tune-serial" 2>&1 | tee "$out/tune-serial.log" \
         | grep -v "^\[.*epoch" | tail -30
       tar czf "$out/tune-serial.tar.gz" -C "$out" tune-serial && rm -rf "$out/tune-serial" ;;
-    dlrm) for update in fused sparse; do
-          flag=$([[ $update == fused ]] && echo --profile)
-          python3 -m benchmarks.dlrm --table-update $update --out-dir "$out" $flag 2>&1 \
-            | tee -a "$out/dlrm.log"
+    dlrm) for run in "fused graph" "fused eager" "sparse eager" "fused graph"; do
+          read -r update step <<<"$run"
+          python3 -m benchmarks.dlrm --table-update "$update" --step "$step" --out-dir "$out" \
+            2>&1 | tee -a "$out/dlrm.log"
         done ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     train-ml20m)

@@ -28,7 +28,8 @@ from kernels.cce_scores import (
 )
 
 
-@triton.jit
+# Not specialised on a value: each step has a fresh seed, each epoch a ragged last batch.
+@triton.jit(do_not_specialize=["num_tokens", "seed"])
 def cce_minus_backward_hidden_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     lse_ptr, pos_ptr, shift_ptr, grad_ptr, dh_ptr, dh_row_stride, de_ptr, de_row_stride,
@@ -89,7 +90,8 @@ def cce_minus_backward_hidden_kernel(
              dh.to(dh_ptr.dtype.element_ty), mask=t_mask[:, None] & d_mask[None, :])
 
 
-@triton.jit
+# Not specialised on a value: each step has a fresh seed, each epoch a ragged last batch.
+@triton.jit(do_not_specialize=["num_tokens", "seed"])
 def cce_minus_backward_items_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     lse_ptr, shift_ptr, grad_ptr, de_ptr, de_row_stride, slot_ptr,

@@ -12,7 +12,8 @@ import triton.language as tl
 from kernels.cce_scores import negative_block, positive_scores, token_block
 
 
-@triton.jit
+# Not specialised on a value: each step has a fresh seed, each epoch a ragged last batch.
+@triton.jit(do_not_specialize=["num_tokens", "seed"])
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     loss_ptr, lse_ptr, pos_ptr, shift_ptr,

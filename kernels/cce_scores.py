@@ -46,7 +46,8 @@ def negative_ids(ids_ptr, ids_row, ids_row_stride, offs_n, n_mask, num_negatives
     return tl.where(n_mask, ids.to(tl.int64), 0)
 
 
-@triton.jit
+# Not specialised on the seed's value: each step draws a fresh one.
+@triton.jit(do_not_specialize=["seed"])
 def draw_negatives_kernel(out_ptr, num_negatives, num_items, seed, BLOCK_N: tl.constexpr):
     """Writes row `program_id(0)` of the ids that IDS_RANDOM makes the loss kernels draw."""
     row = tl.program_id(0)

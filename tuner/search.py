@@ -296,6 +296,8 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, shape:
         run_config=ray_tune.RunConfig(
             name=run_dir.name, storage_path=str(run_dir.parent),
             failure_config=ray_tune.FailureConfig(max_failures=0, fail_fast=False),
+            # files a trial writes (a first-step profile) reach RUN_DIR, from any node
+            sync_config=ray_tune.SyncConfig(sync_artifacts=True),
             callbacks=[ProgressTable(settings.trials, settings.budget_bytes)], verbose=0),
     )
 

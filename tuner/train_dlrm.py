@@ -1,7 +1,8 @@
 """Training DLRM on click data: a plain loop that knows nothing of Ray, like `tuner.train`.
 
 Tables are updated by SGD inside the backward (`sgd`) or by row-wise Adagrad over sparse
-gradients (`rowwise_adagrad`); the MLPs by Adam or SGD. Validation after each epoch: AUC,
+gradients (`rowwise_adagrad`); the MLPs by Adam or SGD. On a GPU with `sgd` tables the step
+is replayed from a CUDA graph (`tuner.captured_step`). Validation after each epoch: AUC,
 log loss and accuracy, next to a constant predictor's log loss (the positive rate).
 """
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 
 from models.dlrm import DLRM
 from models.dlrm_config import DLRMConfig
+from tuner.captured_step import CapturedStep
 from tuner.ctr.batches import ClickBatch
 from tuner.rowwise_adagrad import RowWiseAdagrad
 from tuner.train import resolve_device
@@ -33,6 +35,7 @@ class DLRMTrainConfig:
     epochs: int = 1
     seed: int = 0
     device: str = "auto"
+    cuda_graph: bool = True  # where it can: a GPU and tables updated inside the backward
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,24 @@ def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[Cli
         model.fuse_table_sgd(config.table_lr)
     else:
         optimizers.append(RowWiseAdagrad(model.sparse_parameters(), lr=config.table_lr))
-    dense = torch.optim.Adam if config.dense_optimizer == "adam" else torch.optim.SGD
-    optimizers.append(dense(model.dense_parameters(), lr=config.lr))
+    graphed = config.cuda_graph and device.type == "cuda" and config.sparse_optimizer == "sgd"
+    if config.dense_optimizer == "adam":  # capturable: its step count lives on the device
+        optimizers.append(torch.optim.Adam(model.dense_parameters(), lr=config.lr,
+                                           capturable=graphed))
+    else:
+        optimizers.append(torch.optim.SGD(model.dense_parameters(), lr=config.lr))
+
+    def step(batch: ClickBatch) -> torch.Tensor:
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss = F.binary_cross_entropy_with_logits(
+            model(batch.dense, batch.indices, batch.offsets), batch.labels)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        return loss.detach()
+
+    run_step = CapturedStep(step) if graphed else step
     epochs = []
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -97,15 +116,7 @@ def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[Cli
         started = time.perf_counter()
         total, steps, samples = torch.zeros((), device=device), 0, 0
         for batch in train_batches():
-            batch = _to(batch, device)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            loss = F.binary_cross_entropy_with_logits(
-                model(batch.dense, batch.indices, batch.offsets), batch.labels)
-            loss.backward()
-            for optimizer in optimizers:
-                optimizer.step()
-            total += loss.detach()
+            total += run_step(_to(batch, device))
             steps += 1
             samples += len(batch)
         if device.type == "cuda":

@@ -1,13 +1,20 @@
 """One tuning trial: a sampled config trained by the plain trainer, each epoch reported to Ray.
 
-Everything Ray-specific about a trial is here; `tuner.train` runs unchanged inside it.
+Everything Ray-specific about a trial is here; `tuner.train` runs unchanged inside it. With
+`CCE_TUNE_PROFILE_FIRST_STEP=1` in the driver's environment, each trial writes where its
+time until the first step went (cProfile, by cumulative time) to
+`RUN_DIR/trial_<id>/first-step-profile.txt`.
 """
 
 from __future__ import annotations
 
+import cProfile
+import io
 import os
+import pstats
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from kernels.config import LossConfig
@@ -16,6 +23,7 @@ from tuner.data.sequences import SequenceData
 from tuner.train_config import TrainConfig
 
 GB = 1e9
+PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
 
 # Objectives, as Optuna is told them: validation NDCG@10 up, epoch time and peak memory down.
 OBJECTIVES = {"ndcg10": "max", "epoch_seconds": "min", "peak_memory_gb": "min"}
@@ -71,6 +79,9 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
     from tuner.train import train
 
     started = time.time()
+    profile = cProfile.Profile() if os.environ.get(PROFILE_FIRST_STEP) else None
+    if profile is not None:
+        profile.enable()
     cuda = torch.cuda.is_available()
     training = config_from_params(config, settings.base)
     if not cuda:  # the same command runs anywhere: small CPU trials, no bf16
@@ -89,6 +100,10 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
         if cuda:
             torch.cuda.synchronize()
         reached[name] = time.time()
+        if name == "first step" and profile is not None:
+            profile.disable()
+            out = Path(tune.get_context().get_trial_dir()) / "first-step-profile.txt"
+            out.write_text(_profile_text(profile))
 
     def on_epoch(result) -> None:
         peak = result.peak_memory_bytes
@@ -109,6 +124,12 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
         })
 
     train(training, data, on_epoch=on_epoch, on_milestone=on_milestone, final_test=False)
+
+
+def _profile_text(profile: cProfile.Profile, lines: int = 45) -> str:
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(lines)
+    return text.getvalue()
 
 
 def _maybe_inject_fault(config: dict[str, Any]) -> None:

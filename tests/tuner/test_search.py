@@ -72,6 +72,7 @@ def run_cli(*argv):
 def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path, monkeypatch,
                                                                       capsys):
     monkeypatch.setenv("CCE_TUNE_FAULT", "oom:batch_size=64")
+    monkeypatch.setenv("CCE_TUNE_PROFILE_FIRST_STEP", "1")
     run_dir = tmp_path / "run"
     run_cli(*SMALL, "--trials", "5", "--out", str(run_dir), "--seed", "3")
     for name in REPORT_FILES:
@@ -83,6 +84,9 @@ def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path,
     assert "injected by CCE_TUNE_FAULT" in oom["error"].iloc[0]
     finished = trials[trials["status"] == "finished"]
     assert len(finished) == 5 - len(oom) > 0
+    for trial in finished["trial"]:  # where each trial's time to its first step went
+        profile = (run_dir / f"trial_{trial}" / "first-step-profile.txt").read_text()
+        assert "cumulative" in profile and "train" in profile
     front = pd.read_csv(run_dir / "report" / "pareto.csv")
     assert set(front["trial"]) <= set(finished["trial"]) and len(front) >= 1
     summary = (run_dir / "report" / "summary.md").read_text()

@@ -34,3 +34,25 @@ def test_train_dlrm_refuses_a_bottom_mlp_of_the_wrong_width(capsys):
     assert main(["train-dlrm", "--arch-mlp-bot", "12-16", "--arch-sparse-feature-size",
                  "16", "--arch-mlp-top", "16-1"]) == 2
     assert "--arch-mlp-bot starts with 12 but synthetic-dlrm has 13" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dense_optimizer", ["adam", "sgd"])
+def test_a_step_replayed_from_a_cuda_graph_trains_like_the_eager_one(dense_optimizer):
+    from models.dlrm_config import DLRMConfig
+    from tuner.ctr.batches import ClickGenerator, ClickSpec
+    from tuner.train_dlrm import DLRMTrainConfig, train_dlrm
+
+    spec = ClickSpec((500, 80, 7), lookups=3, samples=64 * 9 + 20)  # a ragged last batch
+    generator = ClickGenerator(spec, planted=True, seed=0, device="cuda")
+    batches = list(generator.batches(64))
+    valid = list(generator.batches(64, 256))
+    model = DLRMConfig(spec.table_sizes, bottom=(13, 32, 16), top=(16, 1), embedding_dim=16)
+    results = {}
+    for graphed in (False, True):
+        config = DLRMTrainConfig(model, batch_size=64, dense_optimizer=dense_optimizer,
+                                 epochs=3, device="cuda", cuda_graph=graphed)
+        results[graphed] = train_dlrm(config, lambda: iter(batches), valid)
+    for eager, replayed in zip(results[False], results[True], strict=True):
+        assert replayed.loss == pytest.approx(eager.loss, rel=1e-4)
+        assert replayed.valid.auc == pytest.approx(eager.valid.auc, abs=1e-3)
