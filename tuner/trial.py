@@ -2,16 +2,13 @@
 
 Everything Ray-specific about a trial is here; `tuner.train` runs unchanged inside it. With
 `CCE_TUNE_PROFILE_FIRST_STEP=1` in the driver's environment, each trial writes where its
-time until the first step went (cProfile, by cumulative time) to
-`RUN_DIR/trial_<id>/first-step-profile.txt`.
+time until the first step went (torch.profiler's operators by CPU time; cProfile cannot
+tell the trial's thread from Ray's) to `RUN_DIR/trial_<id>/first-step-profile.txt`.
 """
 
 from __future__ import annotations
 
-import cProfile
-import io
 import os
-import pstats
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,9 +76,7 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
     from tuner.train import train
 
     started = time.time()
-    profile = cProfile.Profile() if os.environ.get(PROFILE_FIRST_STEP) else None
-    if profile is not None:
-        profile.enable()
+    profile = _start_profile() if os.environ.get(PROFILE_FIRST_STEP) else None
     cuda = torch.cuda.is_available()
     training = config_from_params(config, settings.base)
     if not cuda:  # the same command runs anywhere: small CPU trials, no bf16
@@ -101,9 +96,10 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
             torch.cuda.synchronize()
         reached[name] = time.time()
         if name == "first step" and profile is not None:
-            profile.disable()
+            profile.stop()
             out = Path(tune.get_context().get_trial_dir()) / "first-step-profile.txt"
-            out.write_text(_profile_text(profile))
+            out.write_text(profile.key_averages().table(sort_by="cpu_time_total",
+                                                        row_limit=40))
 
     def on_epoch(result) -> None:
         peak = result.peak_memory_bytes
@@ -126,10 +122,16 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
     train(training, data, on_epoch=on_epoch, on_milestone=on_milestone, final_test=False)
 
 
-def _profile_text(profile: cProfile.Profile, lines: int = 45) -> str:
-    text = io.StringIO()
-    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(lines)
-    return text.getvalue()
+def _start_profile():
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    profiler = profile(activities=activities)
+    profiler.start()
+    return profiler
 
 
 def _maybe_inject_fault(config: dict[str, Any]) -> None:
