@@ -11,8 +11,14 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from models.sasrec_config import SASRecConfig, bias_columns
+
+# Not cuDNN's attention: it builds an execution plan per shape and thread, which on an H100
+# took 1.5 s forward and 1.8 s backward at each tuning trial's first step (for 0.6 ms of GPU
+# work). The memory-efficient kernel takes the same additive bias with no plan.
+ATTENTION_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]
 
 
 class CausalSelfAttention(nn.Module):
@@ -28,9 +34,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(hidden, dim=2)
         shape = (batch, length, self.num_heads, hidden // self.num_heads)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
-        )
+        with sdpa_kernel(ATTENTION_BACKENDS):
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.out(y.transpose(1, 2).reshape(batch, length, hidden))
 
 
