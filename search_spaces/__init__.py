@@ -4,8 +4,8 @@
     >>> space = load_space("ml-20m")              # a preset, or a path to your own file
     >>> params = space.suggest(optuna_trial)      # {'batch_size': 512, 'negatives': 4096, ...}
 
-A file has `params`, each one distribution, and optionally `fixed` values and a
-`description`:
+A file has `params`, each one distribution, and optionally `fixed` values, a `description`
+and the `model` it tunes (`sasrec`, the default, or `dlrm`), which decides the knobs allowed:
 
     params:
       batch_size: {powers_of_two: [64, 1024]}   # 64, 128, ..., 1024 (ordered for the sampler)
@@ -31,12 +31,19 @@ import yaml
 PRESET_DIR = Path(__file__).parent
 PRESETS = tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
 
-# What a space may set, and the type of each value.
-KNOBS: dict[str, type] = {
-    "batch_size": int, "negatives": int, "max_len": int, "hidden": int, "blocks": int,
-    "heads": int, "lr": float, "dropout": float, "temperature": float, "loss": str,
-    "negative_mode": str, "tile_size": int, "bf16": bool, "in_kernel_negatives": bool,
+# What a space may set, per model, and the type of each value.
+KNOBS: dict[str, dict[str, type]] = {
+    "sasrec": {
+        "batch_size": int, "negatives": int, "max_len": int, "hidden": int, "blocks": int,
+        "heads": int, "lr": float, "dropout": float, "temperature": float, "loss": str,
+        "negative_mode": str, "tile_size": int, "bf16": bool, "in_kernel_negatives": bool,
+    },
+    "dlrm": {  # MLP hidden widths as `512-256`: the data and embedding_dim give the ends
+        "batch_size": int, "embedding_dim": int, "mlp_bot": str, "mlp_top": str,
+        "interaction": str, "lr": float, "table_lr": float, "dense_optimizer": str,
+    },
 }
+MODELS = tuple(KNOBS)
 KINDS = ("choices", "powers_of_two", "int", "uniform", "log_uniform")
 
 
@@ -78,6 +85,7 @@ class SearchSpace:
     params: tuple[Param, ...]
     fixed: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    model: str = "sasrec"
 
     def suggest(self, trial) -> dict[str, Any]:
         return {**self.fixed, **{p.name: p.suggest(trial) for p in self.params}}
@@ -108,32 +116,39 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
 def parse_space(spec: Any, name: str, where: str) -> SearchSpace:
     if not isinstance(spec, dict):
         raise SpaceError(f"{where}: expected a mapping with `params` (and optionally `fixed`, "
-                         "`description`)")
-    unknown = set(spec) - {"params", "fixed", "description"}
+                         "`description`, `model`)")
+    unknown = set(spec) - {"params", "fixed", "description", "model"}
     if unknown:
         raise SpaceError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; allowed: "
-                         "params, fixed, description")
+                         "params, fixed, description, model")
+    model = spec.get("model", "sasrec")
+    if model not in MODELS:
+        raise SpaceError(f"{where}: model {model!r}: choose one of {', '.join(MODELS)}")
+    knobs = KNOBS[model]
     params_spec = spec.get("params") or {}
     fixed_spec = spec.get("fixed") or {}
     for section, value in (("params", params_spec), ("fixed", fixed_spec)):
         if not isinstance(value, dict):
             raise SpaceError(f"{where}: `{section}` must be a mapping of knob names")
-    params = tuple(_param(name_, value, where) for name_, value in params_spec.items())
-    fixed = {key: _value(key, value, where, f"fixed.{key}") for key, value in fixed_spec.items()}
+    params = tuple(_param(name_, value, where, knobs) for name_, value in params_spec.items())
+    fixed = {key: _value(key, value, where, f"fixed.{key}", knobs)
+             for key, value in fixed_spec.items()}
     both = set(fixed) & {p.name for p in params}
     if both:
         raise SpaceError(f"{where}: {sorted(both)[0]!r} is both searched and fixed")
-    return SearchSpace(name, params, fixed, str(spec.get("description", "")))
+    return SearchSpace(name, params, fixed, str(spec.get("description", "")), model)
 
 
-def _knob(key: str, where: str, path: str) -> type:
-    if key not in KNOBS:
-        raise SpaceError(f"{where}: {path}: unknown knob {key!r}; allowed: {', '.join(KNOBS)}")
-    return KNOBS[key]
+def _knob(key: str, where: str, path: str, knobs: dict[str, type]) -> type:
+    if key not in knobs:
+        raise SpaceError(f"{where}: {path}: unknown knob {key!r}; allowed: {', '.join(knobs)}")
+    return knobs[key]
 
 
-def _value(key: str, value: Any, where: str, path: str) -> Any:
-    kind = _knob(key, where, path)
+def _value(key: str, value: Any, where: str, path: str, knobs: dict[str, type]) -> Any:
+    kind = _knob(key, where, path, knobs)
+    if kind is str and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # an MLP of one hidden layer, `mlp_top: {choices: [256]}`
     if kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
         with contextlib.suppress(ValueError):
             value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
@@ -144,9 +159,9 @@ def _value(key: str, value: Any, where: str, path: str) -> Any:
     return value
 
 
-def _param(key: str, spec: Any, where: str) -> Param:
+def _param(key: str, spec: Any, where: str, knobs: dict[str, type]) -> Param:
     path = f"params.{key}"
-    knob = _knob(key, where, path)
+    knob = _knob(key, where, path, knobs)
     if not isinstance(spec, dict) or len(spec) != 1:
         raise SpaceError(f"{where}: {path}: give exactly one of {', '.join(KINDS)}, "
                          "e.g. {choices: [64, 128]}")
@@ -156,7 +171,7 @@ def _param(key: str, spec: Any, where: str) -> Param:
                          f"{', '.join(KINDS)}")
     if not isinstance(values, list) or not values:
         raise SpaceError(f"{where}: {path}.{kind}: expected a list")
-    values = [_value(key, v, where, f"{path}.{kind}") for v in values]
+    values = [_value(key, v, where, f"{path}.{kind}", knobs) for v in values]
     if kind == "choices":
         return Param(key, kind, tuple(values))
     if len(values) != 2 or not values[0] <= values[1]:

@@ -74,45 +74,62 @@ def run_estimate_dlrm(args: argparse.Namespace) -> None:
                   f"{split} GPUs of that size")
 
 
+def add_click_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """What training DLRM on click data takes besides the architecture and the batch size:
+    Criteo's parsing, the tables' learning rate; the defaults of `train-dlrm`."""
+    group = parser.add_argument_group("click data and tables (with DLRM)")
+    group.add_argument("--hash-size", type=positive_int, default=1 << 20,
+                       help="Criteo: rows per table, values hashed into them")
+    group.add_argument("--min-frequency", type=positive_int,
+                       help="Criteo: number values seen this often instead of hashing")
+    group.add_argument("--skip-bad-rows", action="store_true",
+                       help="Criteo: skip and count malformed lines instead of stopping")
+    group.add_argument("--table-lr", type=positive_float, default=0.5,
+                       help="the tables' (SGD in the backward, or row-wise Adagrad)")
+    add_dlrm_arguments(parser)
+    parser.set_defaults(arch_mlp_bot="13-512-256-64", arch_mlp_top="512-256-1")
+
+
+def criteo_options(args: argparse.Namespace):
+    from tuner.ctr.criteo import CriteoOptions
+
+    return CriteoOptions(hash_size=None if args.min_frequency else args.hash_size,
+                         min_frequency=args.min_frequency, skip_bad_rows=args.skip_bad_rows)
+
+
+def dlrm_train_config(args: argparse.Namespace, source, **run):
+    """The DLRM training config of the command line, its tables shaped by `source`."""
+    from tuner.train_dlrm import DLRMTrainConfig
+
+    model = dlrm_config(args, source.table_sizes)
+    if model.dense_features != source.dense_features:
+        raise CceTuneError(f"--arch-mlp-bot starts with {model.dense_features} but "
+                           f"{args.dataset} has {source.dense_features} dense features")
+    return DLRMTrainConfig(model, batch_size=args.batch_size, lr=args.lr,
+                           table_lr=args.table_lr, sparse_optimizer=args.sparse_optimizer,
+                           dense_optimizer=args.dense_optimizer, epochs=args.epochs,
+                           seed=args.seed, **run)
+
+
 def add_train_dlrm_parser(commands) -> None:
     parser = commands.add_parser("train-dlrm", help="train DLRM once on click data")
     parser.add_argument("--dataset", default="synthetic-dlrm",
                         help="synthetic-dlrm, random-dlrm, or a Criteo file")
-    parser.add_argument("--hash-size", type=positive_int, default=1 << 20,
-                        help="Criteo: rows per table, values hashed into them")
-    parser.add_argument("--min-frequency", type=positive_int,
-                        help="Criteo: number values seen this often instead of hashing")
-    parser.add_argument("--skip-bad-rows", action="store_true",
-                        help="Criteo: skip and count malformed lines instead of stopping")
-    add_dlrm_arguments(parser)
-    parser.set_defaults(arch_mlp_bot="13-512-256-64", arch_mlp_top="512-256-1")
+    add_click_training_arguments(parser)
     group = parser.add_argument_group("training")
     group.add_argument("--batch-size", type=positive_int, default=1024)
     group.add_argument("--lr", type=positive_float, default=3e-3, help="the MLPs' (Adam)")
-    group.add_argument("--table-lr", type=positive_float, default=0.5,
-                       help="the tables' (SGD in the backward, or row-wise Adagrad)")
     group.add_argument("--epochs", type=positive_int, default=1)
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     group.add_argument("--seed", type=int, default=0)
 
 
 def run_train_dlrm(args: argparse.Namespace) -> None:
-    from tuner.ctr.criteo import CriteoOptions
     from tuner.ctr.sources import click_source
-    from tuner.train_dlrm import DLRMTrainConfig, train_dlrm
+    from tuner.train_dlrm import train_dlrm
 
-    options = CriteoOptions(hash_size=None if args.min_frequency else args.hash_size,
-                            min_frequency=args.min_frequency,
-                            skip_bad_rows=args.skip_bad_rows)
-    source = click_source(args.dataset, args.batch_size, args.seed, options)
-    model = dlrm_config(args, source.table_sizes)
-    if model.dense_features != source.dense_features:
-        raise CceTuneError(f"--arch-mlp-bot starts with {model.dense_features} but "
-                           f"{args.dataset} has {source.dense_features} dense features")
-    config = DLRMTrainConfig(model, batch_size=args.batch_size, lr=args.lr,
-                             table_lr=args.table_lr, sparse_optimizer=args.sparse_optimizer,
-                             dense_optimizer=args.dense_optimizer, epochs=args.epochs,
-                             seed=args.seed, device=args.device)
+    source = click_source(args.dataset, args.batch_size, args.seed, criteo_options(args))
+    config = dlrm_train_config(args, source, device=args.device)
     print(f"{args.dataset}: {len(source.table_sizes)} tables, {sum(source.table_sizes):,} "
           f"rows, {source.dense_features} dense features")
     print(f"{'epoch':>5} {'loss':>8} {'val AUC':>8} {'log loss':>9} {'constant':>9} "

@@ -17,6 +17,7 @@ from tuner.arguments import (
     positive_int,
     train_config,
 )
+from tuner.cli_dlrm import add_click_training_arguments, criteo_options, dlrm_train_config
 from tuner.errors import CceTuneError
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -67,8 +68,12 @@ def add_tune_parser(commands) -> None:
     group.add_argument("--memory-profile", type=Path,
                        help="coefficients from `verify-memory --calibrate`")
     group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--model", choices=("sasrec", "dlrm"), default="sasrec",
+                       help="what to tune: SASRec on sequences, or DLRM on click data "
+                            "(--dataset synthetic-dlrm, random-dlrm or a Criteo file)")
     add_loss_arguments(parser)
     add_model_arguments(parser)
+    add_click_training_arguments(parser)
 
 
 def add_report_parser(commands) -> None:
@@ -76,11 +81,13 @@ def add_report_parser(commands) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
 
 
-def default_space(dataset: str) -> str:
+def default_space(dataset: str, model: str = "sasrec") -> str:
+    """The dataset's preset if there is one, else the model's general one."""
     from search_spaces import PRESETS
 
     name = dataset.removeprefix("synthetic-")
-    return dataset if dataset in PRESETS else name if name in PRESETS else "default"
+    fallback = "default" if model == "sasrec" else model
+    return dataset if dataset in PRESETS else name if name in PRESETS else fallback
 
 
 def run_tune(args: argparse.Namespace) -> None:
@@ -95,11 +102,14 @@ def run_tune(args: argparse.Namespace) -> None:
         if args.gpu_mem is None:
             raise CceTuneError("--gpu-mem is required: the memory budget each trial must fit, "
                                "e.g. --gpu-mem 40GB")
-        space = args.space or default_space(args.dataset)
+        space = args.space or default_space(args.dataset, args.model)
         try:
-            load_space(space)
+            space_model = load_space(space).model
         except SpaceError as error:
             raise CceTuneError(str(error)) from None
+        if space_model != args.model:
+            raise CceTuneError(f"--space {space} tunes {space_model}, not {args.model}: give "
+                               f"--model {space_model}, or a space with `model: {args.model}`")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = args.out or Path("runs") / f"{Path(args.dataset).stem}-{stamp}"
         if (run_dir / "run.json").exists():
@@ -110,11 +120,21 @@ def run_tune(args: argparse.Namespace) -> None:
             budget_bytes=args.gpu_mem, margin=args.margin, trials=args.trials,
             epochs=args.epochs, time_budget_s=args.time_budget,
             gpus_per_trial=args.gpus_per_trial, address=args.address, seed=args.seed,
-            memory_profile=args.memory_profile, base=train_config(args, seed=args.seed),
-            dashboard=not args.no_dashboard)
+            memory_profile=args.memory_profile, base=base_config(args),
+            model=args.model, criteo=criteo_options(args), dashboard=not args.no_dashboard)
         out = tune(settings)
     print(f"reports: {out / 'report'} (summary.md, pareto.csv, report.html)")
     print((out / "report" / "summary.md").read_text())
+
+
+def base_config(args: argparse.Namespace):
+    """The fixed part of every trial's config: the command line's, for the model tuned."""
+    if args.model == "sasrec":
+        return train_config(args, seed=args.seed)
+    from tuner.ctr.sources import click_source
+
+    source = click_source(args.dataset, args.batch_size, args.seed, criteo_options(args))
+    return dlrm_train_config(args, source)
 
 
 def run_report(args: argparse.Namespace) -> None:

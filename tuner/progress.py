@@ -1,44 +1,122 @@
-"""The live view of a tuning run: one line per trial epoch, finish or failure."""
+"""The live view of a tuning run: a rich table redrawn in place on a terminal, one line per
+trial event otherwise (logs, CI, a pipe), with measured against estimated memory."""
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
 from ray.tune import Callback
 
+from tuner.families import Family
 from tuner.memory import format_bytes
 
 
-class ProgressTable(Callback):
-    """Prints each trial's progress as it reports, with measured against estimated memory."""
+@dataclass
+class _Row:
+    number: int
+    config: dict[str, Any]
+    status: str = "running"
+    result: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(self, trials: int, budget_bytes: int) -> None:
+
+class ProgressTable(Callback):
+    """Shows each trial's knobs, status and last epoch as the run goes."""
+
+    def __init__(self, trials: int, budget_bytes: int, family: Family,
+                 live: bool | None = None) -> None:
         self.trials = trials
         self.budget_bytes = budget_bytes
+        self.family = family
+        self.use_live = sys.stdout.isatty() if live is None else live
+        self.rows: dict[str, _Row] = {}
         self.done = 0
-        self.numbers: dict[str, int] = {}
+        self._live = None
 
-    def _number(self, trial) -> int:
-        return self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)
+    def __getstate__(self) -> dict:  # Ray pickles its callbacks with the run's state
+        return {**self.__dict__, "_live": None}
+
+    def setup(self, **info) -> None:
+        if self.use_live and self._live is None:
+            from rich.live import Live
+
+            self._live = Live(self.render(), refresh_per_second=2)
+            self._live.start()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.close()
+
+    def _row(self, trial) -> _Row:
+        if trial.trial_id not in self.rows:
+            self.rows[trial.trial_id] = _Row(len(self.rows) + 1, dict(trial.config))
+        return self.rows[trial.trial_id]
+
+    def _event(self, trial, status: str | None, text: str) -> None:
+        row = self._row(trial)
+        if status is not None:
+            row.status = status
+        if self._live is not None:
+            self._live.update(self.render())
+        else:
+            print(f"[{row.number:>3}/{self.trials}] {text}", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        c = trial.config
-        print(f"[{self._number(trial):>3}/{self.trials}] start  B={c.get('batch_size')} "
-              f"N={c.get('negatives')} L={c.get('max_len')} lr={c.get('lr', 0):.2e}  "
-              f"estimate {format_bytes(c.get('estimate_total_bytes', 0))} of "
-              f"{format_bytes(self.budget_bytes)}", flush=True)
+        knobs = "  ".join(f"{header}={_short(trial.config.get(knob))}"
+                          for knob, header in self.family.columns if knob in trial.config)
+        estimate = format_bytes(trial.config.get("estimate_total_bytes", 0))
+        self._event(trial, "running", f"start  {knobs}  estimate {estimate} of "
+                                      f"{format_bytes(self.budget_bytes)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        print(f"[{self._number(trial):>3}/{self.trials}] epoch {result['epoch']}  "
-              f"NDCG@10 {result['ndcg10']:.4f}  {result['epoch_seconds']:.1f} s  "
-              f"peak {result['peak_memory_gb']:.2f} GB "
-              f"({'measured' if result['memory_measured'] else 'estimated'}; "
-              f"estimate {result['estimate_gb']:.2f} GB)", flush=True)
+        self._row(trial).result = result
+        self._event(trial, None, (
+            f"epoch {result['epoch']}  {self.family.quality_label} "
+            f"{result[self.family.quality]:.4f}  {result['epoch_seconds']:.1f} s  "
+            f"peak {result['peak_memory_gb']:.2f} GB "
+            f"({'measured' if result['memory_measured'] else 'estimated'}; "
+            f"estimate {result['estimate_gb']:.2f} GB)"))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.done += 1
-        print(f"[{self._number(trial):>3}/{self.trials}] done   ({self.done} finished)",
-              flush=True)
+        self._event(trial, "done", f"done   ({self.done} finished)")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.done += 1
-        print(f"[{self._number(trial):>3}/{self.trials}] FAILED ({self.done} finished); "
-              "the run goes on", flush=True)
+        self._event(trial, "failed", f"FAILED ({self.done} finished); the run goes on")
+
+    def render(self):
+        """The table as it stands: a trial a row, the best quality so far in the title."""
+        from rich.table import Table
+
+        label = self.family.quality_label
+        scores = [r.result[self.family.quality] for r in self.rows.values() if r.result]
+        best = f", best {label} {max(scores):.4f}" if scores else ""
+        table = Table(title=f"cce-tune: {self.done}/{self.trials} trials finished{best}; "
+                            f"budget {format_bytes(self.budget_bytes)}")
+        for header in ("#", "status", *(h for _, h in self.family.columns), "epoch", label,
+                       "epoch s", "peak GB", "estimate GB"):
+            table.add_column(header, justify="left" if header == "status" else "right")
+        styles = {"running": "yellow", "done": "green", "failed": "red"}
+        for row in self.rows.values():
+            result = row.result
+            table.add_row(
+                str(row.number), f"[{styles[row.status]}]{row.status}",
+                *(_short(row.config.get(knob)) for knob, _ in self.family.columns),
+                str(result.get("epoch", "")),
+                f"{result[self.family.quality]:.4f}" if result else "",
+                f"{result['epoch_seconds']:.1f}" if result else "",
+                f"{result['peak_memory_gb']:.2f}" if result else "",
+                f"{row.config.get('estimate_total_bytes', 0) / 1e9:.2f}")
+        return table
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2e}"
+    return "" if value is None else str(value)

@@ -1,9 +1,10 @@
 """Reports of a tuning run, rebuilt from RUN_DIR alone (`cce-tune report RUN_DIR`).
 
 RUN_DIR/report/ gets `trials.csv` (every trial, every metric, estimated against measured
-memory), `pareto.csv` and `pareto.json` (the trials no other trial beats on NDCG@10, epoch
-time and peak memory at once), `report.html` (interactive plotly, self-contained) and
-`summary.md` (the recommended balanced configuration and the command that trains it).
+memory), `pareto.csv` and `pareto.json` (the trials no other trial beats on quality (NDCG@10
+for SASRec, AUC for DLRM), epoch time and peak memory at once), `report.html` (interactive
+plotly, self-contained) and `summary.md` (the recommended balanced configuration and the
+command that trains it).
 
 The balanced configuration is the knee of the front: with each objective scaled to [0, 1]
 over the front (0 the best value), the trial closest to the ideal point (0, 0, 0).
@@ -18,34 +19,29 @@ from pathlib import Path
 
 import pandas as pd
 
+from tuner.families import SASREC, Family
 from tuner.search import REJECTED_FILE, TuneSettings
-from tuner.trial import OBJECTIVES
-
-KNOBS = ("loss", "batch_size", "negatives", "max_len", "hidden", "blocks", "heads", "lr",
-         "dropout", "bf16", "negative_mode", "tile_size", "temperature")
-METRICS = ("ndcg10", "hr10", "epoch_seconds", "peak_memory_gb", "estimate_gb",
-           "tokens_per_s", "loss_value", "epochs")
 
 
-def load_trials(run_dir: Path) -> pd.DataFrame:
+def load_trials(run_dir: Path, family: Family = SASREC) -> pd.DataFrame:
     """One row per trial found in RUN_DIR: its knobs, its best validation epoch, its status."""
     rows = []
     for params_file in sorted(Path(run_dir).glob("*/params.json")):
         trial_dir = params_file.parent
         params = json.loads(params_file.read_text())
-        results = _results(trial_dir / "result.json")
+        results = _results(trial_dir / "result.json", family.quality)
         error = _error(trial_dir)
         row = {"trial": trial_dir.name.removeprefix("trial_"),
-               **{k: params.get(k) for k in KNOBS if k in params},
+               **{k: params.get(k) for k in family.knobs if k in params},
                "estimate_total_gb": params.get("estimate_total_bytes", 0) / 1e9,
                "gpu_fraction": params.get("gpu_fraction")}
         if results:
-            best = max(results, key=lambda r: r["ndcg10"])
+            best = max(results, key=lambda r: r[family.quality])
             row |= {
-                "ndcg10": best["ndcg10"], "hr10": best["hr10"], "best_epoch": best["epoch"],
-                "epochs": len(results),
+                family.quality: best[family.quality], family.second: best[family.second],
+                "best_epoch": best["epoch"], "epochs": len(results),
                 "epoch_seconds": statistics.median(r["epoch_seconds"] for r in results),
-                "tokens_per_s": statistics.median(r["tokens_per_s"] for r in results),
+                family.throughput: statistics.median(r[family.throughput] for r in results),
                 "peak_memory_gb": max(r["peak_memory_gb"] for r in results),
                 "memory_measured": results[-1]["memory_measured"],
                 "estimate_gb": results[-1]["estimate_gb"],
@@ -61,14 +57,14 @@ def load_trials(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _results(path: Path) -> list[dict]:
+def _results(path: Path, quality: str) -> list[dict]:
     if not path.is_file():
         return []
     out = []
     for line in path.read_text().splitlines():
         if line.strip():
             result = json.loads(line)
-            if "ndcg10" in result:
+            if quality in result:
                 out.append(result)
     return out
 
@@ -97,12 +93,12 @@ def pareto_mask(points: list[tuple[float, ...]], senses: tuple[str, ...]) -> lis
     return mask
 
 
-def knee(front: pd.DataFrame) -> int:
+def knee(front: pd.DataFrame, objectives: dict[str, str]) -> int:
     """Index (into `front`) of the trial nearest the ideal point, objectives scaled to [0, 1]."""
     distances = []
     for _, row in front.iterrows():
         total = 0.0
-        for name, sense in OBJECTIVES.items():
+        for name, sense in objectives.items():
             low, high = front[name].min(), front[name].max()
             span = high - low or 1.0
             gap = (high - row[name]) if sense == "max" else (row[name] - low)
@@ -115,7 +111,8 @@ def write_reports(run_dir: Path) -> Path:
     """Write RUN_DIR/report/ from what the run left in RUN_DIR; returns that folder."""
     run_dir = Path(run_dir)
     settings = TuneSettings.load(run_dir)
-    trials = load_trials(run_dir)
+    family = settings.family
+    trials = load_trials(run_dir, family)
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     if trials.empty:
@@ -124,15 +121,15 @@ def write_reports(run_dir: Path) -> Path:
         return out
     finished = trials[trials["status"] == "finished"]
     on_front = [] if finished.empty else pareto_mask(
-        list(finished[list(OBJECTIVES)].itertuples(index=False, name=None)),
-        tuple(OBJECTIVES.values()))
+        list(finished[list(family.objectives)].itertuples(index=False, name=None)),
+        tuple(family.objectives.values()))
     trials["pareto"] = trials.index.isin(finished.index[on_front])
     trials.to_csv(out / "trials.csv", index=False)
     front = trials[trials["pareto"]].sort_values("peak_memory_gb")
     front.to_csv(out / "pareto.csv", index=False)
     (out / "pareto.json").write_text(front.to_json(orient="records", indent=2))
     rejected = _rejected(run_dir)
-    recommended = front.loc[knee(front)] if not front.empty else None
+    recommended = front.loc[knee(front, family.objectives)] if not front.empty else None
     (out / "summary.md").write_text(summary(settings, trials, front, recommended, rejected))
     try:
         from tuner.report_html import write_html
@@ -168,14 +165,20 @@ def trial_gaps(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns, dtype=float)
 
 
+def _value(row: pd.Series, knob: str, default):
+    got = row.get(knob)
+    return default if got is None or (isinstance(got, float) and math.isnan(got)) else got
+
+
 def train_command(settings: TuneSettings, row: pd.Series) -> str:
-    """The `cce-tune train` command that retrains a trial's configuration."""
+    """The command that retrains a trial's configuration."""
+    if settings.model == "dlrm":
+        return _train_dlrm_command(settings, row)
     base = settings.base
     parts = ["cce-tune", "train", "--dataset", settings.dataset.dataset]
 
     def value(knob: str, default):
-        got = row.get(knob)
-        return default if got is None or (isinstance(got, float) and math.isnan(got)) else got
+        return _value(row, knob, default)
 
     loss = value("loss", base.loss.name)
     parts += ["--loss", str(loss)]
@@ -193,9 +196,36 @@ def train_command(settings: TuneSettings, row: pd.Series) -> str:
     return " ".join(parts)
 
 
+def _train_dlrm_command(settings: TuneSettings, row: pd.Series) -> str:
+    from tuner.ctr.sources import CLICK_PRESETS
+    from tuner.trial_dlrm import dlrm_config_from_params
+
+    params = {knob: _value(row, knob, None) for knob in settings.family.knobs}
+    kinds = {"batch_size": int, "embedding_dim": int, "mlp_bot": str, "mlp_top": str}
+    params = {knob: kinds.get(knob, lambda v: v)(v) for knob, v in params.items()
+              if v is not None}
+    config = dlrm_config_from_params(params, settings.base)
+    model = config.model
+    parts = ["cce-tune", "train-dlrm", "--dataset", settings.dataset.dataset,
+             "--arch-sparse-feature-size", str(model.embedding_dim),
+             "--arch-mlp-bot", "-".join(map(str, model.bottom)),
+             "--arch-mlp-top", "-".join(map(str, model.top)),
+             "--arch-interaction-op", model.interaction,
+             "--batch-size", str(config.batch_size), "--lr", f"{config.lr:.3g}",
+             "--table-lr", f"{config.table_lr:.3g}",
+             "--sparse-optimizer", config.sparse_optimizer,
+             "--dense-optimizer", config.dense_optimizer, "--epochs", str(settings.epochs)]
+    if settings.dataset.dataset not in CLICK_PRESETS:
+        criteo = settings.criteo
+        parts += (["--min-frequency", str(criteo.min_frequency)] if criteo.min_frequency
+                  else ["--hash-size", str(criteo.hash_size)])
+    return " ".join(parts)
+
+
 def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
             recommended: pd.Series | None, rejected: int) -> str:
     counts = trials["status"].value_counts().to_dict()
+    family = settings.family
     gaps = trial_gaps(trials)
     lines = [
         f"# cce-tune: {settings.dataset.dataset}, budget {settings.budget_bytes / 1e9:g} GB",
@@ -225,9 +255,10 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         "## Recommended balanced configuration",
         "",
         "The knee of the Pareto front: objectives scaled to [0, 1] over the front, the trial "
-        "nearest the ideal point (best NDCG@10, fastest epoch, least memory).",
+        f"nearest the ideal point (best {family.quality_label}, fastest epoch, least memory).",
         "",
-        f"- validation NDCG@10 {recommended['ndcg10']:.4f}, HR@10 {recommended['hr10']:.4f}",
+        f"- validation {family.quality_label} {recommended[family.quality]:.4f}, "
+        f"{family.second_label} {recommended[family.second]:.4f}",
         f"- epoch {recommended['epoch_seconds']:.1f} s, peak memory "
         f"{recommended['peak_memory_gb']:.2f} GB (estimate {recommended['estimate_gb']:.2f} GB)",
         "",
@@ -237,13 +268,24 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         "",
         f"## Pareto front ({len(front)} of {len(trials)} trials)",
         "",
-        "| trial | loss | B | N | L | d | lr | NDCG@10 | epoch s | peak GB | estimate GB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| trial | " + " | ".join(header for _, header in family.columns)
+        + f" | {family.quality_label} | epoch s | peak GB | estimate GB |",
+        "|---" * (len(family.columns) + 5) + "|",
     ]
     for _, row in front.iterrows():
+        knobs = " | ".join(_cell(row.get(knob, "")) for knob, _ in family.columns)
         lines.append(
-            f"| {row['trial']} | {row.get('loss', '')} | {row.get('batch_size', '')} | "
-            f"{row.get('negatives', '')} | {row.get('max_len', '')} | {row.get('hidden', '')} "
-            f"| {row.get('lr', 0):.2e} | {row['ndcg10']:.4f} | {row['epoch_seconds']:.1f} | "
-            f"{row['peak_memory_gb']:.2f} | {row['estimate_gb']:.2f} |")
+            f"| {row['trial']} | {knobs} | {row[family.quality]:.4f} | "
+            f"{row['epoch_seconds']:.1f} | {row['peak_memory_gb']:.2f} | "
+            f"{row['estimate_gb']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    """A knob in a Markdown table: rates in scientific notation, whole numbers as such (a
+    column with a missing value reads back as floats)."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if value.is_integer() else f"{value:.2e}"
+    return str(value)

@@ -24,11 +24,14 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from search_spaces import SearchSpace, load_space
+from tuner.ctr.criteo import CriteoOptions
 from tuner.data import DataOptions
 from tuner.errors import CceTuneError
-from tuner.memory import DatasetShape, MemoryProfile, estimate, format_bytes
+from tuner.families import FAMILIES, Family
+from tuner.memory import DatasetShape, MemoryBreakdown, MemoryProfile, estimate, format_bytes
+from tuner.progress import ProgressTable
 from tuner.train_config import TrainConfig
-from tuner.trial import OBJECTIVES, config_from_params
+from tuner.trial import TrialSettings, config_from_params
 
 RUN_FILE = "run.json"
 REJECTED_FILE = "rejected.jsonl"
@@ -40,6 +43,7 @@ class TuneSettings:
     """Everything a run needs; stored as RUN_DIR/run.json so `--resume` and `report` know it."""
 
     run_dir: Path
+    model: str = "sasrec"  # or "dlrm"
     dataset: DataOptions = field(default_factory=DataOptions)
     space: str = "default"
     budget_bytes: int = 40 * 10**9
@@ -51,7 +55,8 @@ class TuneSettings:
     address: str | None = None
     seed: int = 0
     memory_profile: Path | None = None
-    base: TrainConfig = field(default_factory=TrainConfig)
+    base: Any = field(default_factory=TrainConfig)  # TrainConfig, or DLRMTrainConfig for dlrm
+    criteo: CriteoOptions = field(default_factory=CriteoOptions)  # dlrm on a Criteo file
     dashboard: bool = True
     grace_period: int = 1  # epochs before ASHA may stop a trial
     max_rejections: int = 2000  # proposals in a row over the budget before giving up
@@ -75,33 +80,128 @@ class TuneSettings:
             dataset=data["dataset"], data_dir=Path(data["data_dir"]) if data["data_dir"] else None,
             prepare=PrepareOptions(**data["prepare"]), columns=ColumnNames(**data["columns"]),
             seed=data["seed"])
-        base = TrainConfig(**{**raw["base"], "loss": LossConfig(**raw["base"]["loss"])})
+        model = raw.get("model", "sasrec")
+        if model == "dlrm":
+            from models.dlrm_config import DLRMConfig
+            from tuner.train_dlrm import DLRMTrainConfig
+
+            arch = raw["base"]["model"]
+            base = DLRMTrainConfig(**{**raw["base"], "model": DLRMConfig(**{
+                **arch, **{k: tuple(arch[k]) for k in ("table_sizes", "bottom", "top")}})})
+        else:
+            base = TrainConfig(**{**raw["base"], "loss": LossConfig(**raw["base"]["loss"])})
         profile = raw["memory_profile"]
-        return cls(**{**raw, "run_dir": Path(run_dir), "dataset": dataset, "base": base,
+        return cls(**{**raw, "run_dir": Path(run_dir), "model": model, "dataset": dataset,
+                      "base": base, "criteo": CriteoOptions(**raw.get("criteo", {})),
                       "memory_profile": Path(profile) if profile else None})
+
+    @property
+    def family(self) -> Family:
+        return FAMILIES[self.model]
 
     @property
     def budget_limit(self) -> float:
         return self.budget_bytes * self.margin
 
 
+class SASRecTarget:
+    """SASRec on a sequence dataset: what the search needs to know of the model it tunes."""
+
+    def __init__(self, base: TrainConfig, shape: DatasetShape, profile: MemoryProfile | None,
+                 data=None) -> None:
+        self.base, self.shape, self.profile, self.data = base, shape, profile, data
+
+    @classmethod
+    def load(cls, settings: TuneSettings, profile: MemoryProfile | None) -> SASRecTarget:
+        from tuner.data import load
+
+        data = load(settings.dataset)
+        return cls(settings.base, DatasetShape(data.num_users, data.num_items), profile, data)
+
+    def config(self, params: dict[str, Any]) -> TrainConfig:
+        return config_from_params(params, self.base)
+
+    def estimate(self, config: TrainConfig) -> MemoryBreakdown:
+        return estimate(config, self.shape, self.profile)
+
+    def describe(self) -> str:
+        return self.data.summary()
+
+    def trainable(self, trial_settings: TrialSettings):
+        from ray import tune as ray_tune
+
+        from tuner.trial import run_trial
+
+        # The dataset goes to Ray's object store once; trials map it from there.
+        return ray_tune.with_parameters(run_trial, data=self.data, settings=trial_settings)
+
+    def warm(self, space: SearchSpace) -> None:
+        from tuner.warmup import warm_and_say
+
+        warm_and_say(space, self.base, self.data.num_items)
+
+
+class DLRMTarget:
+    """DLRM on click data (a generated preset or a Criteo file)."""
+
+    def __init__(self, settings: TuneSettings, profile: MemoryProfile | None) -> None:
+        from tuner.ctr.sources import click_lookups
+
+        self.settings, self.profile = settings, profile
+        self.lookups = click_lookups(settings.dataset.dataset)
+
+    @classmethod
+    def load(cls, settings: TuneSettings, profile: MemoryProfile | None) -> DLRMTarget:
+        return cls(settings, profile)
+
+    def config(self, params: dict[str, Any]):
+        from tuner.trial_dlrm import dlrm_config_from_params
+
+        return dlrm_config_from_params(params, self.settings.base)
+
+    def estimate(self, config) -> MemoryBreakdown:
+        from tuner.memory_dlrm import estimate_dlrm
+
+        return estimate_dlrm(config.model, config.batch_size, self.lookups,
+                             config.sparse_optimizer, config.dense_optimizer, self.profile)
+
+    def describe(self) -> str:
+        tables = self.settings.base.model.table_sizes
+        return (f"{self.settings.dataset.dataset}: {len(tables)} tables, {sum(tables):,} rows, "
+                f"{self.settings.base.model.dense_features} dense features")
+
+    def trainable(self, trial_settings: TrialSettings):
+        from ray import tune as ray_tune
+
+        from tuner.trial_dlrm import ClickDataset, run_dlrm_trial
+
+        dataset = ClickDataset(self.settings.dataset.dataset, self.settings.criteo,
+                               self.settings.seed)
+        return ray_tune.with_parameters(run_dlrm_trial, dataset=dataset,
+                                        settings=trial_settings)
+
+    def warm(self, space: SearchSpace) -> None:
+        """No Triton kernels to compile: DLRM runs on torch's own."""
+
+
+TARGETS = {"sasrec": SASRecTarget, "dlrm": DLRMTarget}
+
+
 class SpaceSampler:
     """Optuna's define-by-run function: a point of the space, its memory estimate, and how far
     over the budget it lies, recorded on the Optuna trial for the constrained sampler."""
 
-    def __init__(self, space: SearchSpace, base: TrainConfig, shape: DatasetShape,
-                 limit: float, profile: MemoryProfile | None) -> None:
-        self.space, self.base, self.shape = space, base, shape
-        self.limit, self.profile = limit, profile
+    def __init__(self, space: SearchSpace, target, limit: float) -> None:
+        self.space, self.target, self.limit = space, target, limit
 
     def __call__(self, trial) -> dict[str, Any]:
         params = self.space.suggest(trial)
         try:
-            config = config_from_params(params, self.base)
+            config = self.target.config(params)
         except ValueError as error:
             _constrain(trial, math.inf)
             return {**params, "invalid": str(error)}
-        breakdown = estimate(config, self.shape, self.profile)
+        breakdown = self.target.estimate(config)
         _constrain(trial, breakdown.total - self.limit)
         return {**params, "estimate_bytes": breakdown.peak_allocated,
                 "estimate_total_bytes": breakdown.total}
@@ -117,9 +217,11 @@ class BudgetedSearch(Searcher):
     """Wraps `OptunaSearch`: proposals over the budget never reach Ray Tune."""
 
     def __init__(self, searcher, limit: float, run_dir: Path, device_bytes: int | None,
-                 gpus_per_trial: float | None, max_rejections: int) -> None:
+                 gpus_per_trial: float | None, max_rejections: int,
+                 quality: str = "ndcg10") -> None:
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
+        self.quality = quality
         self.limit = limit
         self.run_dir = Path(run_dir)
         self.device_bytes = device_bytes
@@ -148,7 +250,7 @@ class BudgetedSearch(Searcher):
             # objective values are placeholders that constrained samplers rank below any
             # feasible trial.
             self.searcher.on_trial_complete(inner_id, result={
-                "ndcg10": 0.0, "epoch_seconds": 1e9,
+                self.quality: 0.0, "epoch_seconds": 1e9,
                 "peak_memory_gb": config.get("estimate_total_bytes", 0) / 1e9})
         print(f"cce-tune: {self.max_rejections} proposals in a row were over the budget; "
               "stopping the search")
@@ -198,13 +300,12 @@ class BudgetedSearch(Searcher):
         self.searcher.restore(checkpoint_path)
 
 
-def check_space_fits(space: SearchSpace, settings: TuneSettings, shape: DatasetShape,
-                     profile: MemoryProfile | None) -> None:
+def check_space_fits(space: SearchSpace, settings: TuneSettings, target) -> None:
     """Refuse before starting Ray when not even the smallest corner of the space fits."""
     smallest = None
     for corner in space.smallest_corners():
         try:
-            total = estimate(config_from_params(corner, settings.base), shape, profile).total
+            total = target.estimate(target.config(corner)).total
         except ValueError as error:
             raise CceTuneError(f"space {space.name}: {error}") from None
         if total <= settings.budget_limit:
@@ -221,18 +322,17 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
     import ray
     from ray import tune as ray_tune
 
-    from tuner.data import load
     from tuner.report import write_reports
-    from tuner.trial import TrialSettings, run_trial
-    from tuner.warmup import warm_and_say
 
     run_dir = settings.run_dir.resolve()
     space = load_space(settings.space)
-    data = load(settings.dataset)
-    shape = DatasetShape(data.num_users, data.num_items)
+    if space.model != settings.model:
+        raise CceTuneError(f"space {space.name!r} tunes {space.model}, not {settings.model}; "
+                           f"choose a space with `model: {settings.model}`")
     profile = MemoryProfile.load(settings.memory_profile) if settings.memory_profile else None
+    target = TARGETS[settings.model].load(settings, profile)
     if not resume:
-        check_space_fits(space, settings, shape, profile)
+        check_space_fits(space, settings, target)
         settings.save()
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # experiment state every 2 s
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
@@ -243,30 +343,31 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
         settings = replace(settings, gpus_per_trial=1.0)
     trial_settings = TrialSettings(base=settings.base, budget_bytes=settings.budget_bytes,
                                    gpus_per_trial=settings.gpus_per_trial)
-    trainable = ray_tune.with_resources(
-        ray_tune.with_parameters(run_trial, data=data, settings=trial_settings),
-        _Resources(cpus_per_trial=_cpus_per_trial(device_bytes)))
-    print(data.summary())
-    warm_and_say(space, settings.base, data.num_items)
+    trainable = ray_tune.with_resources(target.trainable(trial_settings),
+                                        _Resources(cpus_per_trial=_cpus_per_trial(device_bytes)))
+    print(target.describe())
+    target.warm(space)
     if context is not None and context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url}")
+    progress = ProgressTable(settings.trials, settings.budget_bytes, settings.family)
     try:
         if resume:
             tuner = ray_tune.Tuner.restore(str(run_dir), trainable=trainable,
                                            resume_unfinished=True, resume_errored=False,
                                            restart_errored=False)
         else:
-            tuner = _new_tuner(settings, run_dir, space, shape, profile, device_bytes,
-                               trainable)
+            tuner = _new_tuner(settings, run_dir, space, target, device_bytes, trainable,
+                               progress)
         tuner.fit()
     finally:
+        progress.close()
         ray.shutdown()
     write_reports(run_dir)
     return run_dir
 
 
-def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, shape: DatasetShape,
-               profile: MemoryProfile | None, device_bytes: int | None, trainable):
+def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target,
+               device_bytes: int | None, trainable, progress: ProgressTable):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -274,17 +375,16 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, shape:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from tuner.progress import ProgressTable
-
     sampler = optuna.samplers.TPESampler(seed=settings.seed)  # honours set_constraint
     storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
+    family = settings.family
     optuna_search = OptunaSearch(
-        space=SpaceSampler(space, settings.base, shape, settings.budget_limit, profile),
-        metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), sampler=sampler,
-        storage=storage, study_name="cce-tune", seed=settings.seed)
+        space=SpaceSampler(space, target, settings.budget_limit),
+        metric=list(family.objectives), mode=list(family.objectives.values()),
+        sampler=sampler, storage=storage, study_name="cce-tune", seed=settings.seed)
     search = BudgetedSearch(optuna_search, settings.budget_limit, run_dir, device_bytes,
-                            settings.gpus_per_trial, settings.max_rejections)
-    scheduler = ASHAScheduler(time_attr="training_iteration", metric="ndcg10", mode="max",
+                            settings.gpus_per_trial, settings.max_rejections, family.quality)
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric=family.quality, mode="max",
                               max_t=settings.epochs, grace_period=settings.grace_period,
                               reduction_factor=3)
     return ray_tune.Tuner(
@@ -298,7 +398,7 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, shape:
             failure_config=ray_tune.FailureConfig(max_failures=0, fail_fast=False),
             # files a trial writes (a first-step profile) reach RUN_DIR, from any node
             sync_config=ray_tune.SyncConfig(sync_artifacts=True),
-            callbacks=[ProgressTable(settings.trials, settings.budget_bytes)], verbose=0),
+            callbacks=[progress], verbose=0),
     )
 
 

@@ -81,7 +81,10 @@ def click_metrics(logits: torch.Tensor, labels: torch.Tensor) -> ClickMetrics:
 
 def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[ClickBatch]],
                valid_batches: list[ClickBatch],
-               on_epoch: Callable[[DLRMEpoch], None] | None = None) -> list[DLRMEpoch]:
+               on_epoch: Callable[[DLRMEpoch], None] | None = None,
+               on_milestone: Callable[[str], None] | None = None) -> list[DLRMEpoch]:
+    """Train and validate each epoch; `on_milestone` is called with "setup" and "first step"
+    as in `tuner.train.train`."""
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = DLRM(config.model).to(device)
@@ -108,6 +111,8 @@ def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[Cli
         return loss.detach()
 
     run_step = CapturedStep(step) if graphed else step
+    if on_milestone is not None:
+        on_milestone("setup")
     epochs = []
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -118,6 +123,8 @@ def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[Cli
         for batch in train_batches():
             total += run_step(_to(batch, device))
             steps += 1
+            if on_milestone is not None and epoch == steps == 1:
+                on_milestone("first step")
             samples += len(batch)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -22,15 +22,13 @@ from tuner.train_config import TrainConfig
 GB = 1e9
 PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
 
-# Objectives, as Optuna is told them: validation NDCG@10 up, epoch time and peak memory down.
-OBJECTIVES = {"ndcg10": "max", "epoch_seconds": "min", "peak_memory_gb": "min"}
 
 
 @dataclass(frozen=True)
 class TrialSettings:
     """What every trial shares: the budget it is capped at and the fixed training config."""
 
-    base: TrainConfig
+    base: Any  # TrainConfig (SASRec) or DLRMTrainConfig
     budget_bytes: int
     gpus_per_trial: float | None  # None: fractions by each trial's estimate
 
@@ -68,58 +66,72 @@ def config_from_params(params: dict[str, Any], base: TrainConfig) -> TrainConfig
     return config
 
 
-def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings) -> None:
-    """Ray Tune function trainable: train `config` and report every epoch."""
-    import torch
-    from ray import tune
+class TrialRun:
+    """What every trial does around its trainer: caps the process at the budget (the
+    allocator refuses to grow past it, whatever the GPU has), injects a requested fault,
+    times the milestones and reports an epoch with them."""
 
-    from tuner.train import train
+    def __init__(self, config: dict[str, Any], settings: TrialSettings) -> None:
+        import torch
 
-    started = time.time()
-    profile = _start_profile() if os.environ.get(PROFILE_FIRST_STEP) else None
-    cuda = torch.cuda.is_available()
-    training = config_from_params(config, settings.base)
-    if not cuda:  # the same command runs anywhere: small CPU trials, no bf16
-        training = replace(training, bf16=False, device="cpu")
-    else:
-        training = replace(training, device="cuda")
-        total = torch.cuda.get_device_properties(0).total_memory
-        share = total * config.get("gpu_fraction", 1.0)
-        # The budget is real: the allocator refuses to grow past it, whatever the GPU has.
-        cap = min(settings.budget_bytes, share)
-        torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
-    _maybe_inject_fault(config)
-    reached: dict[str, float] = {}  # milestone -> time.time() once the GPU got there
+        self.started = time.time()
+        self.profile = _start_profile() if os.environ.get(PROFILE_FIRST_STEP) else None
+        self.config = config
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            total = torch.cuda.get_device_properties(0).total_memory
+            cap = min(settings.budget_bytes, total * config.get("gpu_fraction", 1.0))
+            torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
+        _maybe_inject_fault(config)
+        self.reached: dict[str, float] = {}  # milestone -> time.time() once the GPU got there
 
-    def on_milestone(name: str) -> None:
-        if cuda:
+    def on_milestone(self, name: str) -> None:
+        import torch
+        from ray import tune
+
+        if self.cuda:
             torch.cuda.synchronize()
-        reached[name] = time.time()
-        if name == "first step" and profile is not None:
-            profile.stop()
+        self.reached[name] = time.time()
+        if name == "first step" and self.profile is not None:
+            self.profile.stop()
             out = Path(tune.get_context().get_trial_dir()) / "first-step-profile.txt"
-            out.write_text(profile.key_averages().table(sort_by="cpu_time_total",
-                                                        row_limit=40))
+            out.write_text(self.profile.key_averages().table(sort_by="cpu_time_total",
+                                                             row_limit=40))
 
-    def on_epoch(result) -> None:
-        peak = result.peak_memory_bytes
+    def report(self, metrics: dict[str, Any], peak_memory_bytes: int | None) -> None:
+        """Report one epoch's `metrics`, with memory (measured, else estimated) and timings."""
+        from ray import tune
+
+        estimate = self.config["estimate_bytes"]
         tune.report({
-            "epoch": result.epoch,
-            "ndcg10": result.valid.ndcg10,
-            "hr10": result.valid.hr10,
-            "loss": result.loss,
-            "epoch_seconds": result.seconds,
-            "tokens_per_s": result.tokens_per_s,
-            "peak_memory_gb": (peak if peak is not None else config["estimate_bytes"]) / GB,
-            "memory_measured": peak is not None,
-            "estimate_gb": config["estimate_bytes"] / GB,
-            "trial_started_at": started,
-            "setup_at": reached.get("setup"),
-            "first_step_at": reached.get("first step"),
+            **metrics,
+            "peak_memory_gb": (estimate if peak_memory_bytes is None else peak_memory_bytes) / GB,
+            "memory_measured": peak_memory_bytes is not None,
+            "estimate_gb": estimate / GB,
+            "trial_started_at": self.started,
+            "setup_at": self.reached.get("setup"),
+            "first_step_at": self.reached.get("first step"),
             "reported_at": time.time(),
         })
 
-    train(training, data, on_epoch=on_epoch, on_milestone=on_milestone, final_test=False)
+
+def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings) -> None:
+    """Ray Tune function trainable: train `config` and report every epoch."""
+    from tuner.train import train
+
+    run = TrialRun(config, settings)
+    training = config_from_params(config, settings.base)
+    # Without a GPU the same command runs anywhere: small CPU trials, no bf16.
+    training = (replace(training, device="cuda") if run.cuda
+                else replace(training, bf16=False, device="cpu"))
+
+    def on_epoch(result) -> None:
+        run.report({"epoch": result.epoch, "ndcg10": result.valid.ndcg10,
+                    "hr10": result.valid.hr10, "loss": result.loss,
+                    "epoch_seconds": result.seconds, "tokens_per_s": result.tokens_per_s},
+                   result.peak_memory_bytes)
+
+    train(training, data, on_epoch=on_epoch, on_milestone=run.on_milestone, final_test=False)
 
 
 def _start_profile():

@@ -15,7 +15,7 @@ from search_spaces import load_space
 from tuner.cli import main
 from tuner.memory import DatasetShape
 from tuner.report import pareto_mask
-from tuner.search import BudgetedSearch, SpaceSampler
+from tuner.search import BudgetedSearch, SASRecTarget, SpaceSampler
 from tuner.train_config import TrainConfig
 
 REPORT_FILES = ("trials.csv", "pareto.csv", "pareto.json", "report.html", "summary.md")
@@ -48,7 +48,7 @@ def test_over_budget_proposals_are_never_suggested(tmp_path):
     base = TrainConfig(epochs=2)
     shape = DatasetShape(2_000, 500)
     limit = 2.25e9  # between the space's smallest and largest estimates (context included)
-    inner = OptunaSearch(space=SpaceSampler(space, base, shape, limit, None),
+    inner = OptunaSearch(space=SpaceSampler(space, SASRecTarget(base, shape, None), limit),
                          metric=["ndcg10", "epoch_seconds", "peak_memory_gb"],
                          mode=["max", "min", "min"],
                          sampler=optuna.samplers.TPESampler(seed=0))
@@ -123,3 +123,56 @@ def test_a_killed_run_resumes_without_losing_or_rerunning_trials(tmp_path):
     assert len(trials) == 6 and (trials["status"] == "finished").all()
     for name, text in before.items():  # untouched: not rerun, not lost
         assert (run_dir / name / "result.json").read_text() == text
+
+
+def test_dlrm_tunes_by_auc_and_recommends_a_command_that_trains(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_cli("--model", "dlrm", "--dataset", "synthetic-dlrm-small", "--epochs", "2",
+            "--trials", "3", "--no-dashboard", "--gpu-mem", "40GB", "--out", str(run_dir))
+    for name in REPORT_FILES:
+        assert (run_dir / "report" / name).is_file(), name
+    trials = pd.read_csv(run_dir / "report" / "trials.csv")
+    assert len(trials) == 3 and (trials["status"] == "finished").all()
+    assert trials["auc"].between(0.5, 1).all()
+    assert {"embedding_dim", "mlp_bot", "mlp_top", "table_lr"} <= set(trials.columns)
+    summary = (run_dir / "report" / "summary.md").read_text()
+    assert "validation AUC" in summary
+    command = next(line for line in summary.splitlines() if line.startswith("cce-tune "))
+    capsys.readouterr()
+    run_cli(*command.split()[1:], "--epochs", "1", "--device", "cpu")
+    assert "val AUC" in capsys.readouterr().out
+
+
+def test_a_space_for_another_model_is_refused(capsys):
+    assert main(["--model", "dlrm", "--dataset", "synthetic-dlrm-small", "--space", "synthetic",
+                 "--gpu-mem", "40GB"]) == 2
+    assert "--space synthetic tunes sasrec, not dlrm" in capsys.readouterr().err
+
+
+def test_a_space_is_checked_against_its_models_knobs(tmp_path):
+    from search_spaces import SpaceError
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("model: dlrm\nparams:\n  negatives: {choices: [64]}\n")
+    with pytest.raises(SpaceError, match="unknown knob 'negatives'; allowed: batch_size, "
+                                         "embedding_dim"):
+        load_space(path)
+    path.write_text("model: bert4rec\nparams: {}\n")
+    with pytest.raises(SpaceError, match="model 'bert4rec': choose one of sasrec, dlrm"):
+        load_space(path)
+
+
+def test_a_dlrm_point_sets_the_architecture_between_the_data_and_one_logit():
+    from models.dlrm_config import DLRMConfig
+    from tuner.train_dlrm import DLRMTrainConfig
+    from tuner.trial_dlrm import dlrm_config_from_params
+
+    base = DLRMTrainConfig(DLRMConfig((100, 20), bottom=(13, 64, 16), top=(32, 1),
+                                      embedding_dim=16))
+    config = dlrm_config_from_params({"embedding_dim": 8, "mlp_bot": "256-64", "mlp_top": "128",
+                                      "batch_size": 2048, "table_lr": 0.1}, base)
+    assert config.model.bottom == (13, 256, 64, 8) and config.model.top == (128, 1)
+    assert config.model.table_sizes == (100, 20) and config.batch_size == 2048
+    assert config.table_lr == 0.1 and config.lr == base.lr
+    with pytest.raises(ValueError, match="mlp_top '128-x': hidden widths joined by '-'"):
+        dlrm_config_from_params({"mlp_top": "128-x"}, base)

@@ -1,0 +1,54 @@
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from tuner.families import DLRM, SASREC
+from tuner.progress import ProgressTable
+
+RESULT = {"epoch": 2, "ndcg10": 0.4321, "epoch_seconds": 3.25, "peak_memory_gb": 1.5,
+          "memory_measured": True, "estimate_gb": 1.6}
+
+
+def trial(trial_id, **config):
+    return SimpleNamespace(trial_id=trial_id, config={"estimate_total_bytes": 2e9, **config})
+
+
+def events(progress):
+    a = trial("a", batch_size=512, negatives=4096, max_len=50, hidden=64, lr=1e-3, loss="cce_minus")
+    b = trial("b", batch_size=128, negatives=256, max_len=200, hidden=128, lr=2e-3,
+              loss="cce_minus")
+    progress.on_trial_start(0, [], a)
+    progress.on_trial_start(0, [], b)
+    progress.on_trial_result(0, [], a, RESULT)
+    progress.on_trial_complete(0, [], a)
+    progress.on_trial_error(0, [], b)
+
+
+def test_without_a_terminal_each_event_is_a_line(capsys):
+    events(ProgressTable(2, 40 * 10**9, SASREC, live=False))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[  1/2] start  loss=cce_minus  B=512  N=4096  L=50  d=64")
+    assert "NDCG@10 0.4321  3.2 s  peak 1.50 GB (measured; estimate 1.60 GB)" in lines[2]
+    assert lines[3] == "[  1/2] done   (1 finished)"
+    assert lines[4].startswith("[  2/2] FAILED (2 finished)")
+
+
+def test_the_live_table_holds_every_trial_and_the_best_score():
+    progress = ProgressTable(2, 40 * 10**9, SASREC, live=False)
+    events(progress)
+    console = Console(width=200, record=True)
+    console.print(progress.render())
+    text = console.export_text()
+    assert "2/2 trials finished, best NDCG@10 0.4321" in text
+    assert "done" in text and "failed" in text and "4096" in text and "0.4321" in text
+
+
+def test_a_dlrm_run_shows_its_own_knobs_and_auc():
+    progress = ProgressTable(1, 10**9, DLRM, live=False)
+    one = trial("a", batch_size=1024, embedding_dim=16, mlp_bot="64", mlp_top="256-64")
+    progress.on_trial_start(0, [], one)
+    progress.on_trial_result(0, [], one, {**RESULT, "auc": 0.71})
+    console = Console(width=200, record=True)
+    console.print(progress.render())
+    text = console.export_text()
+    assert "AUC" in text and "256-64" in text and "0.7100" in text
