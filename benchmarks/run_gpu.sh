@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call: GPU facts, the test suite compiled on the GPU, then the stages named as
-# arguments (kernels-smoke, sampled, full, passes, memory, tune, tune-serial, dlrm, quality,
-# train-ml20m). Logs and results go to $OUT.
+# arguments (kernels-smoke, sampled, full, passes, memory, tune, tune-serial, tune-dlrm, dlrm,
+# quality, train-ml20m). Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -33,6 +33,11 @@ for stage in "$@"; do
         --gpus-per-trial 1 --out "$out/tune-serial" 2>&1 | tee "$out/tune-serial.log" \
         | grep -v "^\[.*epoch" | tail -30
       tar czf "$out/tune-serial.tar.gz" -C "$out" tune-serial && rm -rf "$out/tune-serial" ;;
+    tune-dlrm)
+      python3 -m tuner.cli --model dlrm --dataset synthetic-dlrm --gpu-mem 40GB --trials 16 \
+        --epochs 3 --out "$out/tune-dlrm" 2>&1 | tee "$out/tune-dlrm.log" \
+        | grep -v "^\[.*epoch" | tail -30
+      tar czf "$out/tune-dlrm.tar.gz" -C "$out" tune-dlrm && rm -rf "$out/tune-dlrm" ;;
     dlrm) for run in "fused graph" "fused eager" "sparse eager" "fused graph"; do
           read -r update step <<<"$run"
           python3 -m benchmarks.dlrm --table-update "$update" --step "$step" --out-dir "$out" \
