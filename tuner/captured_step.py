@@ -9,7 +9,9 @@ sparse gradients (the tables are updated inside the backward instead).
 
 The first `WARMUP` batches of each shape run eagerly on a side stream, as CUDA graphs need
 (lazy initialisations, the allocator's per-stream pools); the next one is captured and then
-replayed: every batch is trained on exactly once.
+replayed: every batch is trained on exactly once. Warm-up and capture share one side stream
+per device for the whole process: cuBLAS keeps a workspace (65 MiB) per stream until the
+process ends, so a stream per trial of a reused Ray actor leaked one each.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from tuner.ctr.batches import ClickBatch
 WARMUP = 3
 
 Shape = tuple[int, ...]
+_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+def side_stream() -> torch.cuda.Stream:
+    """This process's stream for warming up and capturing steps on the current device."""
+    device = torch.cuda.current_device()
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[device]
 
 
 @dataclass
@@ -40,7 +51,7 @@ class CapturedStep:
         self.step = step
         self.seen: dict[Shape, int] = {}
         self.graphs: dict[Shape, _Graph] = {}
-        self.side = torch.cuda.Stream()
+        self.side = side_stream()
         self.pool = None  # graphs of all shapes share one memory pool
 
     def __call__(self, batch: ClickBatch) -> torch.Tensor:
@@ -67,7 +78,7 @@ class CapturedStep:
                             [bags.clone() for bags in batch.offsets], batch.labels.clone())
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, stream=self.side):
             loss = self.step(inputs)
         self.pool = graph.pool()
         return _Graph(graph, inputs, loss)

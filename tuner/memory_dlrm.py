@@ -16,15 +16,17 @@ from tuner.memory import DEFAULT_PROFILE, MemoryBreakdown, MemoryProfile
 
 
 def estimate_dlrm(config: DLRMConfig, batch: int, lookups: int, sparse_optimizer: str = "sgd",
-                  dense_optimizer: str = "sgd",
-                  profile: MemoryProfile | None = None) -> MemoryBreakdown:
-    """Peak of a training step: parameters, optimizer state and the step's own bytes."""
+                  dense_optimizer: str = "sgd", profile: MemoryProfile | None = None,
+                  cuda_graph: bool = False) -> MemoryBreakdown:
+    """Peak of a training step: parameters, optimizer state and the step's own bytes. A step
+    replayed from a CUDA graph runs on a stream of its own, with its own cuBLAS workspaces
+    beside the default stream's (which validation uses)."""
     profile = profile or DEFAULT_PROFILE
     terms = {
         "embedding tables": sum(table_bytes(config)),
         "MLP parameters": dense_parameter_bytes(config),
         **optimizer_state_bytes(config, sparse_optimizer, dense_optimizer),
-        "library workspaces": profile.workspace_bytes,
+        "library workspaces": profile.workspace_bytes * (2 if cuda_graph else 1),
         **step_bytes(config, batch, lookups),
     }
     peak = sum(terms.values())

@@ -163,7 +163,8 @@ class DLRMTarget:
         from tuner.memory_dlrm import estimate_dlrm
 
         return estimate_dlrm(config.model, config.batch_size, self.lookups,
-                             config.sparse_optimizer, config.dense_optimizer, self.profile)
+                             config.sparse_optimizer, config.dense_optimizer, self.profile,
+                             cuda_graph=config.cuda_graph and config.sparse_optimizer == "sgd")
 
     def describe(self) -> str:
         tables = self.settings.base.model.table_sizes

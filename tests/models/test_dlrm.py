@@ -149,3 +149,11 @@ def test_a_training_step_never_waits_for_the_gpu(fused_sgd):
         optimizer.step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_a_step_replayed_from_a_graph_adds_its_streams_workspaces():
+    from tuner.memory import DEFAULT_PROFILE
+
+    eager = estimate_dlrm(small(), 64, 2, dense_optimizer="adam")
+    graphed = estimate_dlrm(small(), 64, 2, dense_optimizer="adam", cuda_graph=True)
+    assert graphed.peak_allocated - eager.peak_allocated == DEFAULT_PROFILE.workspace_bytes

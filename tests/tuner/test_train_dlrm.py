@@ -43,7 +43,7 @@ def test_a_step_replayed_from_a_cuda_graph_trains_like_the_eager_one(dense_optim
     from tuner.ctr.batches import ClickGenerator, ClickSpec
     from tuner.train_dlrm import DLRMTrainConfig, train_dlrm
 
-    spec = ClickSpec((500, 80, 7), lookups=3, samples=64 * 9 + 20)  # a ragged last batch
+    spec = ClickSpec((500, 80, 7), lookups=3, samples=64 * 9 + 20)  # a ragged last batch,
     generator = ClickGenerator(spec, planted=True, seed=0, device="cuda")
     batches = list(generator.batches(64))
     valid = list(generator.batches(64, 256))
@@ -51,7 +51,7 @@ def test_a_step_replayed_from_a_cuda_graph_trains_like_the_eager_one(dense_optim
     results = {}
     for graphed in (False, True):
         config = DLRMTrainConfig(model, batch_size=64, dense_optimizer=dense_optimizer,
-                                 epochs=3, device="cuda", cuda_graph=graphed)
+                                 epochs=5, device="cuda", cuda_graph=graphed)  # captured too
         results[graphed] = train_dlrm(config, lambda: iter(batches), valid)
     for eager, replayed in zip(results[False], results[True], strict=True):
         assert replayed.loss == pytest.approx(eager.loss, rel=1e-4)
