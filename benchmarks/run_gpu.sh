@@ -26,18 +26,18 @@ for stage in "$@"; do
     tune) python3 -m tuner.cli data --dataset synthetic-ml-20m
         python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 --epochs 3 \
           --out "$out/tune-run" 2>&1 | tee "$out/tune.log" | grep -v "^\[.*epoch" | tail -40
-        tar czf "$out/tune-run.tar.gz" --exclude=report.html -C "$out" tune-run && rm -rf "$out/tune-run" ;;
+        tar czf "$out/tune-run.tar.gz" --exclude=report.html --exclude=tuner.pkl -C "$out" tune-run && rm -rf "$out/tune-run" ;;
     tune-serial)  # one trial at a time on the whole GPU: the between-trials gap uncontended
       python3 -m tuner.cli data --dataset synthetic-ml-20m
       python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 8 --epochs 1 \
         --gpus-per-trial 1 --out "$out/tune-serial" 2>&1 | tee "$out/tune-serial.log" \
         | grep -v "^\[.*epoch" | tail -30
-      tar czf "$out/tune-serial.tar.gz" --exclude=report.html -C "$out" tune-serial && rm -rf "$out/tune-serial" ;;
+      tar czf "$out/tune-serial.tar.gz" --exclude=report.html --exclude=tuner.pkl -C "$out" tune-serial && rm -rf "$out/tune-serial" ;;
     tune-dlrm)
       python3 -m tuner.cli --model dlrm --dataset synthetic-dlrm --gpu-mem 40GB --trials 16 \
         --epochs 3 --out "$out/tune-dlrm" 2>&1 | tee "$out/tune-dlrm.log" \
         | grep -v "^\[.*epoch" | tail -30
-      tar czf "$out/tune-dlrm.tar.gz" --exclude=report.html -C "$out" tune-dlrm && rm -rf "$out/tune-dlrm" ;;
+      tar czf "$out/tune-dlrm.tar.gz" --exclude=report.html --exclude=tuner.pkl -C "$out" tune-dlrm && rm -rf "$out/tune-dlrm" ;;
     dlrm) for run in "fused graph" "fused eager" "sparse eager" "fused graph"; do
           read -r update step <<<"$run"
           python3 -m benchmarks.dlrm --table-update "$update" --step "$step" --out-dir "$out" \
