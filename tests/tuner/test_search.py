@@ -176,3 +176,15 @@ def test_a_dlrm_point_sets_the_architecture_between_the_data_and_one_logit():
     assert config.table_lr == 0.1 and config.lr == base.lr
     with pytest.raises(ValueError, match="mlp_top '128-x': hidden widths joined by '-'"):
         dlrm_config_from_params({"mlp_top": "128-x"}, base)
+
+
+def test_the_searcher_pickles_without_the_dataset():
+    import pickle
+
+    from tuner.data.sequences import SequenceData
+
+    data = SequenceData("big", 500, np.arange(0, 2_001 * 50, 50), np.ones(2_000 * 50, np.int32))
+    target = SASRecTarget(TrainConfig(), DatasetShape(2_000, 500), None, data)
+    restored = pickle.loads(pickle.dumps(SpaceSampler(load_space("synthetic"), target, 1e9)))
+    assert restored.target.data is None and restored.target.shape == target.shape
+    assert len(pickle.dumps(target)) < 10_000
