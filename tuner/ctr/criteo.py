@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -91,7 +92,7 @@ def parse_criteo(path: Path, options: CriteoOptions) -> CriteoData:
     vocab = None
     if options.min_frequency is not None:
         counts = [Counter() for _ in range(CATEGORICAL)]
-        for _, _, _, cats in _Reader(path, options).rows():
+        for _, _, cats, _ in _Reader(path, options).rows():
             for counter, value in zip(counts, cats, strict=True):
                 if value:
                     counter[value] += 1
@@ -103,16 +104,14 @@ def parse_criteo(path: Path, options: CriteoOptions) -> CriteoData:
     cats = np.zeros((CHUNK, CATEGORICAL), np.int64)
     labels = np.zeros(CHUNK, np.float32)
     filled = 0
-    for label, numbers, _, values in reader.rows():
+    for label, numbers, values, hashed in reader.rows():
         labels[filled] = label
         dense[filled] = numbers
-        for t, value in enumerate(values):
-            if not value:
-                cats[filled, t] = 0
-            elif vocab is None:
-                cats[filled, t] = int(value, 16) % options.hash_size + 1
-            else:
-                cats[filled, t] = vocab[t].get(value, 0)
+        if vocab is None:  # row 0 for a missing value, else the value hashed into the table
+            cats[filled] = [h % options.hash_size + 1 if v else 0
+                            for v, h in zip(values, hashed, strict=True)]
+        else:
+            cats[filled] = [vocab[t].get(v, 0) for t, v in enumerate(values)]
         filled += 1
         if filled == CHUNK:
             chunks.append((dense.copy(), cats.copy(), labels.copy()))
@@ -132,7 +131,8 @@ class _Reader:
         self.path, self.options, self.bad = path, options, 0
 
     def rows(self) -> Iterator[tuple]:
-        """(label, dense log1p values, line number, categorical strings) per good line."""
+        """(label, dense log1p values, categorical strings, the same as numbers) per good
+        line."""
         with open(self.path, encoding="ascii", errors="replace") as lines:
             for number, line in enumerate(lines, start=1):
                 parsed = _parse(line.rstrip("\n").rstrip("\r"), self.path, number)
@@ -151,19 +151,20 @@ def _parse(line: str, path: Path, number: int):
                          f"{DENSE} integers, {CATEGORICAL} hexadecimal), found {len(fields)}")
     if fields[0] not in ("0", "1"):
         return DataError(f"{path}:{number}: label {fields[0]!r} is not 0 or 1")
-    numbers = np.zeros(DENSE, np.float32)
+    numbers = [0.0] * DENSE  # Python floats: numpy per scalar cost twice the whole parse
     for index, text in enumerate(fields[1:1 + DENSE]):
         if text:
             try:
-                numbers[index] = np.log1p(max(int(text), 0))
+                numbers[index] = math.log1p(max(int(text), 0))
             except ValueError:
                 return DataError(f"{path}:{number}: integer feature I{index + 1} is {text!r}")
     values = fields[1 + DENSE:]
+    hashed = [0] * CATEGORICAL  # each value as a number, parsed once here
     for index, text in enumerate(values):
         if text:
             try:
-                int(text, 16)
+                hashed[index] = int(text, 16)
             except ValueError:
                 return DataError(f"{path}:{number}: categorical feature C{index + 1} is "
                                  f"{text!r}, not hexadecimal")
-    return int(fields[0]), numbers, number, values
+    return int(fields[0]), numbers, values, hashed
