@@ -25,10 +25,13 @@ class ProgressTable(Callback):
     """Shows each trial's knobs, status and last epoch as the run goes."""
 
     def __init__(self, trials: int, budget_bytes: int, family: Family,
-                 live: bool | None = None) -> None:
+                 searched: tuple[str, ...] | None = None, live: bool | None = None) -> None:
         self.trials = trials
         self.budget_bytes = budget_bytes
         self.family = family
+        # The knobs worth a column: the family's, less those the space holds fixed.
+        self.columns = tuple((knob, header) for knob, header in family.columns
+                             if searched is None or knob in searched)
         self.use_live = sys.stdout.isatty() if live is None else live
         self.rows: dict[str, _Row] = {}
         self.done = 0
@@ -68,7 +71,7 @@ class ProgressTable(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         knobs = "  ".join(f"{header}={_short(trial.config.get(knob))}"
-                          for knob, header in self.family.columns if knob in trial.config)
+                          for knob, header in self.columns if knob in trial.config)
         estimate = format_bytes(trial.config.get("estimate_total_bytes", 0))
         self._event(trial, "running", f"start  {knobs}  estimate {estimate} of "
                                       f"{format_bytes(self.budget_bytes)}")
@@ -92,31 +95,34 @@ class ProgressTable(Callback):
 
     def render(self):
         """The table as it stands: a trial a row, the best quality so far in the title."""
+        from rich import box
         from rich.table import Table
 
         label = self.family.quality_label
         scores = [r.result[self.family.quality] for r in self.rows.values() if r.result]
         best = f", best {label} {max(scores):.4f}" if scores else ""
-        table = Table(title=f"cce-tune: {self.done}/{self.trials} trials finished{best}; "
-                            f"budget {format_bytes(self.budget_bytes)}")
-        for header in ("#", "status", *(h for _, h in self.family.columns), "epoch", label,
-                       "epoch s", "peak GB", "estimate GB"):
-            table.add_column(header, justify="left" if header == "status" else "right")
+        table = Table(title=f"{self.done}/{self.trials} trials finished{best}; budget "
+                            f"{format_bytes(self.budget_bytes)}", box=box.SIMPLE_HEAD,
+                      padding=(0, 1))
+        for header in ("#", "status", *(h for _, h in self.columns), "ep", label, "s/ep",
+                       "GB peak/est."):
+            table.add_column(header, justify="left" if header == "status" else "right",
+                             no_wrap=True)
         styles = {"running": "yellow", "done": "green", "failed": "red"}
         for row in self.rows.values():
             result = row.result
             table.add_row(
                 str(row.number), f"[{styles[row.status]}]{row.status}",
-                *(_short(row.config.get(knob)) for knob, _ in self.family.columns),
+                *(_short(row.config.get(knob)) for knob, _ in self.columns),
                 str(result.get("epoch", "")),
                 f"{result[self.family.quality]:.4f}" if result else "",
                 f"{result['epoch_seconds']:.1f}" if result else "",
-                f"{result['peak_memory_gb']:.2f}" if result else "",
-                f"{row.config.get('estimate_total_bytes', 0) / 1e9:.2f}")
+                (f"{result['peak_memory_gb']:.2f}" if result else "-")
+                + f"/{row.config.get('estimate_bytes', 0) / 1e9:.2f}")  # both allocated
         return table
 
 
 def _short(value) -> str:
     if isinstance(value, float):
-        return f"{value:.2e}"
+        return f"{value:.1e}"
     return "" if value is None else str(value)

@@ -356,7 +356,8 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
     target.warm(space)
     if context is not None and context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url}")
-    progress = ProgressTable(settings.trials, settings.budget_bytes, settings.family)
+    progress = ProgressTable(settings.trials, settings.budget_bytes, settings.family,
+                             searched=tuple(p.name for p in space.params))
     try:
         if resume:
             tuner = ray_tune.Tuner.restore(str(run_dir), trainable=trainable,

@@ -10,7 +10,8 @@ RESULT = {"epoch": 2, "ndcg10": 0.4321, "epoch_seconds": 3.25, "peak_memory_gb":
 
 
 def trial(trial_id, **config):
-    return SimpleNamespace(trial_id=trial_id, config={"estimate_total_bytes": 2e9, **config})
+    return SimpleNamespace(trial_id=trial_id, config={"estimate_total_bytes": 4e9,
+                                                      "estimate_bytes": 2e9, **config})
 
 
 def events(progress):
@@ -27,7 +28,8 @@ def events(progress):
 def test_without_a_terminal_each_event_is_a_line(capsys):
     events(ProgressTable(2, 40 * 10**9, SASREC, live=False))
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("[  1/2] start  loss=cce_minus  B=512  N=4096  L=50  d=64")
+    assert lines[0].startswith("[  1/2] start  loss=cce_minus  B=512  N=4096  L=50  d=64  "
+                               "lr=1.0e-03")
     assert "NDCG@10 0.4321  3.2 s  peak 1.50 GB (measured; estimate 1.60 GB)" in lines[2]
     assert lines[3] == "[  1/2] done   (1 finished)"
     assert lines[4].startswith("[  2/2] FAILED (2 finished)")
@@ -41,6 +43,14 @@ def test_the_live_table_holds_every_trial_and_the_best_score():
     text = console.export_text()
     assert "2/2 trials finished, best NDCG@10 0.4321" in text
     assert "done" in text and "failed" in text and "4096" in text and "0.4321" in text
+    assert "1.50/2.00" in text and "-/2.00" in text  # measured/estimated; b never reported
+
+
+def test_knobs_the_space_holds_fixed_get_no_column(capsys):
+    events(ProgressTable(2, 40 * 10**9, SASREC, searched=("batch_size", "negatives"),
+                         live=False))
+    assert capsys.readouterr().out.splitlines()[0].startswith("[  1/2] start  B=512  N=4096  "
+                                                              "estimate")
 
 
 def test_a_dlrm_run_shows_its_own_knobs_and_auc():
