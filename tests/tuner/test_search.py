@@ -188,3 +188,19 @@ def test_the_searcher_pickles_without_the_dataset():
     restored = pickle.loads(pickle.dumps(SpaceSampler(load_space("synthetic"), target, 1e9)))
     assert restored.target.data is None and restored.target.shape == target.shape
     assert len(pickle.dumps(target)) < 10_000
+
+
+def test_a_dlrm_runs_settings_survive_the_round_trip_through_run_json(tmp_path):
+    from models.dlrm_config import DLRMConfig
+    from tuner.ctr.criteo import CriteoOptions
+    from tuner.data import DataOptions
+    from tuner.search import TuneSettings
+    from tuner.train_dlrm import DLRMTrainConfig
+
+    base = DLRMTrainConfig(DLRMConfig((100, 20), bottom=(13, 64, 16), top=(32, 1),
+                                      embedding_dim=16), table_lr=0.2)
+    settings = TuneSettings(run_dir=tmp_path, model="dlrm", space="dlrm",
+                            dataset=DataOptions("criteo.txt"), base=base,
+                            criteo=CriteoOptions(hash_size=None, min_frequency=3))
+    settings.save()
+    assert TuneSettings.load(tmp_path) == settings
