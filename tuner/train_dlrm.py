@@ -37,6 +37,12 @@ class DLRMTrainConfig:
     device: str = "auto"
     cuda_graph: bool = True  # where it can: a GPU and tables updated inside the backward
 
+    @property
+    def captures_step(self) -> bool:
+        """Whether a GPU replays the step from a CUDA graph: sparse gradients cannot be
+        captured, so only with the tables' SGD inside the backward."""
+        return self.cuda_graph and self.sparse_optimizer == "sgd"
+
 
 @dataclass(frozen=True)
 class ClickMetrics:
@@ -93,7 +99,7 @@ def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[Cli
         model.fuse_table_sgd(config.table_lr)
     else:
         optimizers.append(RowWiseAdagrad(model.sparse_parameters(), lr=config.table_lr))
-    graphed = config.cuda_graph and device.type == "cuda" and config.sparse_optimizer == "sgd"
+    graphed = config.captures_step and device.type == "cuda"
     if config.dense_optimizer == "adam":  # capturable: its step count lives on the device
         optimizers.append(torch.optim.Adam(model.dense_parameters(), lr=config.lr,
                                            capturable=graphed))

@@ -15,7 +15,8 @@ from search_spaces import load_space
 from tuner.cli import main
 from tuner.memory import DatasetShape
 from tuner.report import pareto_mask
-from tuner.search import BudgetedSearch, SASRecTarget, SpaceSampler
+from tuner.search import BudgetedSearch, SpaceSampler
+from tuner.targets import SASRecTarget
 from tuner.train_config import TrainConfig
 
 REPORT_FILES = ("trials.csv", "pareto.csv", "pareto.json", "report.html", "summary.md")
