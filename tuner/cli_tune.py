@@ -91,8 +91,7 @@ def default_space(dataset: str, model: str = "sasrec") -> str:
 
 
 def run_tune(args: argparse.Namespace) -> None:
-    from search_spaces import SpaceError, load_space
-    from tuner.search import TuneSettings, tune
+    from tuner.search import TuneSettings, space_for, tune
 
     if args.resume:
         settings = TuneSettings.load(args.resume)
@@ -103,13 +102,7 @@ def run_tune(args: argparse.Namespace) -> None:
             raise CceTuneError("--gpu-mem is required: the memory budget each trial must fit, "
                                "e.g. --gpu-mem 40GB")
         space = args.space or default_space(args.dataset, args.model)
-        try:
-            space_model = load_space(space).model
-        except SpaceError as error:
-            raise CceTuneError(str(error)) from None
-        if space_model != args.model:
-            raise CceTuneError(f"--space {space} tunes {space_model}, not {args.model}: give "
-                               f"--model {space_model}, or a space with `model: {args.model}`")
+        space_for(space, args.model)  # before any data is read: a bad space fails at once
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = args.out or Path("runs") / f"{Path(args.dataset).stem}-{stamp}"
         if (run_dir / "run.json").exists():

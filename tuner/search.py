@@ -23,7 +23,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from search_spaces import SearchSpace, load_space
+from search_spaces import SearchSpace, SpaceError, load_space
 from tuner.ctr.criteo import CriteoOptions
 from tuner.data import DataOptions
 from tuner.errors import CceTuneError
@@ -218,6 +218,18 @@ class BudgetedSearch(Searcher):
         self.searcher.restore(checkpoint_path)
 
 
+def space_for(name_or_path: str, model: str) -> SearchSpace:
+    """The space `name_or_path`, refused unless it tunes `model`."""
+    try:
+        space = load_space(name_or_path)
+    except SpaceError as error:
+        raise CceTuneError(str(error)) from None
+    if space.model != model:
+        raise CceTuneError(f"--space {name_or_path} tunes {space.model}, not {model}: give "
+                           f"--model {space.model}, or a space with `model: {model}`")
+    return space
+
+
 def check_space_fits(space: SearchSpace, settings: TuneSettings, target) -> None:
     """Refuse before starting Ray when not even the smallest corner of the space fits."""
     smallest = None
@@ -243,10 +255,7 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
     from tuner.report import write_reports
 
     run_dir = settings.run_dir.resolve()
-    space = load_space(settings.space)
-    if space.model != settings.model:
-        raise CceTuneError(f"space {space.name!r} tunes {space.model}, not {settings.model}; "
-                           f"choose a space with `model: {settings.model}`")
+    space = space_for(settings.space, settings.model)
     profile = MemoryProfile.load(settings.memory_profile) if settings.memory_profile else None
     target = TARGETS[settings.model].load(settings, profile)
     if not resume:
