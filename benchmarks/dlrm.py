@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from benchmarks.kernels import gpu_slug
 from models.dlrm import DLRM
@@ -28,6 +27,7 @@ from models.dlrm_config import DLRMConfig
 from tuner.captured_step import CapturedStep
 from tuner.ctr.batches import ClickGenerator, ClickSpec
 from tuner.memory_dlrm import estimate_dlrm
+from tuner.train_dlrm import training_step
 
 PAPER_SECONDS = {"V100": 62.0, "CPU": 256.0}
 
@@ -59,19 +59,10 @@ def main() -> None:
     else:
         optimizers = [torch.optim.SGD(model.sparse_parameters(), lr=0.01),
                       torch.optim.SGD(model.dense_parameters(), lr=0.01)]
-    loss_fn = nn.BCEWithLogitsLoss()
     spec = ClickSpec(config.table_sizes, dense_features=512, lookups=lookups)
     generator = ClickGenerator(spec, planted=False, seed=0, device=device)
 
-    def eager_step(batch) -> torch.Tensor:
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(batch.dense, batch.indices, batch.offsets), batch.labels)
-        loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        return loss.detach()
-
+    eager_step = training_step(model, optimizers)
     args.step = args.step or ("graph" if args.table_update == "fused" else "eager")
     if args.step == "graph" and args.table_update != "fused":
         parser.error("--step graph needs --table-update fused (sparse gradients cannot be "

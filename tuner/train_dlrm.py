@@ -85,6 +85,24 @@ def click_metrics(logits: torch.Tensor, labels: torch.Tensor) -> ClickMetrics:
                         len(labels))
 
 
+def training_step(model: DLRM, optimizers: list[torch.optim.Optimizer]
+                  ) -> Callable[[ClickBatch], torch.Tensor]:
+    """One optimizer step on a batch, returning its loss (detached); capturable in a CUDA
+    graph when the optimizers are."""
+
+    def step(batch: ClickBatch) -> torch.Tensor:
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss = F.binary_cross_entropy_with_logits(
+            model(batch.dense, batch.indices, batch.offsets), batch.labels)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        return loss.detach()
+
+    return step
+
+
 def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[ClickBatch]],
                valid_batches: list[ClickBatch],
                on_epoch: Callable[[DLRMEpoch], None] | None = None,
@@ -106,16 +124,7 @@ def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[Cli
     else:
         optimizers.append(torch.optim.SGD(model.dense_parameters(), lr=config.lr))
 
-    def step(batch: ClickBatch) -> torch.Tensor:
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        loss = F.binary_cross_entropy_with_logits(
-            model(batch.dense, batch.indices, batch.offsets), batch.labels)
-        loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        return loss.detach()
-
+    step = training_step(model, optimizers)
     run_step = CapturedStep(step) if graphed else step
     if on_milestone is not None:
         on_milestone("setup")
