@@ -23,7 +23,6 @@ GB = 1e9
 PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
 
 
-
 @dataclass(frozen=True)
 class TrialSettings:
     """What every trial shares: the budget it is capped at and the fixed training config."""

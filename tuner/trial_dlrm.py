@@ -8,11 +8,14 @@ driver's first load wrote.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.dlrm_config import DLRMConfig
 from models.dlrm_memory import DENSE_OPTIMIZERS
 from tuner.trial import TrialRun, TrialSettings
+
+if TYPE_CHECKING:
+    from tuner.ctr.criteo import CriteoOptions
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,7 @@ class ClickDataset:
     """How a trial builds its click data: a preset's name or a Criteo file, and options."""
 
     name: str
-    criteo: Any  # tuner.ctr.criteo.CriteoOptions
+    criteo: CriteoOptions
     seed: int = 0
 
 
