@@ -1,11 +1,12 @@
-"""Where the time of one fused loss goes, and which block shapes make it fastest.
+"""Which block shape makes each of the fused loss's three kernels fastest.
 
-    python -m benchmarks.passes --tokens 131072 --negatives 4095 --dim 256 --dtype fp16
+    python -m benchmarks.passes --tokens 51200 --dim 64 --dtype bf16 --variants "full catalog"
 
-For each negative mode (explicit ids and in-kernel) and each candidate block shape: the
-forward pass alone and forward+backward, median of `triton.testing.do_bench`. Results:
-passes-<gpu>.json and .md; the best shape per mode is what `kernels.fused.choose_blocks`
-should pick.
+For each variant (negative mode, or the full catalog) and each candidate block shape
+(BLOCK_T, BLOCK_N, warps, stages), one forward+backward step runs with that shape in all
+three kernels, and torch.profiler times each kernel on its own: the kernels are separate
+launches, so the best shape of each can be chosen independently. Results: passes-<gpu>.json
+and .md; the best shapes are what `kernels.fused.choose_blocks` should pick.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ import triton
 
 import kernels.fused as fused
 from benchmarks.kernels import DTYPES, gpu_slug
+from benchmarks.step_time import inputs, kernel_times
 from kernels import InKernelNegatives, cce, cce_minus
+
+KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",
+                "hidden": "cce_minus_backward_hidden_kernel",
+                "items": "cce_minus_backward_items_kernel"}
 
 
 def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]):
@@ -39,6 +45,18 @@ def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]):
     yield "full catalog", cce
 
 
+def time_kernels(fn, hidden, emb, targets) -> dict[str, float]:
+    """ms per step of each fused kernel that the step launches."""
+    def step():
+        return torch.autograd.grad(fn(hidden, emb, targets), (hidden, emb))
+
+    for _ in range(3):
+        step()
+    by_name = kernel_times(step)[2]
+    return {kernel: ms for kernel, name in KERNEL_NAMES.items()
+            for key, ms in by_name.items() if key.startswith(name)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=131072)
@@ -46,63 +64,67 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--catalog", type=int, default=26744)
     parser.add_argument("--dtype", default="fp16", choices=DTYPES)
-    parser.add_argument("--tile-sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--tile-sizes", type=int, nargs="+", default=[128])
+    parser.add_argument("--variants", nargs="*", default=None,
+                        help="only these variants (names as in the table), default all")
     parser.add_argument("--block-t", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--block-n", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--warps", type=int, nargs="+", default=[4, 8])
-    parser.add_argument("--stages", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--stages", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--tag", default="")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
 
-    dtype = DTYPES[args.dtype]
-    hidden = (torch.randn(args.tokens, args.dim, device="cuda") / args.dim**0.25).to(dtype)
-    emb = (torch.randn(args.catalog + 1, args.dim, device="cuda") / args.dim**0.25).to(dtype)
-    targets = torch.randint(1, args.catalog + 1, (args.tokens,), device="cuda")
-    hidden.requires_grad_()
-    emb.requires_grad_()
+    hidden, emb, targets = inputs(DTYPES[args.dtype], args.tokens, args.dim, args.catalog)
     default_blocks = fused.choose_blocks
     rows = []
     for name, fn in variants(args.tokens, args.negatives, args.catalog, args.tile_sizes):
+        if args.variants is not None and name not in args.variants:
+            continue
         shapes = [None, *itertools.product(args.block_t, args.block_n, args.warps, args.stages)]
         for shape in shapes:
             if shape is not None:
                 fused.choose_blocks = lambda *a, shape=shape: fused.Blocks(*shape)
             try:
-                forward = triton.testing.do_bench(lambda fn=fn: fn(hidden, emb, targets),
-                                                  return_mode="median")
-                both = triton.testing.do_bench(
-                    lambda fn=fn: torch.autograd.grad(fn(hidden, emb, targets), (hidden, emb)),
-                    return_mode="median")
-                status = "ok"
+                ms, status = time_kernels(fn, hidden, emb, targets), "ok"
             except Exception as error:  # a shape that does not compile or fit: note it
-                forward = both = None
-                status = f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"
+                ms, status = {}, f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"
             finally:
                 fused.choose_blocks = default_blocks
             rows.append({"variant": name, "blocks": "default" if shape is None else shape,
-                         "forward_ms": forward, "forward_backward_ms": both, "status": status})
+                         "kernel_ms": ms, "status": status})
             print(rows[-1], flush=True)
-    slug = gpu_slug()
+    write(rows, args)
+
+
+def write(rows: list[dict], args: argparse.Namespace) -> None:
+    slug = "-".join(filter(None, [gpu_slug(), args.tag]))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"),
+            "triton": triton.__version__,
             **{k: v for k, v in vars(args).items() if k != "out_dir"}}
     (args.out_dir / f"passes-{slug}.json").write_text(
         json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
-    lines = [f"# Fused loss passes on {meta['gpu']} ({meta['date']})", "",
-             f"tokens {args.tokens}, N {args.negatives}, d {args.dim}, catalog {args.catalog}, "
-             f"{args.dtype}. Best block shape (BLOCK_T, BLOCK_N, warps, stages) per variant:",
-             "", "| variant | default fwd ms | default fwd+bwd ms | best shape | best fwd+bwd ms |",
-             "|---|---|---|---|---|"]
+    lines = [f"# Fused loss kernels on {meta['gpu']} ({meta['date']})", "",
+             f"`python -m benchmarks.passes` with {meta}. ms per step of each kernel "
+             "(torch.profiler); shape = (BLOCK_T, BLOCK_N, warps, stages).", "",
+             "| variant | kernel | default ms | best shape | best ms |", "|---|---|---|---|---|"]
     for name in dict.fromkeys(r["variant"] for r in rows):
-        mine = [r for r in rows if r["variant"] == name and r["forward_backward_ms"]]
-        default = next((r for r in mine if r["blocks"] == "default"), None)
-        best = min(mine, key=lambda r: r["forward_backward_ms"], default=None)
-        lines.append(f"| {name} | {default and round(default['forward_ms'], 3)} | "
-                     f"{default and round(default['forward_backward_ms'], 3)} | "
-                     f"{best and best['blocks']} | "
-                     f"{best and round(best['forward_backward_ms'], 3)} |")
+        mine = [r for r in rows if r["variant"] == name]
+        default = next(r for r in mine if r["blocks"] == "default")["kernel_ms"]
+        for kernel in KERNEL_NAMES:
+            timed = [r for r in mine if kernel in r["kernel_ms"]]
+            if not timed:
+                continue
+            best = min(timed, key=lambda r: r["kernel_ms"][kernel])
+            lines.append(f"| {name} | {kernel} | {_ms(default.get(kernel))} | "
+                         f"{best['blocks']} | {_ms(best['kernel_ms'][kernel])} |")
     (args.out_dir / f"passes-{slug}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

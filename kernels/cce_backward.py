@@ -1,7 +1,8 @@
 """CCE- backward passes: gradients recomputed block by block from the saved log-sum-exp.
 
 d(loss_t)/d(score) is p - 1 for the positive and p for each kept negative, p being the softmax
-probability exp(score - lse_t). Scores are recomputed, never stored.
+probability exp(score - lse_t). Scores are recomputed, never stored. The upstream gradient is
+per token, or one value for a summed or (MEAN) averaged loss (`grad_stride` 0).
 
 - `cce_minus_backward_hidden_kernel`: one program per token block; d(hidden) accumulates in
   registers, and the positive rows' d(item_emb) goes out by atomic adds. With ITEMS_HERE the
@@ -19,8 +20,8 @@ import triton.language as tl
 
 from kernels.cce_scores import (
     adjust_scores,
-    dense_scores,
     gradient_rows,
+    item_rows,
     negative_block,
     negative_ids,
     positive_scores,
@@ -28,15 +29,25 @@ from kernels.cce_scores import (
 )
 
 
+@triton.jit
+def upstream_gradient(grad_ptr, grad_stride, totals_ptr, offs_t, valid, inv_temperature,
+                      MEAN: tl.constexpr):
+    """d(loss)/d(token loss) times the temperature's chain-rule factor; 0 on padding."""
+    g = tl.load(grad_ptr + offs_t * grad_stride, mask=valid, other=0.0) * inv_temperature
+    if MEAN:  # totals: (loss sum, count of non-padding tokens)
+        g = g / tl.maximum(tl.load(totals_ptr + 1), 1.0)
+    return g
+
+
 # Not specialised on a value: each step has a fresh seed, each epoch a ragged last batch.
 @triton.jit(do_not_specialize=["num_tokens", "seed"])
 def cce_minus_backward_hidden_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
-    lse_ptr, pos_ptr, shift_ptr, grad_ptr, dh_ptr, dh_row_stride, de_ptr, de_row_stride,
-    slot_ptr,
-    num_tokens, dim, num_negatives, num_items, tile_size, seed, inv_temperature,
+    lse_ptr, pos_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, dh_ptr, dh_row_stride,
+    de_ptr, de_row_stride, slot_ptr,
+    num_tokens, dim, num_negatives, num_items, tile_size, seed, scale, inv_temperature,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
-    ITEMS_HERE: tl.constexpr, COMPACT: tl.constexpr,
+    ITEMS_HERE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -45,8 +56,8 @@ def cce_minus_backward_hidden_kernel(
         h_ptr, h_row_stride, targets_ptr, pid * BLOCK_T, num_tokens, dim, BLOCK_T, BLOCK_D)
     valid = t_mask & (targets != 0)
     lse = tl.load(lse_ptr + offs_t, mask=t_mask, other=0.0)
-    # Upstream gradient per token, with the temperature's chain-rule factor folded in.
-    g = tl.where(valid, tl.load(grad_ptr + offs_t, mask=t_mask, other=0.0), 0.0) * inv_temperature
+    g = upstream_gradient(grad_ptr, grad_stride, totals_ptr, offs_t, valid, inv_temperature,
+                          MEAN)
     if SAMPLED_SOFTMAX:
         shift = tl.load(shift_ptr + offs_t, mask=t_mask, other=0.0)
     else:
@@ -54,7 +65,8 @@ def cce_minus_backward_hidden_kernel(
 
     pos = tl.load(pos_ptr + offs_t, mask=t_mask, other=0.0)
     e_pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)[1]
-    d_pos = g * (tl.exp(pos - lse) - 1.0)
+    # Over the whole catalog the target's p comes with the other columns: only the -1 here.
+    d_pos = -g if ID_SOURCE == 1 else g * (tl.exp2(pos - lse) - 1.0)
     dh = d_pos[:, None] * e_pos.to(tl.float32)
     target_rows = gradient_rows(targets, slot_ptr, COMPACT)
     tl.atomic_add(de_ptr + target_rows[:, None] * de_row_stride + offs_d[None, :],
@@ -68,8 +80,8 @@ def cce_minus_backward_hidden_kernel(
         scores, masked, ids, e = negative_block(
             h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
             targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-            inv_temperature, ID_SOURCE, GATHER, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
-        d_scores = tl.exp(scores + shift[:, None] - lse[:, None]) * g[:, None]
+            scale, ID_SOURCE, GATHER, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
+        d_scores = tl.exp2(scores + shift[:, None] - lse[:, None]) * g[:, None]
         if GATHER:
             dh += tl.sum(d_scores[:, :, None] * e.to(tl.float32), axis=1)
             keep = valid[:, None] & ~masked
@@ -94,9 +106,10 @@ def cce_minus_backward_hidden_kernel(
 @triton.jit(do_not_specialize=["num_tokens", "seed"])
 def cce_minus_backward_items_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
-    lse_ptr, shift_ptr, grad_ptr, de_ptr, de_row_stride, slot_ptr,
-    num_tokens, dim, num_negatives, num_items, tokens_per_chunk, seed, inv_temperature,
-    ID_SOURCE: tl.constexpr, COMPACT: tl.constexpr, HAS_LOG_Q: tl.constexpr,
+    lse_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, de_ptr, de_row_stride, slot_ptr,
+    num_tokens, dim, num_negatives, num_items, tokens_per_chunk, seed, scale, inv_temperature,
+    ID_SOURCE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
+    HAS_LOG_Q: tl.constexpr,
     SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -107,6 +120,7 @@ def cce_minus_backward_items_kernel(
     d_mask = offs_d < dim
     ids = negative_ids(ids_ptr, 0, ids_row_stride, offs_n, n_mask, num_negatives, num_items,
                        seed, ID_SOURCE)
+    e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask)  # the same rows for every token
     d_items = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     first = chunk * tokens_per_chunk
     last = tl.minimum(first + tokens_per_chunk, num_tokens)
@@ -117,15 +131,15 @@ def cce_minus_backward_items_kernel(
                     mask=t_mask[:, None] & d_mask[None, :], other=0.0)
         targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
         lse = tl.load(lse_ptr + offs_t, mask=t_mask, other=0.0)
-        g = tl.load(grad_ptr + offs_t, mask=t_mask, other=0.0)
-        g = tl.where(t_mask & (targets != 0), g, 0.0) * inv_temperature
+        g = upstream_gradient(grad_ptr, grad_stride, totals_ptr, offs_t,
+                              t_mask & (targets != 0), inv_temperature, MEAN)
         if SAMPLED_SOFTMAX:
             shift = tl.load(shift_ptr + offs_t, mask=t_mask, other=0.0)
         else:
             shift = tl.zeros([BLOCK_T], dtype=tl.float32)
-        raw = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)[0]
-        scores = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)[0]
-        d_scores = tl.exp(scores + shift[:, None] - lse[:, None]) * g[:, None]
+        raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
+        scores = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)[0]
+        d_scores = tl.exp2(scores + shift[:, None] - lse[:, None]) * g[:, None]
         d_items += tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
     rows = gradient_rows(ids, slot_ptr, COMPACT)
     tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,

@@ -3,7 +3,8 @@
 One program owns BLOCK_T tokens and streams the negatives in blocks of BLOCK_N, keeping a
 running max and sum: the (tokens x N) score matrix exists only one register tile at a time.
 Dense modes (shared, tile, full catalog) score a block with one tensor-core product; the
-per-position mode gathers each token's own rows.
+per-position mode gathers each token's own rows. Each program also writes its tokens' loss
+sum and count of non-padding tokens, so the mean needs no pass over per-token losses.
 """
 
 import triton
@@ -16,8 +17,8 @@ from kernels.cce_scores import negative_block, positive_scores, token_block
 @triton.jit(do_not_specialize=["num_tokens", "seed"])
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
-    loss_ptr, lse_ptr, pos_ptr, shift_ptr,
-    num_tokens, dim, num_negatives, num_items, tile_size, seed, inv_temperature, log_others,
+    loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr,
+    num_tokens, dim, num_negatives, num_items, tile_size, seed, scale, log2_others,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -26,12 +27,11 @@ def cce_minus_forward_kernel(
     offs_t, t_mask, offs_d, d_mask, h, targets = token_block(
         h_ptr, h_row_stride, targets_ptr, pid * BLOCK_T, num_tokens, dim, BLOCK_T, BLOCK_D)
 
-    pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)[0]
-    pos = pos * inv_temperature
+    pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)[0] * scale
     if HAS_LOG_Q:
         pos -= tl.load(log_q_ptr + targets)
     running_max = pos
-    running_sum = tl.zeros([BLOCK_T], dtype=tl.float32)  # of exp(negative - running_max)
+    running_sum = tl.zeros([BLOCK_T], dtype=tl.float32)  # of exp2(negative - running_max)
     kept = tl.zeros([BLOCK_T], dtype=tl.float32)
     row = 0
     if TILED:
@@ -41,19 +41,27 @@ def cce_minus_forward_kernel(
         scores, masked, _ids, _rows = negative_block(
             h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
             targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-            inv_temperature, ID_SOURCE, GATHER, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
+            scale, ID_SOURCE, GATHER, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
         new_max = tl.maximum(running_max, tl.max(scores, axis=1))
-        running_sum = running_sum * tl.exp(running_max - new_max) + tl.sum(
-            tl.exp(scores - new_max[:, None]), axis=1)
-        kept += tl.sum(tl.where(masked, 0.0, 1.0), axis=1)
+        running_sum = running_sum * tl.exp2(running_max - new_max) + tl.sum(
+            tl.exp2(scores - new_max[:, None]), axis=1)
+        if SAMPLED_SOFTMAX:
+            kept += tl.sum(tl.where(masked, 0.0, 1.0), axis=1)
         running_max = new_max
 
     if SAMPLED_SOFTMAX:
-        # exp(shift) scales every negative term: log((V - 1) / kept) added to each score.
-        shift = log_others - tl.log(tl.maximum(kept, 1.0))
-        running_sum = running_sum * tl.exp(shift)
+        # exp2(shift) scales every negative term: log((V - 1) / kept) added to each score.
+        shift = log2_others - tl.log2(tl.maximum(kept, 1.0))
+        running_sum = running_sum * tl.exp2(shift)
         tl.store(shift_ptr + offs_t, shift, mask=t_mask)
-    lse = running_max + tl.log(tl.exp(pos - running_max) + running_sum)
-    tl.store(loss_ptr + offs_t, tl.where(targets != 0, lse - pos, 0.0), mask=t_mask)
+    if ID_SOURCE == 1:  # the whole catalog: the target was one of the columns
+        lse = running_max + tl.log2(running_sum)
+    else:
+        lse = running_max + tl.log2(tl.exp2(pos - running_max) + running_sum)
+    valid = t_mask & (targets != 0)
+    loss = tl.where(valid, (lse - pos) * 0.6931471805599453, 0.0)  # log2 units to natural
+    tl.store(loss_ptr + offs_t, loss, mask=t_mask)
     tl.store(lse_ptr + offs_t, lse, mask=t_mask)
     tl.store(pos_ptr + offs_t, pos, mask=t_mask)
+    tl.store(partial_ptr + pid, tl.sum(loss, axis=0))
+    tl.store(partial_ptr + tl.num_programs(0) + pid, tl.sum(valid.to(tl.float32), axis=0))

@@ -3,6 +3,10 @@
 Negative ids come from one of three sources (`ID_SOURCE`): an explicit id tensor, the whole
 catalog in order (full-catalog CE), or Philox random numbers regenerated from a seed, so
 that neither the forward nor the backward pass needs a tokens x N id tensor.
+
+Scores, log-sum-exps and log-Q values inside the kernels are in log2 units (natural log
+times log2(e)): `tl.exp2` is the hardware's exponential, and folding log2(e) into the
+temperature's scale saves a multiply per score in every pass.
 """
 
 import triton
@@ -67,24 +71,31 @@ def gradient_rows(ids, slot_ptr, COMPACT: tl.constexpr):
 
 
 @triton.jit
-def adjust_scores(scores, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q: tl.constexpr):
-    """Temperature and log-Q correction; accidental hits and id 0 masked to -inf.
+def adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE: tl.constexpr,
+                  HAS_LOG_Q: tl.constexpr):
+    """Raw dot products to scores in log2 units (`scale` = log2(e) / temperature), log-Q
+    corrected, with masked entries at -inf. Returns (scores, mask).
 
+    Masked: id 0 (padding, or past the last negative) and, for sampled ids, accidental hits.
+    Over the whole catalog (ID_SOURCE 1) the target is one of the columns by design, so only
+    the columns past the catalog are masked: no per-score id comparison at all.
     `ids` broadcasts against `targets[:, None]`: (N,) for shared rows, (T, N) per position.
     """
-    scores = scores * inv_temperature
+    scores = raw * scale
     if HAS_LOG_Q:
         scores -= tl.load(log_q_ptr + ids)
-    masked = (ids == targets[:, None]) | (ids == 0)
+    if ID_SOURCE == 1:
+        masked = tl.broadcast_to((ids == 0)[None, :], scores.shape)
+    else:
+        masked = (ids.to(tl.int32) == targets.to(tl.int32)[:, None]) | (ids == 0)
     return tl.where(masked, float("-inf"), scores), masked
 
 
 @triton.jit
-def dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION: tl.constexpr):
-    """(BLOCK_T, BLOCK_N) scores of a token block against shared negative rows `ids`."""
-    e = tl.load(e_ptr + ids[:, None] * e_row_stride + offs_d[None, :],
-                mask=d_mask[None, :], other=0.0)
-    return tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION), e
+def item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask):
+    """(BLOCK_N, BLOCK_D) item rows `ids` (shared by a token block); id 0 reads padding."""
+    return tl.load(e_ptr + ids[:, None] * e_row_stride + offs_d[None, :],
+                   mask=d_mask[None, :], other=0.0)
 
 
 @triton.jit
@@ -106,10 +117,10 @@ def positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask):
 @triton.jit
 def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
                    targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-                   inv_temperature, ID_SOURCE: tl.constexpr, GATHER: tl.constexpr,
+                   scale, ID_SOURCE: tl.constexpr, GATHER: tl.constexpr,
                    HAS_LOG_Q: tl.constexpr, DOT_PRECISION: tl.constexpr,
                    BLOCK_N: tl.constexpr):
-    """Scores of a token block against negatives start..start+BLOCK_N, ready for softmax.
+    """Scores (log2 units) of a token block against negatives start..start+BLOCK_N.
 
     Returns (scores with masked entries at -inf, the mask, the ids, the item rows): the
     forward pass needs the first two, the backward passes all four.
@@ -124,8 +135,9 @@ def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t,
     else:
         ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives,
                            num_items, seed, ID_SOURCE)
-        raw, e = dense_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask, DOT_PRECISION)
-    scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, inv_temperature, HAS_LOG_Q)
+        e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask)
+        raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
+    scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
     return scores, masked, ids, e
 
 

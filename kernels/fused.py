@@ -30,7 +30,7 @@ from kernels.cce_scores import (
     precision_for,
 )
 from kernels.config import NEGATIVE_MODES
-from kernels.reference import reduce
+from kernels.reference import REDUCTIONS
 
 
 @dataclass(frozen=True)
@@ -57,19 +57,24 @@ class InKernelNegatives:
 SHARED_BUDGET = {2: 140 * 1024, 4: 72 * 1024}
 
 
+LOG2E = 1.4426950408889634
+KERNELS = ("forward", "hidden", "items")  # the forward pass and the two backward passes
+
+
 @dataclass(frozen=True)
 class Blocks:
-    """Tile shape and launch settings of the three kernels."""
+    """Tile shape and launch settings of one kernel."""
 
-    t: int  # tokens per program
-    n: int  # negatives per inner step
+    t: int  # tokens per program (forward, hidden) or per inner step (items)
+    n: int  # negatives per inner step (forward, hidden) or per program (items)
     warps: int
     stages: int
 
 
-def choose_blocks(dtype: torch.dtype, block_d: int, gather: bool, tiled: bool,
+def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool, tiled: bool,
                   tile_size: int) -> Blocks:
-    """Heuristic block shapes (measured on an H100: benchmarks/results/passes-h100.md)."""
+    """Heuristic block shapes of `kernel` (one of KERNELS), measured on an H100:
+    benchmarks/results/passes-h100*.md."""
     if gather:  # a (BLOCK_T, BLOCK_N, BLOCK_D) register tile of gathered rows
         block_n = 16
         return Blocks(max(1, min(16, 4096 // (block_n * block_d))), block_n, 4, 2)
@@ -100,27 +105,29 @@ class _Plan:
     num_items: int
     seed: int
     inv_temperature: float
-    log_others: float
+    log2_others: float
     has_log_q: bool
     sampled_softmax: bool
     precision: str
-    blocks: Blocks
+    blocks: dict[str, Blocks]  # by kernel
     block_d: int
 
     @property
-    def block_t(self) -> int:
-        return self.blocks.t
+    def scale(self) -> float:
+        """Raw dot product to score in log2 units (see kernels.cce_scores)."""
+        return LOG2E * self.inv_temperature
 
-    @property
-    def block_n(self) -> int:
-        return self.blocks.n
+    def programs(self, tokens: int) -> int:
+        """Programs of the forward kernel: its per-program partial sums have one column each."""
+        return triton.cdiv(tokens, self.blocks["forward"].t)
 
-    def constants(self) -> dict:
-        """Compile-time settings that all three kernels take."""
+    def constants(self, kernel: str) -> dict:
+        """Compile-time settings of `kernel`."""
+        blocks = self.blocks[kernel]
         return dict(ID_SOURCE=self.id_source, HAS_LOG_Q=self.has_log_q,
                     SAMPLED_SOFTMAX=self.sampled_softmax, DOT_PRECISION=self.precision,
-                    BLOCK_T=self.blocks.t, BLOCK_N=self.blocks.n, BLOCK_D=self.block_d,
-                    num_warps=self.blocks.warps, num_stages=self.blocks.stages)
+                    BLOCK_T=blocks.t, BLOCK_N=blocks.n, BLOCK_D=self.block_d,
+                    num_warps=blocks.warps, num_stages=blocks.stages)
 
 
 def _interpreted() -> bool:
@@ -146,14 +153,16 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     block_d = max(16, triton.next_power_of_2(hidden.shape[1]))
     if tiled and (tile_size < 16 or tile_size & (tile_size - 1)):
         raise ValueError(f"tile_size must be a power of two >= 16, got {tile_size}")
-    blocks = choose_blocks(hidden.dtype, block_d, gather, tiled, tile_size)
-    if tiled and tile_size % blocks.t:
-        raise ValueError(f"tile_size {tile_size} is not a multiple of the kernel's "
-                         f"{blocks.t}-token block")
+    blocks = {kernel: choose_blocks(kernel, hidden.dtype, block_d, gather, tiled, tile_size)
+              for kernel in KERNELS}
+    for kernel in ("forward", "hidden"):
+        if tiled and tile_size % blocks[kernel].t:
+            raise ValueError(f"tile_size {tile_size} is not a multiple of the {kernel} "
+                             f"kernel's {blocks[kernel].t}-token block")
     return _Plan(
         id_source=id_source, gather=gather, tiled=tiled, tile_size=tile_size,
         num_negatives=num_negatives, num_items=item_emb.shape[0] - 1, seed=seed,
-        inv_temperature=1.0 / temperature, log_others=math.log(max(1, item_emb.shape[0] - 2)),
+        inv_temperature=1.0 / temperature, log2_others=math.log2(max(1, item_emb.shape[0] - 2)),
         has_log_q=has_log_q, sampled_softmax=sampled_softmax,
         precision=precision_for(hidden.dtype), blocks=blocks, block_d=block_d,
     )
@@ -170,32 +179,45 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 
 
 class _CCEMinus(torch.autograd.Function):
+    """Forward and backward kernels; the reduction is inside, so autograd sees one node.
+
+    The forward kernel writes per-token losses and per-program (loss sum, token count);
+    `sum` and `mean` reduce those few partial sums, and the backward kernels read the count,
+    so no elementwise pass over per-token losses runs in either direction (each was a kernel
+    launch, and small steps are bound by the host's launches: benchmarks/step_time.py).
+    """
+
     @staticmethod
-    def forward(ctx, hidden, item_emb, targets, ids, log_q, plan: _Plan):
+    def forward(ctx, hidden, item_emb, targets, ids, log_q, plan: _Plan, reduction: str):
         hidden, item_emb = _rows(hidden), _rows(item_emb)
         tokens = hidden.shape[0]
-        out = _output((4, tokens), torch.float32, hidden.device)
-        loss, lse, pos, shift = out
+        loss, lse, pos, shift = _output((4, tokens), torch.float32, hidden.device)
+        partials = _output((2, plan.programs(tokens)), torch.float32, hidden.device)
         ids_arg = ids if ids is not None else targets  # unused pointer when ids are generated
         log_q_arg = log_q if log_q is not None else lse
-        cce_minus_forward_kernel[(triton.cdiv(tokens, plan.block_t),)](
+        cce_minus_forward_kernel[(plan.programs(tokens),)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
             ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
-            loss, lse, pos, shift,
+            loss, lse, pos, shift, partials,
             tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
-            plan.seed, plan.inv_temperature, plan.log_others,
-            GATHER=plan.gather, TILED=plan.tiled, **plan.constants(),
+            plan.seed, plan.scale, plan.log2_others,
+            GATHER=plan.gather, TILED=plan.tiled, **plan.constants("forward"),
         )
-        ctx.save_for_backward(hidden, item_emb, targets, ids, log_q, lse, pos, shift)
-        ctx.plan = plan
-        return loss
+        totals = None if reduction == "none" else partials.sum(1)
+        ctx.save_for_backward(hidden, item_emb, targets, ids, log_q, lse, pos, shift, totals)
+        ctx.plan, ctx.mean = plan, reduction == "mean"
+        if reduction == "none":
+            return loss
+        return totals[0] / totals[1].clamp(min=1) if ctx.mean else totals[0]
 
     @staticmethod
     def backward(ctx, grad_loss):
-        hidden, item_emb, targets, ids, log_q, lse, pos, shift = ctx.saved_tensors
+        hidden, item_emb, targets, ids, log_q, lse, pos, shift, totals = ctx.saved_tensors
         plan: _Plan = ctx.plan
         tokens, dim = hidden.shape
-        grad_loss = grad_loss.float().contiguous()
+        grad_loss = grad_loss.float()
+        grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
+        totals_arg = totals if totals is not None else lse  # read only for the mean
         d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
         rows, slots = _touched_rows(targets, ids, item_emb.shape[0])
         accumulated = item_emb.shape[0] if rows is None else len(rows)
@@ -204,27 +226,35 @@ class _CCEMinus(torch.autograd.Function):
         ids_arg = ids if ids is not None else targets
         ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
         log_q_arg = log_q if log_q is not None else lse
-        cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, plan.block_t),)](
+        hidden_blocks = plan.blocks["hidden"]
+        cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, hidden_blocks.t),)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg, ids_stride,
-            log_q_arg, lse, pos, shift, grad_loss, d_hidden, d_hidden.stride(0),
-            d_items, d_items.stride(0), slots_arg,
+            log_q_arg, lse, pos, shift, grad_loss, grad_stride, totals_arg,
+            d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), slots_arg,
             tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, plan.seed,
-            plan.inv_temperature, GATHER=plan.gather, TILED=plan.tiled,
-            ITEMS_HERE=plan.gather or plan.tiled, COMPACT=slots is not None,
-            **plan.constants(),
+            plan.scale, plan.inv_temperature, GATHER=plan.gather, TILED=plan.tiled,
+            ITEMS_HERE=plan.gather or plan.tiled, COMPACT=slots is not None, MEAN=ctx.mean,
+            **plan.constants("hidden"),
         )
         if not (plan.gather or plan.tiled):
             chunk, chunks = _token_chunks(plan, tokens, hidden.device)
-            cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives, plan.block_n),
-                                             chunks)](
+            cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives,
+                                                         plan.blocks["items"].n), chunks)](
                 hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg,
-                ids_stride, log_q_arg, lse, shift, grad_loss, d_items, d_items.stride(0),
-                slots_arg, tokens, dim, plan.num_negatives, plan.num_items, chunk, plan.seed,
-                plan.inv_temperature, COMPACT=slots is not None, **plan.constants(),
+                ids_stride, log_q_arg, lse, shift, grad_loss, grad_stride, totals_arg,
+                d_items, d_items.stride(0), slots_arg, tokens, dim, plan.num_negatives,
+                plan.num_items, chunk, plan.seed, plan.scale, plan.inv_temperature,
+                COMPACT=slots is not None, MEAN=ctx.mean, **plan.constants("items"),
             )
         if rows is not None:
             d_items = torch.zeros_like(item_emb).index_copy_(0, rows, d_items.to(item_emb.dtype))
-        return d_hidden, d_items.to(item_emb.dtype), None, None, None, None
+        return d_hidden, d_items.to(item_emb.dtype), None, None, None, None, None
+
+
+def _reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; choose one of {REDUCTIONS}")
+    return reduction
 
 
 def _touched_rows(targets: torch.Tensor, ids: torch.Tensor | None, num_rows: int):
@@ -246,12 +276,13 @@ def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, 
     """(tokens per chunk, chunks) for the item-gradient grid: split the tokens only until
     the grid has about four programs per multiprocessor, as each split costs N x d atomic
     adds."""
-    token_blocks = triton.cdiv(tokens, plan.block_t)
-    negative_blocks = triton.cdiv(plan.num_negatives, plan.block_n)
+    blocks = plan.blocks["items"]
+    token_blocks = triton.cdiv(tokens, blocks.t)
+    negative_blocks = triton.cdiv(plan.num_negatives, blocks.n)
     processors = (torch.cuda.get_device_properties(device).multi_processor_count
                   if device.type == "cuda" else 2)
     chunks = max(1, min(token_blocks, triton.cdiv(4 * processors, negative_blocks)))
-    chunk = triton.cdiv(token_blocks, chunks) * plan.block_t
+    chunk = triton.cdiv(token_blocks, chunks) * blocks.t
     return chunk, triton.cdiv(tokens, chunk)
 
 
@@ -308,9 +339,8 @@ def cce_minus(
                  tiled=mode == "tile", tile_size=tile_size or 1, num_negatives=num_negatives,
                  seed=seed, temperature=temperature, has_log_q=log_q is not None,
                  sampled_softmax=sampled_softmax)
-    log_q = None if log_q is None else log_q.float().contiguous()
-    loss = _CCEMinus.apply(hidden, item_emb, targets, ids, log_q, plan)
-    return reduce(loss, targets, reduction)
+    log_q = None if log_q is None else (log_q.float() * LOG2E).contiguous()
+    return _CCEMinus.apply(hidden, item_emb, targets, ids, log_q, plan, _reduction(reduction))
 
 
 def cce(
@@ -327,8 +357,7 @@ def cce(
     plan = _plan(hidden, item_emb, id_source=IDS_CATALOG, gather=False, tiled=False,
                  tile_size=1, num_negatives=num_items, seed=0, temperature=temperature,
                  has_log_q=False, sampled_softmax=False)
-    loss = _CCEMinus.apply(hidden, item_emb, targets, None, None, plan)
-    return reduce(loss, targets, reduction)
+    return _CCEMinus.apply(hidden, item_emb, targets, None, None, plan, _reduction(reduction))
 
 
 def in_kernel_ids(

@@ -16,6 +16,7 @@ class Problem:
     targets: torch.Tensor
     negatives: torch.Tensor
     tile_size: int | None
+    upstream: torch.Tensor  # (tokens,) d(result)/d(loss): weights per token, [0] for a scalar
 
     @property
     def num_items(self) -> int:
@@ -42,14 +43,18 @@ def make_problem(mode: str, *, tokens=13, num_items=20, dim=8, num_negatives=6, 
         negatives[-1, 1] = targets[-1]
     else:
         negatives[2] = targets[1]
+    upstream = 0.5 + torch.rand(tokens, generator=generator, dtype=torch.float64)
     return Problem(hidden.to(device, dtype), emb.to(device, dtype), targets.to(device),
-                   negatives.to(device), tile_size if mode == "tile" else None)
+                   negatives.to(device), tile_size if mode == "tile" else None,
+                   upstream.to(device))
 
 
 def grads(loss_fn, problem: Problem, **kwargs):
-    """Loss and d/d(hidden), d/d(emb) of `loss_fn` on fresh leaf copies."""
+    """Loss and d/d(hidden), d/d(emb) of `loss_fn` on fresh leaf copies, under the problem's
+    upstream gradient (not ones, so that a wrong scale or stride shows)."""
     hidden = problem.hidden.detach().clone().requires_grad_()
     emb = problem.emb.detach().clone().requires_grad_()
     loss = loss_fn(hidden, emb, problem.targets, problem.negatives, **kwargs)
-    (loss.sum() if loss.dim() else loss).backward()
+    upstream = problem.upstream if loss.dim() else problem.upstream[0]
+    (loss * upstream.to(loss.dtype)).sum().backward()
     return loss.detach(), hidden.grad, emb.grad

@@ -88,10 +88,20 @@ def test_in_kernel_ids_are_uniform_over_the_catalog_and_follow_the_seed():
     assert len(torch.unique(first, dim=0)) == 5  # rows differ
 
 
-def test_full_catalog_cce():
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_full_catalog_cce(reduction):
     problem = fp32_problem("shared", num_items=150)
-    check(lambda h, e, t, n: cce(h, e, t, temperature=0.8),
-          lambda h, e, t, n: reference.ce(h, e, t, temperature=0.8), problem)
+    check(lambda h, e, t, n: cce(h, e, t, temperature=0.8, reduction=reduction),
+          lambda h, e, t, n: reference.ce(h, e, t, temperature=0.8, reduction=reduction),
+          problem)
+
+
+@pytest.mark.parametrize("fn", [cce_minus, lambda h, e, t, n: cce(h, e, t)])
+def test_a_batch_of_padding_has_zero_mean_loss_and_gradients(fn):
+    problem = fp32_problem("shared")
+    problem.targets.zero_()
+    loss, d_hidden, d_emb = grads(fn, problem)
+    assert loss.item() == 0 and not d_hidden.any() and not d_emb.any()
 
 
 def test_non_contiguous_inputs():
@@ -102,6 +112,16 @@ def test_non_contiguous_inputs():
     problem.hidden, problem.emb = wide_rows, transposed
     assert not problem.hidden.is_contiguous() and not problem.emb.is_contiguous()
     check(cce_minus, reference.ce_minus, problem)
+
+
+@pytest.mark.parametrize("fn", [cce_minus, lambda h, e, t, n, **kw: cce(h, e, t, **kw)])
+def test_per_token_losses_summed_give_the_sum_reduction(fn):
+    """The upstream gradient of `none` then `.sum()` is one value broadcast (stride 0)."""
+    problem = fp32_problem("shared")
+    by_token = grads(lambda *a: fn(*a, reduction="none").sum(), problem)
+    summed = grads(lambda *a: fn(*a, reduction="sum"), problem)
+    for got, want in zip(by_token, summed, strict=True):
+        torch.testing.assert_close(got, want)
 
 
 def test_modules_match_functions():
@@ -123,6 +143,8 @@ def test_bad_arguments_are_named():
         cce_minus(problem.hidden[:, :5], problem.emb, problem.targets, problem.negatives)
     with pytest.raises(ValueError, match="negatives must be integer ids"):
         cce_minus(*args, problem.negatives.float())
+    with pytest.raises(ValueError, match="unknown reduction 'avg'; choose one of"):
+        cce_minus(*args, problem.negatives, reduction="avg")
     with pytest.raises(ValueError, match="log_q needs one value per row"):
         cce_minus(*args, problem.negatives, log_q=torch.zeros(3, device=DEVICE))
 
