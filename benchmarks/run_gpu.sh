@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One device call: GPU facts, the test suite compiled on the GPU, then the stages named as
-# arguments (kernels-smoke, sampled, full, passes, memory, tune, tune-serial, tune-dlrm, dlrm,
-# quality, train-ml20m). Logs and results go to $OUT.
+# One device call: GPU facts, then the stages named as arguments (tests, kernel-tests,
+# kernels-smoke, sampled, full, bars, step-time, passes-d64, passes-d256, memory, tune,
+# tune-serial, tune-dlrm, dlrm, quality, train-ml20m). Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -12,6 +12,8 @@ for stage in "$@"; do
   echo "=== $stage $(date +%T)"
   case $stage in
     tests) python3 -m pytest -q -x tests 2>&1 | tee "$out/tests.log" | tail -25 ;;
+    kernel-tests) python3 -m pytest -q -x tests/kernels 2>&1 | tee "$out/kernel-tests.log" \
+        | tail -8 ;;
     kernels-smoke) python3 -m benchmarks.kernels --out-dir "$out" --tokens 32768 \
         --negatives 512 4095 --dims 256 --catalogs 26744 --dtypes bf16 --kinds sampled \
         2>&1 | tail -12 ;;
@@ -19,8 +21,24 @@ for stage in "$@"; do
         --extra fp16:131072:4095:256:26744 2>&1 | tail -60 ;;
     full) python3 -m benchmarks.kernels --out-dir "$out" --tag full --kinds full \
         --negatives 1 --tokens 8192 32768 51200 131072 2>&1 | tail -50 ;;
-    passes) python3 -m benchmarks.passes --out-dir "$out" --block-t 64 128 --block-n 32 64 \
-        --warps 8 --stages 3 4 2>&1 | tail -12 ;;
+    bars)  # the speed and memory bar points, sampled and full catalog
+      python3 -m benchmarks.kernels --out-dir "$out" --tag bars --tokens 32768 131072 \
+        --negatives 512 2048 --dims 64 256 --catalogs 26744 1000000 --dtypes bf16 \
+        --kinds sampled --extra fp16:131072:4095:256:26744 --max-per-position 0 2>&1 | tail -3
+      python3 -m benchmarks.kernels --out-dir "$out" --tag bars-full --tokens 51200 \
+        --negatives 1 --dims 64 --catalogs 26744 --dtypes bf16 fp32 --kinds full 2>&1 | tail -12 ;;
+    step-time) python3 -m benchmarks.step_time --out-dir "$out" 2>&1 | tail -30 ;;
+    passes-d64)  # the block sweep at the d=64 bar points: full catalog, N = 512
+      python3 -m benchmarks.passes --out-dir "$out" --tag full-d64 --tokens 51200 --dim 64 \
+        --dtype bf16 --variants "full catalog" --block-n 64 128 2>&1 | tail -6
+      python3 -m benchmarks.passes --out-dir "$out" --tag n512-d64 --tokens 32768 \
+        --negatives 512 --dim 64 --dtype bf16 --block-n 64 128 \
+        --variants shared "tile 128" "tile 128 (in-kernel)" 2>&1 | tail -10 ;;
+    passes-d256)  # and at d=256: the 131,072-token N=4,095 fp16 bar, full catalog
+      python3 -m benchmarks.passes --out-dir "$out" --tag n4095-d256 --block-n 32 64 \
+        --stages 2 3 --variants shared "tile 128 (in-kernel)" 2>&1 | tail -8
+      python3 -m benchmarks.passes --out-dir "$out" --tag full-d256 --tokens 51200 --dim 256 \
+        --dtype bf16 --variants "full catalog" --block-n 32 64 --stages 2 3 2>&1 | tail -6 ;;
     memory) python3 -m tuner.cli verify-memory --grid default --out "$out" --calibrate \
         2>&1 | tee "$out/memory.log" | tail -20 ;;
     tune) python3 -m tuner.cli data --dataset synthetic-ml-20m

@@ -219,8 +219,9 @@ class _CCEMinus(torch.autograd.Function):
         grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
         totals_arg = totals if totals is not None else lse  # read only for the mean
         d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
-        rows, slots = _touched_rows(targets, ids, item_emb.shape[0])
-        accumulated = item_emb.shape[0] if rows is None else len(rows)
+        compact = _compact_slots(targets, ids, item_emb.shape[0])
+        slots = None if compact is None else compact[0]
+        accumulated = item_emb.shape[0] if compact is None else compact[1] + 1
         d_items = torch.zeros((accumulated, dim), dtype=torch.float32, device=hidden.device)
         slots_arg = targets if slots is None else slots  # unused pointer when dense
         ids_arg = ids if ids is not None else targets
@@ -246,9 +247,10 @@ class _CCEMinus(torch.autograd.Function):
                 plan.num_items, chunk, plan.seed, plan.scale, plan.inv_temperature,
                 COMPACT=slots is not None, MEAN=ctx.mean, **plan.constants("items"),
             )
-        if rows is not None:
-            d_items = torch.zeros_like(item_emb).index_copy_(0, rows, d_items.to(item_emb.dtype))
-        return d_hidden, d_items.to(item_emb.dtype), None, None, None, None, None
+        d_items = d_items.to(item_emb.dtype)
+        if slots is not None:
+            d_items = d_items.index_select(0, slots)
+        return d_hidden, d_items, None, None, None, None, None
 
 
 def _reduction(reduction: str) -> str:
@@ -257,19 +259,26 @@ def _reduction(reduction: str) -> str:
     return reduction
 
 
-def _touched_rows(targets: torch.Tensor, ids: torch.Tensor | None, num_rows: int):
-    """(rows, slots) when only the targets' and negatives' rows get gradient and they are
-    surely under half the table: the float32 accumulator then holds those rows alone, and
-    `slots` (num_rows,) maps an item id to its accumulator row. (None, None) for a dense
-    accumulator: full-catalog CE, ids drawn per position inside the kernels, or possibly
-    many rows touched. The test is the count of ids, free, not of distinct ids: sorting
-    millions of ids to find that most rows are touched cost 0.7 ms and 60 MB on an H100."""
+def _compact_slots(targets: torch.Tensor, ids: torch.Tensor | None,
+                   num_rows: int) -> tuple[torch.Tensor, int] | None:
+    """(slots, bound) when only the targets' and negatives' rows get gradient and they are
+    surely under half the table: the float32 accumulator then has bound + 1 rows, and
+    `slots` (num_rows,) maps each touched item row to its own accumulator row, every other
+    row to row `bound`, which stays zero. None for a dense accumulator: full-catalog CE,
+    ids drawn per position inside the kernels, or possibly many rows touched.
+
+    The bound is the count of ids, not of distinct ids: counting distinct ids (torch.unique)
+    waits for the GPU, and a step of small kernels is bound by the host's launches
+    (benchmarks/results/step-time-h100-*.md), besides 0.7 ms and 60 MB for millions of ids.
+    """
     if ids is None or 2 * (len(targets) + ids.numel()) > num_rows:
-        return None, None
-    rows = torch.unique(torch.cat([targets, ids.flatten().to(targets.dtype)]))
-    slots = torch.zeros(num_rows, dtype=torch.int32, device=targets.device)
-    slots[rows] = torch.arange(len(rows), dtype=torch.int32, device=targets.device)
-    return rows, slots
+        return None
+    bound = len(targets) + ids.numel()
+    touched = torch.zeros(num_rows, dtype=torch.int32, device=targets.device)
+    touched[targets] = 1
+    touched[ids.flatten()] = 1
+    slots = torch.cumsum(touched, 0, dtype=torch.int32).sub_(1)
+    return slots.masked_fill_(touched == 0, bound), bound
 
 
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:
