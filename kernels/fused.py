@@ -71,15 +71,28 @@ class Blocks:
     stages: int
 
 
+# (BLOCK_T, BLOCK_N, warps, stages) of each kernel, fastest or within a few per cent of it at
+# the points swept on an H100 (benchmarks/results/passes-h100-{full-d64,n512-d64}.md for rows
+# of up to 256 bytes, -{n4095-d256,full-d256}.md for longer ones). The tile mode's hidden
+# pass also adds the negatives' gradient, once per program: a whole tile per program.
+SHORT_ROW_BLOCKS = {"forward": Blocks(64, 128, 4, 3), "hidden": Blocks(64, 64, 4, 3),
+                    "items": Blocks(64, 64, 4, 3), "tiled hidden": Blocks(128, 64, 4, 2)}
+LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4, 2),
+                   "items": Blocks(64, 64, 4, 3), "tiled hidden": Blocks(128, 64, 8, 2)}
+
+
 def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool, tiled: bool,
                   tile_size: int) -> Blocks:
-    """Heuristic block shapes of `kernel` (one of KERNELS), measured on an H100:
-    benchmarks/results/passes-h100*.md."""
+    """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
+    shared-memory budget (float32 rows are twice as long) and, tiled, to one tile."""
     if gather:  # a (BLOCK_T, BLOCK_N, BLOCK_D) register tile of gathered rows
         block_n = 16
         return Blocks(max(1, min(16, 4096 // (block_n * block_d))), block_n, 4, 2)
     row_bytes = block_d * dtype.itemsize
-    blocks = Blocks(min(128, tile_size) if tiled else 128, 32 if row_bytes >= 512 else 64, 8, 3)
+    table = SHORT_ROW_BLOCKS if row_bytes <= 256 else LONG_ROW_BLOCKS
+    blocks = table["tiled hidden" if tiled and kernel == "hidden" else kernel]
+    if tiled:
+        blocks = replace(blocks, t=min(blocks.t, tile_size))
     budget = SHARED_BUDGET[min(dtype.itemsize, 4)]
     while (blocks.t + blocks.stages * blocks.n) * row_bytes > budget:
         if blocks.stages > 2:
