@@ -50,7 +50,7 @@ def loss_memory(config: LossConfig, tokens: int, num_items: int, dim: int,
     return _reference_sampled(config, tokens, num_items, dim, autocast)
 
 
-def _reduction(tokens: int) -> int:
+def _reduction(tokens: int) -> int:  # of the references
     """`reference.reduce` with mean: a masked copy of the per-token losses and a mask."""
     return allocation(tokens, 4) + 2 * allocation(tokens, 1)
 
@@ -78,23 +78,29 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
         else:
             ids = allocation(id_count, 8)
     per_token_results = allocation(4 * tokens, 4)  # loss, lse, positive, shift
-    saved = casts + ids + per_token_results
-    forward_extra = _reduction(tokens)
+    totals = allocation(2, 4)  # loss sum and token count, for the mean
+    saved = casts + ids + per_token_results + totals
+    # Per-program partial sums: at most one program per token, and the scalar result.
+    forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
 
-    grad_loss = allocation(tokens, 4)
     d_hidden = allocation(tokens * dim, element)
     explicit = id_count is not None and not (
         config.in_kernel_negatives and config.negative_mode == "per_position")
-    compact = explicit and 2 * (tokens + id_count) <= rows
-    if compact:  # torch.unique over targets and ids, a slot map, then a dense scatter
-        touched = tokens + id_count
-        accumulator = (allocation(touched * dim, 4) + 3 * allocation(touched, 8)
-                       + allocation(rows, 4))
-        returned = allocation(rows * dim, element) + allocation(touched * dim, element)
+    # Under autocast the item gradient comes back in bf16 beside the float32 accumulator
+    # (then autograd casts it for the float32 table); in float32 it is the accumulator.
+    returned = allocation(rows * dim, element) if element != 4 else 0
+    if explicit and 2 * (tokens + id_count) <= rows:
+        # A compact accumulator of one row per id (and a zero row), a slot per table row
+        # (marking made it with an int32 prefix sum and a bool mask), its cast, then the
+        # table-sized gather of it that is returned.
+        accumulator = allocation((tokens + id_count + 1) * dim, 4)
+        cast = allocation((tokens + id_count + 1) * dim, element) if element != 4 else 0
+        marking = allocation(rows, 4) + allocation(rows, 1)
+        in_kernels = d_hidden + allocation(rows, 4) + max(
+            marking, accumulator + cast, (cast or accumulator) + returned)
     else:
-        accumulator = allocation(rows * dim, 4)
-        returned = allocation(rows * dim, element) if element != 4 else 0
-    in_kernels = grad_loss + d_hidden + accumulator + returned
+        in_kernels = d_hidden + allocation(rows * dim, 4) + returned
+
     # Autocast's cast back to float32: both gradients in float32 beside their bf16 originals,
     # once the kernels' saved bf16 copies are freed (measured on an H100 at 1M items).
     cast_back = (d_hidden + allocation(tokens * dim, 4) + allocation(rows * dim, 2)

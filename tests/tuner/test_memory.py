@@ -46,16 +46,18 @@ def test_dataset_bytes_by_hand():
 
 
 def test_fused_loss_holds_no_scores():
-    """cce_minus keeps four floats per token and the ids; no tokens x N term."""
+    """cce_minus keeps four floats per token, the two totals and the ids; no tokens x N
+    term."""
     tokens, items, dim = 1000, 50_000, 64
+    per_token = allocation(4 * tokens, 4) + allocation(2, 4)
     small = loss_memory(LossConfig("cce_minus", num_negatives=128), tokens, items, dim, False)
     large = loss_memory(LossConfig("cce_minus", num_negatives=8192), tokens, items, dim, False)
-    assert small.saved == allocation(4 * tokens, 4) + allocation(128, 8)
-    assert large.saved == allocation(4 * tokens, 4) + allocation(8192, 8)
+    assert small.saved == per_token + allocation(128, 8)
+    assert large.saved == per_token + allocation(8192, 8)
     # In-kernel per-position negatives: not even ids.
     drawn = LossConfig("cce_minus", num_negatives=8192, negative_mode="per_position",
                        in_kernel_negatives=True)
-    assert loss_memory(drawn, tokens, items, dim, False).saved == allocation(4 * tokens, 4)
+    assert loss_memory(drawn, tokens, items, dim, False).saved == per_token
 
 
 def test_reference_loss_holds_the_scores():
