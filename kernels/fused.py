@@ -232,9 +232,8 @@ class _CCEMinus(torch.autograd.Function):
         grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
         totals_arg = totals if totals is not None else lse  # read only for the mean
         d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
-        compact = _compact_slots(targets, ids, item_emb.shape[0])
-        slots = None if compact is None else compact[0]
-        accumulated = item_emb.shape[0] if compact is None else compact[1] + 1
+        slots, rows = _compact_slots(targets, ids, item_emb.shape[0]) or (None, None)
+        accumulated = item_emb.shape[0] if rows is None else len(rows)
         d_items = torch.zeros((accumulated, dim), dtype=torch.float32, device=hidden.device)
         slots_arg = targets if slots is None else slots  # unused pointer when dense
         ids_arg = ids if ids is not None else targets
@@ -261,8 +260,8 @@ class _CCEMinus(torch.autograd.Function):
                 COMPACT=slots is not None, MEAN=ctx.mean, **plan.constants("items"),
             )
         d_items = d_items.to(item_emb.dtype)
-        if slots is not None:
-            d_items = d_items.index_select(0, slots)
+        if rows is not None:  # unused accumulator rows are zero and all go to row 0
+            d_items = torch.zeros_like(item_emb).index_copy_(0, rows, d_items)
         return d_hidden, d_items, None, None, None, None, None
 
 
@@ -273,25 +272,27 @@ def _reduction(reduction: str) -> str:
 
 
 def _compact_slots(targets: torch.Tensor, ids: torch.Tensor | None,
-                   num_rows: int) -> tuple[torch.Tensor, int] | None:
-    """(slots, bound) when only the targets' and negatives' rows get gradient and they are
-    surely under half the table: the float32 accumulator then has bound + 1 rows, and
-    `slots` (num_rows,) maps each touched item row to its own accumulator row, every other
-    row to row `bound`, which stays zero. None for a dense accumulator: full-catalog CE,
-    ids drawn per position inside the kernels, or possibly many rows touched.
+                   num_rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(slots, rows) when the targets and negatives are fewer than the table's rows: the
+    float32 item-gradient accumulator then has one row per id, not per table row. `slots`
+    (num_rows,) maps each touched table row to its accumulator row; `rows` maps accumulator
+    rows back, the unused ones (which stay zero) to row 0, the padding row, whose gradient is
+    zero. None for a dense accumulator: full-catalog CE, ids drawn per position inside the
+    kernels, or at least as many ids as rows.
 
-    The bound is the count of ids, not of distinct ids: counting distinct ids (torch.unique)
+    Sized by the count of ids, not of distinct ids: counting distinct ids (torch.unique)
     waits for the GPU, and a step of small kernels is bound by the host's launches
     (benchmarks/results/step-time-h100-*.md), besides 0.7 ms and 60 MB for millions of ids.
     """
-    if ids is None or 2 * (len(targets) + ids.numel()) > num_rows:
+    if ids is None or len(targets) + ids.numel() >= num_rows:
         return None
-    bound = len(targets) + ids.numel()
+    touched_ids = torch.cat([targets.long(), ids.flatten().long()])
     touched = torch.zeros(num_rows, dtype=torch.int32, device=targets.device)
-    touched[targets] = 1
-    touched[ids.flatten()] = 1
+    touched[touched_ids] = 1
     slots = torch.cumsum(touched, 0, dtype=torch.int32).sub_(1)
-    return slots.masked_fill_(touched == 0, bound), bound
+    rows = torch.zeros_like(touched_ids)
+    rows[slots[touched_ids]] = touched_ids  # duplicates write the same value
+    return slots, rows
 
 
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:

@@ -89,15 +89,17 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     # Under autocast the item gradient comes back in bf16 beside the float32 accumulator
     # (then autograd casts it for the float32 table); in float32 it is the accumulator.
     returned = allocation(rows * dim, element) if element != 4 else 0
-    if explicit and 2 * (tokens + id_count) <= rows:
-        # A compact accumulator of one row per id (and a zero row), a slot per table row
-        # (marking made it with an int32 prefix sum and a bool mask), its cast, then the
-        # table-sized gather of it that is returned.
-        accumulator = allocation((tokens + id_count + 1) * dim, 4)
-        cast = allocation((tokens + id_count + 1) * dim, element) if element != 4 else 0
-        marking = allocation(rows, 4) + allocation(rows, 1)
-        in_kernels = d_hidden + allocation(rows, 4) + max(
-            marking, accumulator + cast, (cast or accumulator) + returned)
+    if explicit and tokens + id_count < rows:
+        # A compact accumulator of one row per id: marking the touched rows (the ids, an int32
+        # mark per row, its prefix sum, a gather) leaves a slot per table row and a table row
+        # per accumulator row; then the accumulator, its cast, and the table-sized scatter.
+        ids_count = tokens + id_count
+        maps = allocation(rows, 4) + allocation(ids_count, 8)
+        marking = maps + allocation(ids_count, 8) + allocation(rows, 4) + allocation(ids_count, 4)
+        accumulator = allocation(ids_count * dim, 4)
+        cast = allocation(ids_count * dim, element) if element != 4 else 0
+        in_kernels = d_hidden + max(marking, maps + accumulator + cast,
+                                    maps + (cast or accumulator) + returned)
     else:
         in_kernels = d_hidden + allocation(rows * dim, 4) + returned
 
