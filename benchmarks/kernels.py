@@ -67,19 +67,25 @@ def measure_ceilings() -> Ceilings:
     return Ceilings(rates, 2 * 2**30 / ms / 1e9)
 
 
-def floor_ms(ceilings: Ceilings, dtype: str, tokens: int, negatives: int, dim: int,
-             catalog: int) -> float:
-    """The larger of matrix, exponential and byte time for our fused passes.
+def roofline(dtype: str, tokens: int, negatives: int, dim: int,
+             catalog: int) -> tuple[float, float, float]:
+    """(matrix FLOPs, exponentials, bytes) of our fused passes at one point.
 
     Matrix work: forward scores 2TNd; backward recomputes them twice (hidden and item passes)
     and forms dH and dE: 10TNd in all. Exponentials: 3TN. Bytes: hidden and item table
     read, their gradients written, once each.
     """
     size = torch.finfo(DTYPES[dtype]).bits // 8
-    matrix = 10 * tokens * negatives * dim / (ceilings.matmul_tflops[dtype] * 1e12)
-    exps = 3 * tokens * negatives / EXP_RATE
-    moved = 2 * (tokens + catalog) * dim * size / (ceilings.copy_tbps * 1e12)
-    return 1e3 * max(matrix, exps, moved)
+    return (10 * tokens * negatives * dim, 3 * tokens * negatives,
+            2 * (tokens + catalog) * dim * size)
+
+
+def floor_ms(ceilings: Ceilings, dtype: str, tokens: int, negatives: int, dim: int,
+             catalog: int) -> float:
+    """The larger of matrix, exponential and byte time (`roofline` over measured rates)."""
+    flops, exps, moved = roofline(dtype, tokens, negatives, dim, catalog)
+    return 1e3 * max(flops / (ceilings.matmul_tflops[dtype] * 1e12), exps / EXP_RATE,
+                     moved / (ceilings.copy_tbps * 1e12))
 
 
 def run(fn, hidden, emb, limit_ms: float) -> tuple[float, float, float]:
@@ -189,12 +195,16 @@ def write(rows: list[Row], meta: dict, out_dir: Path) -> None:
              f"`{meta['command']}`; torch {meta['torch']}, triton {meta['triton']}. "
              f"Measured ceilings: {meta['ceilings']}. Time: median forward+backward; "
              "peak: max_memory_allocated above the inputs; workspace: peak less the two "
-             "returned gradients; floor: roofline of our passes (see benchmarks/kernels.py).",
+             "returned gradients; floor: roofline of our passes, the largest of matrix work "
+             "(GFLOP), exponentials (G) and bytes (MB) over the measured rates and "
+             f"{EXP_RATE / 1e12:.1f} T exponentials/s (see benchmarks/kernels.py).",
              "", "| kind | impl | mode | dtype | tokens | N | d | catalog | ms | floor ms | "
-             "peak MB | workspace MB | status |", "|" + "---|" * 13]
+             "GFLOP | G exp | MB moved | peak MB | workspace MB | status |", "|" + "---|" * 16]
     for r in rows:
+        flops, exps, moved = roofline(r.dtype, r.tokens, r.negatives, r.dim, r.catalog)
         cells = [r.kind, r.impl, r.mode, r.dtype, r.tokens, r.negatives, r.dim, r.catalog,
-                 _fmt(r.ms), _fmt(r.floor_ms), _fmt(r.peak_mb), _fmt(r.workspace_mb), r.status]
+                 _fmt(r.ms), _fmt(r.floor_ms), _fmt(flops / 1e9), _fmt(exps / 1e9),
+                 _fmt(moved / 1e6), _fmt(r.peak_mb), _fmt(r.workspace_mb), r.status]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
@@ -219,7 +229,13 @@ def main() -> None:
                         help="time a call this slow 3 times instead of with do_bench")
     parser.add_argument("--max-per-position", type=float, default=2**24,
                         help="skip per-position modes above this tokens x N")
+    parser.add_argument("--render", type=Path, default=None,
+                        help="only rewrite the Markdown of this results JSON, no GPU needed")
     args = parser.parse_args()
+    if args.render is not None:
+        saved = json.loads(args.render.read_text())
+        write([Row(**row) for row in saved["rows"]], saved["meta"], args.render.parent)
+        return
 
     ceilings = measure_ceilings()
     meta = {"gpu": torch.cuda.get_device_name(), "gpu_slug": gpu_slug(), "tag": args.tag,
