@@ -30,7 +30,7 @@ from kernels.cce_scores import (
     precision_for,
 )
 from kernels.config import NEGATIVE_MODES
-from kernels.reference import REDUCTIONS
+from kernels.reference import check_reduction
 
 
 @dataclass(frozen=True)
@@ -265,12 +265,6 @@ class _CCEMinus(torch.autograd.Function):
         return d_hidden, d_items, None, None, None, None, None
 
 
-def _reduction(reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; choose one of {REDUCTIONS}")
-    return reduction
-
-
 def _compact_slots(targets: torch.Tensor, ids: torch.Tensor | None,
                    num_rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(slots, rows) when the targets and negatives are fewer than the table's rows: the
@@ -363,7 +357,8 @@ def cce_minus(
                  seed=seed, temperature=temperature, has_log_q=log_q is not None,
                  sampled_softmax=sampled_softmax)
     log_q = None if log_q is None else (log_q.float() * LOG2E).contiguous()
-    return _CCEMinus.apply(hidden, item_emb, targets, ids, log_q, plan, _reduction(reduction))
+    return _CCEMinus.apply(hidden, item_emb, targets, ids, log_q, plan,
+                           check_reduction(reduction))
 
 
 def cce(
@@ -380,7 +375,8 @@ def cce(
     plan = _plan(hidden, item_emb, id_source=IDS_CATALOG, gather=False, tiled=False,
                  tile_size=1, num_negatives=num_items, seed=0, temperature=temperature,
                  has_log_q=False, sampled_softmax=False)
-    return _CCEMinus.apply(hidden, item_emb, targets, None, None, plan, _reduction(reduction))
+    return _CCEMinus.apply(hidden, item_emb, targets, None, None, plan,
+                           check_reduction(reduction))
 
 
 def in_kernel_ids(

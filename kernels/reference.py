@@ -23,16 +23,22 @@ def _wide(scores: torch.Tensor) -> torch.Tensor:
     return scores.float() if scores.element_size() < 4 else scores
 
 
+def check_reduction(reduction: str) -> str:
+    """`reduction` if it is one of REDUCTIONS, else a ValueError that names the valid ones."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; choose one of {REDUCTIONS}")
+    return reduction
+
+
 def reduce(loss: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
     """Zero padding tokens, then mean over non-padding tokens, sum, or per-token values."""
+    check_reduction(reduction)
     loss = loss.masked_fill(targets == 0, 0.0)
     if reduction == "none":
         return loss
     if reduction == "sum":
         return loss.sum()
-    if reduction == "mean":
-        return loss.sum() / (targets != 0).sum().clamp(min=1)
-    raise ValueError(f"unknown reduction {reduction!r}; choose one of {REDUCTIONS}")
+    return loss.sum() / (targets != 0).sum().clamp(min=1)
 
 
 def ce(
