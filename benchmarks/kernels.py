@@ -160,16 +160,21 @@ def full_impls():
     return impls
 
 
-def measure(row: Row, fn, limit_ms: float) -> Row:
-    dtype = DTYPES[row.dtype]
+def inputs(dtype: torch.dtype, tokens: int, dim: int, catalog: int):
+    """Hidden states and item table (leaves needing gradients, entries of size about
+    d**-0.25 so scores are O(1)) and targets, the same for every benchmark run."""
     generator = torch.Generator(device="cuda").manual_seed(1)
+    hidden = (torch.randn(tokens, dim, device="cuda", generator=generator)
+              / dim**0.25).to(dtype).requires_grad_()
+    emb = (torch.randn(catalog + 1, dim, device="cuda", generator=generator)
+           / dim**0.25).to(dtype).requires_grad_()
+    targets = torch.randint(1, catalog + 1, (tokens,), device="cuda", generator=generator)
+    return hidden, emb, targets
+
+
+def measure(row: Row, fn, limit_ms: float) -> Row:
     try:
-        hidden = (torch.randn(row.tokens, row.dim, device="cuda", generator=generator)
-                  / row.dim**0.25).to(dtype).requires_grad_()
-        emb = (torch.randn(row.catalog + 1, row.dim, device="cuda", generator=generator)
-               / row.dim**0.25).to(dtype).requires_grad_()
-        targets = torch.randint(1, row.catalog + 1, (row.tokens,), device="cuda",
-                                generator=generator)
+        hidden, emb, targets = inputs(DTYPES[row.dtype], row.tokens, row.dim, row.catalog)
         row.ms, row.peak_mb, row.workspace_mb = run(lambda h, e: fn(h, e, targets), hidden, emb,
                                                     limit_ms)
     except torch.OutOfMemoryError:

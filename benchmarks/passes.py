@@ -21,8 +21,8 @@ import torch
 import triton
 
 import kernels.fused as fused
-from benchmarks.kernels import DTYPES, gpu_slug
-from benchmarks.step_time import inputs, kernel_times
+from benchmarks.kernels import DTYPES, gpu_slug, inputs
+from benchmarks.step_time import kernel_times
 from kernels import InKernelNegatives, cce, cce_minus
 
 KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",

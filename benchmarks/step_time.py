@@ -21,19 +21,9 @@ import torch
 import triton
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.kernels import DTYPES, full_impls, gpu_slug, sampled_impls
+from benchmarks.kernels import DTYPES, full_impls, gpu_slug, inputs, sampled_impls
 
 PROFILED_STEPS = 20
-
-
-def inputs(dtype: torch.dtype, tokens: int, dim: int, catalog: int):
-    generator = torch.Generator(device="cuda").manual_seed(1)
-    hidden = (torch.randn(tokens, dim, device="cuda", generator=generator)
-              / dim**0.25).to(dtype).requires_grad_()
-    emb = (torch.randn(catalog + 1, dim, device="cuda", generator=generator)
-           / dim**0.25).to(dtype).requires_grad_()
-    targets = torch.randint(1, catalog + 1, (tokens,), device="cuda", generator=generator)
-    return hidden, emb, targets
 
 
 def kernel_times(step) -> tuple[float, int, dict[str, float]]:
