@@ -44,7 +44,7 @@ def upstream_gradient(grad_ptr, grad_stride, totals_ptr, offs_t, valid, inv_temp
 def cce_minus_backward_hidden_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     lse_ptr, pos_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, dh_ptr, dh_row_stride,
-    de_ptr, de_row_stride, slot_ptr,
+    de_ptr, de_row_stride, owner_ptr,
     num_tokens, dim, num_negatives, num_items, tile_size, seed, scale, inv_temperature,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
     ITEMS_HERE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
@@ -68,7 +68,7 @@ def cce_minus_backward_hidden_kernel(
     # Over the whole catalog the target's p comes with the other columns: only the -1 here.
     d_pos = -g if ID_SOURCE == 1 else g * (tl.exp2(pos - lse) - 1.0)
     dh = d_pos[:, None] * e_pos.to(tl.float32)
-    target_rows = gradient_rows(targets, slot_ptr, COMPACT)
+    target_rows = gradient_rows(targets, owner_ptr, COMPACT)
     tl.atomic_add(de_ptr + target_rows[:, None] * de_row_stride + offs_d[None, :],
                   d_pos[:, None] * h.to(tl.float32), mask=valid[:, None] & d_mask[None, :],
                   sem="relaxed")
@@ -85,7 +85,7 @@ def cce_minus_backward_hidden_kernel(
         if GATHER:
             dh += tl.sum(d_scores[:, :, None] * e.to(tl.float32), axis=1)
             keep = valid[:, None] & ~masked
-            rows = gradient_rows(ids, slot_ptr, COMPACT)
+            rows = gradient_rows(ids, owner_ptr, COMPACT)
             tl.atomic_add(de_ptr + rows[:, :, None] * de_row_stride + offs_d[None, None, :],
                           d_scores[:, :, None] * h[:, None, :].to(tl.float32),
                           mask=keep[:, :, None] & d_mask[None, None, :], sem="relaxed")
@@ -94,7 +94,7 @@ def cce_minus_backward_hidden_kernel(
             if ITEMS_HERE:
                 d_items = tl.dot(tl.trans(d_scores.to(h.dtype)), h,
                                  input_precision=DOT_PRECISION)
-                rows = gradient_rows(ids, slot_ptr, COMPACT)
+                rows = gradient_rows(ids, owner_ptr, COMPACT)
                 tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,
                               mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")
 
@@ -106,7 +106,7 @@ def cce_minus_backward_hidden_kernel(
 @triton.jit(do_not_specialize=["num_tokens", "seed"])
 def cce_minus_backward_items_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
-    lse_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, de_ptr, de_row_stride, slot_ptr,
+    lse_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, de_ptr, de_row_stride, owner_ptr,
     num_tokens, dim, num_negatives, num_items, tokens_per_chunk, seed, scale, inv_temperature,
     ID_SOURCE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
     HAS_LOG_Q: tl.constexpr,
@@ -141,6 +141,6 @@ def cce_minus_backward_items_kernel(
         scores = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)[0]
         d_scores = tl.exp2(scores + shift[:, None] - lse[:, None]) * g[:, None]
         d_items += tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
-    rows = gradient_rows(ids, slot_ptr, COMPACT)
+    rows = gradient_rows(ids, owner_ptr, COMPACT)
     tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,
                   mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")

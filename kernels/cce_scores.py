@@ -62,11 +62,12 @@ def draw_negatives_kernel(out_ptr, num_negatives, num_items, seed, BLOCK_N: tl.c
 
 
 @triton.jit
-def gradient_rows(ids, slot_ptr, COMPACT: tl.constexpr):
+def gradient_rows(ids, owner_ptr, COMPACT: tl.constexpr):
     """Rows of the item-gradient accumulator: the ids themselves, or with COMPACT their
-    slots in an accumulator that holds only the rows this batch touches."""
+    owners' rows in an accumulator that holds only the rows this batch touches
+    (kernels.compact)."""
     if COMPACT:
-        return tl.load(slot_ptr + ids).to(tl.int64)
+        return tl.load(owner_ptr + ids).to(tl.int64)
     return ids
 
 

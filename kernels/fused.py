@@ -12,6 +12,7 @@ come out of one kernel in float32; the reduction is plain PyTorch on them.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from kernels.cce_scores import (
     draw_negatives_kernel,
     precision_for,
 )
+from kernels.compact import compact_owners, expand_gradient
 from kernels.config import NEGATIVE_MODES
 from kernels.reference import check_reduction
 
@@ -81,6 +83,7 @@ LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4,
                    "items": Blocks(64, 64, 4, 3), "tiled hidden": Blocks(128, 64, 8, 2)}
 
 
+@functools.cache  # a step's host time counts at small sizes: decide once per shape
 def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool, tiled: bool,
                   tile_size: int) -> Blocks:
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
@@ -203,6 +206,7 @@ class _CCEMinus(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, item_emb, targets, ids, log_q, plan: _Plan, reduction: str):
         hidden, item_emb = _rows(hidden), _rows(item_emb)
+        targets = targets.contiguous()  # the kernels index it by token
         tokens = hidden.shape[0]
         loss, lse, pos, shift = _output((4, tokens), torch.float32, hidden.device)
         partials = _output((2, plan.programs(tokens)), torch.float32, hidden.device)
@@ -232,10 +236,10 @@ class _CCEMinus(torch.autograd.Function):
         grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
         totals_arg = totals if totals is not None else lse  # read only for the mean
         d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
-        slots, rows = _compact_slots(targets, ids, item_emb.shape[0]) or (None, None)
-        accumulated = item_emb.shape[0] if rows is None else len(rows)
+        owners = compact_owners(targets, ids, item_emb.shape[0])
+        accumulated = item_emb.shape[0] if owners is None else len(targets) + ids.numel()
         d_items = torch.zeros((accumulated, dim), dtype=torch.float32, device=hidden.device)
-        slots_arg = targets if slots is None else slots  # unused pointer when dense
+        owners_arg = targets if owners is None else owners  # unused pointer when dense
         ids_arg = ids if ids is not None else targets
         ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
         log_q_arg = log_q if log_q is not None else lse
@@ -243,10 +247,10 @@ class _CCEMinus(torch.autograd.Function):
         cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, hidden_blocks.t),)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg, ids_stride,
             log_q_arg, lse, pos, shift, grad_loss, grad_stride, totals_arg,
-            d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), slots_arg,
+            d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), owners_arg,
             tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, plan.seed,
             plan.scale, plan.inv_temperature, GATHER=plan.gather, TILED=plan.tiled,
-            ITEMS_HERE=plan.gather or plan.tiled, COMPACT=slots is not None, MEAN=ctx.mean,
+            ITEMS_HERE=plan.gather or plan.tiled, COMPACT=owners is not None, MEAN=ctx.mean,
             **plan.constants("hidden"),
         )
         if not (plan.gather or plan.tiled):
@@ -255,38 +259,13 @@ class _CCEMinus(torch.autograd.Function):
                                                          plan.blocks["items"].n), chunks)](
                 hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg,
                 ids_stride, log_q_arg, lse, shift, grad_loss, grad_stride, totals_arg,
-                d_items, d_items.stride(0), slots_arg, tokens, dim, plan.num_negatives,
+                d_items, d_items.stride(0), owners_arg, tokens, dim, plan.num_negatives,
                 plan.num_items, chunk, plan.seed, plan.scale, plan.inv_temperature,
-                COMPACT=slots is not None, MEAN=ctx.mean, **plan.constants("items"),
+                COMPACT=owners is not None, MEAN=ctx.mean, **plan.constants("items"),
             )
-        d_items = d_items.to(item_emb.dtype)
-        if rows is not None:  # unused accumulator rows are zero and all go to row 0
-            d_items = torch.zeros_like(item_emb).index_copy_(0, rows, d_items)
+        d_items = (d_items.to(item_emb.dtype) if owners is None
+                   else expand_gradient(owners, d_items, item_emb.dtype))
         return d_hidden, d_items, None, None, None, None, None
-
-
-def _compact_slots(targets: torch.Tensor, ids: torch.Tensor | None,
-                   num_rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(slots, rows) when the targets and negatives are fewer than the table's rows: the
-    float32 item-gradient accumulator then has one row per id, not per table row. `slots`
-    (num_rows,) maps each touched table row to its accumulator row; `rows` maps accumulator
-    rows back, the unused ones (which stay zero) to row 0, the padding row, whose gradient is
-    zero. None for a dense accumulator: full-catalog CE, ids drawn per position inside the
-    kernels, or at least as many ids as rows.
-
-    Sized by the count of ids, not of distinct ids: counting distinct ids (torch.unique)
-    waits for the GPU, and a step of small kernels is bound by the host's launches
-    (benchmarks/results/step-time-h100-*.md), besides 0.7 ms and 60 MB for millions of ids.
-    """
-    if ids is None or len(targets) + ids.numel() >= num_rows:
-        return None
-    touched_ids = torch.cat([targets.long(), ids.flatten().long()])
-    touched = torch.zeros(num_rows, dtype=torch.int32, device=targets.device)
-    touched[touched_ids] = 1
-    slots = torch.cumsum(touched, 0, dtype=torch.int32).sub_(1)
-    rows = torch.zeros_like(touched_ids)
-    rows[slots[touched_ids]] = touched_ids  # duplicates write the same value
-    return slots, rows
 
 
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:
@@ -296,11 +275,15 @@ def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, 
     blocks = plan.blocks["items"]
     token_blocks = triton.cdiv(tokens, blocks.t)
     negative_blocks = triton.cdiv(plan.num_negatives, blocks.n)
-    processors = (torch.cuda.get_device_properties(device).multi_processor_count
-                  if device.type == "cuda" else 2)
+    processors = _processors(device.index) if device.type == "cuda" else 2
     chunks = max(1, min(token_blocks, triton.cdiv(4 * processors, negative_blocks)))
     chunk = triton.cdiv(token_blocks, chunks) * blocks.t
     return chunk, triton.cdiv(tokens, chunk)
+
+
+@functools.cache
+def _processors(device_index: int | None) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
 def cce_minus(

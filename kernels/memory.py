@@ -90,16 +90,11 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     # (then autograd casts it for the float32 table); in float32 it is the accumulator.
     returned = allocation(rows * dim, element) if element != 4 else 0
     if explicit and tokens + id_count < rows:
-        # A compact accumulator of one row per id: marking the touched rows (the ids, an int32
-        # mark per row, its prefix sum, a gather) leaves a slot per table row and a table row
-        # per accumulator row; then the accumulator, its cast, and the table-sized scatter.
-        ids_count = tokens + id_count
-        maps = allocation(rows, 4) + allocation(ids_count, 8)
-        marking = maps + allocation(ids_count, 8) + allocation(rows, 4) + allocation(ids_count, 4)
-        accumulator = allocation(ids_count * dim, 4)
-        cast = allocation(ids_count * dim, element) if element != 4 else 0
-        in_kernels = d_hidden + max(marking, maps + accumulator + cast,
-                                    maps + (cast or accumulator) + returned)
+        # kernels.compact: an int32 owner per table row and one float32 accumulator row per
+        # position (target or id), alive while the table gradient is written from them.
+        owners = allocation(rows, 4)
+        accumulator = allocation((tokens + id_count) * dim, 4)
+        in_kernels = d_hidden + owners + accumulator + returned
     else:
         in_kernels = d_hidden + allocation(rows * dim, 4) + returned
 

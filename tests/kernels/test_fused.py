@@ -6,6 +6,7 @@ import torch
 
 import kernels.fused as fused_module
 from kernels import CCE, CCEMinus, InKernelNegatives, cce, cce_minus, in_kernel_ids, reference
+from kernels.compact import UNTOUCHED
 from tests.kernels.problems import grads, make_problem
 
 MODES = ["shared", "per_position", "tile"]
@@ -104,14 +105,26 @@ def test_a_batch_of_padding_has_zero_mean_loss_and_gradients(fn):
     assert loss.item() == 0 and not d_hidden.any() and not d_emb.any()
 
 
-def test_non_contiguous_inputs():
-    problem = fp32_problem("per_position")
+@pytest.mark.parametrize("mode", MODES)
+def test_non_contiguous_inputs(mode):
+    problem = fp32_problem(mode, num_items=2000)  # the compact accumulator reads ids too
     wide_rows = torch.randn(37, 40, device=DEVICE)[:, 3:27]  # row stride 40, not 24
     wide_rows.copy_(problem.hidden)
     transposed = problem.emb.t().contiguous().t()  # column stride != 1
-    problem.hidden, problem.emb = wide_rows, transposed
-    assert not problem.hidden.is_contiguous() and not problem.emb.is_contiguous()
-    check(cce_minus, reference.ce_minus, problem)
+    every_other = torch.zeros(74, dtype=problem.targets.dtype, device=DEVICE)[::2]
+    every_other.copy_(problem.targets)
+    ids = problem.negatives
+    wide_ids = torch.zeros(*ids.shape[:-1], ids.shape[-1] + 5, dtype=ids.dtype, device=DEVICE)
+    wide_ids = wide_ids[..., 2:-3]  # rows N long, N + 5 apart (shared: a stride-1 slice)
+    wide_ids.copy_(ids)
+    if ids.dim() == 1:  # a shared (N,) tensor with stride 2
+        wide_ids = torch.zeros(2 * len(ids), dtype=ids.dtype, device=DEVICE)[::2]
+        wide_ids.copy_(ids)
+    problem.hidden, problem.emb, problem.targets = wide_rows, transposed, every_other
+    problem.negatives = wide_ids
+    for tensor in (problem.hidden, problem.emb, problem.targets, problem.negatives):
+        assert not tensor.is_contiguous()
+    check(cce_minus, reference.ce_minus, problem, tile_size=problem.tile_size)
 
 
 @pytest.mark.parametrize("fn", [cce_minus, lambda h, e, t, n, **kw: cce(h, e, t, **kw)])
@@ -152,17 +165,16 @@ def test_bad_arguments_are_named():
 @pytest.mark.parametrize("mode", MODES)
 def test_large_catalog_accumulates_touched_rows_only(mode, monkeypatch):
     """Few touched rows in a large table: the accumulator is compact, the result the same."""
-    compact_calls = []
-    compact_slots = fused_module._compact_slots
-    monkeypatch.setattr(fused_module, "_compact_slots",
-                        lambda *a: compact_calls.append(compact_slots(*a)) or compact_calls[-1])
+    owner_calls = []
+    compact_owners = fused_module.compact_owners
+    monkeypatch.setattr(fused_module, "compact_owners",
+                        lambda *a: owner_calls.append(compact_owners(*a)) or owner_calls[-1])
     problem = fp32_problem(mode, num_items=2000)
     check(cce_minus, reference.ce_minus, problem, tile_size=problem.tile_size)
-    slots, rows = compact_calls[-1]
-    assert len(rows) < 1000
+    owners = owner_calls[-1]
+    assert owners is not None and len(owners) == 2001
     _, _, d_emb = grads(cce_minus, problem, tile_size=problem.tile_size)
-    untouched = torch.ones(2001, dtype=torch.bool, device=DEVICE)
-    untouched[rows] = False
+    untouched = owners == UNTOUCHED
     touched_ids = torch.cat([problem.targets, problem.negatives.flatten()])
     assert untouched.sum() == 2001 - len(torch.unique(touched_ids))
     assert (d_emb[untouched] == 0).all()
