@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ class Row:
     workspace_mb: float | None = None
     floor_ms: float | None = None
     status: str = "ok"
+    round_ms: list[float] | None = None  # one median per round; `ms` is their median
 
 
 @dataclass
@@ -88,10 +90,15 @@ def floor_ms(ceilings: Ceilings, dtype: str, tokens: int, negatives: int, dim: i
                      moved / (ceilings.copy_tbps * 1e12))
 
 
-def run(fn, hidden, emb, limit_ms: float) -> tuple[float, float, float]:
-    """(median ms, peak MB above the inputs, workspace MB) of fn's forward+backward."""
+def _step(fn, hidden, emb):
     def step():
         return torch.autograd.grad(fn(hidden, emb), (hidden, emb))
+    return step
+
+
+def run(fn, hidden, emb, limit_ms: float) -> tuple[float, float, float]:
+    """(median ms, peak MB above the inputs, workspace MB) of fn's forward+backward."""
+    step = _step(fn, hidden, emb)
 
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
@@ -177,12 +184,32 @@ def measure(row: Row, fn, limit_ms: float) -> Row:
         hidden, emb, targets = inputs(DTYPES[row.dtype], row.tokens, row.dim, row.catalog)
         row.ms, row.peak_mb, row.workspace_mb = run(lambda h, e: fn(h, e, targets), hidden, emb,
                                                     limit_ms)
+        row.round_ms = [row.ms]
     except torch.OutOfMemoryError:
         row.status = "OOM"
     except Exception as error:  # a peer that does not support the case: record, go on
         row.status = f"error: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
     torch.cuda.empty_cache()
     return row
+
+
+def retime(rows: list[Row], fns: list, rounds: int, limit_ms: float) -> None:
+    """More rounds of `do_bench` over the rows of one point, the implementations taking turns,
+    so that a drift of the host's speed (small steps are bound by launches: step_time.py)
+    falls on all of them alike; each row's `ms` becomes the median of its rounds."""
+    for _ in range(rounds - 1):
+        for row, fn in zip(rows, fns, strict=True):
+            if row.status != "ok" or row.ms > limit_ms:
+                continue
+            hidden, emb, targets = inputs(DTYPES[row.dtype], row.tokens, row.dim, row.catalog)
+            step = _step(lambda h, e, fn=fn, t=targets: fn(h, e, t), hidden, emb)
+            row.round_ms.append(triton.testing.do_bench(step, warmup=25, rep=100,
+                                                        return_mode="median"))
+            del hidden, emb, targets, step
+            torch.cuda.empty_cache()
+    for row in rows:
+        if row.round_ms:
+            row.ms = statistics.median(row.round_ms)
 
 
 def gpu_slug() -> str:
@@ -203,15 +230,24 @@ def write(rows: list[Row], meta: dict, out_dir: Path) -> None:
              "returned gradients; floor: roofline of our passes, the largest of matrix work "
              "(GFLOP), exponentials (G) and bytes (MB) over the measured rates and "
              f"{EXP_RATE / 1e12:.1f} T exponentials/s (see benchmarks/kernels.py).",
-             "", "| kind | impl | mode | dtype | tokens | N | d | catalog | ms | floor ms | "
-             "GFLOP | G exp | MB moved | peak MB | workspace MB | status |", "|" + "---|" * 16]
+             " Rounds: the fastest and slowest of the timing rounds, where there were several.",
+             "", "| kind | impl | mode | dtype | tokens | N | d | catalog | ms | rounds ms | "
+             "floor ms | GFLOP | G exp | MB moved | peak MB | workspace MB | status |",
+             "|" + "---|" * 17]
     for r in rows:
         flops, exps, moved = roofline(r.dtype, r.tokens, r.negatives, r.dim, r.catalog)
         cells = [r.kind, r.impl, r.mode, r.dtype, r.tokens, r.negatives, r.dim, r.catalog,
-                 _fmt(r.ms), _fmt(r.floor_ms), _fmt(flops / 1e9), _fmt(exps / 1e9),
-                 _fmt(moved / 1e6), _fmt(r.peak_mb), _fmt(r.workspace_mb), r.status]
+                 _fmt(r.ms), _spread(r.round_ms), _fmt(r.floor_ms), _fmt(flops / 1e9),
+                 _fmt(exps / 1e9), _fmt(moved / 1e6), _fmt(r.peak_mb), _fmt(r.workspace_mb),
+                 r.status]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def _spread(times: list[float] | None) -> str:
+    if not times or len(times) < 2:
+        return "-"
+    return f"{_fmt(min(times))}-{_fmt(max(times))}"
 
 
 def _fmt(value: float | None) -> str:
@@ -232,6 +268,9 @@ def main() -> None:
                         help="extra sampled points as DTYPE:TOKENS:N:D:CATALOG")
     parser.add_argument("--slow-ms", type=float, default=300.0,
                         help="time a call this slow 3 times instead of with do_bench")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time each point this many times, implementations in turn, "
+                             "and keep the median")
     parser.add_argument("--max-per-position", type=float, default=2**24,
                         help="skip per-position modes above this tokens x N")
     parser.add_argument("--render", type=Path, default=None,
@@ -259,19 +298,28 @@ def main() -> None:
         for dtype, tokens, negatives, dim, catalog in points:
             impls = sampled_impls(tokens, negatives, catalog,
                                   tokens * negatives <= args.max_per_position)
+            point_rows = []
             for (impl, mode), fn in impls.items():
                 row = Row("sampled", impl, mode, dtype, tokens, negatives, dim, catalog)
                 row.floor_ms = floor_ms(ceilings, dtype, tokens, negatives, dim, catalog)
-                rows.append(measure(row, fn, args.slow_ms))
-                print(asdict(rows[-1]), flush=True)
+                point_rows.append(measure(row, fn, args.slow_ms))
+            retime(point_rows, list(impls.values()), args.rounds, args.slow_ms)
+            for row in point_rows:
+                print(asdict(row), flush=True)
+            rows += point_rows
             write(rows, meta, args.out_dir)
     if "full" in args.kinds:
         for dtype, tokens, dim, catalog in sorted({(p[0], p[1], p[3], p[4]) for p in points}):
-            for (impl, mode), fn in full_impls().items():
+            impls = full_impls()
+            point_rows = []
+            for (impl, mode), fn in impls.items():
                 row = Row("full", impl, mode, dtype, tokens, catalog, dim, catalog)
                 row.floor_ms = floor_ms(ceilings, dtype, tokens, catalog, dim, catalog)
-                rows.append(measure(row, fn, args.slow_ms))
-                print(asdict(rows[-1]), flush=True)
+                point_rows.append(measure(row, fn, args.slow_ms))
+            retime(point_rows, list(impls.values()), args.rounds, args.slow_ms)
+            for row in point_rows:
+                print(asdict(row), flush=True)
+            rows += point_rows
             write(rows, meta, args.out_dir)
     print_table(rows)
 
