@@ -24,9 +24,13 @@ for stage in "$@"; do
     bars)  # the speed and memory bar points, sampled and full catalog
       python3 -m benchmarks.kernels --out-dir "$out" --tag bars --tokens 32768 131072 \
         --negatives 512 2048 --dims 64 256 --catalogs 26744 1000000 --dtypes bf16 \
-        --kinds sampled --extra fp16:131072:4095:256:26744 --max-per-position 0 2>&1 | tail -3
+        --kinds sampled --extra fp16:131072:4095:256:26744 --max-per-position 0 --rounds 3 \
+        2>&1 | tail -3
       python3 -m benchmarks.kernels --out-dir "$out" --tag bars-full --tokens 51200 \
-        --negatives 1 --dims 64 --catalogs 26744 --dtypes bf16 fp32 --kinds full 2>&1 | tail -12 ;;
+        --negatives 1 --dims 64 --catalogs 26744 --dtypes bf16 fp32 --kinds full --rounds 3 \
+        2>&1 | tail -12
+      python3 -m benchmarks.bars "$out"/kernels-*-bars.json "$out"/kernels-*-bars-full.json \
+        2>&1 | tail -3 ;;
     step-time) python3 -m benchmarks.step_time --out-dir "$out" 2>&1 | tail -30 ;;
     passes-d64)  # the block sweep at the d=64 bar points: full catalog, N = 512
       python3 -m benchmarks.passes --out-dir "$out" --tag full-d64 --tokens 51200 --dim 64 \
