@@ -34,13 +34,20 @@ def position_ids(targets_ptr, ids_ptr, ids_row_stride, ids_per_row, num_tokens, 
 
 @triton.jit
 def claim_rows_kernel(targets_ptr, ids_ptr, ids_row_stride, ids_per_row, num_tokens,
-                      num_positions, owner_ptr, BLOCK: tl.constexpr):
-    """owner[row] = the first position naming `row` (an atomic min over all positions)."""
+                      num_positions, owner_ptr, acc_ptr, acc_row_stride, dim,
+                      BLOCK: tl.constexpr, BLOCK_D: tl.constexpr):
+    """owner[row] = the first position naming `row` (an atomic min over all positions); and
+    the positions' accumulator rows zeroed, which saves a fill launch."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < num_positions
     rows = position_ids(targets_ptr, ids_ptr, ids_row_stride, ids_per_row, num_tokens, offs,
                         mask)
     tl.atomic_min(owner_ptr + rows, offs, mask=mask, sem="relaxed")
+    for start in range(0, dim, BLOCK_D):
+        offs_d = start + tl.arange(0, BLOCK_D)
+        tl.store(acc_ptr + offs.to(tl.int64)[:, None] * acc_row_stride + offs_d[None, :],
+                 tl.zeros([BLOCK, BLOCK_D], dtype=tl.float32),
+                 mask=mask[:, None] & (offs_d < dim)[None, :])
 
 
 @triton.jit
@@ -61,32 +68,36 @@ def expand_rows_kernel(owner_ptr, acc_ptr, acc_row_stride, out_ptr, out_row_stri
                  values.to(out_ptr.dtype.element_ty), mask=r_mask[:, None] & d_mask[None, :])
 
 
-def compact_owners(targets: torch.Tensor, ids: torch.Tensor | None,
-                   num_rows: int) -> torch.Tensor | None:
-    """(num_rows,) int32 owners when the batch names fewer positions than the table has rows,
-    else None (a dense accumulator: full catalog, ids drawn per position in the kernels, or
-    at least as many ids as rows). `targets` contiguous, `ids` (N,) or (rows, N) with
-    contiguous rows. Accumulator rows needed: `len(targets) + ids.numel()`."""
+def compact_accumulator(targets: torch.Tensor, ids: torch.Tensor | None, num_rows: int,
+                        dim: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(owners, zeroed float32 accumulator) when the batch names fewer positions than the
+    table has rows, else None (a dense accumulator: full catalog, ids drawn per position in
+    the kernels, or at least as many ids as rows). `owners` (num_rows,) int32; the
+    accumulator has a row per position: `len(targets) + ids.numel()`. `targets` contiguous,
+    `ids` (N,) or (rows, N) with contiguous rows."""
     if ids is None or len(targets) + ids.numel() >= num_rows:
         return None
-    owners = torch.full((num_rows,), UNTOUCHED, dtype=torch.int32, device=targets.device)
     positions = len(targets) + ids.numel()
-    block = 1024
+    owners = torch.full((num_rows,), UNTOUCHED, dtype=torch.int32, device=targets.device)
+    accumulator = torch.empty((positions, dim), dtype=torch.float32, device=targets.device)
+    block = 256
     claim_rows_kernel[(triton.cdiv(positions, block),)](
         targets, ids, ids.stride(0) if ids.dim() == 2 else 0, ids.shape[-1], len(targets),
-        positions, owners, BLOCK=block)
-    return owners
+        positions, owners, accumulator, accumulator.stride(0), dim, BLOCK=block,
+        BLOCK_D=min(64, triton.next_power_of_2(dim)))
+    return owners, accumulator
 
 
-def expand_gradient(owners: torch.Tensor, accumulator: torch.Tensor,
-                    dtype: torch.dtype) -> torch.Tensor:
-    """The (num_rows, d) table gradient in `dtype` from the compact float32 accumulator."""
+def expand_gradient(owners: torch.Tensor, accumulator: torch.Tensor) -> torch.Tensor:
+    """The (num_rows, d) table gradient, in the accumulator's dtype, from its rows.
+
+    Cast the float32 accumulator to the table's dtype first where that differs: the cast of
+    a row per position is smaller than the float32 rows beside the whole table."""
     num_rows, dim = len(owners), accumulator.shape[1]
-    out = torch.empty((num_rows, dim), dtype=dtype, device=accumulator.device)
+    out = torch.empty((num_rows, dim), dtype=accumulator.dtype, device=accumulator.device)
     block_d = min(128, triton.next_power_of_2(dim))
     block_r = max(1, 4096 // block_d)
     expand_rows_kernel[(triton.cdiv(num_rows, block_r),)](
         owners, accumulator, accumulator.stride(0), out, out.stride(0), num_rows,
-        len(accumulator), dim,
-        BLOCK_R=block_r, BLOCK_D=block_d)
+        len(accumulator), dim, BLOCK_R=block_r, BLOCK_D=block_d)
     return out

@@ -30,7 +30,7 @@ from kernels.cce_scores import (
     draw_negatives_kernel,
     precision_for,
 )
-from kernels.compact import compact_owners, expand_gradient
+from kernels.compact import compact_accumulator, expand_gradient
 from kernels.config import NEGATIVE_MODES
 from kernels.reference import check_reduction
 
@@ -236,9 +236,9 @@ class _CCEMinus(torch.autograd.Function):
         grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
         totals_arg = totals if totals is not None else lse  # read only for the mean
         d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
-        owners = compact_owners(targets, ids, item_emb.shape[0])
-        accumulated = item_emb.shape[0] if owners is None else len(targets) + ids.numel()
-        d_items = torch.zeros((accumulated, dim), dtype=torch.float32, device=hidden.device)
+        owners, d_items = (compact_accumulator(targets, ids, item_emb.shape[0], dim)
+                           or (None, torch.zeros(item_emb.shape, dtype=torch.float32,
+                                                 device=hidden.device)))
         owners_arg = targets if owners is None else owners  # unused pointer when dense
         ids_arg = ids if ids is not None else targets
         ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
@@ -263,8 +263,9 @@ class _CCEMinus(torch.autograd.Function):
                 plan.num_items, chunk, plan.seed, plan.scale, plan.inv_temperature,
                 COMPACT=owners is not None, MEAN=ctx.mean, **plan.constants("items"),
             )
-        d_items = (d_items.to(item_emb.dtype) if owners is None
-                   else expand_gradient(owners, d_items, item_emb.dtype))
+        d_items = d_items.to(item_emb.dtype)  # frees the float32 rows before the table exists
+        if owners is not None:
+            d_items = expand_gradient(owners, d_items)
         return d_hidden, d_items, None, None, None, None, None
 
 

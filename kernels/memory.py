@@ -91,10 +91,13 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     returned = allocation(rows * dim, element) if element != 4 else 0
     if explicit and tokens + id_count < rows:
         # kernels.compact: an int32 owner per table row and one float32 accumulator row per
-        # position (target or id), alive while the table gradient is written from them.
+        # position (target or id); its cast to the table's dtype, then the table from that.
         owners = allocation(rows, 4)
-        accumulator = allocation((tokens + id_count) * dim, 4)
-        in_kernels = d_hidden + owners + accumulator + returned
+        positions = tokens + id_count
+        accumulator = allocation(positions * dim, 4)
+        cast = allocation(positions * dim, element) if element != 4 else 0
+        in_kernels = d_hidden + owners + max(accumulator + cast,
+                                             (cast or accumulator) + returned)
     else:
         in_kernels = d_hidden + allocation(rows * dim, 4) + returned
 

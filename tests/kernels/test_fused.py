@@ -165,14 +165,14 @@ def test_bad_arguments_are_named():
 @pytest.mark.parametrize("mode", MODES)
 def test_large_catalog_accumulates_touched_rows_only(mode, monkeypatch):
     """Few touched rows in a large table: the accumulator is compact, the result the same."""
-    owner_calls = []
-    compact_owners = fused_module.compact_owners
-    monkeypatch.setattr(fused_module, "compact_owners",
-                        lambda *a: owner_calls.append(compact_owners(*a)) or owner_calls[-1])
+    compact_calls = []
+    compact = fused_module.compact_accumulator
+    monkeypatch.setattr(fused_module, "compact_accumulator",
+                        lambda *a: compact_calls.append(compact(*a)) or compact_calls[-1])
     problem = fp32_problem(mode, num_items=2000)
     check(cce_minus, reference.ce_minus, problem, tile_size=problem.tile_size)
-    owners = owner_calls[-1]
-    assert owners is not None and len(owners) == 2001
+    owners, accumulator = compact_calls[-1]
+    assert len(owners) == 2001 and len(accumulator) < 1000
     _, _, d_emb = grads(cce_minus, problem, tile_size=problem.tile_size)
     untouched = owners == UNTOUCHED
     touched_ids = torch.cat([problem.targets, problem.negatives.flatten()])
