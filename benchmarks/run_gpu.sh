@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: GPU facts, then the stages named as arguments (tests, kernel-tests,
-# kernels-smoke, sampled, full, bars, step-time, passes-d64, passes-d256, memory, tune,
+# kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m). Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -31,6 +31,7 @@ for stage in "$@"; do
         2>&1 | tail -12
       python3 -m benchmarks.bars "$out"/kernels-*-bars.json "$out"/kernels-*-bars-full.json \
         2>&1 | tail -3 ;;
+    shared-fold) python3 -m benchmarks.shared_fold --out-dir "$out" 2>&1 | tail -20 ;;
     step-time) python3 -m benchmarks.step_time --out-dir "$out" 2>&1 | tail -30 ;;
     passes-d64)  # the block sweep at the d=64 bar points: full catalog, N = 512
       python3 -m benchmarks.passes --out-dir "$out" --tag full-d64 --tokens 51200 --dim 64 \

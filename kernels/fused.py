@@ -76,25 +76,32 @@ class Blocks:
 # (BLOCK_T, BLOCK_N, warps, stages) of each kernel, fastest or within a few per cent of it at
 # the points swept on an H100 (benchmarks/results/passes-h100-{full-d64,n512-d64}.md for rows
 # of up to 256 bytes, -{n4095-d256,full-d256}.md for longer ones). The tile mode's hidden
-# pass also adds the negatives' gradient, once per program: a whole tile per program.
+# pass (and the shared mode's, when folded) also adds the negatives' gradient, once per
+# program: a whole tile per program.
 SHORT_ROW_BLOCKS = {"forward": Blocks(64, 128, 4, 3), "hidden": Blocks(64, 64, 4, 3),
-                    "items": Blocks(64, 64, 4, 3), "tiled hidden": Blocks(128, 64, 4, 2)}
+                    "items": Blocks(64, 64, 4, 3), "hidden + items": Blocks(128, 64, 4, 2)}
 LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4, 2),
-                   "items": Blocks(64, 64, 4, 3), "tiled hidden": Blocks(128, 64, 8, 2)}
+                   "items": Blocks(64, 64, 4, 3), "hidden + items": Blocks(128, 64, 8, 2)}
+
+# Batch-shared negatives: up to this many atomic adds (token blocks x N x d) the hidden
+# pass adds the negatives' gradient itself, as in the tile mode, and the item pass is not
+# launched. On an H100 folding was faster at every point up to 2**25 (one launch fewer on a
+# host-bound step) and slower at most points of 2**27 (benchmarks/results/shared-fold-*.md).
+SHARED_FOLD_ATOMICS = 2**25
 
 
 @functools.cache  # a step's host time counts at small sizes: decide once per shape
-def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool, tiled: bool,
-                  tile_size: int) -> Blocks:
+def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
+                  items_in_hidden: bool, tile_size: int | None) -> Blocks:
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
-    shared-memory budget (float32 rows are twice as long) and, tiled, to one tile."""
+    shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`)."""
     if gather:  # a (BLOCK_T, BLOCK_N, BLOCK_D) register tile of gathered rows
         block_n = 16
         return Blocks(max(1, min(16, 4096 // (block_n * block_d))), block_n, 4, 2)
     row_bytes = block_d * dtype.itemsize
     table = SHORT_ROW_BLOCKS if row_bytes <= 256 else LONG_ROW_BLOCKS
-    blocks = table["tiled hidden" if tiled and kernel == "hidden" else kernel]
-    if tiled:
+    blocks = table["hidden + items" if items_in_hidden and kernel == "hidden" else kernel]
+    if tile_size is not None:
         blocks = replace(blocks, t=min(blocks.t, tile_size))
     budget = SHARED_BUDGET[min(dtype.itemsize, 4)]
     while (blocks.t + blocks.stages * blocks.n) * row_bytes > budget:
@@ -117,6 +124,7 @@ class _Plan:
     gather: bool
     tiled: bool
     tile_size: int
+    items_in_hidden: bool  # the hidden pass adds the negatives' gradient; no item pass
     num_negatives: int
     num_items: int
     seed: int
@@ -169,7 +177,10 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     block_d = max(16, triton.next_power_of_2(hidden.shape[1]))
     if tiled and (tile_size < 16 or tile_size & (tile_size - 1)):
         raise ValueError(f"tile_size must be a power of two >= 16, got {tile_size}")
-    blocks = {kernel: choose_blocks(kernel, hidden.dtype, block_d, gather, tiled, tile_size)
+    items_in_hidden = gather or tiled or (id_source != IDS_CATALOG and _fold_shared(
+        hidden.shape[0], num_negatives, block_d, hidden.dtype))
+    blocks = {kernel: choose_blocks(kernel, hidden.dtype, block_d, gather, items_in_hidden,
+                                    tile_size if tiled else None)
               for kernel in KERNELS}
     for kernel in ("forward", "hidden"):
         if tiled and tile_size % blocks[kernel].t:
@@ -177,11 +188,19 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
                              f"kernel's {blocks[kernel].t}-token block")
     return _Plan(
         id_source=id_source, gather=gather, tiled=tiled, tile_size=tile_size,
+        items_in_hidden=items_in_hidden,
         num_negatives=num_negatives, num_items=item_emb.shape[0] - 1, seed=seed,
         inv_temperature=1.0 / temperature, log2_others=math.log2(max(1, item_emb.shape[0] - 2)),
         has_log_q=has_log_q, sampled_softmax=sampled_softmax,
         precision=precision_for(hidden.dtype), blocks=blocks, block_d=block_d,
     )
+
+
+def _fold_shared(tokens: int, num_negatives: int, block_d: int, dtype: torch.dtype) -> bool:
+    """Whether batch-shared negatives' gradient is few enough atomic adds for the hidden
+    pass (SHARED_FOLD_ATOMICS)."""
+    blocks = choose_blocks("hidden", dtype, block_d, False, True, None)
+    return triton.cdiv(tokens, blocks.t) * num_negatives * block_d <= SHARED_FOLD_ATOMICS
 
 
 def _output(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -250,10 +269,10 @@ class _CCEMinus(torch.autograd.Function):
             d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), owners_arg,
             tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, plan.seed,
             plan.scale, plan.inv_temperature, GATHER=plan.gather, TILED=plan.tiled,
-            ITEMS_HERE=plan.gather or plan.tiled, COMPACT=owners is not None, MEAN=ctx.mean,
+            ITEMS_HERE=plan.items_in_hidden, COMPACT=owners is not None, MEAN=ctx.mean,
             **plan.constants("hidden"),
         )
-        if not (plan.gather or plan.tiled):
+        if not plan.items_in_hidden:
             chunk, chunks = _token_chunks(plan, tokens, hidden.device)
             cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives,
                                                          plan.blocks["items"].n), chunks)](

@@ -52,6 +52,33 @@ def test_explicit_negatives(mode, reduction):
           reduction=reduction)
 
 
+@pytest.mark.parametrize("num_items", [20, 2000])  # dense and compact accumulators
+@pytest.mark.parametrize("fold", [True, False])
+def test_shared_negatives_with_and_without_the_item_pass(fold, num_items, monkeypatch):
+    """Small batches add the shared negatives' gradient in the hidden pass; large ones in
+    their own pass."""
+    monkeypatch.setattr(fused_module, "SHARED_FOLD_ATOMICS", 2**40 if fold else 0)
+    launched = []
+    items_kernel = fused_module.cce_minus_backward_items_kernel
+    monkeypatch.setattr(fused_module, "cce_minus_backward_items_kernel",
+                        SpyKernel(items_kernel, launched))
+    problem = fp32_problem("shared", num_items=num_items)
+    log_q = torch.log_softmax(torch.randn(num_items + 1, device=DEVICE), 0)
+    check(cce_minus, reference.ce_minus, problem, log_q=log_q, sampled_softmax=True)
+    assert bool(launched) != fold
+
+
+class SpyKernel:
+    """A Triton kernel that notes each launch in `launched`."""
+
+    def __init__(self, kernel, launched: list) -> None:
+        self.kernel, self.launched = kernel, launched
+
+    def __getitem__(self, grid):
+        self.launched.append(grid)
+        return self.kernel[grid]
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_temperature_log_q_and_sampled_softmax(mode):
     problem = fp32_problem(mode)
