@@ -90,15 +90,20 @@ def floor_ms(ceilings: Ceilings, dtype: str, tokens: int, negatives: int, dim: i
                      moved / (ceilings.copy_tbps * 1e12))
 
 
-def _step(fn, hidden, emb):
+def grad_step(fn, hidden, emb, targets):
+    """The step every benchmark times: `fn`'s loss forward, and backward to both inputs."""
     def step():
-        return torch.autograd.grad(fn(hidden, emb), (hidden, emb))
+        return torch.autograd.grad(fn(hidden, emb, targets), (hidden, emb))
     return step
 
 
-def run(fn, hidden, emb, limit_ms: float) -> tuple[float, float, float]:
-    """(median ms, peak MB above the inputs, workspace MB) of fn's forward+backward."""
-    step = _step(fn, hidden, emb)
+def median_ms(step) -> float:
+    """`do_bench`'s median, with the warm-up and repeats all benchmarks here use."""
+    return triton.testing.do_bench(step, warmup=25, rep=100, return_mode="median")
+
+
+def run(step, limit_ms: float) -> tuple[float, float, float]:
+    """(median ms, peak MB above the inputs, workspace MB) of a `grad_step`."""
 
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
@@ -122,7 +127,7 @@ def run(fn, hidden, emb, limit_ms: float) -> tuple[float, float, float]:
             times.append(start.elapsed_time(end))
         ms = sorted(times)[1]
     else:
-        ms = triton.testing.do_bench(step, warmup=25, rep=100, return_mode="median")
+        ms = median_ms(step)
     return ms, peak / 2**20, (peak - outputs) / 2**20
 
 
@@ -182,7 +187,7 @@ def inputs(dtype: torch.dtype, tokens: int, dim: int, catalog: int):
 def measure(row: Row, fn, limit_ms: float) -> Row:
     try:
         hidden, emb, targets = inputs(DTYPES[row.dtype], row.tokens, row.dim, row.catalog)
-        row.ms, row.peak_mb, row.workspace_mb = run(lambda h, e: fn(h, e, targets), hidden, emb,
+        row.ms, row.peak_mb, row.workspace_mb = run(grad_step(fn, hidden, emb, targets),
                                                     limit_ms)
         row.round_ms = [row.ms]
     except torch.OutOfMemoryError:
@@ -202,14 +207,26 @@ def retime(rows: list[Row], fns: list, rounds: int, limit_ms: float) -> None:
             if row.status != "ok" or row.ms > limit_ms:
                 continue
             hidden, emb, targets = inputs(DTYPES[row.dtype], row.tokens, row.dim, row.catalog)
-            step = _step(lambda h, e, fn=fn, t=targets: fn(h, e, t), hidden, emb)
-            row.round_ms.append(triton.testing.do_bench(step, warmup=25, rep=100,
-                                                        return_mode="median"))
-            del hidden, emb, targets, step
+            row.round_ms.append(median_ms(grad_step(fn, hidden, emb, targets)))
+            del hidden, emb, targets
             torch.cuda.empty_cache()
     for row in rows:
         if row.round_ms:
             row.ms = statistics.median(row.round_ms)
+
+
+def measure_point(impls: dict, ceilings: Ceilings, args: argparse.Namespace, kind: str,
+                  dtype: str, tokens: int, negatives: int, dim: int, catalog: int) -> list[Row]:
+    """One row per implementation at one point: first timing and peak, then `args.rounds`."""
+    rows = []
+    for (impl, mode), fn in impls.items():
+        row = Row(kind, impl, mode, dtype, tokens, negatives, dim, catalog)
+        row.floor_ms = floor_ms(ceilings, dtype, tokens, negatives, dim, catalog)
+        rows.append(measure(row, fn, args.slow_ms))
+    retime(rows, list(impls.values()), args.rounds, args.slow_ms)
+    for row in rows:
+        print(asdict(row), flush=True)
+    return rows
 
 
 def gpu_slug() -> str:
@@ -298,28 +315,13 @@ def main() -> None:
         for dtype, tokens, negatives, dim, catalog in points:
             impls = sampled_impls(tokens, negatives, catalog,
                                   tokens * negatives <= args.max_per_position)
-            point_rows = []
-            for (impl, mode), fn in impls.items():
-                row = Row("sampled", impl, mode, dtype, tokens, negatives, dim, catalog)
-                row.floor_ms = floor_ms(ceilings, dtype, tokens, negatives, dim, catalog)
-                point_rows.append(measure(row, fn, args.slow_ms))
-            retime(point_rows, list(impls.values()), args.rounds, args.slow_ms)
-            for row in point_rows:
-                print(asdict(row), flush=True)
-            rows += point_rows
+            rows += measure_point(impls, ceilings, args, "sampled", dtype, tokens, negatives,
+                                  dim, catalog)
             write(rows, meta, args.out_dir)
     if "full" in args.kinds:
         for dtype, tokens, dim, catalog in sorted({(p[0], p[1], p[3], p[4]) for p in points}):
-            impls = full_impls()
-            point_rows = []
-            for (impl, mode), fn in impls.items():
-                row = Row("full", impl, mode, dtype, tokens, catalog, dim, catalog)
-                row.floor_ms = floor_ms(ceilings, dtype, tokens, catalog, dim, catalog)
-                point_rows.append(measure(row, fn, args.slow_ms))
-            retime(point_rows, list(impls.values()), args.rounds, args.slow_ms)
-            for row in point_rows:
-                print(asdict(row), flush=True)
-            rows += point_rows
+            rows += measure_point(full_impls(), ceilings, args, "full", dtype, tokens, catalog,
+                                  dim, catalog)
             write(rows, meta, args.out_dir)
     print_table(rows)
 

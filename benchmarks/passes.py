@@ -21,7 +21,7 @@ import torch
 import triton
 
 import kernels.fused as fused
-from benchmarks.kernels import DTYPES, gpu_slug, inputs
+from benchmarks.kernels import DTYPES, gpu_slug, grad_step, inputs
 from benchmarks.step_time import kernel_times
 from kernels import InKernelNegatives, cce, cce_minus
 
@@ -47,9 +47,7 @@ def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]):
 
 def time_kernels(fn, hidden, emb, targets) -> dict[str, float]:
     """ms per step of each fused kernel that the step launches."""
-    def step():
-        return torch.autograd.grad(fn(hidden, emb, targets), (hidden, emb))
-
+    step = grad_step(fn, hidden, emb, targets)
     for _ in range(3):
         step()
     by_name = kernel_times(step)[2]

@@ -21,7 +21,7 @@ import torch
 import triton
 
 import kernels.fused as fused
-from benchmarks.kernels import command_line, gpu_slug, inputs
+from benchmarks.kernels import command_line, gpu_slug, grad_step, inputs
 from benchmarks.step_time import kernel_times
 from kernels import cce_minus
 
@@ -33,8 +33,7 @@ def measure(catalog: int, dim: int, tokens: int, negatives: int, rounds: int) ->
     ids = torch.randint(1, catalog + 1, (negatives,), device="cuda",
                         generator=torch.Generator("cuda").manual_seed(0))
 
-    def step():
-        return torch.autograd.grad(cce_minus(hidden, emb, targets, ids), (hidden, emb))
+    step = grad_step(lambda h, e, t: cce_minus(h, e, t, ids), hidden, emb, targets)
 
     block_t = fused.choose_blocks("hidden", torch.bfloat16, dim, False, True, None).t
     row = {"catalog": catalog, "dim": dim, "tokens": tokens, "negatives": negatives,

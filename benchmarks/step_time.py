@@ -21,7 +21,15 @@ import torch
 import triton
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.kernels import DTYPES, full_impls, gpu_slug, inputs, sampled_impls
+from benchmarks.kernels import (
+    DTYPES,
+    full_impls,
+    gpu_slug,
+    grad_step,
+    inputs,
+    median_ms,
+    sampled_impls,
+)
 
 PROFILED_STEPS = 20
 
@@ -56,11 +64,9 @@ def measure(point: tuple, impl: str, mode: str, fn) -> dict:
     dtype_name, tokens, negatives, dim, catalog = point
     hidden, emb, targets = inputs(DTYPES[dtype_name], tokens, dim, catalog)
 
-    def step():
-        return torch.autograd.grad(fn(hidden, emb, targets), (hidden, emb))
-
+    step = grad_step(fn, hidden, emb, targets)
     step()
-    wall = triton.testing.do_bench(step, warmup=25, rep=100, return_mode="median")
+    wall = median_ms(step)
     busy, launches, by_name = kernel_times(step)
     return {"dtype": dtype_name, "tokens": tokens, "negatives": negatives, "dim": dim,
             "catalog": catalog, "impl": impl, "mode": mode, "wall_ms": wall,
