@@ -120,11 +120,13 @@ def _ratio(value: float, met: bool) -> str:
     return text if met else f"**{text}**"
 
 
-def markdown(bars: list[SampledBar], singles: list[dict], sources: list[str]) -> str:
+def markdown(bars: list[SampledBar], singles: list[dict], sources: list[str],
+             measured: str) -> str:
     speed = sum(b.speed_met for b in bars)
     memory = sum(b.memory_met for b in bars)
     impossible = sum(b.at_most < MEMORY_BAR for b in bars)
     lines = [f"# Issue 3's bars against {', '.join(sources)}", "",
+             f"Measured on {measured}.", "",
              "`python -m benchmarks.bars " + " ".join(sources) + "`. Bold: bar missed. "
              "Speed-up: PyTorch's median over ours (with several timing rounds, the medians of "
              "the rounds; worst round: the lowest ratio of one round's turns). At most: "
@@ -161,17 +163,18 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="where bars-<gpu>.{json,md} go (default: beside the first file)")
     args = parser.parse_args()
-    rows, slugs = [], set()
+    rows, slugs, runs = [], set(), {}
     for path in args.results:
         saved = json.loads(path.read_text())
         rows += saved["rows"]
         slugs.add(saved["meta"]["gpu_slug"])
+        runs[f"{saved['meta']['gpu']} ({saved['meta']['date']})"] = None
     if len(slugs) != 1:
         raise SystemExit(f"results come from different GPUs ({sorted(slugs)}); "
                          "check one GPU's at a time")
     bars, singles = sampled_bars(rows), single_bars(rows)
     sources = [path.name for path in args.results]
-    text = markdown(bars, singles, sources)
+    text = markdown(bars, singles, sources, ", ".join(runs))
     out_dir = args.out_dir or args.results[0].parent
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"bars-{slugs.pop()}"

@@ -41,11 +41,13 @@ def test_full_catalog_bar_and_report(tmp_path, monkeypatch, capsys):
                                   "ms": 3.5, "peak_mb": 16.0, "workspace_mb": 7.0,
                                   "time_met": True}]
     results = tmp_path / "kernels-h100-bars.json"
-    results.write_text(json.dumps({"meta": {"gpu_slug": "h100"}, "rows": ROWS}))
+    results.write_text(json.dumps({"meta": {"gpu_slug": "h100", "gpu": "NVIDIA H100 80GB HBM3",
+                                                "date": "2026-11-22"}, "rows": ROWS}))
     monkeypatch.setattr("sys.argv", ["bars", str(results)])
     main()
     report = (tmp_path / "bars-h100.md").read_text()
     assert "Speed (>= 2x): met at 1 of 2" in report and "**1.5x**" in report
+    assert "Measured on NVIDIA H100 80GB HBM3 (2026-11-22)." in report
     saved = json.loads((tmp_path / "bars-h100.json").read_text())["sampled"]
     assert {b["mode"]: b["speed_met"] for b in saved} == {"tile": False,
                                                           "tile (in-kernel)": True}
