@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call: GPU facts, then the stages named as arguments (tests, kernel-tests,
-# kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory, tune,
+# kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory,
+# memory-default-allocator, loss-memory, train-per-position, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m). Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -45,7 +46,21 @@ for stage in "$@"; do
       python3 -m benchmarks.passes --out-dir "$out" --tag full-d256 --tokens 51200 --dim 256 \
         --dtype bf16 --variants "full catalog" --block-n 32 64 --stages 2 3 2>&1 | tail -6 ;;
     memory) python3 -m tuner.cli verify-memory --grid default --out "$out" --calibrate \
-        2>&1 | tee "$out/memory.log" | tail -20 ;;
+        2>&1 | tee "$out/memory.log" | tail -40 ;;
+    memory-default-allocator)  # the same grid under the allocator's default setting
+      PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False python3 -m tuner.cli verify-memory \
+        --grid default --out "$out" --tag default-allocator 2>&1 \
+        | tee "$out/memory-default-allocator.log" | tail -40 ;;
+    train-per-position)  # issue 20's command: the estimate's verdict, then the real thing
+      python3 -m tuner.cli data --dataset synthetic-ml-20m
+      args=(--dataset synthetic-ml-20m --loss ce_minus --negative-mode per_position
+            --negatives 1512 --batch-size 64 --max-len 512 --hidden 256 --blocks 2 --heads 2
+            --bf16)
+      python3 -m tuner.cli estimate "${args[@]}" --gpu-mem 140GiB | tail -8
+      timeout 150 python3 -m tuner.cli train "${args[@]}" --epochs 1 2>&1 | tail -5
+      echo "train exit status ${PIPESTATUS[0]} (124: still training at the time limit)" ;;
+    loss-memory) python3 -m benchmarks.loss_memory --out-dir "$out" --trace 2>&1 \
+        | tee "$out/loss-memory.log" | tail -90 ;;
     tune) python3 -m tuner.cli data --dataset synthetic-ml-20m
         python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 --epochs 3 \
           --out "$out/tune-run" 2>&1 | tee "$out/tune.log" | grep -v "^\[.*epoch" | tail -40

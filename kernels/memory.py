@@ -126,13 +126,24 @@ def _reference_full(tokens: int, num_items: int, dim: int, autocast: bool) -> Lo
 def _reference_sampled(config: LossConfig, tokens: int, num_items: int, dim: int,
                        autocast: bool) -> LossMemory:
     """`reference.ce_minus`, `bce` and `gbce`: gathered embeddings, a tokens x N score matrix
-    and its mask."""
+    and its mask, over the moments where each peaks (traced on an H200 by
+    `benchmarks.loss_memory --trace`).
+
+    Forward: the matmul (the float32 gather beside its bf16 copy under autocast) or the
+    softmax / sigmoid terms after it. Backward: the score gradients first; then the gather's
+    backward, where the matmul's saved operands are already freed and the float32 gradient of
+    the gathered rows exists twice (as the matmul's transposed output and as the contiguous
+    copy that `index_put_` sorts by id): per position that is 2 x tokens x N x d x 4 bytes,
+    which the first model missed (issue 20); last, the two catalog-wide gradients summed.
+    """
     n = 1 if config.name == "bce" else config.num_negatives
     mode = "per_position" if config.name == "bce" else config.negative_mode
     id_rows = negative_rows(mode, tokens, config.tile_size)
-    scores = tokens * n
+    scores = allocation(tokens * n, 4)
     ids = allocation(id_rows * n, 8)
     positives = allocation(tokens * dim, 4)  # item_emb[targets], saved by the product
+    d_hidden = allocation(tokens * dim, 4)
+    table = allocation((num_items + 1) * dim, 4)
     gathered_rows = id_rows * n
     gathered = allocation(gathered_rows * dim, 4)
     # Tile mode pads the hidden states into (tiles, tile, d) for bmm.
@@ -140,29 +151,31 @@ def _reference_sampled(config: LossConfig, tokens: int, num_items: int, dim: int
     if autocast:  # the matmul keeps bf16 copies of both operands, the float32 gather dies
         matmul_saved = allocation(gathered_rows * dim, 2) + allocation(tokens * dim, 2)
         matmul_saved += allocation(id_rows * config.tile_size * dim, 2) if padded else 0
+        raw_scores = allocation(tokens * n, 2)
     else:
         matmul_saved = gathered + padded
-    # Ids expanded per token for the masks (a real copy in tile mode).
-    per_token_ids = allocation(scores, 8) if mode == "tile" else 0
-    mask = allocation(scores, 1)
+        raw_scores = 0  # float32 scores are the matmul's own output
+    # Ids expanded per token for the masks: a real copy in tile mode, alive to the end.
+    per_token_ids = allocation(tokens * n, 8) if mode == "tile" else 0
+    mask = allocation(tokens * n, 1)
+    live = ids + per_token_ids + positives + matmul_saved
+    matmul = live + (gathered if autocast else 0) + raw_scores + scores
     if config.name == "ce_minus":
         # masked_fill keeps the mask; logsumexp keeps the (tokens, 1 + N) concatenation.
         concat = allocation(tokens * (n + 1), 4)
         saved = ids + positives + matmul_saved + mask + concat + allocation(tokens, 4)
-        # Alive with them at the worst moment: the masked scores (a local until return), a
-        # comparison temporary, the float32 gather under autocast, the per-token ids.
-        forward_extra = (allocation(scores, 4) + mask + per_token_ids
-                         + (gathered if autocast else 0) + _reduction(tokens))
+        # The masked scores (a local until return), the concatenation and logsumexp's exp.
+        terms = live + 2 * mask + scores + 2 * concat
         # logsumexp's backward makes (x - lse) and its exp over the concatenation.
-        backward_extra = 2 * concat + allocation(scores, 4) + allocation(tokens * dim, 4)
+        early = saved + 2 * concat + scores + d_hidden
     else:
-        # logsigmoid keeps its input; the kept-mask product and its sum.
-        sigmoid = allocation(scores, 4)
+        # Scores, their negation, logsigmoid (kept) and the kept-mask product.
+        sigmoid = scores
         saved = ids + positives + matmul_saved + mask + sigmoid
-        forward_extra = (2 * sigmoid + mask + per_token_ids
-                         + (gathered if autocast else 0) + _reduction(tokens))
-        backward_extra = 3 * sigmoid + allocation(tokens * dim, 4)
-    # Later, once the scores' gradients are freed, the gathers' backward scatters into
-    # zero-filled tables of the whole catalog, two alive as they are summed.
-    scatter = 2 * allocation((num_items + 1) * dim, 4) + gathered
-    return LossMemory(saved, forward_extra, max(backward_extra, scatter))
+        terms = live + 2 * mask + 4 * sigmoid
+        early = saved + 2 * sigmoid + d_hidden
+    forward = max(matmul, terms) + _reduction(tokens)
+    # index_put_'s sort: linear, sorted and original indices and the sort's buffers.
+    index = ids + positives + 2 * gathered + 6 * allocation(gathered_rows, 8) + table + d_hidden
+    summed = ids + positives + 2 * table + d_hidden
+    return LossMemory(saved, forward - saved, max(early, index, summed) - saved)

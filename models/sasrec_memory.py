@@ -77,7 +77,7 @@ def activation_memory(config: SASRecConfig, batch: int, autocast: bool) -> Activ
     # of the block's inner activations not yet freed. Measured on an H100 above `saved`:
     # 9.5-15.1 (B L d) bytes in float32, 2.5-6.7 in bf16, where they are bf16 and are cast
     # back at the residual sums.
-    backward_extra = e4 + (el if autocast else 3 * el)
+    backward_extra = e4 + (el if autocast else 2 * el)
     return ActivationMemory(saved, forward_extra, backward_extra)
 
 

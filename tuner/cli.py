@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tuner.allocator import use_expandable_segments
 from tuner.arguments import (
     add_data_arguments,
     add_loss_arguments,
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    use_expandable_segments()
     try:
         commands = {"data": run_data, "train": run_train, "estimate": run_estimate,
                     "verify-memory": run_verify, "tune": run_tune, "report": run_report,

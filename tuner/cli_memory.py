@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from tuner.allocator import allocator_setting
 from tuner.arguments import (
     add_data_arguments,
     add_loss_arguments,
@@ -112,37 +113,93 @@ def add_verify_parser(commands) -> None:
     parser.add_argument("--grid", choices=tuple(GRIDS), default="default")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                         help="folder for memory-<gpu>.csv and .md (default: benchmarks/results)")
+    parser.add_argument("--tag", help="suffix of the files' names, e.g. the allocator setting")
     parser.add_argument("--calibrate", action="store_true",
                         help="fit the model's coefficients and write memory-profile-<gpu>.json")
+    parser.add_argument("--reestimate", type=Path, metavar="JSONL",
+                        help="no GPU: the points a grid measured (its .jsonl) against the "
+                             "current model; writes .csv and .md into --out")
     add_profile_argument(parser)
 
 
 def run_verify(args: argparse.Namespace) -> None:
+    profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
+    started = time.perf_counter()
+    if args.reestimate:
+        from tuner.memory_verify import reestimate
+
+        rows = [reestimate(row, profile) for row in _read_jsonl(args.reestimate)]
+        gpu, torch_version = rows[0]["gpu"], rows[0]["torch"]
+    else:
+        rows, gpu, torch_version = _measure_grid(args, profile)
+    slug, stem = _names(args, gpu)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(args.out / f"{stem}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    from tuner.memory_verify import calibrate, errors, summary
+
+    calibrated = None
+    if args.calibrate and errors(rows):
+        calibrated = calibrate(rows, gpu, torch_version)
+        calibrated.save(args.out / f"memory-profile-{slug}.json")
+    command = "cce-tune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "cce-tune verify-memory"
+    text = summary(rows, gpu, command, rows[0]["allocator"], calibrated)
+    if args.reestimate:
+        text += (f"\nMeasured on {gpu} with torch {torch_version} ({args.reestimate.name}); "
+                 "estimates by the current model.\n")
+    else:
+        text += (f"\n{time.perf_counter() - started:.0f} s for the grid; torch "
+                 f"{torch_version}.\n")
+    (args.out / f"{stem}.md").write_text(text)
+    print(text.split("| loss |")[0])
+    print(f"written: {args.out / stem}.csv, .md")
+
+
+def _names(args: argparse.Namespace, gpu: str) -> tuple[str, str]:
+    """The GPU's slug and the results' file stem in --out (which this creates)."""
+    slug = "-".join(gpu.lower().replace("nvidia", "").split())
+    stem = f"memory-{slug}" + ("" if args.grid == "default" else f"-{args.grid}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    return slug, stem + (f"-{args.tag}" if args.tag else "")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise CceTuneError(f"--reestimate {path}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise CceTuneError(f"--reestimate {path}: not a verify-memory .jsonl ({error})") from None
+    if not rows or "gpu" not in rows[0]:
+        raise CceTuneError(f"--reestimate {path}: not a verify-memory .jsonl (no gpu column)")
+    return rows
+
+
+def _measure_grid(args: argparse.Namespace,
+                  profile: MemoryProfile | None) -> tuple[list[dict], str, str]:
     import torch
 
-    from tuner.memory_verify import calibrate, errors, run_grid, summary
+    from tuner.memory_verify import run_grid
 
     if not torch.cuda.is_available():
         raise CceTuneError("verify-memory measures on a CUDA GPU, and none is visible")
-    profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
     gpu = torch.cuda.get_device_name(0)
-    slug = "-".join(gpu.lower().replace("nvidia", "").split())
     points = GRIDS[args.grid]()
-    print(f"{len(points)} points on {gpu}")
-    started = time.perf_counter()
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"memory-{slug}" + ("" if args.grid == "default" else f"-{args.grid}")
+    print(f"{len(points)} points on {gpu}; {allocator_setting()}")
+    _, stem = _names(args, gpu)
     # One JSON line per point as it is measured: an interrupted grid keeps what it measured.
     partial = open(args.out / f"{stem}.jsonl", "w")  # noqa: SIM115 (closed below)
 
     def show(row: dict) -> None:
+        row.update(gpu=gpu, torch=torch.__version__, allocator=allocator_setting())
         partial.write(json.dumps(row) + "\n")
         partial.flush()
         measured = row.get("measured_allocated")
         result = (f"measured {format_bytes(measured):>11}  error {row['error']:+6.1%}"
                   if measured else row["status"])
-        print(f"{row['loss']:>9} B={row['batch_size']:<5} N={row['negatives']:<5} "
+        print(f"{row['group']:>26} B={row['batch_size']:<5} N={row['negatives']:<5} "
               f"L={row['max_len']:<4} d={row['hidden']:<4} V={row['num_items']:<8,} "
               f"{'bf16' if row['bf16'] else 'fp32'}  estimate "
               f"{format_bytes(row['estimate_allocated']):>11}  {result}", flush=True)
@@ -151,18 +208,4 @@ def run_verify(args: argparse.Namespace) -> None:
         rows = run_grid(points, show, profile)
     finally:
         partial.close()
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with open(args.out / f"{stem}.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    calibrated = None
-    if args.calibrate and errors(rows):
-        calibrated = calibrate(rows, gpu, torch.__version__)
-        calibrated.save(args.out / f"memory-profile-{slug}.json")
-    command = "cce-tune " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "cce-tune verify-memory"
-    text = summary(rows, gpu, command, calibrated)
-    text += f"\n{time.perf_counter() - started:.0f} s for the grid; torch {torch.__version__}.\n"
-    (args.out / f"{stem}.md").write_text(text)
-    print(text.split("| loss |")[0])
-    print(f"written: {args.out / stem}.csv, .md")
+    return rows, gpu, torch.__version__

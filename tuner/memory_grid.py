@@ -20,10 +20,14 @@ class GridPoint:
     hidden: int
     num_items: int
     bf16: bool
+    negative_mode: str = "shared"
+    in_kernel: bool = False
 
     def config(self) -> TrainConfig:
-        negatives = self.negatives if self.loss in ("ce_minus", "cce_minus") else 1
-        return TrainConfig(loss=LossConfig(self.loss, num_negatives=negatives),
+        sampled = self.loss in ("ce_minus", "cce_minus", "gbce")
+        return TrainConfig(loss=LossConfig(self.loss, num_negatives=self.negatives if sampled
+                                           else 1, negative_mode=self.negative_mode,
+                                           in_kernel_negatives=self.in_kernel),
                            batch_size=self.batch_size, max_len=self.max_len, hidden=self.hidden,
                            bf16=self.bf16, device="cuda")
 
@@ -31,12 +35,41 @@ class GridPoint:
         # Enough users for a full batch and an evaluation pass; the data term stays small.
         return DatasetShape(num_users=2 * self.batch_size, num_items=self.num_items)
 
+    def group(self) -> str:
+        """The memory-model branch this point exercises: loss, negative layout, id source."""
+        return memory_group(self.loss, self.negative_mode, self.in_kernel)
+
+
+def memory_group(loss: str, negative_mode: str, in_kernel: bool) -> str:
+    """A name per distinct memory declaration: 'ce_minus per_position', 'cce_minus tile
+    in-kernel', 'bce', 'ce'. Losses without negatives (or with a fixed layout) have one."""
+    if loss in ("ce", "cce"):
+        return loss
+    if loss == "bce":  # one negative per position, whatever the mode says
+        return "bce"
+    return f"{loss} {negative_mode}" + (" in-kernel" if in_kernel else "")
+
+
+def launchable_groups() -> set[tuple[str, bool]]:
+    """Every (group, bf16) a training run can be configured into: what verification must
+    cover before the tuner may trust the model for it."""
+    groups = {memory_group(loss, mode, in_kernel)
+              for loss, mode, in_kernel in itertools.product(
+                  ("ce", "cce", "ce_minus", "cce_minus", "bce", "gbce"),
+                  ("shared", "per_position", "tile"), (False, True))
+              if not in_kernel or loss == "cce_minus"}
+    return {(group, bf16) for group in groups for bf16 in (False, True)}
+
 
 def default_grid() -> list[GridPoint]:
-    """56 points. On the MovieLens-20M catalog, 8 (B, L, d, N) shapes x the 4 losses, bf16 on
-    every other shape; on a 1M-item catalog the same shapes for the sampled losses, and 4
-    shapes of few tokens for the full-catalog ones (the fused full CE over 1M items and 100k
-    tokens is minutes of compute per step, and the reference's logits exceed any GPU)."""
+    """The shared-negative grid of 56 points, then every other negative layout and id source.
+
+    On the MovieLens-20M catalog, 8 (B, L, d, N) shapes x the 4 losses, bf16 on every other
+    shape; on a 1M-item catalog the same shapes for the sampled losses, and 4 shapes of few
+    tokens for the full-catalog ones (the fused full CE over 1M items and 100k tokens is
+    minutes of compute per step, and the reference's logits exceed any GPU). Then per-position
+    and tile points for the reference and fused losses, bce and gbce, fp32 and bf16, up to
+    about 105 GB (per-position references gather tokens x N x d rows)."""
     points = []
     for loss, (index, (b, length, d, n)) in itertools.product(LOSSES, enumerate(SHAPES)):
         points.append(GridPoint(loss, b, n, length, d, 26_744, bf16=index % 2 == 1))
@@ -45,6 +78,9 @@ def default_grid() -> list[GridPoint]:
         points.append(GridPoint(loss, b, n, length, d, 1_000_000, bf16=index % 2 == 1))
     for loss, (b, length, d, bf16) in itertools.product(("ce", "cce"), FEW_TOKENS):
         points.append(GridPoint(loss, b, 1, length, d, 1_000_000, bf16))
+    for (loss, mode, in_kernel), shapes in LAYOUTS.items():
+        for b, length, d, n, items, bf16 in shapes:
+            points.append(GridPoint(loss, b, n, length, d, items, bf16, mode, in_kernel))
     return points
 
 
@@ -55,6 +91,54 @@ SHAPES = [  # batch, max_len, hidden, negatives
 ]
 FEW_TOKENS = [(64, 50, 64, False), (64, 50, 128, True), (64, 50, 256, True),
               (128, 50, 64, True)]  # batch, max_len, hidden, bf16
+
+# Per-position references hold tokens x N x d gathered rows: the four shapes issue 20 measured
+# (up to 105 GB), and small ones.
+_PER_POSITION_REFERENCE = [  # batch, max_len, hidden, negatives, catalog, bf16
+    (64, 200, 128, 512, 26_744, True), (128, 100, 64, 1024, 26_744, False),
+    (32, 512, 256, 1512, 26_744, True), (64, 512, 256, 1512, 26_744, True),
+    (64, 50, 64, 128, 26_744, False), (256, 100, 64, 64, 1_000_000, False),
+]
+_TILE = [
+    (256, 200, 128, 4096, 26_744, True), (1024, 200, 256, 4096, 26_744, True),
+    (2048, 50, 128, 1024, 26_744, False), (64, 50, 64, 128, 26_744, False),
+    (512, 100, 256, 2048, 1_000_000, True), (256, 400, 64, 512, 1_000_000, False),
+]
+_FUSED_PER_POSITION = [
+    (256, 512, 256, 511, 26_744, True), (512, 200, 64, 2048, 26_744, False),
+    (128, 400, 128, 4095, 26_744, True), (64, 50, 64, 128, 26_744, False),
+    (512, 100, 256, 1024, 1_000_000, True), (256, 200, 64, 511, 1_000_000, False),
+]
+_FUSED_TILE = [
+    (256, 200, 256, 4095, 26_744, True), (1024, 200, 128, 8192, 26_744, False),
+    (2048, 50, 64, 1024, 26_744, True), (64, 50, 64, 128, 26_744, False),
+    (512, 100, 256, 2048, 1_000_000, True), (256, 400, 64, 512, 1_000_000, False),
+]
+_FUSED_SHARED = [
+    (256, 200, 256, 4095, 26_744, True), (2048, 100, 64, 8192, 26_744, False),
+    (64, 50, 64, 128, 26_744, False), (512, 100, 256, 2048, 1_000_000, True),
+]
+_BCE = [
+    (256, 200, 64, 1, 26_744, True), (1024, 200, 256, 1, 26_744, False),
+    (64, 50, 64, 1, 26_744, False), (512, 100, 128, 1, 1_000_000, True),
+]
+_GBCE_SHARED = [
+    (256, 200, 64, 512, 26_744, True), (512, 100, 256, 8192, 26_744, False),
+    (64, 50, 64, 128, 26_744, False), (512, 100, 128, 2048, 1_000_000, True),
+]
+LAYOUTS: dict[tuple[str, str, bool], list[tuple]] = {
+    ("ce_minus", "per_position", False): _PER_POSITION_REFERENCE,
+    ("ce_minus", "tile", False): _TILE,
+    ("gbce", "per_position", False): _PER_POSITION_REFERENCE[:3] + _PER_POSITION_REFERENCE[4:],
+    ("gbce", "tile", False): _TILE,
+    ("gbce", "shared", False): _GBCE_SHARED,
+    ("bce", "per_position", False): _BCE,
+    ("cce_minus", "per_position", False): _FUSED_PER_POSITION,
+    ("cce_minus", "per_position", True): _FUSED_PER_POSITION,
+    ("cce_minus", "tile", False): _FUSED_TILE,
+    ("cce_minus", "tile", True): _FUSED_TILE,
+    ("cce_minus", "shared", True): _FUSED_SHARED,
+}
 
 
 def tiny_grid() -> list[GridPoint]:

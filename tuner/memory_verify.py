@@ -41,12 +41,8 @@ def measure(point: GridPoint, device_bytes: int,
             profile: MemoryProfile | None = None) -> dict:
     """One grid point's estimate and, if the GPU can hold it, its measured peaks."""
     config, shape = point.config(), point.shape()
-    breakdown = estimate(config, shape, profile)
-    row = {**asdict(point), "estimate_phase": breakdown.phase,
-           "estimate_allocated": breakdown.peak_allocated,
-           "estimate_reserved": breakdown.peak_reserved, "estimate_total": breakdown.total,
-           **{f"estimate_{_key(p)}": breakdown.phases[p] for p in PHASES}}
-    if breakdown.total > device_bytes:
+    row = estimate_row(point, profile)
+    if row["estimate_total"] > device_bytes:
         return {**row, "status": "not attempted: estimate exceeds the GPU"}
     data = random_sequences(shape, point.max_len)
     setup = None
@@ -83,13 +79,32 @@ def measure(point: GridPoint, device_bytes: int,
                 "measured_baseline": baseline,
                 **{f"measured_{_key(p)}": measured[p] for p in PHASES},
                 "measured_phase": max(measured, key=measured.get),
-                "error": breakdown.peak_allocated / peak - 1}
+                "error": row["estimate_allocated"] / peak - 1}
     except torch.cuda.OutOfMemoryError:
         return {**row, "status": "out of memory"}
     finally:
         setup = None  # free the model before the next point
         gc.collect()
         torch.cuda.empty_cache()
+
+
+def estimate_row(point: GridPoint, profile: MemoryProfile | None = None) -> dict:
+    """The point and the model's estimate of it, phase by phase."""
+    breakdown = estimate(point.config(), point.shape(), profile)
+    return {**asdict(point), "group": point.group(), "estimate_phase": breakdown.phase,
+            "estimate_allocated": breakdown.peak_allocated,
+            "estimate_reserved": breakdown.peak_reserved, "estimate_total": breakdown.total,
+            **{f"estimate_{_key(p)}": breakdown.phases[p] for p in PHASES}}
+
+
+def reestimate(row: dict, profile: MemoryProfile | None = None) -> dict:
+    """A measured row with the current model's estimate: what a change to the model does to
+    points already measured (the measurements stay as they were)."""
+    point = GridPoint(**{k: row[k] for k in GridPoint.__dataclass_fields__ if k in row})
+    out = {**row, **estimate_row(point, profile)}
+    if row.get("status") == "measured":
+        out["error"] = out["estimate_allocated"] / row["measured_allocated"] - 1
+    return out
 
 
 def _key(phase: str) -> str:
@@ -116,7 +131,7 @@ def errors(rows: list[dict], profile: MemoryProfile | None = None) -> list[float
     for row in rows:
         if row.get("status") != "measured":
             continue
-        point = GridPoint(**{k: row[k] for k in GridPoint.__dataclass_fields__})
+        point = GridPoint(**{k: row[k] for k in GridPoint.__dataclass_fields__ if k in row})
         if profile is None:
             predicted = row["estimate_allocated"]
         else:
@@ -147,14 +162,33 @@ def calibrate(rows: list[dict], gpu: str, torch_version: str) -> MemoryProfile:
     return replace(best, fragmentation=round(slack + 0.01, 3), context_bytes=int(context))
 
 
-def summary(rows: list[dict], gpu: str, command: str,
+def group_table(rows: list[dict]) -> list[str]:
+    """Markdown rows per memory group and precision: the bar is met in each, not on
+    average."""
+    groups: dict[tuple[str, bool], list[dict]] = {}
+    for row in rows:
+        if row.get("status") == "measured":
+            groups.setdefault((row.get("group") or row["loss"], row["bf16"]), []).append(row)
+    lines = ["| group | bf16 | points | median abs. error | worst under | under-estimated | "
+             "worst reserved / allocated |", "|" + "---|" * 7]
+    for (group, bf16), members in sorted(groups.items()):
+        errs = [row["error"] for row in members]
+        slack = max(row["measured_reserved"] / row["measured_allocated"] for row in members)
+        lines.append(f"| {group} | {'yes' if bf16 else 'no'} | {len(members)} | "
+                     f"{statistics.median(abs(e) for e in errs):.2%} | "
+                     f"{min(min(errs), 0.0):+.2%} | "
+                     f"{sum(e < 0 for e in errs)} of {len(errs)} | {slack:.3f} |")
+    return lines
+
+
+def summary(rows: list[dict], gpu: str, command: str, allocator: str,
             calibrated: MemoryProfile | None = None) -> str:
-    """The Markdown summary: bars first, then every point."""
+    """The Markdown summary: bars first, then each group, then every point."""
     errs = errors(rows)
     counts = {status: sum(row["status"] == status for row in rows)
               for status in dict.fromkeys(row["status"] for row in rows)}
     lines = [f"# Memory model against measurement: {gpu}", "",
-             f"Command: `{command}`", "",
+             f"Command: `{command}`", "", f"Allocator: `{allocator}`", "",
              "Points: " + ", ".join(f"{n} {status}" for status, n in counts.items()), ""]
     if errs:
         lines += [
@@ -163,22 +197,25 @@ def summary(rows: list[dict], gpu: str, command: str,
         ]
         stats = [("median abs. error", lambda e: statistics.median(abs(x) for x in e)),
                  ("worst under-estimate", lambda e: min(min(e), 0.0)),
-                 ("worst over-estimate", lambda e: max(max(e), 0.0))]
+                 ("worst over-estimate", lambda e: max(max(e), 0.0)),
+                 ("share under-estimated", lambda e: sum(x < 0 for x in e) / len(e))]
         for name, stat in stats:
             cells = [f"{stat(errs):+.2%}"]
             if calibrated:
                 cells.append(f"{stat(errors(rows, calibrated)):+.2%}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += ["| loss | B | N | L | d | catalog | bf16 | estimate | measured | error | "
-              "est. phase | meas. phase | status |", "|" + "---|" * 13]
+        lines += ["", *group_table(rows), ""]
+    lines += ["| loss | mode | B | N | L | d | catalog | bf16 | estimate | measured | error | "
+              "reserved | est. phase | meas. phase | status |", "|" + "---|" * 15]
     for row in rows:
         measured = row.get("measured_allocated")
-        cells = [row["loss"], row["batch_size"], row["negatives"], row["max_len"], row["hidden"],
-                 f"{row['num_items']:,}", "yes" if row["bf16"] else "no",
+        mode = (row.get("group") or row["loss"]).removeprefix(row["loss"]).strip() or "-"
+        cells = [row["loss"], mode, row["batch_size"], row["negatives"], row["max_len"],
+                 row["hidden"], f"{row['num_items']:,}", "yes" if row["bf16"] else "no",
                  format_bytes(row["estimate_allocated"]),
                  format_bytes(measured) if measured else "-",
                  f"{row['error']:+.1%}" if measured else "-",
+                 format_bytes(row["measured_reserved"]) if measured else "-",
                  row["estimate_phase"], row.get("measured_phase", "-"), row["status"]]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"

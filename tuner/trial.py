@@ -16,6 +16,7 @@ from typing import Any
 
 from kernels.config import LossConfig
 from models.sasrec_config import SASRecConfig
+from tuner.allocator import use_expandable_segments
 from tuner.data.sequences import SequenceData
 from tuner.train_config import TrainConfig
 
@@ -73,6 +74,7 @@ class TrialRun:
     def __init__(self, config: dict[str, Any], settings: TrialSettings) -> None:
         import torch
 
+        use_expandable_segments()  # a remote cluster's workers get no driver environment
         self.started = time.time()
         self.profile = _start_profile() if os.environ.get(PROFILE_FIRST_STEP) else None
         self.config = config

@@ -19,7 +19,7 @@ from tuner.memory import (
     solve,
     with_knob,
 )
-from tuner.memory_grid import default_grid
+from tuner.memory_grid import default_grid, launchable_groups
 from tuner.memory_verify import calibrate, errors
 from tuner.train_config import TrainConfig
 
@@ -140,13 +140,34 @@ def test_solve_says_when_nothing_fits():
 def test_default_grid_covers_the_asked_ranges():
     grid = default_grid()
     assert len(grid) >= 40
-    assert {p.loss for p in grid} == {"ce", "ce_minus", "cce", "cce_minus"}
+    assert {p.loss for p in grid} == {"ce", "ce_minus", "cce", "cce_minus", "bce", "gbce"}
     assert {p.num_items for p in grid} == {26_744, 1_000_000}
     assert {p.hidden for p in grid} == {64, 128, 256}
-    assert min(p.batch_size for p in grid) == 64 and max(p.batch_size for p in grid) == 2048
-    assert min(p.max_len for p in grid) == 50 and max(p.max_len for p in grid) == 400
+    assert min(p.batch_size for p in grid) == 32 and max(p.batch_size for p in grid) == 2048
+    assert min(p.max_len for p in grid) == 50 and max(p.max_len for p in grid) == 512
     sampled = [p.negatives for p in grid if p.loss.endswith("minus")]
-    assert min(sampled) == 128 and max(sampled) == 8192
+    assert min(sampled) == 64 and max(sampled) == 8192
+
+
+def test_default_grid_measures_every_group_a_run_can_launch():
+    """Each loss x negative layout x id source x precision that LossConfig admits is a
+    branch of the memory model; the grid measures each (issue 20: per-position was never
+    measured and was 26 % under)."""
+    grid = default_grid()
+    covered = {(point.group(), point.bf16) for point in grid}
+    assert launchable_groups() <= covered
+    for group, bf16 in launchable_groups():
+        assert sum(p.group() == group and p.bf16 == bf16 for p in grid) >= 1
+    groups = {group for group, _ in launchable_groups()}
+    assert {"ce_minus per_position", "cce_minus tile in-kernel", "bce", "gbce tile"} <= groups
+    assert "ce_minus per_position in-kernel" not in groups  # in-kernel ids are fused-only
+    for config in (LossConfig("ce_minus", negative_mode="tile"),
+                   LossConfig("cce_minus", negative_mode="per_position",
+                              in_kernel_negatives=True)):
+        point = next(p for p in grid if p.config().loss.negative_mode == config.negative_mode
+                     and p.loss == config.name
+                     and p.in_kernel == config.in_kernel_negatives)
+        assert point.config().loss == replace(config, num_negatives=point.negatives)
 
 
 def test_calibration_fits_scaled_measurements():
