@@ -14,7 +14,7 @@ from tuner.arguments import (
     add_loss_arguments,
     add_model_arguments,
     data_options,
-    train_config,
+    run_config,
 )
 from tuner.cli_dlrm import add_train_dlrm_parser, run_train_dlrm
 from tuner.cli_memory import add_estimate_parser, add_verify_parser, run_estimate, run_verify
@@ -59,8 +59,7 @@ def run_train(args: argparse.Namespace) -> None:
     from tuner.report_train import print_epoch, print_header, print_summary
     from tuner.train import train
 
-    config = train_config(args, seed=args.seed, device=args.device,
-                          exclude_seen=not args.include_seen)
+    config = run_config(args)
     data = load(data_options(args))
     print(data.summary())
     print_header()

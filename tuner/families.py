@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tuner.sasrec_knobs import SEARCHABLE
+
 
 @dataclass(frozen=True)
 class Family:
@@ -31,8 +33,7 @@ SASREC = Family(
     second_label="HR@10", throughput="tokens_per_s",
     columns=(("loss", "loss"), ("batch_size", "B"), ("negatives", "N"), ("max_len", "L"),
              ("hidden", "d"), ("lr", "lr")),
-    knobs=("loss", "batch_size", "negatives", "max_len", "hidden", "blocks", "heads", "lr",
-           "dropout", "bf16", "negative_mode", "tile_size", "temperature"),
+    knobs=SEARCHABLE,
 )
 DLRM = Family(
     model="dlrm", quality="auc", quality_label="AUC", second="log_loss",

@@ -174,26 +174,12 @@ def train_command(settings: TuneSettings, row: pd.Series) -> str:
     """The command that retrains a trial's configuration."""
     if settings.model == "dlrm":
         return _train_dlrm_command(settings, row)
-    base = settings.base
-    parts = ["cce-tune", "train", "--dataset", settings.dataset.dataset]
+    from tuner.sasrec_knobs import KNOBS, config_from_params
+    from tuner.sasrec_knobs import train_command as command
 
-    def value(knob: str, default):
-        return _value(row, knob, default)
-
-    loss = value("loss", base.loss.name)
-    parts += ["--loss", str(loss)]
-    if loss not in ("ce", "cce", "bce"):
-        parts += ["--negatives", str(int(value("negatives", base.loss.num_negatives)))]
-    parts += ["--batch-size", str(int(value("batch_size", base.batch_size))),
-              "--max-len", str(int(value("max_len", base.max_len))),
-              "--hidden", str(int(value("hidden", base.hidden))),
-              "--blocks", str(int(value("blocks", base.num_blocks))),
-              "--heads", str(int(value("heads", base.num_heads))),
-              "--dropout", f"{value('dropout', base.dropout):.3g}",
-              "--lr", f"{value('lr', base.lr):.3g}", "--epochs", str(base.epochs)]
-    if bool(value("bf16", base.bf16)):
-        parts.append("--bf16")
-    return " ".join(parts)
+    params = {knob.name: knob.kind(_value(row, knob.name, None)) for knob in KNOBS
+              if knob.searchable and _value(row, knob.name, None) is not None}
+    return command(settings.dataset, config_from_params(params, settings.base))
 
 
 def _train_dlrm_command(settings: TuneSettings, row: pd.Series) -> str:

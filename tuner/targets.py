@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from search_spaces import SearchSpace
 from tuner.memory import DatasetShape, MemoryBreakdown, MemoryProfile, estimate
+from tuner.sasrec_knobs import config_from_params
 from tuner.train_config import TrainConfig
-from tuner.trial import TrialSettings, config_from_params
+from tuner.trial import TrialSettings
 
 if TYPE_CHECKING:
     from tuner.search import TuneSettings

@@ -14,11 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kernels.config import LossConfig
-from models.sasrec_config import SASRecConfig
 from tuner.allocator import use_expandable_segments
 from tuner.data.sequences import SequenceData
-from tuner.train_config import TrainConfig
+from tuner.sasrec_knobs import config_from_params
 
 GB = 1e9
 PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
@@ -31,39 +29,6 @@ class TrialSettings:
     base: Any  # TrainConfig (SASRec) or DLRMTrainConfig
     budget_bytes: int
     gpus_per_trial: float | None  # None: fractions by each trial's estimate
-
-
-def config_from_params(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
-    """The training config a sampled point describes (knob names as in `search_spaces`).
-
-    Raises ValueError for a combination the model or loss refuses (heads not dividing the
-    hidden size, bce with many negatives).
-    """
-    loss_name = params.get("loss", base.loss.name)
-    negatives = params.get("negatives", base.loss.num_negatives)
-    if loss_name in ("ce", "cce", "bce"):
-        negatives = 1
-    loss = LossConfig(
-        name=loss_name, num_negatives=negatives,
-        negative_mode=params.get("negative_mode", base.loss.negative_mode),
-        tile_size=params.get("tile_size", base.loss.tile_size),
-        temperature=params.get("temperature", base.loss.temperature),
-        sampled_softmax=base.loss.sampled_softmax, gbce_t=base.loss.gbce_t,
-        in_kernel_negatives=params.get("in_kernel_negatives", base.loss.in_kernel_negatives),
-    )
-    config = replace(
-        base, loss=loss,
-        batch_size=params.get("batch_size", base.batch_size),
-        max_len=params.get("max_len", base.max_len),
-        hidden=params.get("hidden", base.hidden),
-        num_blocks=params.get("blocks", base.num_blocks),
-        num_heads=params.get("heads", base.num_heads),
-        dropout=params.get("dropout", base.dropout),
-        lr=params.get("lr", base.lr),
-        bf16=params.get("bf16", base.bf16),
-    )
-    SASRecConfig(num_items=1, hidden=config.hidden, num_heads=config.num_heads)
-    return config
 
 
 class TrialRun:
