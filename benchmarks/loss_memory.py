@@ -21,11 +21,12 @@ from pathlib import Path
 
 import torch
 
-from kernels.config import LossConfig
+from kernels.config import SINGLE_NEGATIVE, LossConfig
 from kernels.losses import make_loss
 from kernels.memory import loss_memory
 from tuner.memory import format_bytes
 from tuner.memory_grid import memory_group
+from tuner.memory_verify import gpu_slug
 
 CASES = [  # loss, negative mode, in-kernel ids
     ("ce", "shared", False), ("cce", "shared", False),
@@ -78,9 +79,8 @@ def alive_at_peak(trace: list[dict], top: int = 12) -> list[int]:
 
 def measure(loss: str, mode: str, in_kernel: bool, bf16: bool, tokens: int, negatives: int,
             dim: int, catalog: int, trace: bool) -> Row:
-    sampled = loss in ("ce_minus", "cce_minus", "gbce")
-    config = LossConfig(loss, num_negatives=negatives if sampled else 1, negative_mode=mode,
-                        in_kernel_negatives=in_kernel)
+    config = LossConfig(loss, num_negatives=1 if loss in SINGLE_NEGATIVE else negatives,
+                        negative_mode=mode, in_kernel_negatives=in_kernel)
     declared = loss_memory(config, tokens, catalog, dim, bf16)
     loss_fn = make_loss(config, catalog)
     generator = torch.Generator(device="cuda").manual_seed(0)
@@ -165,7 +165,7 @@ def main() -> None:
         if args.trace:
             print(f"{'':>30} forward alive {row.forward_alive}\n"
                   f"{'':>30} backward alive {row.backward_alive}", flush=True)
-    slug = "-".join(gpu.lower().replace("nvidia", "").split())
+    slug = gpu_slug(gpu)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.out_dir / f"loss-memory-{slug}"
     stem.with_suffix(".json").write_text(json.dumps(

@@ -23,6 +23,7 @@ def negatives_shape(mode: str, num_tokens: int, num_negatives: int, tile_size: i
 REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
 FUSED_LOSSES = {"cce": "ce", "cce_minus": "ce_minus"}  # fused loss -> its reference
 LOSSES = (*REFERENCE_LOSSES, *FUSED_LOSSES)
+SINGLE_NEGATIVE = ("ce", "cce", "bce")  # losses whose negative count is fixed (none, or one)
 
 
 @dataclass(frozen=True)

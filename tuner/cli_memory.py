@@ -159,7 +159,9 @@ def run_verify(args: argparse.Namespace) -> None:
 
 def _names(args: argparse.Namespace, gpu: str) -> tuple[str, str]:
     """The GPU's slug and the results' file stem in --out (which this creates)."""
-    slug = "-".join(gpu.lower().replace("nvidia", "").split())
+    from tuner.memory_verify import gpu_slug
+
+    slug = gpu_slug(gpu)
     stem = f"memory-{slug}" + ("" if args.grid == "default" else f"-{args.grid}")
     args.out.mkdir(parents=True, exist_ok=True)
     return slug, stem + (f"-{args.tag}" if args.tag else "")

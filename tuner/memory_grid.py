@@ -6,7 +6,8 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kernels.config import LossConfig
+from kernels.config import LOSSES as ALL_LOSSES
+from kernels.config import NEGATIVE_MODES, SINGLE_NEGATIVE, LossConfig
 from tuner.memory import DatasetShape
 from tuner.train_config import TrainConfig
 
@@ -24,9 +25,9 @@ class GridPoint:
     in_kernel: bool = False
 
     def config(self) -> TrainConfig:
-        sampled = self.loss in ("ce_minus", "cce_minus", "gbce")
-        return TrainConfig(loss=LossConfig(self.loss, num_negatives=self.negatives if sampled
-                                           else 1, negative_mode=self.negative_mode,
+        negatives = 1 if self.loss in SINGLE_NEGATIVE else self.negatives
+        return TrainConfig(loss=LossConfig(self.loss, num_negatives=negatives,
+                                           negative_mode=self.negative_mode,
                                            in_kernel_negatives=self.in_kernel),
                            batch_size=self.batch_size, max_len=self.max_len, hidden=self.hidden,
                            bf16=self.bf16, device="cuda")
@@ -54,9 +55,8 @@ def launchable_groups() -> set[tuple[str, bool]]:
     """Every (group, bf16) a training run can be configured into: what verification must
     cover before the tuner may trust the model for it."""
     groups = {memory_group(loss, mode, in_kernel)
-              for loss, mode, in_kernel in itertools.product(
-                  ("ce", "cce", "ce_minus", "cce_minus", "bce", "gbce"),
-                  ("shared", "per_position", "tile"), (False, True))
+              for loss, mode, in_kernel in itertools.product(ALL_LOSSES, NEGATIVE_MODES,
+                                                             (False, True))
               if not in_kernel or loss == "cce_minus"}
     return {(group, bf16) for group in groups for bf16 in (False, True)}
 

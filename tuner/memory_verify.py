@@ -28,6 +28,11 @@ from tuner.train import Setup
 PHASES = ("forward", "backward", "optimizer step", "evaluation")
 
 
+def gpu_slug(name: str) -> str:
+    """A GPU's name as results files carry it: 'NVIDIA H200' -> 'h200'."""
+    return "-".join(name.lower().replace("nvidia", "").split())
+
+
 def random_sequences(shape: DatasetShape, length: int, seed: int = 0) -> SequenceData:
     """`shape.num_users` users with `length` + 2 random items each: full windows, all splits."""
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ import shlex
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from kernels.config import LossConfig
+from kernels.config import SINGLE_NEGATIVE, LossConfig
 from models.sasrec_config import SASRecConfig
 from tuner.data import DataOptions
 from tuner.data.prepare import PrepareOptions
@@ -70,7 +70,6 @@ KNOBS = (
     Knob("include_seen", "--include-seen", "exclude_seen", bool, False, negated=True),
 )
 SEARCHABLE = tuple(knob.name for knob in KNOBS if knob.searchable)
-SINGLE_NEGATIVE = ("ce", "cce", "bce")  # losses whose negative count is not a knob
 
 
 def config_from_params(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
