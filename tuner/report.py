@@ -177,8 +177,8 @@ def train_command(settings: TuneSettings, row: pd.Series) -> str:
     from tuner.sasrec_knobs import KNOBS, config_from_params
     from tuner.sasrec_knobs import train_command as command
 
-    params = {knob.name: knob.kind(_value(row, knob.name, None)) for knob in KNOBS
-              if knob.searchable and _value(row, knob.name, None) is not None}
+    values = {knob: _value(row, knob.name, None) for knob in KNOBS if knob.searchable}
+    params = {knob.name: knob.kind(value) for knob, value in values.items() if value is not None}
     return command(settings.dataset, config_from_params(params, settings.base))
 
 
