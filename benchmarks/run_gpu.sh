@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call: GPU facts, then the stages named as arguments (tests, kernel-tests,
 # kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory,
-# memory-default-allocator, loss-memory, train-per-position, tune,
+# memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m). Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -59,6 +59,11 @@ for stage in "$@"; do
       python3 -m tuner.cli estimate "${args[@]}" --gpu-mem 140GiB | tail -8
       timeout 150 python3 -m tuner.cli train "${args[@]}" --epochs 1 2>&1 | tail -5
       echo "train exit status ${PIPESTATUS[0]} (124: still training at the time limit)" ;;
+    step-memory) python3 -m benchmarks.step_memory --out-dir "$out" 2>&1 \
+        | tee "$out/step-memory.log" | tail -12 ;;
+    gpu-tests)  # the GPU-marked tests under the allocator setting every trial now runs with
+      PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python3 -m pytest -q -m gpu tests \
+        2>&1 | tee "$out/gpu-tests.log" | tail -15 ;;
     loss-memory) python3 -m benchmarks.loss_memory --out-dir "$out" --trace 2>&1 \
         | tee "$out/loss-memory.log" | tail -90 ;;
     tune) python3 -m tuner.cli data --dataset synthetic-ml-20m

@@ -91,13 +91,15 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     returned = allocation(rows * dim, element) if element != 4 else 0
     if explicit and tokens + id_count < rows:
         # kernels.compact: an int32 owner per table row and one float32 accumulator row per
-        # position (target or id); its cast to the table's dtype, then the table from that.
+        # position (target or id); its cast to the table's dtype, then the table-sized
+        # gradient expanded from that, beside it (in float32 too: traced on an H200).
         owners = allocation(rows, 4)
         positions = tokens + id_count
         accumulator = allocation(positions * dim, 4)
         cast = allocation(positions * dim, element) if element != 4 else 0
         in_kernels = d_hidden + owners + max(accumulator + cast,
-                                             (cast or accumulator) + returned)
+                                             (cast or accumulator) + allocation(rows * dim,
+                                                                                element))
     else:
         in_kernels = d_hidden + allocation(rows * dim, 4) + returned
 
@@ -149,8 +151,9 @@ def _reference_sampled(config: LossConfig, tokens: int, num_items: int, dim: int
     # Tile mode pads the hidden states into (tiles, tile, d) for bmm.
     padded = allocation(id_rows * config.tile_size * dim, 4) if mode == "tile" else 0
     if autocast:  # the matmul keeps bf16 copies of both operands, the float32 gather dies
-        matmul_saved = allocation(gathered_rows * dim, 2) + allocation(tokens * dim, 2)
-        matmul_saved += allocation(id_rows * config.tile_size * dim, 2) if padded else 0
+        matmul_saved = allocation(gathered_rows * dim, 2) + (
+            allocation(id_rows * config.tile_size * dim, 2) if padded  # the padded hidden
+            else allocation(tokens * dim, 2))
         raw_scores = allocation(tokens * n, 2)
     else:
         matmul_saved = gathered + padded
@@ -164,15 +167,16 @@ def _reference_sampled(config: LossConfig, tokens: int, num_items: int, dim: int
         # masked_fill keeps the mask; logsumexp keeps the (tokens, 1 + N) concatenation.
         concat = allocation(tokens * (n + 1), 4)
         saved = ids + positives + matmul_saved + mask + concat + allocation(tokens, 4)
-        # The masked scores (a local until return), the concatenation and logsumexp's exp.
-        terms = live + 2 * mask + scores + 2 * concat
+        # The masked scores (a local until return), the concatenation and logsumexp's exp,
+        # beside the mask (the comparisons that made it are gone; traced on an H200).
+        terms = live + mask + scores + 2 * concat
         # logsumexp's backward makes (x - lse) and its exp over the concatenation.
         early = saved + 2 * concat + scores + d_hidden
     else:
         # Scores, their negation, logsigmoid (kept) and the kept-mask product.
         sigmoid = scores
         saved = ids + positives + matmul_saved + mask + sigmoid
-        terms = live + 2 * mask + 4 * sigmoid
+        terms = live + mask + 4 * sigmoid
         early = saved + 2 * sigmoid + d_hidden
     forward = max(matmul, terms) + _reduction(tokens)
     # index_put_'s sort: linear, sorted and original indices and the sort's buffers.

@@ -70,14 +70,18 @@ def activation_memory(config: SASRecConfig, batch: int, autocast: bool) -> Activ
     saved = embedding + config.num_blocks * per_block + final
 
     # Forward: the bias's three boolean (B, L, L) temporaries come before anything is saved;
-    # inside a block, one activation beyond those saved is alive at a time (H100: the forward
-    # peaks 0-2.4 (B L d) bytes above `saved` in float32, 0-1.1 in bf16).
-    forward_extra = el
-    # Backward through a block: the float32 gradient of the residual stream plus gradients
-    # of the block's inner activations not yet freed. Measured on an H100 above `saved`:
-    # 9.5-15.1 (B L d) bytes in float32, 2.5-6.7 in bf16, where they are bf16 and are cast
-    # back at the residual sums.
-    backward_extra = e4 + (el if autocast else 2 * el)
+    # inside a block the temporaries (a linear output before its dropout, a dropout output
+    # before its residual sum) are never more than the tensors still to come (that sum and
+    # the final norm's output), so the forward peaks once `saved` is complete (traced on an
+    # H200: `benchmarks.step_memory`).
+    forward_extra = 0
+    # Backward through a block: the gradient of the residual stream plus gradients of the
+    # block's inner activations not yet freed (bf16 under autocast, cast back at the residual
+    # sums), while the final norm's output, which only the loss needed, is already freed
+    # (traced on an H200: `benchmarks.step_memory`). In float32 the attention's backward
+    # holds a workspace beside them: 3/4 of a (B, L, d) float32 tensor covers all 115 points
+    # of the H200 grid (the largest need, 0.72 of one, at d = 128).
+    backward_extra = el if autocast else 2 * el + 3 * e4 // 4
     return ActivationMemory(saved, forward_extra, backward_extra)
 
 
@@ -90,5 +94,7 @@ def inference_extra(config: SASRecConfig, batch: int, autocast: bool) -> int:
     el = allocation(tokens * d, low)
     bias = allocation(b * length * bias_columns(length), low)
     building = 3 * allocation(b * length * length, 1)
-    # The residual stream, the norm output (its cast), q, k, v and the attention output.
-    return bias + max(building, e4 + 5 * el)
+    # At the attention's output projection (traced on an H200): the residual stream and the
+    # norm output (float32), q, k, v and the attention output, and the projection's output;
+    # under autocast the attention holds a float32 (B, L, d) beside it instead.
+    return bias + max(building, 2 * e4 + 4 * el + (e4 if autocast else el))

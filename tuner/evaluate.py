@@ -63,6 +63,8 @@ def evaluate(
         top = rank < K
         ndcg += (top / torch.log2(rank.float() + 2)).sum().item()
         hits += top.sum().item()
+        # Free this batch's scores before the next batch's exist: one score matrix at a time.
+        del scores, best
     return RankingMetrics(ndcg / data.num_users, hits / data.num_users, data.num_users)
 
 

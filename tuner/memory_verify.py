@@ -193,7 +193,9 @@ def summary(rows: list[dict], gpu: str, command: str, allocator: str,
     counts = {status: sum(row["status"] == status for row in rows)
               for status in dict.fromkeys(row["status"] for row in rows)}
     lines = [f"# Memory model against measurement: {gpu}", "",
-             f"Command: `{command}`", "", f"Allocator: `{allocator}`", "",
+             f"Command: `{command}`", "",
+             f"Written {time.strftime('%Y-%m-%d')}; measured with torch "
+             f"{rows[0].get('torch', '?') if rows else '?'}. Allocator: `{allocator}`", "",
              "Points: " + ", ".join(f"{n} {status}" for status, n in counts.items()), ""]
     if errs:
         lines += [
