@@ -1,11 +1,13 @@
 """Search spaces as data: one YAML file per preset, and the loader that validates them.
 
     >>> from search_spaces import load_space
-    >>> space = load_space("ml-20m")              # a preset, or a path to your own file
+    >>> from tuner.families import get
+    >>> space = load_space("ml-20m", lambda model: get(model).space_knobs)  # or a YAML path
     >>> params = space.suggest(optuna_trial)      # {'batch_size': 512, 'negatives': 4096, ...}
 
 A file has `params`, each one distribution, and optionally `fixed` values, a `description`
-and the `model` it tunes (`sasrec`, the default, or `dlrm`), which decides the knobs allowed:
+and the `model` it tunes (`sasrec`, the default, `dlrm`, or any registered family), whose
+knobs are the ones allowed:
 
     params:
       batch_size: {powers_of_two: [64, 1024]}   # 64, 128, ..., 1024 (ordered for the sampler)
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +34,9 @@ import yaml
 PRESET_DIR = Path(__file__).parent
 PRESETS = tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
 
-# What a space may set, per model, and the type of each value.
-KNOBS: dict[str, dict[str, type]] = {
-    "sasrec": {
-        "batch_size": int, "negatives": int, "max_len": int, "hidden": int, "blocks": int,
-        "heads": int, "lr": float, "dropout": float, "temperature": float, "loss": str,
-        "negative_mode": str, "tile_size": int, "bf16": bool, "in_kernel_negatives": bool,
-    },
-    "dlrm": {  # MLP hidden widths as `512-256`: the data and embedding_dim give the ends
-        "batch_size": int, "embedding_dim": int, "mlp_bot": str, "mlp_top": str,
-        "interaction": str, "lr": float, "table_lr": float, "dense_optimizer": str,
-    },
-}
-MODELS = tuple(KNOBS)
+# The knobs a model's space may set and each one's type; the application knows them (its
+# model families), so the loader is given them rather than importing it.
+KnobsOf = Callable[[str], Mapping[str, type]]
 KINDS = ("choices", "powers_of_two", "int", "uniform", "log_uniform")
 
 
@@ -98,8 +91,9 @@ class SearchSpace:
                 for values in itertools.product(*(p.smallest() for p in self.params))]
 
 
-def load_space(name_or_path: str | Path) -> SearchSpace:
-    """A preset by name (see `PRESETS`) or a YAML file by path, validated."""
+def load_space(name_or_path: str | Path, knobs_of: KnobsOf) -> SearchSpace:
+    """A preset by name (see `PRESETS`) or a YAML file by path, validated against the knobs
+    that `knobs_of(model)` allows (it raises ValueError for a model it does not know)."""
     path = Path(name_or_path)
     if str(name_or_path) in PRESETS:
         path = PRESET_DIR / f"{name_or_path}.yaml"
@@ -110,10 +104,10 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         spec = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise SpaceError(f"{path}: not valid YAML ({error})") from None
-    return parse_space(spec, path.stem, str(path))
+    return parse_space(spec, path.stem, str(path), knobs_of)
 
 
-def parse_space(spec: Any, name: str, where: str) -> SearchSpace:
+def parse_space(spec: Any, name: str, where: str, knobs_of: KnobsOf) -> SearchSpace:
     if not isinstance(spec, dict):
         raise SpaceError(f"{where}: expected a mapping with `params` (and optionally `fixed`, "
                          "`description`, `model`)")
@@ -122,9 +116,10 @@ def parse_space(spec: Any, name: str, where: str) -> SearchSpace:
         raise SpaceError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; allowed: "
                          "params, fixed, description, model")
     model = spec.get("model", "sasrec")
-    if model not in MODELS:
-        raise SpaceError(f"{where}: model {model!r}: choose one of {', '.join(MODELS)}")
-    knobs = KNOBS[model]
+    try:
+        knobs = knobs_of(str(model))
+    except ValueError as error:
+        raise SpaceError(f"{where}: {error}") from None
     params_spec = spec.get("params") or {}
     fixed_spec = spec.get("fixed") or {}
     for section, value in (("params", params_spec), ("fixed", fixed_spec)):
@@ -139,13 +134,13 @@ def parse_space(spec: Any, name: str, where: str) -> SearchSpace:
     return SearchSpace(name, params, fixed, str(spec.get("description", "")), model)
 
 
-def _knob(key: str, where: str, path: str, knobs: dict[str, type]) -> type:
+def _knob(key: str, where: str, path: str, knobs: Mapping[str, type]) -> type:
     if key not in knobs:
         raise SpaceError(f"{where}: {path}: unknown knob {key!r}; allowed: {', '.join(knobs)}")
     return knobs[key]
 
 
-def _value(key: str, value: Any, where: str, path: str, knobs: dict[str, type]) -> Any:
+def _value(key: str, value: Any, where: str, path: str, knobs: Mapping[str, type]) -> Any:
     kind = _knob(key, where, path, knobs)
     if kind is str and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # an MLP of one hidden layer, `mlp_top: {choices: [256]}`
@@ -159,7 +154,7 @@ def _value(key: str, value: Any, where: str, path: str, knobs: dict[str, type]) 
     return value
 
 
-def _param(key: str, spec: Any, where: str, knobs: dict[str, type]) -> Param:
+def _param(key: str, spec: Any, where: str, knobs: Mapping[str, type]) -> Param:
     path = f"params.{key}"
     knob = _knob(key, where, path, knobs)
     if not isinstance(spec, dict) or len(spec) != 1:

@@ -152,8 +152,3 @@ def train_config(args: argparse.Namespace, **run) -> TrainConfig:
         epochs=args.epochs, bf16=args.bf16, eval_batch_size=args.eval_batch_size, **run,
     )
 
-
-def run_config(args: argparse.Namespace) -> TrainConfig:
-    """The config `cce-tune train` runs: the model and loss arguments with the run's own."""
-    return train_config(args, seed=args.seed, device=args.device,
-                        exclude_seen=not args.include_seen)

@@ -1,30 +1,39 @@
-"""DLRM's arguments, as the reference code spells them, and `cce-tune estimate --model dlrm`."""
+"""DLRM's arguments, as the reference code spells them, and its `train` and `estimate`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 from models.dlrm_config import INTERACTIONS, DLRMConfig, parse_arch
 from models.dlrm_memory import DENSE_OPTIMIZERS, SPARSE_OPTIMIZERS
 from tuner.arguments import positive_float, positive_int
+from tuner.ctr.config import CriteoOptions, DLRMTrainConfig
 from tuner.errors import CceTuneError
 from tuner.memory import MemoryProfile, format_bytes
 
 PAPER_TABLES = "-".join(["1000000"] * 8)  # the DLRM paper's single-device benchmark
 
 
-def add_dlrm_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("dlrm (with --model dlrm)")
-    group.add_argument("--arch-embedding-size", default=PAPER_TABLES,
-                       help="rows of each table, joined by '-' (default: 8 x 1,000,000)")
+def add_architecture_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and optimizers, with the reference code's defaults (its MLPs fit the
+    paper's benchmark; `add_click_training_arguments` sets the click data's)."""
+    group = parser.add_argument_group("architecture and optimizers")
     group.add_argument("--arch-sparse-feature-size", type=positive_int, default=64)
     group.add_argument("--arch-mlp-bot", default="512-512-64")
     group.add_argument("--arch-mlp-top", default="1024-1024-1024-1")
     group.add_argument("--arch-interaction-op", choices=INTERACTIONS, default="dot")
-    group.add_argument("--num-indices-per-lookup", type=positive_int, default=100)
     group.add_argument("--sparse-optimizer", choices=SPARSE_OPTIMIZERS, default="sgd")
     group.add_argument("--dense-optimizer", choices=DENSE_OPTIMIZERS, default="sgd")
+
+
+def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the data gives a training run, given by hand for an estimate without data."""
+    group = parser.add_argument_group("tables and lookups (no data needed)")
+    group.add_argument("--arch-embedding-size", default=PAPER_TABLES,
+                       help="rows of each table, joined by '-' (default: 8 x 1,000,000)")
+    group.add_argument("--num-indices-per-lookup", type=positive_int, default=100)
 
 
 def dlrm_config(args: argparse.Namespace,
@@ -77,7 +86,7 @@ def run_estimate_dlrm(args: argparse.Namespace) -> None:
 def add_click_training_arguments(parser: argparse.ArgumentParser) -> None:
     """What training DLRM on click data takes besides the architecture and the batch size:
     Criteo's parsing, the tables' learning rate; the defaults of `train-dlrm`."""
-    group = parser.add_argument_group("click data and tables (with DLRM)")
+    group = parser.add_argument_group("click data and tables")
     group.add_argument("--hash-size", type=positive_int, default=1 << 20,
                        help="Criteo: rows per table, values hashed into them")
     group.add_argument("--min-frequency", type=positive_int,
@@ -86,21 +95,17 @@ def add_click_training_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Criteo: skip and count malformed lines instead of stopping")
     group.add_argument("--table-lr", type=positive_float, default=0.5,
                        help="the tables' (SGD in the backward, or row-wise Adagrad)")
-    add_dlrm_arguments(parser)
+    add_architecture_arguments(parser)
     parser.set_defaults(arch_mlp_bot="13-512-256-64", arch_mlp_top="512-256-1")
 
 
-def criteo_options(args: argparse.Namespace):
-    from tuner.ctr.criteo import CriteoOptions
-
+def criteo_options(args: argparse.Namespace) -> CriteoOptions:
     return CriteoOptions(hash_size=None if args.min_frequency else args.hash_size,
                          min_frequency=args.min_frequency, skip_bad_rows=args.skip_bad_rows)
 
 
-def dlrm_train_config(args: argparse.Namespace, source, **run):
+def dlrm_train_config(args: argparse.Namespace, source, **run) -> DLRMTrainConfig:
     """The DLRM training config of the command line, its tables shaped by `source`."""
-    from tuner.train_dlrm import DLRMTrainConfig
-
     model = dlrm_config(args, source.table_sizes)
     if model.dense_features != source.dense_features:
         raise CceTuneError(f"--arch-mlp-bot starts with {model.dense_features} but "
@@ -108,20 +113,7 @@ def dlrm_train_config(args: argparse.Namespace, source, **run):
     return DLRMTrainConfig(model, batch_size=args.batch_size, lr=args.lr,
                            table_lr=args.table_lr, sparse_optimizer=args.sparse_optimizer,
                            dense_optimizer=args.dense_optimizer, epochs=args.epochs,
-                           seed=args.seed, **run)
-
-
-def add_train_dlrm_parser(commands) -> None:
-    parser = commands.add_parser("train-dlrm", help="train DLRM once on click data")
-    parser.add_argument("--dataset", default="synthetic-dlrm",
-                        help="synthetic-dlrm, random-dlrm, or a Criteo file")
-    add_click_training_arguments(parser)
-    group = parser.add_argument_group("training")
-    group.add_argument("--batch-size", type=positive_int, default=1024)
-    group.add_argument("--lr", type=positive_float, default=3e-3, help="the MLPs' (Adam)")
-    group.add_argument("--epochs", type=positive_int, default=1)
-    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    group.add_argument("--seed", type=int, default=0)
+                           **{"seed": args.seed, **run})
 
 
 def run_train_dlrm(args: argparse.Namespace) -> None:
@@ -142,4 +134,10 @@ def run_train_dlrm(args: argparse.Namespace) -> None:
               f"{v.constant_log_loss:>9.4f} {v.accuracy:>9.4f} {epoch.seconds:>7.1f} "
               f"{epoch.samples_per_s:>11,.0f} {peak:>9}", flush=True)
 
-    train_dlrm(config, source.train, source.valid, on_epoch=show)
+    epochs = train_dlrm(config, source.train, source.valid, on_epoch=show)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"config": asdict(config),
+                                        "epochs": [asdict(epoch) for epoch in epochs]},
+                                       indent=2, default=str))
+        print(f"results written to {args.out}")

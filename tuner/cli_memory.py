@@ -11,20 +11,10 @@ import time
 from pathlib import Path
 
 from tuner.allocator import allocator_setting
-from tuner.arguments import (
-    add_data_arguments,
-    add_loss_arguments,
-    add_model_arguments,
-    data_options,
-    memory_size,
-    positive_int,
-    train_config,
-)
-from tuner.cli_dlrm import add_dlrm_arguments, run_estimate_dlrm
+from tuner.arguments import data_options, memory_size
 from tuner.data import counts
 from tuner.errors import CceTuneError
 from tuner.memory import (
-    SOLVABLE,
     DatasetShape,
     MemoryProfile,
     estimate,
@@ -33,6 +23,7 @@ from tuner.memory import (
     with_knob,
 )
 from tuner.memory_grid import GRIDS
+from tuner.train_config import TrainConfig
 
 
 def add_profile_argument(parser: argparse.ArgumentParser) -> None:
@@ -41,23 +32,11 @@ def add_profile_argument(parser: argparse.ArgumentParser) -> None:
                              "(default: the uncalibrated model)")
 
 
-def add_estimate_parser(commands) -> None:
-    parser = commands.add_parser(
-        "estimate", help="print the peak-memory breakdown of a configuration, no GPU needed")
-    add_data_arguments(parser)
-    parser.add_argument("--model", choices=("sasrec", "dlrm"), default="sasrec")
-    add_loss_arguments(parser)
-    add_model_arguments(parser)
-    add_dlrm_arguments(parser)
+def add_estimate_arguments(parser: argparse.ArgumentParser) -> None:
+    """`cce-tune estimate`'s own arguments, beside the model family's."""
     group = parser.add_argument_group("estimate")
-    group.add_argument("--num-users", type=positive_int,
-                       help="users of the dataset (default: from its metadata or cache)")
-    group.add_argument("--num-items", type=positive_int,
-                       help="items of the catalog (default: from its metadata or cache)")
     group.add_argument("--gpu-mem", type=memory_size,
                        help="a budget such as 40GB or 40GiB: say whether it fits")
-    group.add_argument("--solve", choices=tuple(SOLVABLE),
-                       help="with --gpu-mem: the largest value of this knob that fits")
     group.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_profile_argument(group)
 
@@ -69,16 +48,11 @@ def dataset_shape(args: argparse.Namespace) -> DatasetShape:
     return DatasetShape(args.num_users or users, args.num_items or items)
 
 
-def run_estimate(args: argparse.Namespace) -> None:
-    if args.model == "dlrm":
-        if args.solve:
-            raise CceTuneError("--solve is for SASRec; DLRM's estimate says how many GPUs a "
-                               "table-wise split needs")
-        run_estimate_dlrm(args)
-        return
+def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None:
+    """The estimate of a sequence model's training `config` on the arguments' dataset (its
+    size from the cache or metadata, or --num-users / --num-items), or --solve's answer."""
     if args.solve and not args.gpu_mem:
         raise CceTuneError("--solve needs --gpu-mem, the budget to solve against")
-    config = train_config(args)
     shape = dataset_shape(args)
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
     solved = None

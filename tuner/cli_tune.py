@@ -6,19 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from tuner.arguments import (
-    add_data_arguments,
-    add_loss_arguments,
-    add_model_arguments,
-    data_options,
-    memory_size,
-    parse_number,
-    positive_float,
-    positive_int,
-    train_config,
-)
-from tuner.cli_dlrm import add_click_training_arguments, criteo_options, dlrm_train_config
+from tuner.arguments import memory_size, parse_number, positive_float, positive_int
 from tuner.errors import CceTuneError
+from tuner.families import Family, get
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -41,18 +31,18 @@ def fraction(text: str) -> float:
     return value
 
 
-def add_tune_parser(commands) -> None:
+def add_tune_parser(commands) -> argparse.ArgumentParser:
+    """`cce-tune tune` with its search arguments; the caller adds the model family's."""
     from search_spaces import PRESETS
 
     parser = commands.add_parser(
         "tune", help="search the space under a GPU memory budget (the default command)")
-    add_data_arguments(parser)
     group = parser.add_argument_group("search")
     group.add_argument("--gpu-mem", type=memory_size,
                        help="the per-trial GPU memory budget, e.g. 40GB or 40GiB (required "
                             "unless --resume)")
     group.add_argument("--space", help=f"a preset ({', '.join(PRESETS)}) or a YAML file "
-                                       "(default: the dataset's preset, else default)")
+                                       "(default: the dataset's preset, else the model's)")
     group.add_argument("--trials", type=positive_int, default=16)
     group.add_argument("--time-budget", type=duration, help="stop launching after this long")
     group.add_argument("--margin", type=fraction, default=0.9,
@@ -68,12 +58,7 @@ def add_tune_parser(commands) -> None:
     group.add_argument("--memory-profile", type=Path,
                        help="coefficients from `verify-memory --calibrate`")
     group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--model", choices=("sasrec", "dlrm"), default="sasrec",
-                       help="what to tune: SASRec on sequences, or DLRM on click data "
-                            "(--dataset synthetic-dlrm, random-dlrm or a Criteo file)")
-    add_loss_arguments(parser)
-    add_model_arguments(parser)
-    add_click_training_arguments(parser)
+    return parser
 
 
 def add_report_parser(commands) -> None:
@@ -81,17 +66,17 @@ def add_report_parser(commands) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
 
 
-def default_space(dataset: str, model: str = "sasrec") -> str:
-    """The dataset's preset if there is one, else the model's general one."""
+def default_space(dataset: str, family: Family) -> str:
+    """The dataset's preset if there is one, else the model family's general one."""
     from search_spaces import PRESETS
 
     name = dataset.removeprefix("synthetic-")
-    fallback = "default" if model == "sasrec" else model
-    return dataset if dataset in PRESETS else name if name in PRESETS else fallback
+    return dataset if dataset in PRESETS else name if name in PRESETS else family.default_space
 
 
 def run_tune(args: argparse.Namespace) -> None:
-    from tuner.search import TuneSettings, space_for, tune
+    from tuner.run_dir import REPORT_DIR, RUN_FILE, TuneSettings
+    from tuner.search import space_for, tune
 
     if args.resume:
         settings = TuneSettings.load(args.resume)
@@ -101,33 +86,26 @@ def run_tune(args: argparse.Namespace) -> None:
         if args.gpu_mem is None:
             raise CceTuneError("--gpu-mem is required: the memory budget each trial must fit, "
                                "e.g. --gpu-mem 40GB")
-        space = args.space or default_space(args.dataset, args.model)
+        family = get(args.model)
+        data = family.data_options(args)
+        dataset = family.data_name(data)
+        space = args.space or default_space(dataset, family)
         space_for(space, args.model)  # before any data is read: a bad space fails at once
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = args.out or Path("runs") / f"{Path(args.dataset).stem}-{stamp}"
-        if (run_dir / "run.json").exists():
+        run_dir = args.out or Path("runs") / f"{Path(dataset).stem}-{stamp}"
+        if (run_dir / RUN_FILE).exists():
             raise CceTuneError(f"{run_dir} holds a run already; --resume {run_dir} continues "
                                "it, or choose another --out")
         settings = TuneSettings(
-            run_dir=run_dir, dataset=data_options(args), space=space,
+            run_dir=run_dir, model=args.model, data=data,
+            base=family.train_config(args, seed=args.seed), space=space,
             budget_bytes=args.gpu_mem, margin=args.margin, trials=args.trials,
             epochs=args.epochs, time_budget_s=args.time_budget,
             gpus_per_trial=args.gpus_per_trial, address=args.address, seed=args.seed,
-            memory_profile=args.memory_profile, base=base_config(args),
-            model=args.model, criteo=criteo_options(args), dashboard=not args.no_dashboard)
+            memory_profile=args.memory_profile, dashboard=not args.no_dashboard)
         out = tune(settings)
-    print(f"reports: {out / 'report'} (summary.md, pareto.csv, report.html)")
-    print((out / "report" / "summary.md").read_text())
-
-
-def base_config(args: argparse.Namespace):
-    """The fixed part of every trial's config: the command line's, for the model tuned."""
-    if args.model == "sasrec":
-        return train_config(args, seed=args.seed)
-    from tuner.ctr.sources import click_source
-
-    source = click_source(args.dataset, args.batch_size, args.seed, criteo_options(args))
-    return dlrm_train_config(args, source)
+    print(f"reports: {out / REPORT_DIR} (summary.md, pareto.csv, report.html)")
+    print((out / REPORT_DIR / "summary.md").read_text())
 
 
 def run_report(args: argparse.Namespace) -> None:

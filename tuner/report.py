@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import statistics
 from pathlib import Path
 
 import pandas as pd
 
-from tuner.families import SASREC, Family
-from tuner.search import REJECTED_FILE, TuneSettings
+from tuner.families import DEFAULT, Family
+from tuner.run_dir import REJECTED_FILE, REPORT_DIR, TuneSettings
 
 
-def load_trials(run_dir: Path, family: Family = SASREC) -> pd.DataFrame:
+def load_trials(run_dir: Path, family: Family) -> pd.DataFrame:
     """One row per trial found in RUN_DIR: its knobs, its best validation epoch, its status."""
     rows = []
     for params_file in sorted(Path(run_dir).glob("*/params.json")):
@@ -32,7 +33,7 @@ def load_trials(run_dir: Path, family: Family = SASREC) -> pd.DataFrame:
         results = _results(trial_dir / "result.json", family.quality)
         error = _error(trial_dir)
         row = {"trial": trial_dir.name.removeprefix("trial_"),
-               **{k: params.get(k) for k in family.knobs if k in params},
+               **{k: params.get(k) for k in family.searchable if k in params},
                "estimate_total_gb": params.get("estimate_total_bytes", 0) / 1e9,
                "gpu_fraction": params.get("gpu_fraction")}
         if results:
@@ -113,7 +114,7 @@ def write_reports(run_dir: Path) -> Path:
     settings = TuneSettings.load(run_dir)
     family = settings.family
     trials = load_trials(run_dir, family)
-    out = run_dir / "report"
+    out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     if trials.empty:
         (out / "summary.md").write_text(f"# cce-tune run\n\n{run_dir}: no trials have run "
@@ -171,41 +172,17 @@ def _value(row: pd.Series, knob: str, default):
 
 
 def train_command(settings: TuneSettings, row: pd.Series) -> str:
-    """The command that retrains a trial's configuration."""
-    if settings.model == "dlrm":
-        return _train_dlrm_command(settings, row)
-    from tuner.sasrec_knobs import KNOBS, config_from_params
-    from tuner.sasrec_knobs import train_command as command
-
-    values = {knob: _value(row, knob.name, None) for knob in KNOBS if knob.searchable}
-    params = {knob.name: knob.kind(value) for knob, value in values.items() if value is not None}
-    return command(settings.dataset, config_from_params(params, settings.base))
-
-
-def _train_dlrm_command(settings: TuneSettings, row: pd.Series) -> str:
-    from tuner.ctr.sources import CLICK_PRESETS
-    from tuner.trial_dlrm import dlrm_config_from_params
-
-    params = {knob: _value(row, knob, None) for knob in settings.family.knobs}
-    kinds = {"batch_size": int, "embedding_dim": int, "mlp_bot": str, "mlp_top": str}
-    params = {knob: kinds.get(knob, lambda v: v)(v) for knob, v in params.items()
-              if v is not None}
-    config = dlrm_config_from_params(params, settings.base)
-    model = config.model
-    parts = ["cce-tune", "train-dlrm", "--dataset", settings.dataset.dataset,
-             "--arch-sparse-feature-size", str(model.embedding_dim),
-             "--arch-mlp-bot", "-".join(map(str, model.bottom)),
-             "--arch-mlp-top", "-".join(map(str, model.top)),
-             "--arch-interaction-op", model.interaction,
-             "--batch-size", str(config.batch_size), "--lr", f"{config.lr:.3g}",
-             "--table-lr", f"{config.table_lr:.3g}",
-             "--sparse-optimizer", config.sparse_optimizer,
-             "--dense-optimizer", config.dense_optimizer, "--epochs", str(settings.epochs)]
-    if settings.dataset.dataset not in CLICK_PRESETS:
-        criteo = settings.criteo
-        parts += (["--min-frequency", str(criteo.min_frequency)] if criteo.min_frequency
-                  else ["--hash-size", str(criteo.hash_size)])
-    return " ".join(parts)
+    """The command that retrains a trial's configuration: every searched knob from the
+    trial's row, the rest from the run's base config, written by the family's knob table."""
+    family = settings.family
+    params = {}
+    for knob in family.knobs:
+        value = _value(row, knob.name, None) if knob.searchable else None
+        if value is not None:
+            params[knob.name] = knob.kind(value)
+    config = family.config_from_params(params, settings.base)
+    model = [] if settings.model == DEFAULT else ["--model", settings.model]
+    return shlex.join(["cce-tune", "train", *model, *family.train_argv(settings.data, config)])
 
 
 def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
@@ -214,7 +191,7 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
     family = settings.family
     gaps = trial_gaps(trials)
     lines = [
-        f"# cce-tune: {settings.dataset.dataset}, budget {settings.budget_bytes / 1e9:g} GB",
+        f"# cce-tune: {settings.dataset_name}, budget {settings.budget_bytes / 1e9:g} GB",
         "",
         f"- space `{settings.space}`, {len(trials)} trials "
         + "(" + ", ".join(f"{n} {status}" for status, n in counts.items()) + ")",

@@ -8,10 +8,9 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from tuner.search import TuneSettings
+from tuner.run_dir import TuneSettings
 
 # Per model: the two knobs whose grid shows the trade-off best.
-GRID = {"sasrec": ("batch_size", "negatives"), "dlrm": ("batch_size", "embedding_dim")}
 
 
 def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
@@ -38,7 +37,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
         scatter.add_vline(x=budget_gb, line_dash="dash", line_color="red",
                           annotation_text=f"budget {budget_gb:g} GB")
         figures.append(scatter)
-        x, y = GRID[family.model]
+        x, y = family.grid
         if {x, y} <= set(finished):
             grid = px.scatter(finished, x=x, y=y, color=quality, size="peak_memory_gb",
                               log_x=True, log_y=True, hover_data=hover,
@@ -46,7 +45,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
                               title=f"{label} over {x.replace('_', ' ')} x "
                                     f"{y.replace('_', ' ')} (marker size: peak memory)")
             figures.append(grid)
-        numeric = [c for c in (*family.knobs, "epoch_seconds", "peak_memory_gb", quality)
+        numeric = [c for c in (*family.searchable, "epoch_seconds", "peak_memory_gb", quality)
                    if c in finished and pd.api.types.is_numeric_dtype(finished[c])
                    and finished[c].nunique() > 1]
         if len(numeric) >= 2:
@@ -67,7 +66,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
         memory.add_hline(y=budget_gb, line_dash="dash", line_color="red",
                          annotation_text=f"budget {budget_gb:g} GB")
         figures.append(memory)
-    parts = [f"<h1>cce-tune: {settings.dataset.dataset}, budget {budget_gb:g} GB</h1>",
+    parts = [f"<h1>cce-tune: {settings.dataset_name}, budget {budget_gb:g} GB</h1>",
              f"<p>{len(trials)} trials; {len(front)} on the Pareto front.</p>"]
     for index, figure in enumerate(figures):
         parts.append(figure.to_html(full_html=False, include_plotlyjs=index == 0))

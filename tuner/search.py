@@ -1,6 +1,7 @@
 """The search: Ray Tune runs the trials, Optuna proposes them, the memory model vetoes them.
 
-    >>> run_dir = tune(TuneSettings(dataset=DataOptions("ml-20m"), budget_bytes=40e9, ...))
+    >>> run_dir = tune(TuneSettings(run_dir, base=TrainConfig(), data=DataOptions("ml-20m"),
+    ...                             budget_bytes=40 * 10**9, ...))
 
 Optuna (through Ray's `OptunaSearch`, multi-objective: NDCG@10 up, epoch time and peak
 memory down) samples a point of the search space; its define-by-run function estimates the
@@ -17,92 +18,19 @@ import copy
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
 
 from search_spaces import SearchSpace, SpaceError, load_space
-from tuner.ctr.criteo import CriteoOptions
-from tuner.data import DataOptions
 from tuner.errors import CceTuneError
-from tuner.families import FAMILIES, Family
+from tuner.families import get
 from tuner.memory import MemoryProfile, format_bytes
 from tuner.progress import ProgressTable
-from tuner.targets import TARGETS
-from tuner.train_config import TrainConfig
+from tuner.run_dir import JOURNAL_FILE, REJECTED_FILE, TuneSettings
 from tuner.trial import TrialSettings
-
-RUN_FILE = "run.json"
-REJECTED_FILE = "rejected.jsonl"
-JOURNAL_FILE = "optuna-journal.log"
-
-
-@dataclass(frozen=True)
-class TuneSettings:
-    """Everything a run needs; stored as RUN_DIR/run.json so `--resume` and `report` know it."""
-
-    run_dir: Path
-    model: str = "sasrec"  # or "dlrm"
-    dataset: DataOptions = field(default_factory=DataOptions)
-    space: str = "default"
-    budget_bytes: int = 40 * 10**9
-    margin: float = 0.9  # launch only what the estimate puts under margin x budget
-    trials: int = 16
-    epochs: int = 5
-    time_budget_s: float | None = None
-    gpus_per_trial: float | None = None  # None: a fraction of a GPU by each trial's estimate
-    address: str | None = None
-    seed: int = 0
-    memory_profile: Path | None = None
-    base: Any = field(default_factory=TrainConfig)  # TrainConfig, or DLRMTrainConfig for dlrm
-    criteo: CriteoOptions = field(default_factory=CriteoOptions)  # dlrm on a Criteo file
-    dashboard: bool = True
-    grace_period: int = 1  # epochs before ASHA may stop a trial
-    max_rejections: int = 2000  # proposals in a row over the budget before giving up
-
-    def save(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / RUN_FILE).write_text(json.dumps(asdict(self), indent=2, default=str))
-
-    @classmethod
-    def load(cls, run_dir: Path) -> TuneSettings:
-        path = Path(run_dir) / RUN_FILE
-        if not path.is_file():
-            raise CceTuneError(f"{run_dir}: not a cce-tune run (no {RUN_FILE})")
-        raw = json.loads(path.read_text())
-        from kernels.config import LossConfig
-        from tuner.data.prepare import PrepareOptions
-        from tuner.data.tabular import ColumnNames
-
-        data = raw["dataset"]
-        dataset = DataOptions(
-            dataset=data["dataset"], data_dir=Path(data["data_dir"]) if data["data_dir"] else None,
-            prepare=PrepareOptions(**data["prepare"]), columns=ColumnNames(**data["columns"]),
-            seed=data["seed"])
-        model = raw.get("model", "sasrec")
-        if model == "dlrm":
-            from models.dlrm_config import DLRMConfig
-            from tuner.train_dlrm import DLRMTrainConfig
-
-            arch = raw["base"]["model"]
-            base = DLRMTrainConfig(**{**raw["base"], "model": DLRMConfig(**{
-                **arch, **{k: tuple(arch[k]) for k in ("table_sizes", "bottom", "top")}})})
-        else:
-            base = TrainConfig(**{**raw["base"], "loss": LossConfig(**raw["base"]["loss"])})
-        profile = raw["memory_profile"]
-        return cls(**{**raw, "run_dir": Path(run_dir), "model": model, "dataset": dataset,
-                      "base": base, "criteo": CriteoOptions(**raw.get("criteo", {})),
-                      "memory_profile": Path(profile) if profile else None})
-
-    @property
-    def family(self) -> Family:
-        return FAMILIES[self.model]
-
-    @property
-    def budget_limit(self) -> float:
-        return self.budget_bytes * self.margin
 
 
 class SpaceSampler:
@@ -221,7 +149,7 @@ class BudgetedSearch(Searcher):
 def space_for(name_or_path: str, model: str) -> SearchSpace:
     """The space `name_or_path`, refused unless it tunes `model`."""
     try:
-        space = load_space(name_or_path)
+        space = load_space(name_or_path, lambda name: get(name).space_knobs)
     except SpaceError as error:
         raise CceTuneError(str(error)) from None
     if space.model != model:
@@ -257,7 +185,7 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
     run_dir = settings.run_dir.resolve()
     space = space_for(settings.space, settings.model)
     profile = MemoryProfile.load(settings.memory_profile) if settings.memory_profile else None
-    target = TARGETS[settings.model].load(settings, profile)
+    target = settings.family.target(settings, profile)
     if not resume:
         check_space_fits(space, settings, target)
         settings.save()

@@ -17,31 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from models.dlrm import DLRM
-from models.dlrm_config import DLRMConfig
 from tuner.captured_step import CapturedStep
 from tuner.ctr.batches import ClickBatch
+from tuner.ctr.config import DLRMTrainConfig
 from tuner.rowwise_adagrad import RowWiseAdagrad
 from tuner.train import resolve_device
-
-
-@dataclass(frozen=True)
-class DLRMTrainConfig:
-    model: DLRMConfig
-    batch_size: int = 1024
-    lr: float = 3e-3  # the MLPs'
-    table_lr: float = 0.5
-    sparse_optimizer: str = "sgd"
-    dense_optimizer: str = "adam"
-    epochs: int = 1
-    seed: int = 0
-    device: str = "auto"
-    cuda_graph: bool = True  # where it can: a GPU and tables updated inside the backward
-
-    @property
-    def captures_step(self) -> bool:
-        """Whether a GPU replays the step from a CUDA graph: sparse gradients cannot be
-        captured, so only with the tables' SGD inside the backward."""
-        return self.cuda_graph and self.sparse_optimizer == "sgd"
 
 
 @dataclass(frozen=True)

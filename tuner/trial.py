@@ -16,7 +16,6 @@ from typing import Any
 
 from tuner.allocator import use_expandable_segments
 from tuner.data.sequences import SequenceData
-from tuner.sasrec_knobs import config_from_params
 
 GB = 1e9
 PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
@@ -26,7 +25,7 @@ PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
 class TrialSettings:
     """What every trial shares: the budget it is capped at and the fixed training config."""
 
-    base: Any  # TrainConfig (SASRec) or DLRMTrainConfig
+    base: Any  # the family's training config
     budget_bytes: int
     gpus_per_trial: float | None  # None: fractions by each trial's estimate
 
@@ -83,6 +82,7 @@ class TrialRun:
 
 def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings) -> None:
     """Ray Tune function trainable: train `config` and report every epoch."""
+    from tuner.families.sasrec import config_from_params
     from tuner.train import train
 
     run = TrialRun(config, settings)

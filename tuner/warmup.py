@@ -17,7 +17,7 @@ import torch
 from kernels.config import FUSED_LOSSES
 from kernels.losses import make_loss
 from search_spaces import SearchSpace
-from tuner.sasrec_knobs import config_from_params
+from tuner.families.sasrec import config_from_params
 from tuner.train_config import TrainConfig
 
 VARIANT_KNOBS = ("loss", "hidden", "bf16", "negative_mode", "in_kernel_negatives")

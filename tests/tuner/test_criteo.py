@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from tuner.ctr.criteo import CriteoOptions, load_criteo, parse_criteo
+from tuner.ctr.config import CriteoOptions
+from tuner.ctr.criteo import load_criteo, parse_criteo
 from tuner.errors import DataError
 
 

@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from tuner.families import DLRM, SASREC
+from tuner.families import get
 from tuner.progress import ProgressTable
 
 RESULT = {"epoch": 2, "ndcg10": 0.4321, "epoch_seconds": 3.25, "peak_memory_gb": 1.5,
@@ -26,7 +26,7 @@ def events(progress):
 
 
 def test_without_a_terminal_each_event_is_a_line(capsys):
-    events(ProgressTable(2, 40 * 10**9, SASREC, live=False))
+    events(ProgressTable(2, 40 * 10**9, get("sasrec"), live=False))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("[  1/2] start  loss=cce_minus  B=512  N=4096  L=50  d=64  "
                                "lr=1.0e-03")
@@ -36,7 +36,7 @@ def test_without_a_terminal_each_event_is_a_line(capsys):
 
 
 def test_the_live_table_holds_every_trial_and_the_best_score():
-    progress = ProgressTable(2, 40 * 10**9, SASREC, live=False)
+    progress = ProgressTable(2, 40 * 10**9, get("sasrec"), live=False)
     events(progress)
     console = Console(width=200, record=True)
     console.print(progress.render())
@@ -47,14 +47,14 @@ def test_the_live_table_holds_every_trial_and_the_best_score():
 
 
 def test_knobs_the_space_holds_fixed_get_no_column(capsys):
-    events(ProgressTable(2, 40 * 10**9, SASREC, searched=("batch_size", "negatives"),
+    events(ProgressTable(2, 40 * 10**9, get("sasrec"), searched=("batch_size", "negatives"),
                          live=False))
     assert capsys.readouterr().out.splitlines()[0].startswith("[  1/2] start  B=512  N=4096  "
                                                               "estimate")
 
 
 def test_a_dlrm_run_shows_its_own_knobs_and_auc():
-    progress = ProgressTable(1, 10**9, DLRM, live=False)
+    progress = ProgressTable(1, 10**9, get("dlrm"), live=False)
     one = trial("a", batch_size=1024, embedding_dim=16, mlp_bot="64", mlp_top="256-64")
     progress.on_trial_start(0, [], one)
     progress.on_trial_result(0, [], one, {**RESULT, "auc": 0.71})

@@ -13,13 +13,18 @@ import pytest
 
 from search_spaces import load_space
 from tuner.cli import main
+from tuner.families import get
+from tuner.families.sasrec import SASRecTarget
 from tuner.memory import DatasetShape
 from tuner.report import pareto_mask
 from tuner.search import BudgetedSearch, SpaceSampler
-from tuner.targets import SASRecTarget
 from tuner.train_config import TrainConfig
 
 REPORT_FILES = ("trials.csv", "pareto.csv", "pareto.json", "report.html", "summary.md")
+def knobs_of(model):
+    return get(model).space_knobs
+
+
 SMALL = ["--dataset", "synthetic", "--epochs", "2", "--no-dashboard", "--gpu-mem", "40GB"]
 
 
@@ -45,7 +50,7 @@ def test_over_budget_proposals_are_never_suggested(tmp_path):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    space = load_space("synthetic")
+    space = load_space("synthetic", knobs_of)
     base = TrainConfig(epochs=2)
     shape = DatasetShape(2_000, 500)
     limit = 2.285e9  # between the space's smallest and largest estimates (context included)
@@ -157,16 +162,16 @@ def test_a_space_is_checked_against_its_models_knobs(tmp_path):
     path.write_text("model: dlrm\nparams:\n  negatives: {choices: [64]}\n")
     with pytest.raises(SpaceError, match="unknown knob 'negatives'; allowed: batch_size, "
                                          "embedding_dim"):
-        load_space(path)
+        load_space(path, knobs_of)
     path.write_text("model: bert4rec\nparams: {}\n")
     with pytest.raises(SpaceError, match="model 'bert4rec': choose one of sasrec, dlrm"):
-        load_space(path)
+        load_space(path, knobs_of)
 
 
 def test_a_dlrm_point_sets_the_architecture_between_the_data_and_one_logit():
     from models.dlrm_config import DLRMConfig
-    from tuner.train_dlrm import DLRMTrainConfig
-    from tuner.trial_dlrm import dlrm_config_from_params
+    from tuner.ctr.config import DLRMTrainConfig
+    from tuner.families.dlrm import config_from_params as dlrm_config_from_params
 
     base = DLRMTrainConfig(DLRMConfig((100, 20), bottom=(13, 64, 16), top=(32, 1),
                                       embedding_dim=16))
@@ -186,22 +191,21 @@ def test_the_searcher_pickles_without_the_dataset():
 
     data = SequenceData("big", 500, np.arange(0, 2_001 * 50, 50), np.ones(2_000 * 50, np.int32))
     target = SASRecTarget(TrainConfig(), DatasetShape(2_000, 500), None, data)
-    restored = pickle.loads(pickle.dumps(SpaceSampler(load_space("synthetic"), target, 1e9)))
+    sampler = SpaceSampler(load_space("synthetic", knobs_of), target, 1e9)
+    restored = pickle.loads(pickle.dumps(sampler))
     assert restored.target.data is None and restored.target.shape == target.shape
     assert len(pickle.dumps(target)) < 10_000
 
 
 def test_a_dlrm_runs_settings_survive_the_round_trip_through_run_json(tmp_path):
     from models.dlrm_config import DLRMConfig
-    from tuner.ctr.criteo import CriteoOptions
-    from tuner.data import DataOptions
-    from tuner.search import TuneSettings
-    from tuner.train_dlrm import DLRMTrainConfig
+    from tuner.ctr.config import ClickDataset, CriteoOptions, DLRMTrainConfig
+    from tuner.run_dir import TuneSettings
 
     base = DLRMTrainConfig(DLRMConfig((100, 20), bottom=(13, 64, 16), top=(32, 1),
                                       embedding_dim=16), table_lr=0.2)
-    settings = TuneSettings(run_dir=tmp_path, model="dlrm", space="dlrm",
-                            dataset=DataOptions("criteo.txt"), base=base,
-                            criteo=CriteoOptions(hash_size=None, min_frequency=3))
+    settings = TuneSettings(run_dir=tmp_path, model="dlrm", space="dlrm", base=base,
+                            data=ClickDataset("criteo.txt",
+                                              CriteoOptions(hash_size=None, min_frequency=3)))
     settings.save()
     assert TuneSettings.load(tmp_path) == settings

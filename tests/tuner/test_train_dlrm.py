@@ -41,7 +41,8 @@ def test_train_dlrm_refuses_a_bottom_mlp_of_the_wrong_width(capsys):
 def test_a_step_replayed_from_a_cuda_graph_trains_like_the_eager_one(dense_optimizer):
     from models.dlrm_config import DLRMConfig
     from tuner.ctr.batches import ClickGenerator, ClickSpec
-    from tuner.train_dlrm import DLRMTrainConfig, train_dlrm
+    from tuner.ctr.config import DLRMTrainConfig
+    from tuner.train_dlrm import train_dlrm
 
     spec = ClickSpec((500, 80, 7), lookups=3, samples=64 * 9 + 20)  # a ragged last batch,
     generator = ClickGenerator(spec, planted=True, seed=0, device="cuda")

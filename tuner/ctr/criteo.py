@@ -23,23 +23,13 @@ import numpy as np
 import torch
 
 from tuner.ctr.batches import ClickBatch
+from tuner.ctr.config import CriteoOptions
 from tuner.data.cache import cache_dir
 from tuner.errors import DataError
 
 DENSE, CATEGORICAL = 13, 26
 FIELDS = 1 + DENSE + CATEGORICAL
 CHUNK = 1 << 18  # rows parsed into one numpy chunk
-
-
-@dataclass(frozen=True)
-class CriteoOptions:
-    hash_size: int | None = 1 << 20  # rows per table when hashing
-    min_frequency: int | None = None  # instead: number values seen this often
-    skip_bad_rows: bool = False
-
-    def __post_init__(self) -> None:
-        if (self.hash_size is None) == (self.min_frequency is None):
-            raise ValueError("give exactly one of hash_size and min_frequency")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.ctr.batches import ClickBatch, ClickGenerator, ClickSpec
-from tuner.ctr.criteo import CriteoOptions, load_criteo
+from tuner.ctr.config import CriteoOptions
+from tuner.ctr.criteo import load_criteo
 from tuner.errors import DataError
 
 # Shaped like a small click log: tables from 10k rows down to 10, 13 dense features.

@@ -1,0 +1,45 @@
+"""The registry of model families: a name, and the module that defines it, imported only when
+the family is used. Adding a family is its module plus one line here, or `register` from
+outside (a test's toy model, a user's own):
+
+    >>> from tuner.families import get, names
+    >>> names()
+    ('sasrec', 'dlrm')
+    >>> get("sasrec").quality_label
+    'NDCG@10'
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from tuner.errors import CceTuneError
+from tuner.families.base import Family, Knob, Target
+
+BUILTIN = {"sasrec": "tuner.families.sasrec", "dlrm": "tuner.families.dlrm"}
+DEFAULT = "sasrec"
+_registered: dict[str, Family] = {}
+
+
+class UnknownFamily(CceTuneError, ValueError):
+    """A model name no family answers to; the message lists the ones that do."""
+
+__all__ = ["DEFAULT", "Family", "Knob", "Target", "UnknownFamily", "get", "names", "register"]
+
+
+def register(family: Family) -> None:
+    """Make `family` available by its name to `--model`, spaces, the search and reports."""
+    _registered[family.name] = family
+
+
+def names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*BUILTIN, *_registered]))
+
+
+def get(name: str) -> Family:
+    """The family called `name`, imported on first use."""
+    if name not in _registered:
+        if name not in BUILTIN:
+            raise UnknownFamily(f"model {name!r}: choose one of {', '.join(names())}")
+        register(importlib.import_module(BUILTIN[name]).FAMILY)
+    return _registered[name]

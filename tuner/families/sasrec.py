@@ -1,0 +1,235 @@
+"""SASRec on sequence data (next-item prediction ranked over the full catalog), as a family.
+
+Its knob table is the one place where a setting's space name, `cce-tune train` flag and
+`TrainConfig` field meet: trial configs, trial rows and the recommended command are all
+generated from it, so a searched value cannot be lost on the way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kernels.config import SINGLE_NEGATIVE, LossConfig
+from models.sasrec_config import SASRecConfig
+from tuner.arguments import (
+    add_data_arguments,
+    add_loss_arguments,
+    add_model_arguments,
+    data_options,
+    positive_int,
+    train_config,
+)
+from tuner.data import DataOptions
+from tuner.data.prepare import PrepareOptions
+from tuner.data.tabular import ColumnNames
+from tuner.families.base import Family, Knob
+from tuner.memory import DatasetShape, MemoryBreakdown, MemoryProfile, estimate
+from tuner.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from search_spaces import SearchSpace
+    from tuner.run_dir import TuneSettings
+    from tuner.trial import TrialSettings
+
+KNOBS = (
+    Knob("loss", "--loss", "loss.name", str),
+    Knob("negatives", "--negatives", "loss.num_negatives", int),
+    Knob("negative_mode", "--negative-mode", "loss.negative_mode", str),
+    Knob("tile_size", "--tile-size", "loss.tile_size", int),
+    Knob("temperature", "--temperature", "loss.temperature", float),
+    Knob("in_kernel_negatives", "--in-kernel-negatives", "loss.in_kernel_negatives", bool),
+    Knob("sampled_softmax", "--sampled-softmax", "loss.sampled_softmax", bool, False),
+    Knob("gbce_t", "--gbce-t", "loss.gbce_t", float, False),
+    Knob("batch_size", "--batch-size", "batch_size", int),
+    Knob("max_len", "--max-len", "max_len", int),
+    Knob("hidden", "--hidden", "hidden", int),
+    Knob("blocks", "--blocks", "num_blocks", int),
+    Knob("heads", "--heads", "num_heads", int),
+    Knob("dropout", "--dropout", "dropout", float),
+    Knob("lr", "--lr", "lr", float),
+    Knob("bf16", "--bf16", "bf16", bool),
+    Knob("epochs", "--epochs", "epochs", int, False),
+    Knob("eval_batch_size", "--eval-batch-size", "eval_batch_size", int, False),
+    Knob("seed", "--seed", "seed", int, False),
+    Knob("include_seen", "--include-seen", "exclude_seen", bool, False, negated=True),
+)
+
+
+def config_from_params(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
+    """The training config a sampled point describes, `base` for what it leaves out; keys
+    that name no knob are not the config's (a trial's params also carry its estimate and
+    GPU share).
+
+    Raises ValueError for a combination the model or loss refuses (heads not dividing the
+    hidden size, in-kernel ids with a PyTorch loss).
+    """
+    loss_fields = asdict(base.loss)
+    top = {}
+    for knob in KNOBS:
+        if knob.name not in params:
+            continue
+        value = params[knob.name]
+        value = not value if knob.negated else value
+        if knob.field.startswith("loss."):
+            loss_fields[knob.field.removeprefix("loss.")] = value
+        else:
+            top[knob.field] = value
+    if loss_fields["name"] in SINGLE_NEGATIVE:
+        loss_fields["num_negatives"] = 1
+    config = replace(base, loss=LossConfig(**loss_fields), **top)
+    SASRecConfig(num_items=1, hidden=config.hidden, num_heads=config.num_heads)
+    return config
+
+
+def data_argv(options: DataOptions) -> list[str]:
+    """The data flags that prepare `options` again (only those that differ from the
+    defaults, so a preset's command stays short)."""
+    argv = ["--dataset", options.dataset]
+    if options.data_dir is not None:
+        argv += ["--data-dir", str(options.data_dir)]
+    prepare, columns = options.prepare, options.columns
+    if prepare.min_rating is not None:
+        argv += ["--min-rating", repr(float(prepare.min_rating))]
+    if prepare.min_user_interactions != PrepareOptions().min_user_interactions:
+        argv += ["--min-user-interactions", str(prepare.min_user_interactions)]
+    flags = {"user": "--user-col", "item": "--item-col", "time": "--time-col",
+             "rating": "--rating-col"}
+    defaults = ColumnNames()
+    for column in fields(ColumnNames):
+        value = getattr(columns, column.name)
+        if value != getattr(defaults, column.name):
+            argv += [flags[column.name], str(value)]
+    return argv
+
+
+def data_from_json(raw: dict) -> DataOptions:
+    return DataOptions(
+        dataset=raw["dataset"], data_dir=Path(raw["data_dir"]) if raw["data_dir"] else None,
+        prepare=PrepareOptions(**raw["prepare"]), columns=ColumnNames(**raw["columns"]),
+        seed=raw["seed"])
+
+
+class SASRecFamily(Family):
+    name = "sasrec"
+    help = "SASRec on user sequences, next-item prediction (default)"
+    quality, quality_label = "ndcg10", "NDCG@10"
+    second, second_label = "hr10", "HR@10"
+    throughput = "tokens_per_s"
+    columns = (("loss", "loss"), ("batch_size", "B"), ("negatives", "N"), ("max_len", "L"),
+               ("hidden", "d"), ("lr", "lr"))
+    grid = ("batch_size", "negatives")
+    knobs = KNOBS
+    default_space = "default"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        add_data_arguments(parser)
+        add_loss_arguments(parser)
+        add_model_arguments(parser)
+        if command == "train":
+            parser.add_argument_group("evaluation").add_argument(
+                "--include-seen", action="store_true",
+                help="rank items the user already saw too (default: exclude them)")
+        if command == "estimate":
+            from tuner.memory import SOLVABLE
+
+            group = parser.add_argument_group("dataset size (default: from the dataset)")
+            group.add_argument("--num-users", type=positive_int, help="users of the dataset")
+            group.add_argument("--num-items", type=positive_int, help="items of the catalog")
+            group.add_argument("--solve", choices=tuple(SOLVABLE),
+                               help="with --gpu-mem: the largest value of this knob that fits")
+
+    def data_options(self, args: argparse.Namespace) -> DataOptions:
+        return data_options(args)
+
+    def train_config(self, args: argparse.Namespace, **run: Any) -> TrainConfig:
+        return train_config(args, **run)
+
+    def run_config(self, args: argparse.Namespace) -> TrainConfig:
+        return self.train_config(args, seed=args.seed, device=args.device,
+                                 exclude_seen=not args.include_seen)
+
+    def run_train(self, args: argparse.Namespace) -> None:
+        from tuner.data import load
+        from tuner.report_train import print_epoch, print_header, print_summary
+        from tuner.train import train
+
+        config = self.run_config(args)
+        data = load(data_options(args))
+        print(data.summary())
+        print_header()
+        result = train(config, data, on_epoch=print_epoch)
+        print_summary(result)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+            print(f"results written to {args.out}")
+
+    def run_estimate(self, args: argparse.Namespace) -> None:
+        from tuner.cli_memory import run_sequence_estimate
+
+        run_sequence_estimate(args, self.train_config(args))
+
+    def data_name(self, data: DataOptions) -> str:
+        return data.dataset
+
+    def from_json(self, run: dict) -> tuple[DataOptions, TrainConfig]:
+        base = run["base"]
+        # Runs written before families were plug-ins kept the data under `dataset`.
+        data = data_from_json(run.get("data") or run["dataset"])
+        return data, TrainConfig(**{**base, "loss": LossConfig(**base["loss"])})
+
+    def target(self, settings: TuneSettings, profile: MemoryProfile | None) -> SASRecTarget:
+        from tuner.data import load
+
+        data = load(settings.data)
+        return SASRecTarget(settings.base, DatasetShape(data.num_users, data.num_items),
+                            profile, data)
+
+    def config_from_params(self, params: dict[str, Any], base: TrainConfig) -> TrainConfig:
+        return config_from_params(params, base)
+
+    def data_argv(self, data: DataOptions) -> list[str]:
+        return data_argv(data)
+
+
+class SASRecTarget:
+    """SASRec on one sequence dataset: what the search asks of the family during a run."""
+
+    def __init__(self, base: TrainConfig, shape: DatasetShape, profile: MemoryProfile | None,
+                 data=None) -> None:
+        self.base, self.shape, self.profile, self.data = base, shape, profile, data
+
+    def __getstate__(self) -> dict:
+        # Ray pickles the searcher (and this with it) into RUN_DIR for --resume, which needs
+        # the dataset's shape only: without this, two copies of the dataset (78 MB for
+        # synthetic-ml-20m) were written there.
+        return {**self.__dict__, "data": None}
+
+    def config(self, params: dict[str, Any]) -> TrainConfig:
+        return config_from_params(params, self.base)
+
+    def estimate(self, config: TrainConfig) -> MemoryBreakdown:
+        return estimate(config, self.shape, self.profile)
+
+    def describe(self) -> str:
+        return self.data.summary()
+
+    def trainable(self, trial_settings: TrialSettings):
+        from ray import tune as ray_tune
+
+        from tuner.trial import run_trial
+
+        # The dataset goes to Ray's object store once; trials map it from there.
+        return ray_tune.with_parameters(run_trial, data=self.data, settings=trial_settings)
+
+    def warm(self, space: SearchSpace) -> None:
+        from tuner.warmup import warm_and_say
+
+        warm_and_say(space, self.base, self.data.num_items)
+
+
+FAMILY = SASRecFamily()

@@ -1,0 +1,72 @@
+"""What a run directory holds: its settings (`run.json`, which `--resume` and `report` read)
+and the names of the files the search writes beside Ray's. No Ray and no torch: the reports
+read a run with pandas alone."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import CceTuneError
+from tuner.families import DEFAULT, Family, get
+
+RUN_FILE = "run.json"
+REJECTED_FILE = "rejected.jsonl"
+JOURNAL_FILE = "optuna-journal.log"
+REPORT_DIR = "report"
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """Everything a run needs; stored as RUN_DIR/run.json."""
+
+    run_dir: Path
+    base: Any  # the family's training config: the fixed part of every trial's
+    data: Any  # the family's data options (a dataset's name and how to prepare it)
+    model: str = DEFAULT
+    space: str = "default"
+    budget_bytes: int = 40 * 10**9
+    margin: float = 0.9  # launch only what the estimate puts under margin x budget
+    trials: int = 16
+    epochs: int = 5
+    time_budget_s: float | None = None
+    gpus_per_trial: float | None = None  # None: a fraction of a GPU by each trial's estimate
+    address: str | None = None
+    seed: int = 0
+    memory_profile: Path | None = None
+    dashboard: bool = True
+    grace_period: int = 1  # epochs before ASHA may stop a trial
+    max_rejections: int = 2000  # proposals in a row over the budget before giving up
+
+    @property
+    def family(self) -> Family:
+        return get(self.model)
+
+    @property
+    def dataset_name(self) -> str:
+        return self.family.data_name(self.data)
+
+    @property
+    def budget_limit(self) -> float:
+        return self.budget_bytes * self.margin
+
+    def save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / RUN_FILE).write_text(json.dumps(asdict(self), indent=2, default=str))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> TuneSettings:
+        path = Path(run_dir) / RUN_FILE
+        if not path.is_file():
+            raise CceTuneError(f"{run_dir}: not a cce-tune run (no {RUN_FILE})")
+        raw = json.loads(path.read_text())
+        model = raw.get("model", DEFAULT)
+        data, base = get(model).from_json(raw)
+        profile = raw["memory_profile"]
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{**{k: v for k, v in raw.items() if k in known},
+                      "run_dir": Path(run_dir), "model": model, "data": data, "base": base,
+                      "memory_profile": Path(profile) if profile else None})
+
