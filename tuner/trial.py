@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,13 +81,14 @@ class TrialRun:
         })
 
 
-def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings) -> None:
-    """Ray Tune function trainable: train `config` and report every epoch."""
-    from tuner.families.sasrec import config_from_params
+def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings,
+              configure: Callable[[dict[str, Any], Any], Any]) -> None:
+    """Ray Tune function trainable: train `config` (a sampled point, made a training config
+    by the family's `configure`) and report every epoch."""
     from tuner.train import train
 
     run = TrialRun(config, settings)
-    training = config_from_params(config, settings.base)
+    training = configure(config, settings.base)
     # Without a GPU the same command runs anywhere: small CPU trials, no bf16.
     training = (replace(training, device="cuda") if run.cuda
                 else replace(training, bf16=False, device="cpu"))

@@ -7,22 +7,22 @@ driver's first load wrote.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from tuner.ctr.config import ClickDataset
-from tuner.families.dlrm import config_from_params
+from tuner.ctr.config import ClickDataset, DLRMTrainConfig
 from tuner.trial import TrialRun, TrialSettings
 
 
-def run_dlrm_trial(config: dict[str, Any], dataset: ClickDataset,
-                   settings: TrialSettings) -> None:
+def run_dlrm_trial(config: dict[str, Any], dataset: ClickDataset, settings: TrialSettings,
+                   configure: Callable[[dict[str, Any], Any], DLRMTrainConfig]) -> None:
     """Ray Tune function trainable: train DLRM on `dataset` and report every epoch."""
     from tuner.ctr.sources import click_source
     from tuner.train_dlrm import train_dlrm
 
     run = TrialRun(config, settings)
-    training = config_from_params(config, settings.base)
+    training = configure(config, settings.base)
     device = "cuda" if run.cuda else "cpu"
     training = replace(training, device=device)
     source = click_source(dataset.name, training.batch_size, training.seed, dataset.criteo,

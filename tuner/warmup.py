@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import torch
 
 from kernels.config import FUSED_LOSSES
 from kernels.losses import make_loss
 from search_spaces import SearchSpace
-from tuner.families.sasrec import config_from_params
 from tuner.train_config import TrainConfig
+
+Configure = Callable[[dict[str, Any]], TrainConfig]  # a point's params -> its config
 
 VARIANT_KNOBS = ("loss", "hidden", "bf16", "negative_mode", "in_kernel_negatives")
 
 
-def warm_kernels(space: SearchSpace, base: TrainConfig, num_items: int) -> int:
-    """Run each fused-loss variant of `space` forward and backward on small inputs shaped
-    like the trials' (the catalog's real size); returns how many variants ran."""
+def warm_kernels(space: SearchSpace, configure: Configure, num_items: int) -> int:
+    """Run each fused-loss variant of `space` (its points' configs by `configure`) forward
+    and backward on small inputs shaped like the trials' (the catalog's real size); returns
+    how many variants ran."""
     if not torch.cuda.is_available():
         return 0
     choices = {p.name: p.values for p in space.params
@@ -33,8 +37,7 @@ def warm_kernels(space: SearchSpace, base: TrainConfig, num_items: int) -> int:
     ran = 0
     for values in itertools.product(*choices.values()):
         try:
-            config = config_from_params({**space.fixed, **dict(zip(choices, values, strict=True))},
-                                  base)
+            config = configure({**space.fixed, **dict(zip(choices, values, strict=True))})
         except ValueError:
             continue
         if config.loss.name not in FUSED_LOSSES:
@@ -54,8 +57,8 @@ def _run(loss_config, config: TrainConfig, tokens: int, num_items: int) -> None:
     make_loss(loss_config, num_items)(hidden, table, targets).backward()
 
 
-def warm_and_say(space: SearchSpace, base: TrainConfig, num_items: int) -> None:
+def warm_and_say(space: SearchSpace, configure: Configure, num_items: int) -> None:
     started = time.perf_counter()
-    ran = warm_kernels(space, base, num_items)
+    ran = warm_kernels(space, configure, num_items)
     if ran:
         print(f"compiled {ran} fused-kernel variants in {time.perf_counter() - started:.1f} s")

@@ -207,7 +207,7 @@ class DLRMTarget:
         from tuner.trial_dlrm import run_dlrm_trial
 
         return ray_tune.with_parameters(run_dlrm_trial, dataset=self.settings.data,
-                                        settings=trial_settings)
+                                        settings=trial_settings, configure=config_from_params)
 
     def warm(self, space: SearchSpace) -> None:
         """No Triton kernels to compile: DLRM runs on torch's own."""

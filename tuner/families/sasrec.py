@@ -224,12 +224,13 @@ class SASRecTarget:
         from tuner.trial import run_trial
 
         # The dataset goes to Ray's object store once; trials map it from there.
-        return ray_tune.with_parameters(run_trial, data=self.data, settings=trial_settings)
+        return ray_tune.with_parameters(run_trial, data=self.data, settings=trial_settings,
+                                        configure=config_from_params)
 
     def warm(self, space: SearchSpace) -> None:
         from tuner.warmup import warm_and_say
 
-        warm_and_say(space, self.base, self.data.num_items)
+        warm_and_say(space, self.config, self.data.num_items)
 
 
 FAMILY = SASRecFamily()
