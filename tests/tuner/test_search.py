@@ -75,6 +75,7 @@ def run_cli(*argv):
     assert main(list(argv)) == 0
 
 
+@pytest.mark.slow
 def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path, monkeypatch,
                                                                       capsys):
     monkeypatch.setenv("CCE_TUNE_FAULT", "oom:batch_size=64")
@@ -106,6 +107,7 @@ def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path,
     assert pd.read_csv(run_dir / "report" / "trials.csv").shape == trials.shape
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_losing_or_rerunning_trials(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "tuner.cli", *SMALL, "--trials", "6",
@@ -131,6 +133,7 @@ def test_a_killed_run_resumes_without_losing_or_rerunning_trials(tmp_path):
         assert (run_dir / name / "result.json").read_text() == text
 
 
+@pytest.mark.slow
 def test_dlrm_tunes_by_auc_and_recommends_a_command_that_trains(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_cli("--model", "dlrm", "--dataset", "synthetic-dlrm-small", "--epochs", "2",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 from tuner.errors import CceTuneError
-from tuner.families.base import Family, Knob, Target
+from tuner.families.base import REPORT_COLUMNS, Family, Knob, Target
 
 BUILTIN = {"sasrec": "tuner.families.sasrec", "dlrm": "tuner.families.dlrm"}
 DEFAULT = "sasrec"
@@ -29,6 +29,10 @@ __all__ = ["DEFAULT", "Family", "Knob", "Target", "UnknownFamily", "get", "names
 
 def register(family: Family) -> None:
     """Make `family` available by its name to `--model`, spaces, the search and reports."""
+    for metric in (family.quality, family.second, family.throughput):
+        if metric in REPORT_COLUMNS:
+            raise ValueError(f"family {family.name!r}: metric {metric!r} names a column the "
+                             "reports write; call it something else")
     _registered[family.name] = family
 
 

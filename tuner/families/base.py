@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from tuner.trial import TrialSettings
 
 COMMANDS = ("train", "tune", "estimate")  # the commands whose arguments a family adds
+# Columns of a run's trial table that the reports fill themselves: no family metric may
+# take one of these names.
+REPORT_COLUMNS = frozenset({
+    "trial", "status", "error", "epoch", "epochs", "best_epoch", "loss", "loss_value",
+    "epoch_seconds", "peak_memory_gb", "memory_measured", "estimate_gb", "estimate_total_gb",
+    "gpu_fraction", "pareto", "started_at", "setup_at", "first_step_at", "ended_at"})
 
 
 @dataclass(frozen=True)
