@@ -24,9 +24,9 @@ import torch
 from kernels.config import SINGLE_NEGATIVE, LossConfig
 from kernels.losses import make_loss
 from kernels.memory import loss_memory
-from tuner.memory import format_bytes
 from tuner.memory_grid import memory_group
 from tuner.memory_verify import gpu_slug
+from tuner.units import format_bytes
 
 CASES = [  # loss, negative mode, in-kernel ids
     ("ce", "shared", False), ("cce", "shared", False),

@@ -11,7 +11,8 @@ from models.dlrm_memory import DENSE_OPTIMIZERS, SPARSE_OPTIMIZERS
 from tuner.arguments import positive_float, positive_int
 from tuner.ctr.config import CriteoOptions, DLRMTrainConfig
 from tuner.errors import CceTuneError
-from tuner.memory import MemoryProfile, format_bytes
+from tuner.memory import MemoryProfile
+from tuner.units import GB, format_bytes
 
 PAPER_TABLES = "-".join(["1000000"] * 8)  # the DLRM paper's single-device benchmark
 
@@ -125,11 +126,11 @@ def run_train_dlrm(args: argparse.Namespace) -> None:
     print(f"{args.dataset}: {len(source.table_sizes)} tables, {sum(source.table_sizes):,} "
           f"rows, {source.dense_features} dense features")
     print(f"{'epoch':>5} {'loss':>8} {'val AUC':>8} {'log loss':>9} {'constant':>9} "
-          f"{'accuracy':>9} {'s':>7} {'samples/s':>11} {'peak GiB':>9}")
+          f"{'accuracy':>9} {'s':>7} {'samples/s':>11} {'peak GB':>9}")
 
     def show(epoch) -> None:
         v = epoch.valid
-        peak = f"{epoch.peak_memory_bytes / 2**30:.2f}" if epoch.peak_memory_bytes else "-"
+        peak = f"{epoch.peak_memory_bytes / GB:.2f}" if epoch.peak_memory_bytes else "-"
         print(f"{epoch.epoch:>5} {epoch.loss:>8.4f} {v.auc:>8.4f} {v.log_loss:>9.4f} "
               f"{v.constant_log_loss:>9.4f} {v.accuracy:>9.4f} {epoch.seconds:>7.1f} "
               f"{epoch.samples_per_s:>11,.0f} {peak:>9}", flush=True)

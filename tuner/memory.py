@@ -23,6 +23,7 @@ from models.sasrec_config import SASRecConfig
 from models.sasrec_memory import activation_memory, inference_extra, parameter_bytes
 from tuner.errors import CceTuneError
 from tuner.train_config import TrainConfig, users_per_batch
+from tuner.units import format_bytes
 
 MiB = 1 << 20
 
@@ -103,13 +104,6 @@ class MemoryBreakdown:
         lines.append("phases: " + ", ".join(f"{name} {format_bytes(size)}"
                                             for name, size in self.phases.items()))
         return "\n".join(lines)
-
-
-def format_bytes(size: float) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
-        if abs(size) >= scale:
-            return f"{size / scale:.2f} {unit}"
-    return f"{int(size)} B"
 
 
 def model_config(config: TrainConfig, shape: DatasetShape) -> SASRecConfig:

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from tuner.data.sequences import SequenceData
-from tuner.memory import DatasetShape, MemoryProfile, estimate, format_bytes
+from tuner.memory import DatasetShape, MemoryProfile, estimate
 from tuner.memory_grid import GridPoint
 from tuner.train import Setup
+from tuner.units import format_bytes
 
 PHASES = ("forward", "backward", "optimizer step", "evaluation")
 

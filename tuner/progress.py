@@ -10,7 +10,7 @@ from typing import Any
 from ray.tune import Callback
 
 from tuner.families import Family
-from tuner.memory import format_bytes
+from tuner.units import GB, format_bytes
 
 
 @dataclass
@@ -118,7 +118,7 @@ class ProgressTable(Callback):
                 f"{result[self.family.quality]:.4f}" if result else "",
                 f"{result['epoch_seconds']:.1f}" if result else "",
                 (f"{result['peak_memory_gb']:.2f}" if result else "-")
-                + f"/{row.config.get('estimate_bytes', 0) / 1e9:.2f}")  # both allocated
+                + f"/{row.config.get('estimate_bytes', 0) / GB:.2f}")  # both allocated
         return table
 
 

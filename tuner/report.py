@@ -22,6 +22,7 @@ import pandas as pd
 
 from tuner.families import DEFAULT, Family
 from tuner.run_dir import REJECTED_FILE, REPORT_DIR, TuneSettings
+from tuner.units import GB
 
 
 def load_trials(run_dir: Path, family: Family) -> pd.DataFrame:
@@ -34,7 +35,7 @@ def load_trials(run_dir: Path, family: Family) -> pd.DataFrame:
         error = _error(trial_dir)
         row = {"trial": trial_dir.name.removeprefix("trial_"),
                **{k: params.get(k) for k in family.searchable if k in params},
-               "estimate_total_gb": params.get("estimate_total_bytes", 0) / 1e9,
+               "estimate_total_gb": params.get("estimate_total_bytes", 0) / GB,
                "gpu_fraction": params.get("gpu_fraction")}
         if results:
             best = max(results, key=lambda r: r[family.quality])
@@ -191,7 +192,7 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
     family = settings.family
     gaps = trial_gaps(trials)
     lines = [
-        f"# cce-tune: {settings.dataset_name}, budget {settings.budget_bytes / 1e9:g} GB",
+        f"# cce-tune: {settings.dataset_name}, budget {settings.budget_bytes / GB:g} GB",
         "",
         f"- space `{settings.space}`, {len(trials)} trials "
         + "(" + ", ".join(f"{n} {status}" for status, n in counts.items()) + ")",
@@ -199,7 +200,7 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         f"- launched only below {settings.margin:.0%} of the budget by the estimate",
     ]
     if "memory_measured" in trials and trials["memory_measured"].eq(True).any():
-        over = trials[trials["peak_memory_gb"] > settings.budget_bytes / 1e9]
+        over = trials[trials["peak_memory_gb"] > settings.budget_bytes / GB]
         lines.append(f"- measured peaks over the budget: {len(over)}")
     else:
         lines.append("- memory: estimated (no GPU measured these trials)")

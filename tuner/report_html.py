@@ -9,6 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from tuner.run_dir import TuneSettings
+from tuner.units import GB
 
 # Per model: the two knobs whose grid shows the trade-off best.
 
@@ -18,7 +19,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
     family = settings.family
     quality, label = family.quality, family.quality_label
     finished = trials[trials["status"] == "finished"]
-    budget_gb = settings.budget_bytes / 1e9
+    budget_gb = settings.budget_bytes / GB
     figures = []
     hover = ["trial", *(knob for knob, _ in family.columns), "epoch_seconds"]
     if not finished.empty:

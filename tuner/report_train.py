@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from tuner.train import EpochResult, TrainResult
+from tuner.units import GB
 
 COLUMNS = ("epoch", "loss", "val NDCG@10", "val HR@10", "time s", "seq/s", "tokens/s",
-           "peak mem")
+           "peak GB")
 WIDTHS = (5, 9, 11, 9, 8, 9, 10, 10)
 
 
@@ -14,7 +15,7 @@ def _row(cells) -> str:
 
 
 def _bytes(count: int | None) -> str:
-    return "-" if count is None else f"{count / 2**30:.2f} GiB"
+    return "-" if count is None else f"{count / GB:.2f}"
 
 
 def print_header() -> None:

@@ -27,10 +27,11 @@ from ray.tune.search import Searcher
 from search_spaces import SearchSpace, SpaceError, load_space
 from tuner.errors import CceTuneError
 from tuner.families import get
-from tuner.memory import MemoryProfile, format_bytes
+from tuner.memory import MemoryProfile
 from tuner.progress import ProgressTable
 from tuner.run_dir import JOURNAL_FILE, REJECTED_FILE, TuneSettings
 from tuner.trial import TrialSettings
+from tuner.units import GB, format_bytes
 
 
 class SpaceSampler:
@@ -97,7 +98,7 @@ class BudgetedSearch(Searcher):
             # feasible trial.
             self.searcher.on_trial_complete(inner_id, result={
                 self.quality: 0.0, "epoch_seconds": 1e9,
-                "peak_memory_gb": config.get("estimate_total_bytes", 0) / 1e9})
+                "peak_memory_gb": config.get("estimate_total_bytes", 0) / GB})
         print(f"cce-tune: {self.max_rejections} proposals in a row were over the budget; "
               "stopping the search")
         return self.FINISHED

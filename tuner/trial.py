@@ -17,8 +17,8 @@ from typing import Any
 
 from tuner.allocator import use_expandable_segments
 from tuner.data.sequences import SequenceData
+from tuner.units import GB
 
-GB = 1e9
 PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
 
 
