@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 
 from benchmarks.kernels import gpu_slug
-from models.dlrm import DLRM
-from models.dlrm_config import DLRMConfig
-from tuner.captured_step import CapturedStep
-from tuner.ctr.batches import ClickGenerator, ClickSpec
-from tuner.memory_dlrm import estimate_dlrm
-from tuner.train_dlrm import training_step
+from cce_tune.models.dlrm import DLRM
+from cce_tune.models.dlrm_config import DLRMConfig
+from cce_tune.tuner.captured_step import CapturedStep
+from cce_tune.tuner.ctr.batches import ClickGenerator, ClickSpec
+from cce_tune.tuner.memory_dlrm import estimate_dlrm
+from cce_tune.tuner.train_dlrm import training_step
 
 PAPER_SECONDS = {"V100": 62.0, "CPU": 256.0}
 

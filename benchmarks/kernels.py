@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import triton
 
-from kernels import InKernelNegatives, cce, cce_minus, reference
+from cce_tune.kernels import InKernelNegatives, cce, cce_minus, reference
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 EXP_RATE = 132 * 16 * 1.755e9  # H100 SXM: 16 exp/clock/SM (MUFU) x 132 SMs x boost clock

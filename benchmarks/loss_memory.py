@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from kernels.config import SINGLE_NEGATIVE, LossConfig
-from kernels.losses import make_loss
-from kernels.memory import loss_memory
-from tuner.memory_grid import memory_group
-from tuner.memory_verify import gpu_slug
-from tuner.units import format_bytes
+from cce_tune.kernels.config import SINGLE_NEGATIVE, LossConfig
+from cce_tune.kernels.losses import make_loss
+from cce_tune.kernels.memory import loss_memory
+from cce_tune.tuner.memory_grid import memory_group
+from cce_tune.tuner.memory_verify import gpu_slug
+from cce_tune.tuner.units import format_bytes
 
 CASES = [  # loss, negative mode, in-kernel ids
     ("ce", "shared", False), ("cce", "shared", False),

@@ -17,9 +17,9 @@ import statistics
 import time
 from pathlib import Path
 
-from kernels.config import LOSSES, LossConfig
-from tuner.memory import DatasetShape, estimate
-from tuner.train_config import TrainConfig
+from cce_tune.kernels.config import LOSSES, LossConfig
+from cce_tune.tuner.memory import DatasetShape, estimate
+from cce_tune.tuner.train_config import TrainConfig
 
 
 def configurations(count: int, seed: int) -> list[tuple[TrainConfig, DatasetShape]]:

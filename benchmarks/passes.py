@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 import triton
 
-import kernels.fused as fused
+import cce_tune.kernels.fused as fused
 from benchmarks.kernels import DTYPES, gpu_slug, grad_step, inputs
 from benchmarks.step_time import kernel_times
-from kernels import InKernelNegatives, cce, cce_minus
+from cce_tune.kernels import InKernelNegatives, cce, cce_minus
 
 KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",
                 "hidden": "cce_minus_backward_hidden_kernel",

@@ -7,6 +7,15 @@ set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 CCE_TUNE_CACHE=/tmp/cce-cache
+# Not pip-installed on the device machine: links stand the folders up as the cce_tune namespace.
+if ! python3 -c "import cce_tune.tuner" 2>/dev/null; then
+  namespace=$(mktemp -d)
+  mkdir "$namespace/cce_tune"
+  for package in kernels models search_spaces tuner; do
+    ln -s "$PWD/$package" "$namespace/cce_tune/$package"
+  done
+  export PYTHONPATH="$namespace${PYTHONPATH:+:$PYTHONPATH}"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)'
 for stage in "$@"; do
@@ -45,19 +54,19 @@ for stage in "$@"; do
         --stages 2 3 --variants shared "tile 128 (in-kernel)" 2>&1 | tail -8
       python3 -m benchmarks.passes --out-dir "$out" --tag full-d256 --tokens 51200 --dim 256 \
         --dtype bf16 --variants "full catalog" --block-n 32 64 --stages 2 3 2>&1 | tail -6 ;;
-    memory) python3 -m tuner.cli verify-memory --grid default --out "$out" --calibrate \
+    memory) python3 -m cce_tune.tuner.cli verify-memory --grid default --out "$out" --calibrate \
         2>&1 | tee "$out/memory.log" | tail -40 ;;
     memory-default-allocator)  # the same grid under the allocator's default setting
-      PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False python3 -m tuner.cli verify-memory \
+      PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False python3 -m cce_tune.tuner.cli verify-memory \
         --grid default --out "$out" --tag default-allocator 2>&1 \
         | tee "$out/memory-default-allocator.log" | tail -40 ;;
     train-per-position)  # issue 20's command: the estimate's verdict, then the real thing
-      python3 -m tuner.cli data --dataset synthetic-ml-20m
+      python3 -m cce_tune.tuner.cli data --dataset synthetic-ml-20m
       args=(--dataset synthetic-ml-20m --loss ce_minus --negative-mode per_position
             --negatives 1512 --batch-size 64 --max-len 512 --hidden 256 --blocks 2 --heads 2
             --bf16)
-      python3 -m tuner.cli estimate "${args[@]}" --gpu-mem 140GiB | tail -8
-      timeout 150 python3 -m tuner.cli train "${args[@]}" --epochs 1 2>&1 | tail -5
+      python3 -m cce_tune.tuner.cli estimate "${args[@]}" --gpu-mem 140GiB | tail -8
+      timeout 150 python3 -m cce_tune.tuner.cli train "${args[@]}" --epochs 1 2>&1 | tail -5
       echo "train exit status ${PIPESTATUS[0]} (124: still training at the time limit)" ;;
     step-memory) python3 -m benchmarks.step_memory --out-dir "$out" 2>&1 \
         | tee "$out/step-memory.log" | tail -12 ;;
@@ -66,18 +75,18 @@ for stage in "$@"; do
         2>&1 | tee "$out/gpu-tests.log" | tail -15 ;;
     loss-memory) python3 -m benchmarks.loss_memory --out-dir "$out" --trace 2>&1 \
         | tee "$out/loss-memory.log" | tail -90 ;;
-    tune) python3 -m tuner.cli data --dataset synthetic-ml-20m
-        python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 --epochs 3 \
+    tune) python3 -m cce_tune.tuner.cli data --dataset synthetic-ml-20m
+        python3 -m cce_tune.tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 --epochs 3 \
           --out "$out/tune-run" 2>&1 | tee "$out/tune.log" | grep -v "^\[.*epoch" | tail -40
         tar czf "$out/tune-run.tar.gz" --exclude=report.html --exclude=tuner.pkl -C "$out" tune-run && rm -rf "$out/tune-run" ;;
     tune-serial)  # one trial at a time on the whole GPU: the between-trials gap uncontended
-      python3 -m tuner.cli data --dataset synthetic-ml-20m
-      python3 -m tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 8 --epochs 1 \
+      python3 -m cce_tune.tuner.cli data --dataset synthetic-ml-20m
+      python3 -m cce_tune.tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 8 --epochs 1 \
         --gpus-per-trial 1 --out "$out/tune-serial" 2>&1 | tee "$out/tune-serial.log" \
         | grep -v "^\[.*epoch" | tail -30
       tar czf "$out/tune-serial.tar.gz" --exclude=report.html --exclude=tuner.pkl -C "$out" tune-serial && rm -rf "$out/tune-serial" ;;
     tune-dlrm)
-      python3 -m tuner.cli --model dlrm --dataset synthetic-dlrm --gpu-mem 40GB --trials 16 \
+      python3 -m cce_tune.tuner.cli --model dlrm --dataset synthetic-dlrm --gpu-mem 40GB --trials 16 \
         --epochs 3 --out "$out/tune-dlrm" 2>&1 | tee "$out/tune-dlrm.log" \
         | grep -v "^\[.*epoch" | tail -30
       tar czf "$out/tune-dlrm.tar.gz" --exclude=report.html --exclude=tuner.pkl -C "$out" tune-dlrm && rm -rf "$out/tune-dlrm" ;;
@@ -91,7 +100,7 @@ for stage in "$@"; do
       for precision in fp32 bf16; do
         for loss in ce_minus cce_minus; do
           flag=$([[ $precision == bf16 ]] && echo --bf16)
-          python3 -m tuner.cli train --dataset synthetic-ml-20m --loss $loss --negatives 1024 \
+          python3 -m cce_tune.tuner.cli train --dataset synthetic-ml-20m --loss $loss --negatives 1024 \
             --batch-size 256 --max-len 200 --epochs 1 $flag \
             --out "$out/train-ml20m-$loss-$precision.json" 2>&1 | tail -6
         done

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 import triton
 
-import kernels.fused as fused
+import cce_tune.kernels.fused as fused
 from benchmarks.kernels import command_line, gpu_slug, grad_step, inputs
 from benchmarks.step_time import kernel_times
-from kernels import cce_minus
+from cce_tune.kernels import cce_minus
 
 WAYS = {"fold": 2**62, "own pass": 0}  # SHARED_FOLD_ATOMICS that forces each way
 

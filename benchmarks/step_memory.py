@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from tuner.memory_grid import GridPoint
-from tuner.memory_verify import estimate_row, gpu_slug, random_sequences
-from tuner.train import Setup
-from tuner.units import format_bytes
+from cce_tune.tuner.memory_grid import GridPoint
+from cce_tune.tuner.memory_verify import estimate_row, gpu_slug, random_sequences
+from cce_tune.tuner.train import Setup
+from cce_tune.tuner.units import format_bytes
 
 # The points whose phases the model missed most on the H200 (issue 20's grid), one per
 # distinct cause: the backward of fused and reference losses in float32 and bf16, the

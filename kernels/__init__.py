@@ -1,6 +1,6 @@
 """Cross-entropy losses for item catalogs: PyTorch references and fused Triton kernels.
 
-    >>> from kernels import cce_minus, reference
+    >>> from cce_tune.kernels import cce_minus, reference
     >>> loss = cce_minus(hidden, item_emb, targets, negatives)   # on the GPU, fused
     >>> same = reference.ce_minus(hidden, item_emb, targets, negatives)
 
@@ -22,5 +22,5 @@ __all__ = sorted(_HOMES)
 
 def __getattr__(name: str):
     if name not in _HOMES:
-        raise AttributeError(f"module 'kernels' has no attribute {name!r}")
-    return getattr(import_module(f"kernels.{_HOMES[name]}"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_HOMES[name]}", __name__), name)

@@ -18,7 +18,7 @@ per token, or one value for a summed or (MEAN) averaged loss (`grad_stride` 0).
 import triton
 import triton.language as tl
 
-from kernels.cce_scores import (
+from cce_tune.kernels.cce_scores import (
     adjust_scores,
     gradient_rows,
     item_rows,

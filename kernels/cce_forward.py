@@ -10,7 +10,7 @@ sum and count of non-padding tokens, so the mean needs no pass over per-token lo
 import triton
 import triton.language as tl
 
-from kernels.cce_scores import negative_block, positive_scores, token_block
+from cce_tune.kernels.cce_scores import negative_block, positive_scores, token_block
 
 
 # Not specialised on a value: each step has a fresh seed, each epoch a ragged last batch.

@@ -21,18 +21,21 @@ import torch
 import triton
 from torch import nn
 
-from kernels.cce_backward import cce_minus_backward_hidden_kernel, cce_minus_backward_items_kernel
-from kernels.cce_forward import cce_minus_forward_kernel
-from kernels.cce_scores import (
+from cce_tune.kernels.cce_backward import (
+    cce_minus_backward_hidden_kernel,
+    cce_minus_backward_items_kernel,
+)
+from cce_tune.kernels.cce_forward import cce_minus_forward_kernel
+from cce_tune.kernels.cce_scores import (
     IDS_CATALOG,
     IDS_EXPLICIT,
     IDS_RANDOM,
     draw_negatives_kernel,
     precision_for,
 )
-from kernels.compact import compact_accumulator, expand_gradient
-from kernels.config import NEGATIVE_MODES
-from kernels.reference import check_reduction
+from cce_tune.kernels.compact import compact_accumulator, expand_gradient
+from cce_tune.kernels.config import NEGATIVE_MODES
+from cce_tune.kernels.reference import check_reduction
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import warnings
 import torch
 from torch import nn
 
-from kernels import reference
-from kernels.config import FUSED_LOSSES, LossConfig
-from kernels.fused import InKernelNegatives, cce, cce_minus
-from kernels.negatives import sample_uniform
+from cce_tune.kernels import reference
+from cce_tune.kernels.config import FUSED_LOSSES, LossConfig
+from cce_tune.kernels.fused import InKernelNegatives, cce, cce_minus
+from cce_tune.kernels.negatives import sample_uniform
 
 _fell_back: set[str] = set()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kernels.config import FUSED_LOSSES, LossConfig, negatives_shape
+from cce_tune.kernels.config import FUSED_LOSSES, LossConfig, negatives_shape
 
 # The CUDA caching allocator hands out blocks in multiples of 512 bytes.
 GRANULE = 512

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.config import negatives_shape
+from cce_tune.kernels.config import negatives_shape
 
 
 def sample_uniform(

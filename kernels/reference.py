@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kernels.negatives import per_token
+from cce_tune.kernels.negatives import per_token
 
 REDUCTIONS = ("mean", "sum", "none")
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.dlrm_config import DLRMConfig
+from cce_tune.models.dlrm_config import DLRMConfig
 
 
 def mlp(sizes: tuple[int, ...], last_activation: bool) -> nn.Sequential:

@@ -4,8 +4,8 @@ rows a batch looked up), so a step costs far less than the tables."""
 
 from __future__ import annotations
 
-from kernels.memory import allocation
-from models.dlrm_config import DLRMConfig
+from cce_tune.kernels.memory import allocation
+from cce_tune.models.dlrm_config import DLRMConfig
 
 SPARSE_OPTIMIZERS = ("sgd", "rowwise_adagrad")
 DENSE_OPTIMIZERS = ("sgd", "adam")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from models.sasrec_config import SASRecConfig, bias_columns
+from cce_tune.models.sasrec_config import SASRecConfig, bias_columns
 
 # Not cuDNN's attention: it builds an execution plan per shape and thread, which on an H100
 # took 1.5 s forward and 1.8 s backward at each tuning trial's first step (for 0.6 ms of GPU

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kernels.memory import allocation
-from models.sasrec_config import SASRecConfig, bias_columns
+from cce_tune.kernels.memory import allocation
+from cce_tune.models.sasrec_config import SASRecConfig, bias_columns
 
 
 def parameter_shapes(config: SASRecConfig) -> list[int]:

@@ -1,7 +1,7 @@
 """Search spaces as data: one YAML file per preset, and the loader that validates them.
 
-    >>> from search_spaces import load_space
-    >>> from tuner.families import get
+    >>> from cce_tune.search_spaces import load_space
+    >>> from cce_tune.tuner.families import get
     >>> space = load_space("ml-20m", lambda model: get(model).space_knobs)  # or a YAML path
     >>> params = space.suggest(optuna_trial)      # {'batch_size': 512, 'negatives': 4096, ...}
 

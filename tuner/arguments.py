@@ -7,13 +7,13 @@ import argparse
 import re
 from pathlib import Path
 
-from kernels.config import FUSED_LOSSES, LOSSES, NEGATIVE_MODES, LossConfig
-from models.sasrec_config import SASRecConfig
-from tuner.data import KNOWN_DATASETS, DataOptions
-from tuner.data.prepare import PrepareOptions
-from tuner.data.tabular import ColumnNames
-from tuner.errors import CceTuneError
-from tuner.train_config import TrainConfig
+from cce_tune.kernels.config import FUSED_LOSSES, LOSSES, NEGATIVE_MODES, LossConfig
+from cce_tune.models.sasrec_config import SASRecConfig
+from cce_tune.tuner.data import KNOWN_DATASETS, DataOptions
+from cce_tune.tuner.data.prepare import PrepareOptions
+from cce_tune.tuner.data.tabular import ColumnNames
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.train_config import TrainConfig
 
 DEFAULT_NEGATIVES = {"ce": 1, "ce_minus": 256, "bce": 1, "gbce": 256}
 DEFAULT_NEGATIVES |= {fused: DEFAULT_NEGATIVES[ref] for fused, ref in FUSED_LOSSES.items()}

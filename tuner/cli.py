@@ -12,12 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuner.allocator import use_expandable_segments
-from tuner.arguments import add_data_arguments, data_options
-from tuner.cli_memory import add_estimate_arguments, add_verify_parser, run_verify
-from tuner.cli_tune import add_report_parser, add_tune_parser, run_report, run_tune
-from tuner.errors import CceTuneError
-from tuner.families import DEFAULT, Family, get, names
+from cce_tune.tuner.allocator import use_expandable_segments
+from cce_tune.tuner.arguments import add_data_arguments, data_options
+from cce_tune.tuner.cli_memory import add_estimate_arguments, add_verify_parser, run_verify
+from cce_tune.tuner.cli_tune import add_report_parser, add_tune_parser, run_report, run_tune
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.families import DEFAULT, Family, get, names
 
 ALIASES = {"train-dlrm": ["train", "--model", "dlrm"]}  # the command's name until 0.x
 
@@ -73,7 +73,7 @@ def model_in(argv: Sequence[str]) -> str:
 
 
 def run_data(args: argparse.Namespace) -> None:
-    from tuner.data import load
+    from cce_tune.tuner.data import load
 
     print(load(data_options(args)).summary())
 

@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from tuner.allocator import allocator_setting
-from tuner.arguments import data_options, memory_size
-from tuner.data import counts
-from tuner.errors import CceTuneError
-from tuner.memory import (
+from cce_tune.tuner.allocator import allocator_setting
+from cce_tune.tuner.arguments import data_options, memory_size
+from cce_tune.tuner.data import counts
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.memory import (
     DatasetShape,
     MemoryProfile,
     estimate,
@@ -22,8 +22,8 @@ from tuner.memory import (
     solve,
     with_knob,
 )
-from tuner.memory_grid import GRIDS
-from tuner.train_config import TrainConfig
+from cce_tune.tuner.memory_grid import GRIDS
+from cce_tune.tuner.train_config import TrainConfig
 
 
 def add_profile_argument(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +100,7 @@ def run_verify(args: argparse.Namespace) -> None:
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
     started = time.perf_counter()
     if args.reestimate:
-        from tuner.memory_verify import reestimate
+        from cce_tune.tuner.memory_verify import reestimate
 
         rows = [reestimate(row, profile) for row in _read_jsonl(args.reestimate)]
         gpu, torch_version = rows[0]["gpu"], rows[0]["torch"]
@@ -112,7 +112,7 @@ def run_verify(args: argparse.Namespace) -> None:
         writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         writer.writerows(rows)
-    from tuner.memory_verify import calibrate, errors, summary
+    from cce_tune.tuner.memory_verify import calibrate, errors, summary
 
     calibrated = None
     if args.calibrate and errors(rows):
@@ -133,7 +133,7 @@ def run_verify(args: argparse.Namespace) -> None:
 
 def _names(args: argparse.Namespace, gpu: str) -> tuple[str, str]:
     """The GPU's slug and the results' file stem in --out (which this creates)."""
-    from tuner.memory_verify import gpu_slug
+    from cce_tune.tuner.memory_verify import gpu_slug
 
     slug = gpu_slug(gpu)
     stem = f"memory-{slug}" + ("" if args.grid == "default" else f"-{args.grid}")
@@ -157,7 +157,7 @@ def _measure_grid(args: argparse.Namespace,
                   profile: MemoryProfile | None) -> tuple[list[dict], str, str]:
     import torch
 
-    from tuner.memory_verify import run_grid
+    from cce_tune.tuner.memory_verify import run_grid
 
     if not torch.cuda.is_available():
         raise CceTuneError("verify-memory measures on a CUDA GPU, and none is visible")

@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from tuner.arguments import memory_size, parse_number, positive_float, positive_int
-from tuner.errors import CceTuneError
-from tuner.families import Family, get
+from cce_tune.tuner.arguments import memory_size, parse_number, positive_float, positive_int
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.families import Family, get
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -33,7 +33,7 @@ def fraction(text: str) -> float:
 
 def add_tune_parser(commands) -> argparse.ArgumentParser:
     """`cce-tune tune` with its search arguments; the caller adds the model family's."""
-    from search_spaces import PRESETS
+    from cce_tune.search_spaces import PRESETS
 
     parser = commands.add_parser(
         "tune", help="search the space under a GPU memory budget (the default command)")
@@ -68,15 +68,15 @@ def add_report_parser(commands) -> None:
 
 def default_space(dataset: str, family: Family) -> str:
     """The dataset's preset if there is one, else the model family's general one."""
-    from search_spaces import PRESETS
+    from cce_tune.search_spaces import PRESETS
 
     name = dataset.removeprefix("synthetic-")
     return dataset if dataset in PRESETS else name if name in PRESETS else family.default_space
 
 
 def run_tune(args: argparse.Namespace) -> None:
-    from tuner.run_dir import REPORT_DIR, RUN_FILE, TuneSettings
-    from tuner.search import space_for, tune
+    from cce_tune.tuner.run_dir import REPORT_DIR, RUN_FILE, TuneSettings
+    from cce_tune.tuner.search import space_for, tune
 
     if args.resume:
         settings = TuneSettings.load(args.resume)
@@ -109,7 +109,7 @@ def run_tune(args: argparse.Namespace) -> None:
 
 
 def run_report(args: argparse.Namespace) -> None:
-    from tuner.report import write_reports
+    from cce_tune.tuner.report import write_reports
 
     out = write_reports(args.run_dir)
     print((out / "summary.md").read_text())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from tuner.data.sequences import HOLDOUT, SequenceData
+from cce_tune.tuner.data.sequences import HOLDOUT, SequenceData
 
 CHUNK_POSITIONS = 3 * 2**20
 

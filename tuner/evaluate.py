@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tuner.data.sequences import SequenceData
-from tuner.train_config import users_per_batch
+from cce_tune.tuner.data.sequences import SequenceData
+from cce_tune.tuner.train_config import users_per_batch
 
 K = 10
 

@@ -1,6 +1,6 @@
 """The peak-memory model: whether a training configuration fits a GPU, before launching it.
 
-    >>> from tuner.memory import DatasetShape, estimate
+    >>> from cce_tune.tuner.memory import DatasetShape, estimate
     >>> shape = DatasetShape(num_users=138_493, num_items=26_744)
     >>> breakdown = estimate(TrainConfig(batch_size=256, max_len=200), shape)
     >>> print(breakdown.table())
@@ -18,12 +18,12 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from kernels.memory import allocation, loss_memory
-from models.sasrec_config import SASRecConfig
-from models.sasrec_memory import activation_memory, inference_extra, parameter_bytes
-from tuner.errors import CceTuneError
-from tuner.train_config import TrainConfig, users_per_batch
-from tuner.units import format_bytes
+from cce_tune.kernels.memory import allocation, loss_memory
+from cce_tune.models.sasrec_config import SASRecConfig
+from cce_tune.models.sasrec_memory import activation_memory, inference_extra, parameter_bytes
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.train_config import TrainConfig, users_per_batch
+from cce_tune.tuner.units import format_bytes
 
 MiB = 1 << 20
 

@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-from models.dlrm_config import DLRMConfig
-from models.dlrm_memory import (
+from cce_tune.models.dlrm_config import DLRMConfig
+from cce_tune.models.dlrm_memory import (
     dense_parameter_bytes,
     optimizer_state_bytes,
     step_bytes,
     table_bytes,
 )
-from tuner.memory import DEFAULT_PROFILE, MemoryBreakdown, MemoryProfile
+from cce_tune.tuner.memory import DEFAULT_PROFILE, MemoryBreakdown, MemoryProfile
 
 
 def estimate_dlrm(config: DLRMConfig, batch: int, lookups: int, sparse_optimizer: str = "sgd",

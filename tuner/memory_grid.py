@@ -6,10 +6,10 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kernels.config import LOSSES as ALL_LOSSES
-from kernels.config import NEGATIVE_MODES, SINGLE_NEGATIVE, LossConfig
-from tuner.memory import DatasetShape
-from tuner.train_config import TrainConfig
+from cce_tune.kernels.config import LOSSES as ALL_LOSSES
+from cce_tune.kernels.config import NEGATIVE_MODES, SINGLE_NEGATIVE, LossConfig
+from cce_tune.tuner.memory import DatasetShape
+from cce_tune.tuner.train_config import TrainConfig
 
 
 @dataclass(frozen=True)

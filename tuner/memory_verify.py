@@ -20,11 +20,11 @@ from dataclasses import asdict, replace
 import numpy as np
 import torch
 
-from tuner.data.sequences import SequenceData
-from tuner.memory import DatasetShape, MemoryProfile, estimate
-from tuner.memory_grid import GridPoint
-from tuner.train import Setup
-from tuner.units import format_bytes
+from cce_tune.tuner.data.sequences import SequenceData
+from cce_tune.tuner.memory import DatasetShape, MemoryProfile, estimate
+from cce_tune.tuner.memory_grid import GridPoint
+from cce_tune.tuner.train import Setup
+from cce_tune.tuner.units import format_bytes
 
 PHASES = ("forward", "backward", "optimizer step", "evaluation")
 

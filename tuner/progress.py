@@ -9,8 +9,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from tuner.families import Family
-from tuner.units import GB, format_bytes
+from cce_tune.tuner.families import Family
+from cce_tune.tuner.units import GB, format_bytes
 
 
 @dataclass

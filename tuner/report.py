@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuner.families import DEFAULT, Family
-from tuner.run_dir import REJECTED_FILE, REPORT_DIR, TuneSettings
-from tuner.units import GB
+from cce_tune.tuner.families import DEFAULT, Family
+from cce_tune.tuner.run_dir import REJECTED_FILE, REPORT_DIR, TuneSettings
+from cce_tune.tuner.units import GB
 
 
 def load_trials(run_dir: Path, family: Family) -> pd.DataFrame:
@@ -134,7 +134,7 @@ def write_reports(run_dir: Path) -> Path:
     recommended = front.loc[knee(front, family.objectives)] if not front.empty else None
     (out / "summary.md").write_text(summary(settings, trials, front, recommended, rejected))
     try:
-        from tuner.report_html import write_html
+        from cce_tune.tuner.report_html import write_html
     except ImportError as error:  # a broken install must not cost the run's other reports
         print(f"cce-tune: report.html skipped ({error}); `pip install plotly`, then "
               f"`cce-tune report {run_dir}`")

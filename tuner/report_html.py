@@ -8,8 +8,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from tuner.run_dir import TuneSettings
-from tuner.units import GB
+from cce_tune.tuner.run_dir import TuneSettings
+from cce_tune.tuner.units import GB
 
 # Per model: the two knobs whose grid shows the trade-off best.
 

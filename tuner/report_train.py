@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tuner.train import EpochResult, TrainResult
-from tuner.units import GB
+from cce_tune.tuner.train import EpochResult, TrainResult
+from cce_tune.tuner.units import GB
 
 COLUMNS = ("epoch", "loss", "val NDCG@10", "val HR@10", "time s", "seq/s", "tokens/s",
            "peak GB")

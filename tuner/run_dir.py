@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import CceTuneError
-from tuner.families import DEFAULT, Family, get
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.families import DEFAULT, Family, get
 
 RUN_FILE = "run.json"
 REJECTED_FILE = "rejected.jsonl"

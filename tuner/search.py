@@ -24,14 +24,14 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from search_spaces import SearchSpace, SpaceError, load_space
-from tuner.errors import CceTuneError
-from tuner.families import get
-from tuner.memory import MemoryProfile
-from tuner.progress import ProgressTable
-from tuner.run_dir import JOURNAL_FILE, REJECTED_FILE, TuneSettings
-from tuner.trial import TrialSettings
-from tuner.units import GB, format_bytes
+from cce_tune.search_spaces import SearchSpace, SpaceError, load_space
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.families import get
+from cce_tune.tuner.memory import MemoryProfile
+from cce_tune.tuner.progress import ProgressTable
+from cce_tune.tuner.run_dir import JOURNAL_FILE, REJECTED_FILE, TuneSettings
+from cce_tune.tuner.trial import TrialSettings
+from cce_tune.tuner.units import GB, format_bytes
 
 
 class SpaceSampler:
@@ -181,7 +181,7 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
     import ray
     from ray import tune as ray_tune
 
-    from tuner.report import write_reports
+    from cce_tune.tuner.report import write_reports
 
     run_dir = settings.run_dir.resolve()
     space = space_for(settings.space, settings.model)

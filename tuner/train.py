@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from kernels.losses import make_loss
-from models import SASRec, SASRecConfig
-from tuner.data.sequences import SequenceData
-from tuner.device_windows import DeviceSequences
-from tuner.errors import CceTuneError
-from tuner.evaluate import RankingMetrics, evaluate, popularity_scorer
-from tuner.train_config import TrainConfig
+from cce_tune.kernels.losses import make_loss
+from cce_tune.models import SASRec, SASRecConfig
+from cce_tune.tuner.data.sequences import SequenceData
+from cce_tune.tuner.device_windows import DeviceSequences
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.evaluate import RankingMetrics, evaluate, popularity_scorer
+from cce_tune.tuner.train_config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kernels.config import LossConfig
+from cce_tune.kernels.config import LossConfig
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.dlrm import DLRM
-from tuner.captured_step import CapturedStep
-from tuner.ctr.batches import ClickBatch
-from tuner.ctr.config import DLRMTrainConfig
-from tuner.rowwise_adagrad import RowWiseAdagrad
-from tuner.train import resolve_device
+from cce_tune.models.dlrm import DLRM
+from cce_tune.tuner.captured_step import CapturedStep
+from cce_tune.tuner.ctr.batches import ClickBatch
+from cce_tune.tuner.ctr.config import DLRMTrainConfig
+from cce_tune.tuner.rowwise_adagrad import RowWiseAdagrad
+from cce_tune.tuner.train import resolve_device
 
 
 @dataclass(frozen=True)

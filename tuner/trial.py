@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tuner.allocator import use_expandable_segments
-from tuner.data.sequences import SequenceData
-from tuner.units import GB
+from cce_tune.tuner.allocator import use_expandable_segments
+from cce_tune.tuner.data.sequences import SequenceData
+from cce_tune.tuner.units import GB
 
 PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
 
@@ -85,7 +85,7 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
               configure: Callable[[dict[str, Any], Any], Any]) -> None:
     """Ray Tune function trainable: train `config` (a sampled point, made a training config
     by the family's `configure`) and report every epoch."""
-    from tuner.train import train
+    from cce_tune.tuner.train import train
 
     run = TrialRun(config, settings)
     training = configure(config, settings.base)

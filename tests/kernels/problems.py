@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.negatives import negatives_shape
+from cce_tune.kernels.negatives import negatives_shape
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 import torch
 
-from kernels.compact import UNTOUCHED, compact_accumulator, expand_gradient
+from cce_tune.kernels.compact import UNTOUCHED, compact_accumulator, expand_gradient
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -4,9 +4,17 @@
 import pytest
 import torch
 
-import kernels.fused as fused_module
-from kernels import CCE, CCEMinus, InKernelNegatives, cce, cce_minus, in_kernel_ids, reference
-from kernels.compact import UNTOUCHED
+import cce_tune.kernels.fused as fused_module
+from cce_tune.kernels import (
+    CCE,
+    CCEMinus,
+    InKernelNegatives,
+    cce,
+    cce_minus,
+    in_kernel_ids,
+    reference,
+)
+from cce_tune.kernels.compact import UNTOUCHED
 from tests.kernels.problems import grads, make_problem
 
 MODES = ["shared", "per_position", "tile"]

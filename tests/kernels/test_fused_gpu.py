@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from kernels import InKernelNegatives, cce, cce_minus, in_kernel_ids, reference
+from cce_tune.kernels import InKernelNegatives, cce, cce_minus, in_kernel_ids, reference
 
 pytestmark = pytest.mark.gpu
 CATALOG = 26_744

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from kernels import reference
-from kernels.losses import LossConfig, make_loss
+from cce_tune.kernels import reference
+from cce_tune.kernels.losses import LossConfig, make_loss
 from tests.kernels import naive
 from tests.kernels.problems import grads, make_problem
 

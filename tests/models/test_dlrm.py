@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.dlrm import DLRM, dot_interaction
-from models.dlrm_config import DLRMConfig, parse_arch
-from models.dlrm_memory import dense_parameter_bytes, table_bytes
-from tuner.ctr.batches import ClickGenerator, ClickSpec
-from tuner.memory_dlrm import estimate_dlrm, gpus_for_tables
+from cce_tune.models.dlrm import DLRM, dot_interaction
+from cce_tune.models.dlrm_config import DLRMConfig, parse_arch
+from cce_tune.models.dlrm_memory import dense_parameter_bytes, table_bytes
+from cce_tune.tuner.ctr.batches import ClickGenerator, ClickSpec
+from cce_tune.tuner.memory_dlrm import estimate_dlrm, gpus_for_tables
 
 TABLES = (1000, 50, 7)
 
@@ -152,7 +152,7 @@ def test_a_training_step_never_waits_for_the_gpu(fused_sgd):
 
 
 def test_a_step_replayed_from_a_graph_adds_its_streams_workspaces():
-    from tuner.memory import DEFAULT_PROFILE
+    from cce_tune.tuner.memory import DEFAULT_PROFILE
 
     eager = estimate_dlrm(small(), 64, 2, dense_optimizer="adam")
     graphed = estimate_dlrm(small(), 64, 2, dense_optimizer="adam", cuda_graph=True)

@@ -1,6 +1,6 @@
 import torch
 
-from models import SASRec, SASRecConfig
+from cce_tune.models import SASRec, SASRecConfig
 
 
 def model(**overrides):

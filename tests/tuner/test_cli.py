@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tuner.cli import main
+from cce_tune.tuner.cli import main
 
 
 def test_train_writes_json(tmp_path, capsys):
@@ -55,7 +55,7 @@ def test_bad_arguments_name_value_and_valid_range(argv, message, capsys):
     ("512MiB", 512 * 2**20), ("1.5TB", 1.5 * 10**12),
 ])
 def test_memory_sizes_parse(text, size):
-    from tuner.arguments import memory_size
+    from cce_tune.tuner.arguments import memory_size
 
     assert memory_size(text) == size
 
@@ -64,7 +64,7 @@ def test_memory_sizes_parse(text, size):
 def test_bad_memory_sizes_name_the_value_and_the_units(text):
     import argparse
 
-    from tuner.arguments import memory_size
+    from cce_tune.tuner.arguments import memory_size
 
     with pytest.raises(argparse.ArgumentTypeError, match="is not a memory size.*GiB"):
         memory_size(text)

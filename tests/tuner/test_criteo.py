@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from tuner.ctr.config import CriteoOptions
-from tuner.ctr.criteo import load_criteo, parse_criteo
-from tuner.errors import DataError
+from cce_tune.tuner.ctr.config import CriteoOptions
+from cce_tune.tuner.ctr.criteo import load_criteo, parse_criteo
+from cce_tune.tuner.errors import DataError
 
 
 def line(label="1", dense=None, cats=None) -> str:
@@ -57,7 +57,7 @@ def test_bad_rows_name_their_line_or_are_skipped_and_counted(tmp_path, bad, mess
 
 
 def test_parsed_arrays_are_cached_and_batched(tmp_path, monkeypatch):
-    import tuner.ctr.criteo as criteo
+    import cce_tune.tuner.ctr.criteo as criteo
 
     path = write(tmp_path, [line(label=str(i % 2)) for i in range(10)])
     first = load_criteo(path, CriteoOptions(hash_size=64))
@@ -70,8 +70,8 @@ def test_parsed_arrays_are_cached_and_batched(tmp_path, monkeypatch):
 
 
 def test_dlrm_reads_criteo_batches(tmp_path):
-    from models.dlrm import DLRM
-    from models.dlrm_config import DLRMConfig
+    from cce_tune.models.dlrm import DLRM
+    from cce_tune.models.dlrm_config import DLRMConfig
 
     path = write(tmp_path, [line(label=str(i % 2)) for i in range(6)])
     data = parse_criteo(path, CriteoOptions(hash_size=32))

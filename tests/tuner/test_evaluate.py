@@ -3,8 +3,8 @@ import math
 import numpy as np
 import torch
 
-from tuner.data.sequences import SequenceData
-from tuner.evaluate import evaluate
+from cce_tune.tuner.data.sequences import SequenceData
+from cce_tune.tuner.evaluate import evaluate
 
 
 def data(num_users: int, num_items: int, seed: int = 0) -> SequenceData:

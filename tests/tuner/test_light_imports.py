@@ -13,7 +13,7 @@ from tests.tuner.run_dirs import fake_sasrec_run
 HEAVY = ("ray", "torch", "triton")
 PROBE = f"""
 import json, sys
-from tuner.cli import main
+from cce_tune.tuner.cli import main
 status = main(sys.argv[1:])
 print(json.dumps({{"status": status, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
 """

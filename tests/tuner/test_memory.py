@@ -5,13 +5,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from kernels.config import LossConfig
-from kernels.memory import allocation, loss_memory
-from models import SASRec, SASRecConfig
-from models.sasrec_memory import activation_memory, parameter_bytes
-from tuner.cli import main
-from tuner.errors import CceTuneError
-from tuner.memory import (
+from cce_tune.kernels.config import LossConfig
+from cce_tune.kernels.memory import allocation, loss_memory
+from cce_tune.models import SASRec, SASRecConfig
+from cce_tune.models.sasrec_memory import activation_memory, parameter_bytes
+from cce_tune.tuner.cli import main
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.memory import (
     DatasetShape,
     MemoryProfile,
     dataset_bytes,
@@ -19,9 +19,9 @@ from tuner.memory import (
     solve,
     with_knob,
 )
-from tuner.memory_grid import default_grid, launchable_groups
-from tuner.memory_verify import calibrate, errors
-from tuner.train_config import TrainConfig
+from cce_tune.tuner.memory_grid import default_grid, launchable_groups
+from cce_tune.tuner.memory_verify import calibrate, errors
+from cce_tune.tuner.train_config import TrainConfig
 
 ML20M = DatasetShape(138_493, 26_744)
 

@@ -2,8 +2,8 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from tuner.families import get
-from tuner.progress import ProgressTable
+from cce_tune.tuner.families import get
+from cce_tune.tuner.progress import ProgressTable
 
 RESULT = {"epoch": 2, "ndcg10": 0.4321, "epoch_seconds": 3.25, "peak_memory_gb": 1.5,
           "memory_measured": True, "estimate_gb": 1.6}

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from tuner.report import trial_gaps
+from cce_tune.tuner.report import trial_gaps
 
 
 def test_trial_gaps_split_the_way_from_the_freed_slot_to_the_first_step():

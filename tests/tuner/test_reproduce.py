@@ -9,10 +9,10 @@ from dataclasses import asdict, replace
 import pandas as pd
 import pytest
 
-from tuner.cli import main
-from tuner.families import get
-from tuner.report import knee
-from tuner.run_dir import TuneSettings
+from cce_tune.tuner.cli import main
+from cce_tune.tuner.families import get
+from cce_tune.tuner.report import knee
+from cce_tune.tuner.run_dir import TuneSettings
 
 SPACE = """
 description: the layout knobs of the fused loss, searched

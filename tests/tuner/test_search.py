@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search_spaces import load_space
-from tuner.cli import main
-from tuner.families import get
-from tuner.families.sasrec import SASRecTarget
-from tuner.memory import DatasetShape
-from tuner.report import pareto_mask
-from tuner.search import BudgetedSearch, SpaceSampler
-from tuner.train_config import TrainConfig
+from cce_tune.search_spaces import load_space
+from cce_tune.tuner.cli import main
+from cce_tune.tuner.families import get
+from cce_tune.tuner.families.sasrec import SASRecTarget
+from cce_tune.tuner.memory import DatasetShape
+from cce_tune.tuner.report import pareto_mask
+from cce_tune.tuner.search import BudgetedSearch, SpaceSampler
+from cce_tune.tuner.train_config import TrainConfig
 
 REPORT_FILES = ("trials.csv", "pareto.csv", "pareto.json", "report.html", "summary.md")
 def knobs_of(model):
@@ -110,7 +110,7 @@ def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path,
 @pytest.mark.slow
 def test_a_killed_run_resumes_without_losing_or_rerunning_trials(tmp_path):
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "tuner.cli", *SMALL, "--trials", "6",
+    command = [sys.executable, "-m", "cce_tune.tuner.cli", *SMALL, "--trials", "6",
                "--out", str(run_dir)]
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -159,7 +159,7 @@ def test_a_space_for_another_model_is_refused(capsys):
 
 
 def test_a_space_is_checked_against_its_models_knobs(tmp_path):
-    from search_spaces import SpaceError
+    from cce_tune.search_spaces import SpaceError
 
     path = tmp_path / "mine.yaml"
     path.write_text("model: dlrm\nparams:\n  negatives: {choices: [64]}\n")
@@ -172,9 +172,9 @@ def test_a_space_is_checked_against_its_models_knobs(tmp_path):
 
 
 def test_a_dlrm_point_sets_the_architecture_between_the_data_and_one_logit():
-    from models.dlrm_config import DLRMConfig
-    from tuner.ctr.config import DLRMTrainConfig
-    from tuner.families.dlrm import config_from_params as dlrm_config_from_params
+    from cce_tune.models.dlrm_config import DLRMConfig
+    from cce_tune.tuner.ctr.config import DLRMTrainConfig
+    from cce_tune.tuner.families.dlrm import config_from_params as dlrm_config_from_params
 
     base = DLRMTrainConfig(DLRMConfig((100, 20), bottom=(13, 64, 16), top=(32, 1),
                                       embedding_dim=16))
@@ -190,7 +190,7 @@ def test_a_dlrm_point_sets_the_architecture_between_the_data_and_one_logit():
 def test_the_searcher_pickles_without_the_dataset():
     import pickle
 
-    from tuner.data.sequences import SequenceData
+    from cce_tune.tuner.data.sequences import SequenceData
 
     data = SequenceData("big", 500, np.arange(0, 2_001 * 50, 50), np.ones(2_000 * 50, np.int32))
     target = SASRecTarget(TrainConfig(), DatasetShape(2_000, 500), None, data)
@@ -201,9 +201,9 @@ def test_the_searcher_pickles_without_the_dataset():
 
 
 def test_a_dlrm_runs_settings_survive_the_round_trip_through_run_json(tmp_path):
-    from models.dlrm_config import DLRMConfig
-    from tuner.ctr.config import ClickDataset, CriteoOptions, DLRMTrainConfig
-    from tuner.run_dir import TuneSettings
+    from cce_tune.models.dlrm_config import DLRMConfig
+    from cce_tune.tuner.ctr.config import ClickDataset, CriteoOptions, DLRMTrainConfig
+    from cce_tune.tuner.run_dir import TuneSettings
 
     base = DLRMTrainConfig(DLRMConfig((100, 20), bottom=(13, 64, 16), top=(32, 1),
                                       embedding_dim=16), table_lr=0.2)

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from tuner.cli import main
-from tuner.train_dlrm import click_metrics
+from cce_tune.tuner.cli import main
+from cce_tune.tuner.train_dlrm import click_metrics
 
 
 def test_click_metrics_by_hand_with_ties():
@@ -39,10 +39,10 @@ def test_train_dlrm_refuses_a_bottom_mlp_of_the_wrong_width(capsys):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dense_optimizer", ["adam", "sgd"])
 def test_a_step_replayed_from_a_cuda_graph_trains_like_the_eager_one(dense_optimizer):
-    from models.dlrm_config import DLRMConfig
-    from tuner.ctr.batches import ClickGenerator, ClickSpec
-    from tuner.ctr.config import DLRMTrainConfig
-    from tuner.train_dlrm import train_dlrm
+    from cce_tune.models.dlrm_config import DLRMConfig
+    from cce_tune.tuner.ctr.batches import ClickGenerator, ClickSpec
+    from cce_tune.tuner.ctr.config import DLRMTrainConfig
+    from cce_tune.tuner.train_dlrm import train_dlrm
 
     spec = ClickSpec((500, 80, 7), lookups=3, samples=64 * 9 + 20)  # a ragged last batch,
     generator = ClickGenerator(spec, planted=True, seed=0, device="cuda")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.dlrm import bag_of_each_id
+from cce_tune.models.dlrm import bag_of_each_id
 
 DISTRIBUTIONS = ("uniform", "gaussian")
 

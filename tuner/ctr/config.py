@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.dlrm_config import DLRMConfig
+from cce_tune.models.dlrm_config import DLRMConfig
 
 
 @dataclass(frozen=True)

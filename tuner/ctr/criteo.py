@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tuner.ctr.batches import ClickBatch
-from tuner.ctr.config import CriteoOptions
-from tuner.data.cache import cache_dir
-from tuner.errors import DataError
+from cce_tune.tuner.ctr.batches import ClickBatch
+from cce_tune.tuner.ctr.config import CriteoOptions
+from cce_tune.tuner.data.cache import cache_dir
+from cce_tune.tuner.errors import DataError
 
 DENSE, CATEGORICAL = 13, 26
 FIELDS = 1 + DENSE + CATEGORICAL

@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.ctr.batches import ClickBatch, ClickGenerator, ClickSpec
-from tuner.ctr.config import CriteoOptions
-from tuner.ctr.criteo import load_criteo
-from tuner.errors import DataError
+from cce_tune.tuner.ctr.batches import ClickBatch, ClickGenerator, ClickSpec
+from cce_tune.tuner.ctr.config import CriteoOptions
+from cce_tune.tuner.ctr.criteo import load_criteo
+from cce_tune.tuner.errors import DataError
 
 # Shaped like a small click log: tables from 10k rows down to 10, 13 dense features.
 CLICK_PRESETS = {

@@ -1,6 +1,6 @@
 """Datasets by name: MovieLens, any CSV/parquet log, or the embedded synthetic generator.
 
-    >>> from tuner.data import DataOptions, load
+    >>> from cce_tune.tuner.data import DataOptions, load
     >>> data = load(DataOptions(dataset="synthetic"))
     >>> print(data.summary())
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tuner.data.cache import cache_dir, cached, cached_counts
-from tuner.data.movielens import MOVIELENS, ratings_path, read_ratings
-from tuner.data.prepare import PrepareOptions, prepare
-from tuner.data.sequences import SequenceData
-from tuner.data.synthetic import SYNTHETIC_PRESETS, generate
-from tuner.data.tabular import TABULAR_SUFFIXES, ColumnNames, read_table
-from tuner.errors import DataError
+from cce_tune.tuner.data.cache import cache_dir, cached, cached_counts
+from cce_tune.tuner.data.movielens import MOVIELENS, ratings_path, read_ratings
+from cce_tune.tuner.data.prepare import PrepareOptions, prepare
+from cce_tune.tuner.data.sequences import SequenceData
+from cce_tune.tuner.data.synthetic import SYNTHETIC_PRESETS, generate
+from cce_tune.tuner.data.tabular import TABULAR_SUFFIXES, ColumnNames, read_table
+from cce_tune.tuner.errors import DataError
 
 KNOWN_DATASETS = (*SYNTHETIC_PRESETS, *MOVIELENS)
 

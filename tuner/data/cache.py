@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.data.sequences import SequenceData
+from cce_tune.tuner.data.sequences import SequenceData
 
 # Bump when preparation changes meaning, so old caches are not reused.
 FORMAT_VERSION = 1

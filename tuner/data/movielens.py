@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuner.data.prepare import Interactions
-from tuner.errors import DataError
+from cce_tune.tuner.data.prepare import Interactions
+from cce_tune.tuner.errors import DataError
 
 if TYPE_CHECKING:  # pandas loads only when a file is read: `estimate` stays fast
     import pandas as pd

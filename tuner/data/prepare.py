@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.data.sequences import SequenceData
-from tuner.errors import DataError
+from cce_tune.tuner.data.sequences import SequenceData
+from cce_tune.tuner.errors import DataError
 
 # A user needs a training item besides the validation and test items.
 MIN_USER_INTERACTIONS_FLOOR = 3

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.data.sequences import SequenceData
+from cce_tune.tuner.data.sequences import SequenceData
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.data.movielens import frame_to_interactions
-from tuner.data.prepare import Interactions
-from tuner.errors import DataError
+from cce_tune.tuner.data.movielens import frame_to_interactions
+from cce_tune.tuner.data.prepare import Interactions
+from cce_tune.tuner.errors import DataError
 
 TABULAR_SUFFIXES = (".csv", ".tsv", ".parquet")
 

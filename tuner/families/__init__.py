@@ -2,7 +2,7 @@
 the family is used. Adding a family is its module plus one line here, or `register` from
 outside (a test's toy model, a user's own):
 
-    >>> from tuner.families import get, names
+    >>> from cce_tune.tuner.families import get, names
     >>> names()
     ('sasrec', 'dlrm')
     >>> get("sasrec").quality_label
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import importlib
 
-from tuner.errors import CceTuneError
-from tuner.families.base import REPORT_COLUMNS, Family, Knob, Target
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.families.base import REPORT_COLUMNS, Family, Knob, Target
 
-BUILTIN = {"sasrec": "tuner.families.sasrec", "dlrm": "tuner.families.dlrm"}
+BUILTIN = {"sasrec": "cce_tune.tuner.families.sasrec", "dlrm": "cce_tune.tuner.families.dlrm"}
 DEFAULT = "sasrec"
 _registered: dict[str, Family] = {}
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from search_spaces import SearchSpace
-    from tuner.memory import MemoryBreakdown, MemoryProfile
-    from tuner.run_dir import TuneSettings
-    from tuner.trial import TrialSettings
+    from cce_tune.search_spaces import SearchSpace
+    from cce_tune.tuner.memory import MemoryBreakdown, MemoryProfile
+    from cce_tune.tuner.run_dir import TuneSettings
+    from cce_tune.tuner.trial import TrialSettings
 
 COMMANDS = ("train", "tune", "estimate")  # the commands whose arguments a family adds
 # Columns of a run's trial table that the reports fill themselves: no family metric may

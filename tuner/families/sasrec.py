@@ -13,9 +13,9 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kernels.config import SINGLE_NEGATIVE, LossConfig
-from models.sasrec_config import SASRecConfig
-from tuner.arguments import (
+from cce_tune.kernels.config import SINGLE_NEGATIVE, LossConfig
+from cce_tune.models.sasrec_config import SASRecConfig
+from cce_tune.tuner.arguments import (
     add_data_arguments,
     add_loss_arguments,
     add_model_arguments,
@@ -23,17 +23,17 @@ from tuner.arguments import (
     positive_int,
     train_config,
 )
-from tuner.data import DataOptions
-from tuner.data.prepare import PrepareOptions
-from tuner.data.tabular import ColumnNames
-from tuner.families.base import Family, Knob
-from tuner.memory import DatasetShape, MemoryBreakdown, MemoryProfile, estimate
-from tuner.train_config import TrainConfig
+from cce_tune.tuner.data import DataOptions
+from cce_tune.tuner.data.prepare import PrepareOptions
+from cce_tune.tuner.data.tabular import ColumnNames
+from cce_tune.tuner.families.base import Family, Knob
+from cce_tune.tuner.memory import DatasetShape, MemoryBreakdown, MemoryProfile, estimate
+from cce_tune.tuner.train_config import TrainConfig
 
 if TYPE_CHECKING:
-    from search_spaces import SearchSpace
-    from tuner.run_dir import TuneSettings
-    from tuner.trial import TrialSettings
+    from cce_tune.search_spaces import SearchSpace
+    from cce_tune.tuner.run_dir import TuneSettings
+    from cce_tune.tuner.trial import TrialSettings
 
 KNOBS = (
     Knob("loss", "--loss", "loss.name", str),
@@ -134,7 +134,7 @@ class SASRecFamily(Family):
                 "--include-seen", action="store_true",
                 help="rank items the user already saw too (default: exclude them)")
         if command == "estimate":
-            from tuner.memory import SOLVABLE
+            from cce_tune.tuner.memory import SOLVABLE
 
             group = parser.add_argument_group("dataset size (default: from the dataset)")
             group.add_argument("--num-users", type=positive_int, help="users of the dataset")
@@ -153,9 +153,9 @@ class SASRecFamily(Family):
                                  exclude_seen=not args.include_seen)
 
     def run_train(self, args: argparse.Namespace) -> None:
-        from tuner.data import load
-        from tuner.report_train import print_epoch, print_header, print_summary
-        from tuner.train import train
+        from cce_tune.tuner.data import load
+        from cce_tune.tuner.report_train import print_epoch, print_header, print_summary
+        from cce_tune.tuner.train import train
 
         config = self.run_config(args)
         data = load(data_options(args))
@@ -169,7 +169,7 @@ class SASRecFamily(Family):
             print(f"results written to {args.out}")
 
     def run_estimate(self, args: argparse.Namespace) -> None:
-        from tuner.cli_memory import run_sequence_estimate
+        from cce_tune.tuner.cli_memory import run_sequence_estimate
 
         run_sequence_estimate(args, self.train_config(args))
 
@@ -183,7 +183,7 @@ class SASRecFamily(Family):
         return data, TrainConfig(**{**base, "loss": LossConfig(**base["loss"])})
 
     def target(self, settings: TuneSettings, profile: MemoryProfile | None) -> SASRecTarget:
-        from tuner.data import load
+        from cce_tune.tuner.data import load
 
         data = load(settings.data)
         return SASRecTarget(settings.base, DatasetShape(data.num_users, data.num_items),
@@ -221,14 +221,14 @@ class SASRecTarget:
     def trainable(self, trial_settings: TrialSettings):
         from ray import tune as ray_tune
 
-        from tuner.trial import run_trial
+        from cce_tune.tuner.trial import run_trial
 
         # The dataset goes to Ray's object store once; trials map it from there.
         return ray_tune.with_parameters(run_trial, data=self.data, settings=trial_settings,
                                         configure=config_from_params)
 
     def warm(self, space: SearchSpace) -> None:
-        from tuner.warmup import warm_and_say
+        from cce_tune.tuner.warmup import warm_and_say
 
         warm_and_say(space, self.config, self.data.num_items)
 

@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tuner.data import DataOptions, load, movielens
-from tuner.data.prepare import PrepareOptions
-from tuner.errors import DataError
+from cce_tune.tuner.data import DataOptions, load, movielens
+from cce_tune.tuner.data.prepare import PrepareOptions
+from cce_tune.tuner.errors import DataError
 
 # user, item, rating, timestamp; user 3 has too few interactions; user 1 has a timestamp tie
 ROWS = [

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tuner.data.sequences import SequenceData
+from cce_tune.tuner.data.sequences import SequenceData
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ def test_device_windows_equal_numpy_windows(monkeypatch):
     import numpy as np
     import torch
 
-    import tuner.device_windows as built
-    from tuner.data.sequences import SequenceData
+    import cce_tune.tuner.device_windows as built
+    from cce_tune.tuner.data.sequences import SequenceData
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 40, 300)

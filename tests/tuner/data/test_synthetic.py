@@ -3,8 +3,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tuner.data import DataOptions, load
-from tuner.data.synthetic import SYNTHETIC_PRESETS, generate
+from cce_tune.tuner.data import DataOptions, load
+from cce_tune.tuner.data.synthetic import SYNTHETIC_PRESETS, generate
 
 
 @pytest.mark.parametrize("name", ["synthetic", "synthetic-ml-1m"])

@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from tuner.data import DataOptions, load
-from tuner.data.tabular import ColumnNames
-from tuner.errors import DataError
+from cce_tune.tuner.data import DataOptions, load
+from cce_tune.tuner.data.tabular import ColumnNames
+from cce_tune.tuner.errors import DataError
 
 
 def frame():

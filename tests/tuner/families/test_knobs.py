@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from kernels.config import LossConfig
-from tuner.cli import build_parser
-from tuner.ctr.config import ClickDataset, CriteoOptions
-from tuner.data import DataOptions
-from tuner.data.prepare import PrepareOptions
-from tuner.data.tabular import ColumnNames
-from tuner.families import DEFAULT, get, names
+from cce_tune.kernels.config import LossConfig
+from cce_tune.tuner.cli import build_parser
+from cce_tune.tuner.ctr.config import ClickDataset, CriteoOptions
+from cce_tune.tuner.data import DataOptions
+from cce_tune.tuner.data.prepare import PrepareOptions
+from cce_tune.tuner.data.tabular import ColumnNames
+from cce_tune.tuner.families import DEFAULT, get, names
 
 # A value other than the default for every knob of every family.
 OTHER = {

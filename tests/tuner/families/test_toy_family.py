@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tuner.cli import main
-from tuner.families import Family, Knob, register
-from tuner.memory import MemoryBreakdown
-from tuner.trial import TrialRun
+from cce_tune.tuner.cli import main
+from cce_tune.tuner.families import Family, Knob, register
+from cce_tune.tuner.memory import MemoryBreakdown
+from cce_tune.tuner.trial import TrialRun
 
 
 @dataclass(frozen=True)
