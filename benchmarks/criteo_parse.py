@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cce_tune.tuner.ctr.criteo import CATEGORICAL, DENSE, CriteoOptions, parse_criteo
+from cce_tune.tuner.clicks.criteo import CATEGORICAL, DENSE, CriteoOptions, parse_criteo
 
 KAGGLE_ROWS = 45_840_617
 

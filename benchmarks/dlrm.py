@@ -24,10 +24,10 @@ import torch
 from benchmarks.kernels import gpu_slug
 from cce_tune.models.dlrm import DLRM
 from cce_tune.models.dlrm_config import DLRMConfig
-from cce_tune.tuner.captured_step import CapturedStep
-from cce_tune.tuner.ctr.batches import ClickGenerator, ClickSpec
-from cce_tune.tuner.memory_dlrm import estimate_dlrm
-from cce_tune.tuner.train_dlrm import training_step
+from cce_tune.tuner.clicks.batches import ClickGenerator, ClickSpec
+from cce_tune.tuner.clicks.captured_step import CapturedStep
+from cce_tune.tuner.clicks.memory import estimate_dlrm
+from cce_tune.tuner.clicks.train import training_step
 
 PAPER_SECONDS = {"V100": 62.0, "CPU": 256.0}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cce_tune.kernels.config import LOSSES, LossConfig
 from cce_tune.tuner.memory import DatasetShape, estimate
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
 
 
 def configurations(count: int, seed: int) -> list[tuple[TrainConfig, DatasetShape]]:

@@ -25,7 +25,7 @@ import torch
 from benchmarks.kernels import command_line, gpu_slug
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
-from cce_tune.tuner.train import TrainConfig, train
+from cce_tune.tuner.sequences.train import TrainConfig, train
 
 VARIANTS = {
     "ce_minus shared (torch)": LossConfig("ce_minus", negative_mode="shared"),

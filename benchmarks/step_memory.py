@@ -22,7 +22,7 @@ import torch
 
 from cce_tune.tuner.memory_grid import GridPoint
 from cce_tune.tuner.memory_verify import estimate_row, gpu_slug, random_sequences
-from cce_tune.tuner.train import Setup
+from cce_tune.tuner.sequences.train import Setup
 from cce_tune.tuner.units import format_bytes
 
 # The points whose phases the model missed most on the H200 (issue 20's grid), one per

@@ -15,8 +15,8 @@ import torch
 
 from cce_tune.kernels.config import LossConfig
 from cce_tune.tuner.data import DataOptions, load
-from cce_tune.tuner.train import Setup
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.train import Setup
 
 TRIALS = [(512, 4096, 50, 128), (256, 8192, 100, 128), (1024, 512, 200, 64),
           (512, 16384, 100, 128), (128, 1024, 50, 128)]  # batch, negatives, max_len, hidden

@@ -13,7 +13,7 @@ from cce_tune.tuner.data import KNOWN_DATASETS, DataOptions
 from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.data.tabular import ColumnNames
 from cce_tune.tuner.errors import CceTuneError
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
 
 DEFAULT_NEGATIVES = {"ce": 1, "ce_minus": 256, "bce": 1, "gbce": 256}
 DEFAULT_NEGATIVES |= {fused: DEFAULT_NEGATIVES[ref] for fused, ref in FUSED_LOSSES.items()}

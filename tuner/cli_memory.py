@@ -23,7 +23,7 @@ from cce_tune.tuner.memory import (
     with_knob,
 )
 from cce_tune.tuner.memory_grid import GRIDS
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
 
 
 def add_profile_argument(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from cce_tune.kernels.memory import allocation, loss_memory
 from cce_tune.models.sasrec_config import SASRecConfig
 from cce_tune.models.sasrec_memory import activation_memory, inference_extra, parameter_bytes
 from cce_tune.tuner.errors import CceTuneError
-from cce_tune.tuner.train_config import TrainConfig, users_per_batch
+from cce_tune.tuner.sequences.config import TrainConfig, users_per_batch
 from cce_tune.tuner.units import format_bytes
 
 MiB = 1 << 20

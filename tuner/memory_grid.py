@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from cce_tune.kernels.config import LOSSES as ALL_LOSSES
 from cce_tune.kernels.config import NEGATIVE_MODES, SINGLE_NEGATIVE, LossConfig
 from cce_tune.tuner.memory import DatasetShape
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
 
 
 @dataclass(frozen=True)

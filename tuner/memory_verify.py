@@ -23,7 +23,7 @@ import torch
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.memory import DatasetShape, MemoryProfile, estimate
 from cce_tune.tuner.memory_grid import GridPoint
-from cce_tune.tuner.train import Setup
+from cce_tune.tuner.sequences.train import Setup
 from cce_tune.tuner.units import format_bytes
 
 PHASES = ("forward", "backward", "optimizer step", "evaluation")

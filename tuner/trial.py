@@ -1,6 +1,6 @@
-"""One tuning trial: a sampled config trained by the plain trainer, each epoch reported to Ray.
+"""What every tuning trial does around its family's trainer, and reports to Ray.
 
-Everything Ray-specific about a trial is here; `tuner.train` runs unchanged inside it. With
+Everything Ray-specific about a trial is here; the trainers run unchanged inside it. With
 `CCE_TUNE_PROFILE_FIRST_STEP=1` in the driver's environment, each trial writes where its
 time until the first step went (torch.profiler's operators by CPU time; cProfile cannot
 tell the trial's thread from Ray's) to `RUN_DIR/trial_<id>/first-step-profile.txt`.
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cce_tune.tuner.allocator import use_expandable_segments
-from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.units import GB
 
 PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
@@ -79,27 +77,6 @@ class TrialRun:
             "first_step_at": self.reached.get("first step"),
             "reported_at": time.time(),
         })
-
-
-def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings,
-              configure: Callable[[dict[str, Any], Any], Any]) -> None:
-    """Ray Tune function trainable: train `config` (a sampled point, made a training config
-    by the family's `configure`) and report every epoch."""
-    from cce_tune.tuner.train import train
-
-    run = TrialRun(config, settings)
-    training = configure(config, settings.base)
-    # Without a GPU the same command runs anywhere: small CPU trials, no bf16.
-    training = (replace(training, device="cuda") if run.cuda
-                else replace(training, bf16=False, device="cpu"))
-
-    def on_epoch(result) -> None:
-        run.report({"epoch": result.epoch, "ndcg10": result.valid.ndcg10,
-                    "hr10": result.valid.hr10, "loss": result.loss,
-                    "epoch_seconds": result.seconds, "tokens_per_s": result.tokens_per_s},
-                   result.peak_memory_bytes)
-
-    train(training, data, on_epoch=on_epoch, on_milestone=run.on_milestone, final_test=False)
 
 
 def _start_profile():

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from cce_tune.models.dlrm import DLRM, dot_interaction
 from cce_tune.models.dlrm_config import DLRMConfig, parse_arch
 from cce_tune.models.dlrm_memory import dense_parameter_bytes, table_bytes
-from cce_tune.tuner.ctr.batches import ClickGenerator, ClickSpec
-from cce_tune.tuner.memory_dlrm import estimate_dlrm, gpus_for_tables
+from cce_tune.tuner.clicks.batches import ClickGenerator, ClickSpec
+from cce_tune.tuner.clicks.memory import estimate_dlrm, gpus_for_tables
 
 TABLES = (1000, 50, 7)
 

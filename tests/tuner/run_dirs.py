@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cce_tune.tuner.data import DataOptions
 from cce_tune.tuner.run_dir import TuneSettings
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
 
 TRIALS = [  # (params, validation NDCG@10, epoch seconds, peak GB)
     ({"loss": "cce_minus", "batch_size": 64, "negatives": 128, "max_len": 50, "hidden": 32,

@@ -21,7 +21,7 @@ from cce_tune.tuner.memory import (
 )
 from cce_tune.tuner.memory_grid import default_grid, launchable_groups
 from cce_tune.tuner.memory_verify import calibrate, errors
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
 
 ML20M = DatasetShape(138_493, 26_744)
 

@@ -18,7 +18,7 @@ from cce_tune.tuner.families.sasrec import SASRecTarget
 from cce_tune.tuner.memory import DatasetShape
 from cce_tune.tuner.report import pareto_mask
 from cce_tune.tuner.search import BudgetedSearch, SpaceSampler
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
 
 REPORT_FILES = ("trials.csv", "pareto.csv", "pareto.json", "report.html", "summary.md")
 def knobs_of(model):
@@ -173,7 +173,7 @@ def test_a_space_is_checked_against_its_models_knobs(tmp_path):
 
 def test_a_dlrm_point_sets_the_architecture_between_the_data_and_one_logit():
     from cce_tune.models.dlrm_config import DLRMConfig
-    from cce_tune.tuner.ctr.config import DLRMTrainConfig
+    from cce_tune.tuner.clicks.config import DLRMTrainConfig
     from cce_tune.tuner.families.dlrm import config_from_params as dlrm_config_from_params
 
     base = DLRMTrainConfig(DLRMConfig((100, 20), bottom=(13, 64, 16), top=(32, 1),
@@ -202,7 +202,7 @@ def test_the_searcher_pickles_without_the_dataset():
 
 def test_a_dlrm_runs_settings_survive_the_round_trip_through_run_json(tmp_path):
     from cce_tune.models.dlrm_config import DLRMConfig
-    from cce_tune.tuner.ctr.config import ClickDataset, CriteoOptions, DLRMTrainConfig
+    from cce_tune.tuner.clicks.config import ClickDataset, CriteoOptions, DLRMTrainConfig
     from cce_tune.tuner.run_dir import TuneSettings
 
     base = DLRMTrainConfig(DLRMConfig((100, 20), bottom=(13, 64, 16), top=(32, 1),

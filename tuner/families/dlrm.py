@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from cce_tune.models.dlrm_config import DLRMConfig
 from cce_tune.models.dlrm_memory import DENSE_OPTIMIZERS, SPARSE_OPTIMIZERS
 from cce_tune.tuner.arguments import positive_float, positive_int
-from cce_tune.tuner.ctr.config import ClickDataset, CriteoOptions, DLRMTrainConfig
+from cce_tune.tuner.clicks.config import ClickDataset, CriteoOptions, DLRMTrainConfig
 from cce_tune.tuner.families.base import Family, Knob
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class DLRMFamily(Family):
     default_space = "dlrm"
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
-        from cce_tune.tuner.cli_dlrm import (
+        from cce_tune.tuner.clicks.cli import (
             add_architecture_arguments,
             add_benchmark_arguments,
             add_click_training_arguments,
@@ -127,13 +127,13 @@ class DLRMFamily(Family):
         group.add_argument("--epochs", type=positive_int, default=1 if command == "train" else 5)
 
     def data_options(self, args: argparse.Namespace) -> ClickDataset:
-        from cce_tune.tuner.cli_dlrm import criteo_options
+        from cce_tune.tuner.clicks.cli import criteo_options
 
         return ClickDataset(args.dataset, criteo_options(args))
 
     def train_config(self, args: argparse.Namespace, **run: Any) -> DLRMTrainConfig:
-        from cce_tune.tuner.cli_dlrm import dlrm_train_config
-        from cce_tune.tuner.ctr.sources import click_source
+        from cce_tune.tuner.clicks.cli import dlrm_train_config
+        from cce_tune.tuner.clicks.sources import click_source
 
         data = self.data_options(args)
         source = click_source(data.name, args.batch_size, args.seed, data.criteo)
@@ -143,12 +143,12 @@ class DLRMFamily(Family):
         return self.train_config(args, device=args.device)
 
     def run_train(self, args: argparse.Namespace) -> None:
-        from cce_tune.tuner.cli_dlrm import run_train_dlrm
+        from cce_tune.tuner.clicks.cli import run_train_dlrm
 
         run_train_dlrm(args)
 
     def run_estimate(self, args: argparse.Namespace) -> None:
-        from cce_tune.tuner.cli_dlrm import run_estimate_dlrm
+        from cce_tune.tuner.clicks.cli import run_estimate_dlrm
 
         run_estimate_dlrm(args)
 
@@ -181,7 +181,7 @@ class DLRMTarget:
     """DLRM on one click dataset: what the search asks of the family during a run."""
 
     def __init__(self, settings: TuneSettings, profile: MemoryProfile | None) -> None:
-        from cce_tune.tuner.ctr.sources import click_lookups
+        from cce_tune.tuner.clicks.sources import click_lookups
 
         self.settings, self.profile = settings, profile
         self.lookups = click_lookups(settings.data.name)
@@ -190,7 +190,7 @@ class DLRMTarget:
         return config_from_params(params, self.settings.base)
 
     def estimate(self, config: DLRMTrainConfig) -> MemoryBreakdown:
-        from cce_tune.tuner.memory_dlrm import estimate_dlrm
+        from cce_tune.tuner.clicks.memory import estimate_dlrm
 
         return estimate_dlrm(config.model, config.batch_size, self.lookups,
                              config.sparse_optimizer, config.dense_optimizer, self.profile,
@@ -204,7 +204,7 @@ class DLRMTarget:
     def trainable(self, trial_settings: TrialSettings):
         from ray import tune as ray_tune
 
-        from cce_tune.tuner.trial_dlrm import run_dlrm_trial
+        from cce_tune.tuner.clicks.trial import run_dlrm_trial
 
         return ray_tune.with_parameters(run_dlrm_trial, dataset=self.settings.data,
                                         settings=trial_settings, configure=config_from_params)

@@ -28,7 +28,7 @@ from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.data.tabular import ColumnNames
 from cce_tune.tuner.families.base import Family, Knob
 from cce_tune.tuner.memory import DatasetShape, MemoryBreakdown, MemoryProfile, estimate
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
 
 if TYPE_CHECKING:
     from cce_tune.search_spaces import SearchSpace
@@ -154,8 +154,8 @@ class SASRecFamily(Family):
 
     def run_train(self, args: argparse.Namespace) -> None:
         from cce_tune.tuner.data import load
-        from cce_tune.tuner.report_train import print_epoch, print_header, print_summary
-        from cce_tune.tuner.train import train
+        from cce_tune.tuner.sequences.report import print_epoch, print_header, print_summary
+        from cce_tune.tuner.sequences.train import train
 
         config = self.run_config(args)
         data = load(data_options(args))
@@ -221,14 +221,14 @@ class SASRecTarget:
     def trainable(self, trial_settings: TrialSettings):
         from ray import tune as ray_tune
 
-        from cce_tune.tuner.trial import run_trial
+        from cce_tune.tuner.sequences.trial import run_trial
 
         # The dataset goes to Ray's object store once; trials map it from there.
         return ray_tune.with_parameters(run_trial, data=self.data, settings=trial_settings,
                                         configure=config_from_params)
 
     def warm(self, space: SearchSpace) -> None:
-        from cce_tune.tuner.warmup import warm_and_say
+        from cce_tune.tuner.sequences.warmup import warm_and_say
 
         warm_and_say(space, self.config, self.data.num_items)
 

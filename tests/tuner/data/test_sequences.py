@@ -39,7 +39,7 @@ def test_device_windows_equal_numpy_windows(monkeypatch):
     import numpy as np
     import torch
 
-    import cce_tune.tuner.device_windows as built
+    import cce_tune.tuner.sequences.device_windows as built
     from cce_tune.tuner.data.sequences import SequenceData
 
     rng = np.random.default_rng(0)

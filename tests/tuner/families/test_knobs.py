@@ -8,7 +8,7 @@ import pytest
 
 from cce_tune.kernels.config import LossConfig
 from cce_tune.tuner.cli import build_parser
-from cce_tune.tuner.ctr.config import ClickDataset, CriteoOptions
+from cce_tune.tuner.clicks.config import ClickDataset, CriteoOptions
 from cce_tune.tuner.data import DataOptions
 from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.data.tabular import ColumnNames

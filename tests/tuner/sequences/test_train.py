@@ -1,6 +1,6 @@
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
-from cce_tune.tuner.train import TrainConfig, train
+from cce_tune.tuner.sequences.train import TrainConfig, train
 
 
 def test_sasrec_learns_what_popularity_cannot():

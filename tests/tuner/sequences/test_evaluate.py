@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from cce_tune.tuner.data.sequences import SequenceData
-from cce_tune.tuner.evaluate import evaluate
+from cce_tune.tuner.sequences.evaluate import evaluate
 
 
 def data(num_users: int, num_items: int, seed: int = 0) -> SequenceData:

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from cce_tune.tuner.ctr.config import CriteoOptions
-from cce_tune.tuner.ctr.criteo import load_criteo, parse_criteo
+from cce_tune.tuner.clicks.config import CriteoOptions
+from cce_tune.tuner.clicks.criteo import load_criteo, parse_criteo
 from cce_tune.tuner.errors import DataError
 
 
@@ -57,7 +57,7 @@ def test_bad_rows_name_their_line_or_are_skipped_and_counted(tmp_path, bad, mess
 
 
 def test_parsed_arrays_are_cached_and_batched(tmp_path, monkeypatch):
-    import cce_tune.tuner.ctr.criteo as criteo
+    import cce_tune.tuner.clicks.criteo as criteo
 
     path = write(tmp_path, [line(label=str(i % 2)) for i in range(10)])
     first = load_criteo(path, CriteoOptions(hash_size=64))

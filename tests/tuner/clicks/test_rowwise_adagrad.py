@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cce_tune.tuner.rowwise_adagrad import RowWiseAdagrad
+from cce_tune.tuner.clicks.rowwise_adagrad import RowWiseAdagrad
 
 
 def test_rowwise_adagrad_equals_a_hand_loop():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cce_tune.tuner.cli import main
-from cce_tune.tuner.train_dlrm import click_metrics
+from cce_tune.tuner.clicks.train import click_metrics
 
 
 def test_click_metrics_by_hand_with_ties():
@@ -40,9 +40,9 @@ def test_train_dlrm_refuses_a_bottom_mlp_of_the_wrong_width(capsys):
 @pytest.mark.parametrize("dense_optimizer", ["adam", "sgd"])
 def test_a_step_replayed_from_a_cuda_graph_trains_like_the_eager_one(dense_optimizer):
     from cce_tune.models.dlrm_config import DLRMConfig
-    from cce_tune.tuner.ctr.batches import ClickGenerator, ClickSpec
-    from cce_tune.tuner.ctr.config import DLRMTrainConfig
-    from cce_tune.tuner.train_dlrm import train_dlrm
+    from cce_tune.tuner.clicks.batches import ClickGenerator, ClickSpec
+    from cce_tune.tuner.clicks.config import DLRMTrainConfig
+    from cce_tune.tuner.clicks.train import train_dlrm
 
     spec = ClickSpec((500, 80, 7), lookups=3, samples=64 * 9 + 20)  # a ragged last batch,
     generator = ClickGenerator(spec, planted=True, seed=0, device="cuda")

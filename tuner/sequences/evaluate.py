@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from cce_tune.tuner.data.sequences import SequenceData
-from cce_tune.tuner.train_config import users_per_batch
+from cce_tune.tuner.sequences.config import users_per_batch
 
 K = 10
 

@@ -19,7 +19,7 @@ import torch
 from cce_tune.kernels.config import FUSED_LOSSES
 from cce_tune.kernels.losses import make_loss
 from cce_tune.search_spaces import SearchSpace
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
 
 Configure = Callable[[dict[str, Any]], TrainConfig]  # a point's params -> its config
 

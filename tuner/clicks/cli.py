@@ -9,7 +9,7 @@ from dataclasses import asdict
 from cce_tune.models.dlrm_config import INTERACTIONS, DLRMConfig, parse_arch
 from cce_tune.models.dlrm_memory import DENSE_OPTIMIZERS, SPARSE_OPTIMIZERS
 from cce_tune.tuner.arguments import positive_float, positive_int
-from cce_tune.tuner.ctr.config import CriteoOptions, DLRMTrainConfig
+from cce_tune.tuner.clicks.config import CriteoOptions, DLRMTrainConfig
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.memory import MemoryProfile
 from cce_tune.tuner.units import GB, format_bytes
@@ -52,7 +52,7 @@ def dlrm_config(args: argparse.Namespace,
 
 
 def run_estimate_dlrm(args: argparse.Namespace) -> None:
-    from cce_tune.tuner.memory_dlrm import estimate_dlrm, gpus_for_tables
+    from cce_tune.tuner.clicks.memory import estimate_dlrm, gpus_for_tables
 
     config = dlrm_config(args)
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
@@ -118,8 +118,8 @@ def dlrm_train_config(args: argparse.Namespace, source, **run) -> DLRMTrainConfi
 
 
 def run_train_dlrm(args: argparse.Namespace) -> None:
-    from cce_tune.tuner.ctr.sources import click_source
-    from cce_tune.tuner.train_dlrm import train_dlrm
+    from cce_tune.tuner.clicks.sources import click_source
+    from cce_tune.tuner.clicks.train import train_dlrm
 
     source = click_source(args.dataset, args.batch_size, args.seed, criteo_options(args))
     config = dlrm_train_config(args, source, device=args.device)

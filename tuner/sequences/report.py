@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cce_tune.tuner.train import EpochResult, TrainResult
+from cce_tune.tuner.sequences.train import EpochResult, TrainResult
 from cce_tune.tuner.units import GB
 
 COLUMNS = ("epoch", "loss", "val NDCG@10", "val HR@10", "time s", "seq/s", "tokens/s",

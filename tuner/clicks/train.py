@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from cce_tune.models.dlrm import DLRM
-from cce_tune.tuner.captured_step import CapturedStep
-from cce_tune.tuner.ctr.batches import ClickBatch
-from cce_tune.tuner.ctr.config import DLRMTrainConfig
-from cce_tune.tuner.rowwise_adagrad import RowWiseAdagrad
-from cce_tune.tuner.train import resolve_device
+from cce_tune.tuner.clicks.batches import ClickBatch
+from cce_tune.tuner.clicks.captured_step import CapturedStep
+from cce_tune.tuner.clicks.config import DLRMTrainConfig
+from cce_tune.tuner.clicks.rowwise_adagrad import RowWiseAdagrad
+from cce_tune.tuner.sequences.train import resolve_device
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from cce_tune.tuner.ctr.config import ClickDataset, DLRMTrainConfig
+from cce_tune.tuner.clicks.config import ClickDataset, DLRMTrainConfig
 from cce_tune.tuner.trial import TrialRun, TrialSettings
 
 
 def run_dlrm_trial(config: dict[str, Any], dataset: ClickDataset, settings: TrialSettings,
                    configure: Callable[[dict[str, Any], Any], DLRMTrainConfig]) -> None:
     """Ray Tune function trainable: train DLRM on `dataset` and report every epoch."""
-    from cce_tune.tuner.ctr.sources import click_source
-    from cce_tune.tuner.train_dlrm import train_dlrm
+    from cce_tune.tuner.clicks.sources import click_source
+    from cce_tune.tuner.clicks.train import train_dlrm
 
     run = TrialRun(config, settings)
     training = configure(config, settings.base)

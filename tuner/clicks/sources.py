@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cce_tune.tuner.ctr.batches import ClickBatch, ClickGenerator, ClickSpec
-from cce_tune.tuner.ctr.config import CriteoOptions
-from cce_tune.tuner.ctr.criteo import load_criteo
+from cce_tune.tuner.clicks.batches import ClickBatch, ClickGenerator, ClickSpec
+from cce_tune.tuner.clicks.config import CriteoOptions
+from cce_tune.tuner.clicks.criteo import load_criteo
 from cce_tune.tuner.errors import DataError
 
 # Shaped like a small click log: tables from 10k rows down to 10, 13 dense features.

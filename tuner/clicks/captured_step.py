@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cce_tune.tuner.ctr.batches import ClickBatch
+from cce_tune.tuner.clicks.batches import ClickBatch
 
 WARMUP = 3
 

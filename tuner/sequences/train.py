@@ -16,10 +16,10 @@ import torch
 from cce_tune.kernels.losses import make_loss
 from cce_tune.models import SASRec, SASRecConfig
 from cce_tune.tuner.data.sequences import SequenceData
-from cce_tune.tuner.device_windows import DeviceSequences
 from cce_tune.tuner.errors import CceTuneError
-from cce_tune.tuner.evaluate import RankingMetrics, evaluate, popularity_scorer
-from cce_tune.tuner.train_config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.device_windows import DeviceSequences
+from cce_tune.tuner.sequences.evaluate import RankingMetrics, evaluate, popularity_scorer
 
 
 @dataclass(frozen=True)

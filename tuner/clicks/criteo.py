@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cce_tune.tuner.ctr.batches import ClickBatch
-from cce_tune.tuner.ctr.config import CriteoOptions
+from cce_tune.tuner.clicks.batches import ClickBatch
+from cce_tune.tuner.clicks.config import CriteoOptions
 from cce_tune.tuner.data.cache import cache_dir
 from cce_tune.tuner.errors import DataError
 

@@ -1,1 +1,0 @@
-"""Click-through data for DLRM: generated batches (`random`, `synthetic`) and Criteo files."""
