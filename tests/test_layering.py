@@ -77,3 +77,9 @@ def test_no_module_imports_itself_in_a_circle():
         if node not in index:
             visit(node)
     assert cycles == []
+
+
+def test_the_search_does_not_import_the_reports():
+    """Reports read a run directory; the search writes one and knows nothing of them."""
+    reports = {"cce_tune.tuner.report", "cce_tune.tuner.report_html"}
+    assert not GRAPH["cce_tune.tuner.search"] & reports

@@ -75,7 +75,8 @@ def default_space(dataset: str, family: Family) -> str:
 
 
 def run_tune(args: argparse.Namespace) -> None:
-    from cce_tune.tuner.run_dir import REPORT_DIR, RUN_FILE, TuneSettings
+    from cce_tune.tuner.report import write_reports
+    from cce_tune.tuner.run_dir import RUN_FILE, TuneSettings
     from cce_tune.tuner.search import space_for, tune
 
     if args.resume:
@@ -104,8 +105,9 @@ def run_tune(args: argparse.Namespace) -> None:
             gpus_per_trial=args.gpus_per_trial, address=args.address, seed=args.seed,
             memory_profile=args.memory_profile, dashboard=not args.no_dashboard)
         out = tune(settings)
-    print(f"reports: {out / REPORT_DIR} (summary.md, pareto.csv, report.html)")
-    print((out / REPORT_DIR / "summary.md").read_text())
+    reports = write_reports(out)
+    print(f"reports: {reports} (summary.md, pareto.csv, report.html)")
+    print((reports / "summary.md").read_text())
 
 
 def run_report(args: argparse.Namespace) -> None:

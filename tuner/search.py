@@ -177,11 +177,9 @@ def check_space_fits(space: SearchSpace, settings: TuneSettings, target) -> None
 
 
 def tune(settings: TuneSettings, resume: bool = False) -> Path:
-    """Run (or resume) the search; returns RUN_DIR, whose `report/` is then written."""
+    """Run (or resume) the search; returns RUN_DIR, from which the reports are written."""
     import ray
     from ray import tune as ray_tune
-
-    from cce_tune.tuner.report import write_reports
 
     run_dir = settings.run_dir.resolve()
     space = space_for(settings.space, settings.model)
@@ -219,7 +217,6 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
     finally:
         progress.close()
         ray.shutdown()
-    write_reports(run_dir)
     return run_dir
 
 
