@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
     group.add_argument("--memory-profile", type=Path,
                        help="coefficients from `verify-memory --calibrate`")
     group.add_argument("--seed", type=int, default=0)
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="show Ray's and Optuna's own messages and trial tracebacks")
     return parser
 
 
@@ -77,12 +80,12 @@ def default_space(dataset: str, family: Family) -> str:
 def run_tune(args: argparse.Namespace) -> None:
     from cce_tune.tuner.report import write_reports
     from cce_tune.tuner.run_dir import RUN_FILE, TuneSettings
-    from cce_tune.tuner.search import space_for, tune
+    from cce_tune.tuner.search import space_for
 
     if args.resume:
         settings = TuneSettings.load(args.resume)
         print(f"resuming {settings.run_dir}")
-        out = tune(settings, resume=True)
+        out = _interruptible(settings, resume=True, verbose=args.verbose)
     else:
         if args.gpu_mem is None:
             raise CceTuneError("--gpu-mem is required: the memory budget each trial must fit, "
@@ -104,10 +107,23 @@ def run_tune(args: argparse.Namespace) -> None:
             epochs=args.epochs, time_budget_s=args.time_budget,
             gpus_per_trial=args.gpus_per_trial, address=args.address, seed=args.seed,
             memory_profile=args.memory_profile, dashboard=not args.no_dashboard)
-        out = tune(settings)
+        out = _interruptible(settings, resume=False, verbose=args.verbose)
     reports = write_reports(out)
     print(f"reports: {reports} (summary.md, pareto.csv, report.html)")
     print((reports / "summary.md").read_text())
+
+
+def _interruptible(settings, resume: bool, verbose: bool) -> Path:
+    """The search, which a second Ctrl-C may cut short: say how to go on from there."""
+    from cce_tune.tuner.report import resume_command
+    from cce_tune.tuner.search import tune
+
+    try:
+        return tune(settings, resume=resume, verbose=verbose)
+    except KeyboardInterrupt:
+        print(f"cce-tune: interrupted; go on with: {resume_command(settings.run_dir)}",
+              file=sys.stderr)
+        raise
 
 
 def run_report(args: argparse.Namespace) -> None:

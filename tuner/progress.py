@@ -24,9 +24,10 @@ class _Row:
 class ProgressTable(Callback):
     """Shows each trial's knobs, status and last epoch as the run goes."""
 
-    def __init__(self, trials: int, budget_bytes: int, family: Family,
+    def __init__(self, trials: int, budget_bytes: int, family: Family, epochs: int,
                  searched: tuple[str, ...] | None = None, live: bool | None = None) -> None:
         self.trials = trials
+        self.epochs = epochs  # the cap: a trial that ends before it was stopped early
         self.budget_bytes = budget_bytes
         self.family = family
         # The knobs worth a column: the family's, less those the space holds fixed.
@@ -87,11 +88,14 @@ class ProgressTable(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.done += 1
-        self._event(trial, "done", f"done   ({self.done} finished)")
+        epoch = self._row(trial).result.get("epoch", 0)
+        status = "completed" if epoch >= self.epochs else "stopped early"
+        self._event(trial, status, f"{status} at epoch {epoch} ({self.done} ended)")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.done += 1
-        self._event(trial, "failed", f"FAILED ({self.done} finished); the run goes on")
+        where = f"{trial.local_path}/error.txt" if getattr(trial, "local_path", None) else ""
+        self._event(trial, "failed", f"FAILED ({self.done} ended; the run goes on) {where}")
 
     def render(self):
         """The table as it stands: a trial a row, the best quality so far in the title."""
@@ -101,14 +105,15 @@ class ProgressTable(Callback):
         label = self.family.quality_label
         scores = [r.result[self.family.quality] for r in self.rows.values() if r.result]
         best = f", best {label} {max(scores):.4f}" if scores else ""
-        table = Table(title=f"{self.done}/{self.trials} trials finished{best}; budget "
+        table = Table(title=f"{self.done}/{self.trials} trials ended{best}; budget "
                             f"{format_bytes(self.budget_bytes)}", box=box.SIMPLE_HEAD,
                       padding=(0, 1))
         for header in ("#", "status", *(h for _, h in self.columns), "ep", label, "s/ep",
                        "GB peak/est."):
             table.add_column(header, justify="left" if header == "status" else "right",
                              no_wrap=True)
-        styles = {"running": "yellow", "done": "green", "failed": "red"}
+        styles = {"running": "yellow", "completed": "green", "stopped early": "blue",
+                  "failed": "red"}
         for row in self.rows.values():
             result = row.result
             table.add_row(

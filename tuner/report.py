@@ -21,12 +21,23 @@ from pathlib import Path
 import pandas as pd
 
 from cce_tune.tuner.families import DEFAULT, Family
-from cce_tune.tuner.run_dir import REJECTED_FILE, REPORT_DIR, TuneSettings
+from cce_tune.tuner.run_dir import (
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    NOT_STARTED,
+    OUT_OF_MEMORY,
+    REJECTED_FILE,
+    REPORT_DIR,
+    STOPPED_EARLY,
+    TuneSettings,
+)
 from cce_tune.tuner.units import GB
 
 
-def load_trials(run_dir: Path, family: Family) -> pd.DataFrame:
-    """One row per trial found in RUN_DIR: its knobs, its best validation epoch, its status."""
+def load_trials(run_dir: Path, family: Family, epochs: int) -> pd.DataFrame:
+    """One row per trial found in RUN_DIR: its knobs, its best validation epoch, its status
+    (`epochs` is the run's cap: a trial that ended before it was stopped early)."""
     rows = []
     for params_file in sorted(Path(run_dir).glob("*/params.json")):
         trial_dir = params_file.parent
@@ -53,7 +64,7 @@ def load_trials(run_dir: Path, family: Family) -> pd.DataFrame:
                 "first_step_at": results[0].get("first_step_at"),
                 "ended_at": results[-1].get("reported_at"),
             }
-        row["status"] = _status(error, results)
+        row["status"] = _status(error, results, epochs)
         row["error"] = error.strip().splitlines()[-1][:300] if error else ""
         rows.append(row)
     return pd.DataFrame(rows)
@@ -76,10 +87,14 @@ def _error(trial_dir: Path) -> str:
     return path.read_text() if path.is_file() else ""
 
 
-def _status(error: str, results: list[dict]) -> str:
+def _status(error: str, results: list[dict], epochs: int) -> str:
     if error:
-        return "out of memory" if "out of memory" in error.lower() else "failed"
-    return "finished" if results else "not started"
+        return OUT_OF_MEMORY if "out of memory" in error.lower() else FAILED
+    if not results:
+        return NOT_STARTED
+    if not results[-1].get("done"):  # Ray marks a trial's last result when the trial ends
+        return INTERRUPTED
+    return COMPLETED if results[-1]["epoch"] >= epochs else STOPPED_EARLY
 
 
 def pareto_mask(points: list[tuple[float, ...]], senses: tuple[str, ...]) -> list[bool]:
@@ -114,14 +129,14 @@ def write_reports(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     settings = TuneSettings.load(run_dir)
     family = settings.family
-    trials = load_trials(run_dir, family)
+    trials = load_trials(run_dir, family, settings.epochs)
     out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     if trials.empty:
         (out / "summary.md").write_text(f"# cce-tune run\n\n{run_dir}: no trials have run "
                                         "yet\n")
         return out
-    finished = trials[trials["status"] == "finished"]
+    finished = trials[trials["status"] == COMPLETED]
     on_front = [] if finished.empty else pareto_mask(
         list(finished[list(family.objectives)].itertuples(index=False, name=None)),
         tuple(family.objectives.values()))
@@ -194,8 +209,11 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
     lines = [
         f"# cce-tune: {settings.dataset_name}, budget {settings.budget_bytes / GB:g} GB",
         "",
-        f"- space `{settings.space}`, {len(trials)} trials "
-        + "(" + ", ".join(f"{n} {status}" for status, n in counts.items()) + ")",
+        *_partial(settings, trials),
+        f"- space `{settings.space}`, {len(trials)} of {settings.trials} trials "
+        + "(" + ", ".join(f"{n} {status}" for status, n in counts.items()) + "); only "
+        "completed ones (run to the cap of "
+        f"{settings.epochs} epochs) are compared",
         f"- proposals rejected before launch by the memory model: {rejected}",
         f"- launched only below {settings.margin:.0%} of the budget by the estimate",
     ]
@@ -243,6 +261,19 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
             f"{row['epoch_seconds']:.1f} | {row['peak_memory_gb']:.2f} | "
             f"{row['estimate_gb']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _partial(settings: TuneSettings, trials: pd.DataFrame) -> list[str]:
+    """A warning and the resume command when the run stopped before all its trials ended."""
+    unfinished = trials["status"].isin([INTERRUPTED, NOT_STARTED]).sum()
+    if unfinished == 0 and len(trials) >= settings.trials:
+        return []
+    return [f"**Partial run**: {len(trials) - unfinished} of {settings.trials} trials ended. "
+            "Resume it with", "", "    " + resume_command(settings.run_dir), ""]
+
+
+def resume_command(run_dir: Path) -> str:
+    return shlex.join(["cce-tune", "tune", "--resume", str(run_dir)])
 
 
 def _cell(value) -> str:

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from cce_tune.tuner.run_dir import TuneSettings
+from cce_tune.tuner.run_dir import COMPLETED, TuneSettings
 from cce_tune.tuner.units import GB
 
 # Per model: the two knobs whose grid shows the trade-off best.
@@ -18,7 +18,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
                front: pd.DataFrame) -> None:
     family = settings.family
     quality, label = family.quality, family.quality_label
-    finished = trials[trials["status"] == "finished"]
+    finished = trials[trials["status"] == COMPLETED]
     budget_gb = settings.budget_bytes / GB
     figures = []
     hover = ["trial", *(knob for knob, _ in family.columns), "epoch_seconds"]

@@ -17,6 +17,11 @@ REJECTED_FILE = "rejected.jsonl"
 JOURNAL_FILE = "optuna-journal.log"
 REPORT_DIR = "report"
 
+# What became of a trial. Only completed trials (run to the epoch cap) are compared on the
+# front: an early-stopped or interrupted one reports a quality it had not finished reaching.
+COMPLETED, STOPPED_EARLY, INTERRUPTED = "completed", "stopped early", "interrupted"
+OUT_OF_MEMORY, FAILED, NOT_STARTED = "out of memory", "failed", "not started"
+
 
 @dataclass(frozen=True)
 class TuneSettings:

@@ -176,8 +176,10 @@ def check_space_fits(space: SearchSpace, settings: TuneSettings, target) -> None
         f"{format_bytes(settings.budget_bytes)} budget")
 
 
-def tune(settings: TuneSettings, resume: bool = False) -> Path:
-    """Run (or resume) the search; returns RUN_DIR, from which the reports are written."""
+def tune(settings: TuneSettings, resume: bool = False, verbose: bool = False) -> Path:
+    """Run (or resume) the search; returns RUN_DIR, from which the reports are written.
+    Ray's and Optuna's own messages are shown with `verbose` only: the live table says what
+    happens, and a failed trial's traceback is in its `error.txt`."""
     import ray
     from ray import tune as ray_tune
 
@@ -189,7 +191,7 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
         check_space_fits(space, settings, target)
         settings.save()
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # experiment state every 2 s
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    _quiet(not verbose)
     context = _start_ray(settings)
     device_bytes = _device_bytes()
     if device_bytes is None and ray.cluster_resources().get("GPU", 0) and (
@@ -202,9 +204,10 @@ def tune(settings: TuneSettings, resume: bool = False) -> Path:
     print(target.describe())
     target.warm(space)
     if context is not None and context.dashboard_url:
-        print(f"Ray dashboard: http://{context.dashboard_url}")
+        print(f"Ray dashboard: http://{context.dashboard_url} (it asks for a token: "
+              "`ray get-auth-token` prints it)")
     progress = ProgressTable(settings.trials, settings.budget_bytes, settings.family,
-                             searched=tuple(p.name for p in space.params))
+                             settings.epochs, searched=tuple(p.name for p in space.params))
     try:
         if resume:
             tuner = ray_tune.Tuner.restore(str(run_dir), trainable=trainable,
@@ -270,6 +273,18 @@ class _Resources:
         fraction = config.get("gpu_fraction", 0.0)
         return {"cpu": self.cpus_per_trial, "gpu": fraction} if fraction else {
             "cpu": self.cpus_per_trial}
+
+
+def _quiet(quiet: bool) -> None:
+    """Ray Tune's experiment box, TensorBoard hint, restore hint and trial tracebacks, and
+    Optuna's study messages, off when `quiet`; shown as their libraries print them if not."""
+    import logging
+
+    import optuna
+
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0" if quiet else "1"
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL if quiet else logging.NOTSET)
+    optuna.logging.set_verbosity(optuna.logging.WARNING if quiet else optuna.logging.INFO)
 
 
 def _start_ray(settings: TuneSettings):

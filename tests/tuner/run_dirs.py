@@ -20,7 +20,8 @@ TRIALS = [  # (params, validation NDCG@10, epoch seconds, peak GB)
 
 def fake_sasrec_run(run_dir: Path) -> Path:
     TuneSettings(run_dir=run_dir, base=TrainConfig(epochs=2), data=DataOptions("synthetic"),
-                 space="synthetic", budget_bytes=40 * 10**9, trials=len(TRIALS)).save()
+                 space="synthetic", budget_bytes=40 * 10**9, trials=len(TRIALS),
+                 epochs=2).save()
     for number, (params, ndcg, seconds, peak) in enumerate(TRIALS):
         trial = run_dir / f"trial_{number:05d}"
         trial.mkdir()
@@ -28,7 +29,8 @@ def fake_sasrec_run(run_dir: Path) -> Path:
             {**params, "estimate_bytes": peak * 0.8e9, "estimate_total_bytes": peak * 1e9}))
         epochs = [{"epoch": epoch, "ndcg10": ndcg * epoch / 2, "hr10": 2 * ndcg * epoch / 2,
                    "loss": 5.0 / epoch, "epoch_seconds": seconds, "tokens_per_s": 1e5,
-                   "peak_memory_gb": peak, "memory_measured": False, "estimate_gb": peak}
+                   "peak_memory_gb": peak, "memory_measured": False, "estimate_gb": peak,
+                   "done": epoch == 2}
                   for epoch in (1, 2)]
         (trial / "result.json").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     return run_dir

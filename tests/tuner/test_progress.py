@@ -26,35 +26,35 @@ def events(progress):
 
 
 def test_without_a_terminal_each_event_is_a_line(capsys):
-    events(ProgressTable(2, 40 * 10**9, get("sasrec"), live=False))
+    events(ProgressTable(2, 40 * 10**9, get("sasrec"), 2, live=False))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("[  1/2] start  loss=cce_minus  B=512  N=4096  L=50  d=64  "
                                "lr=1.0e-03")
     assert "NDCG@10 0.4321  3.2 s  peak 1.50 GB (measured; estimate 1.60 GB)" in lines[2]
-    assert lines[3] == "[  1/2] done   (1 finished)"
-    assert lines[4].startswith("[  2/2] FAILED (2 finished)")
+    assert lines[3] == "[  1/2] completed at epoch 2 (1 ended)"
+    assert lines[4].startswith("[  2/2] FAILED (2 ended; the run goes on)")
 
 
 def test_the_live_table_holds_every_trial_and_the_best_score():
-    progress = ProgressTable(2, 40 * 10**9, get("sasrec"), live=False)
+    progress = ProgressTable(2, 40 * 10**9, get("sasrec"), 2, live=False)
     events(progress)
     console = Console(width=200, record=True)
     console.print(progress.render())
     text = console.export_text()
-    assert "2/2 trials finished, best NDCG@10 0.4321" in text
-    assert "done" in text and "failed" in text and "4096" in text and "0.4321" in text
+    assert "2/2 trials ended, best NDCG@10 0.4321" in text
+    assert "completed" in text and "failed" in text and "4096" in text and "0.4321" in text
     assert "1.50/2.00" in text and "-/2.00" in text  # measured/estimated; b never reported
 
 
 def test_knobs_the_space_holds_fixed_get_no_column(capsys):
-    events(ProgressTable(2, 40 * 10**9, get("sasrec"), searched=("batch_size", "negatives"),
+    events(ProgressTable(2, 40 * 10**9, get("sasrec"), 2, searched=("batch_size", "negatives"),
                          live=False))
     assert capsys.readouterr().out.splitlines()[0].startswith("[  1/2] start  B=512  N=4096  "
                                                               "estimate")
 
 
 def test_a_dlrm_run_shows_its_own_knobs_and_auc():
-    progress = ProgressTable(1, 10**9, get("dlrm"), live=False)
+    progress = ProgressTable(1, 10**9, get("dlrm"), 2, live=False)
     one = trial("a", batch_size=1024, embedding_dim=16, mlp_bot="64", mlp_top="256-64")
     progress.on_trial_start(0, [], one)
     progress.on_trial_result(0, [], one, {**RESULT, "auc": 0.71})
@@ -62,3 +62,12 @@ def test_a_dlrm_run_shows_its_own_knobs_and_auc():
     console.print(progress.render())
     text = console.export_text()
     assert "AUC" in text and "256-64" in text and "0.7100" in text
+
+
+def test_a_trial_ended_before_the_cap_is_stopped_early(capsys):
+    progress = ProgressTable(1, 40 * 10**9, get("sasrec"), 5, live=False)
+    a = trial("a", batch_size=512)
+    progress.on_trial_start(0, [], a)
+    progress.on_trial_result(0, [], a, RESULT)  # epoch 2 of at most 5
+    progress.on_trial_complete(0, [], a)
+    assert capsys.readouterr().out.splitlines()[-1] == "[  1/1] stopped early at epoch 2 (1 ended)"

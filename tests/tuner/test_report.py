@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from cce_tune.tuner.report import trial_gaps
+from cce_tune.tuner.report import trial_gaps, write_reports
+from tests.tuner.run_dirs import fake_sasrec_run
 
 
 def test_trial_gaps_split_the_way_from_the_freed_slot_to_the_first_step():
@@ -22,3 +23,37 @@ def test_trial_gaps_split_the_way_from_the_freed_slot_to_the_first_step():
 
 def test_trial_gaps_of_runs_without_timings_are_empty():
     assert trial_gaps(pd.DataFrame({"trial": ["a"]})).empty
+
+
+def test_trial_states_say_what_happened(tmp_path):
+    """Completed (to the cap), stopped early, interrupted (no final result), out of memory,
+    failed, not started; only completed trials reach the front, and a run with unfinished
+    trials says it is partial and how to resume it."""
+    run_dir = fake_sasrec_run(tmp_path / "run")  # three trials completed at epoch 2 of 2
+    trials = sorted(run_dir.glob("trial_*"))
+    result = trials[0] / "result.json"
+    result.write_text(result.read_text().splitlines()[0].replace('"done": false',
+                                                                '"done": true') + "\n")
+    interrupted = trials[1] / "result.json"
+    interrupted.write_text(interrupted.read_text().splitlines()[0] + "\n")
+    for name, error in (("oom", "torch.OutOfMemoryError: CUDA out of memory."),
+                        ("failed", "ValueError: boom"), ("waiting", None)):
+        extra = run_dir / f"trial_{name}"
+        extra.mkdir()
+        (extra / "params.json").write_text('{"batch_size": 64}')
+        if error:
+            (extra / "error.txt").write_text(error)
+    out = write_reports(run_dir)
+    states = pd.read_csv(out / "trials.csv").set_index("trial")["status"].to_dict()
+    assert states == {"00000": "stopped early", "00001": "interrupted", "00002": "completed",
+                      "oom": "out of memory", "failed": "failed", "waiting": "not started"}
+    assert pd.read_csv(out / "pareto.csv", dtype={"trial": str})["trial"].tolist() == ["00002"]
+    summary = (out / "summary.md").read_text()
+    assert "**Partial run**" in summary
+    assert f"cce-tune tune --resume {run_dir}" in summary
+
+
+def test_a_complete_run_is_not_partial(tmp_path):
+    out = write_reports(fake_sasrec_run(tmp_path / "run"))
+    summary = (out / "summary.md").read_text()
+    assert "Partial run" not in summary and "3 of 3 trials (3 completed)" in summary
