@@ -123,12 +123,15 @@ def test_a_killed_run_resumes_without_losing_or_rerunning_trials(tmp_path):
     done = 0
     deadline = time.time() + 120
     for line in driver.stdout:
-        done += "] done" in line
+        done += "] completed" in line or "] stopped early" in line
         if done >= 2 or time.time() > deadline:
             break
     driver.send_signal(signal.SIGINT)  # Ctrl-C on the driver
-    driver.wait(timeout=60)
+    rest, _ = driver.communicate(timeout=60)
     assert done >= 2
+    # The interrupted run's summary says it is partial and how to go on.
+    assert "Partial run" in (run_dir / "report" / "summary.md").read_text()
+    assert f"cce-tune tune --resume {run_dir}" in rest
     before = {p.parent.name: p.read_text() for p in run_dir.glob("trial_*/result.json")
               if p.read_text().count("\n") == 2}  # trials that finished both epochs
     assert len(before) >= 2
