@@ -28,6 +28,7 @@ from cce_tune.tuner.clicks.batches import ClickGenerator, ClickSpec
 from cce_tune.tuner.clicks.captured_step import CapturedStep
 from cce_tune.tuner.clicks.memory import estimate_dlrm
 from cce_tune.tuner.clicks.train import training_step
+from cce_tune.tuner.units import GB
 
 PAPER_SECONDS = {"V100": 62.0, "CPU": 256.0}
 
@@ -108,11 +109,11 @@ def main() -> None:
                    f"--step {args.step}",
     }
     table = (
-        "| samples | batch | seconds | ms/step | speed-up vs paper V100 | bar | peak GiB | "
-        "estimate GiB | error |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| samples | batch | seconds | ms/step | speed-up vs paper V100 | bar | peak GB | "
+        "estimate GB | error |\n|---|---|---|---|---|---|---|---|---|\n"
         f"| {result['samples']:,} | {args.batch_size} | {seconds:.2f} | "
         f"{result['ms_per_step']:.2f} | {result['speedup_vs_v100']:.1f}x | <= 6.2 s | "
-        f"{peak / 2**30:.3f} | {estimate.peak_allocated / 2**30:.3f} | "
+        f"{peak / GB:.3f} | {estimate.peak_allocated / GB:.3f} | "
         f"{result['estimate_error']:+.1%} |")
     print(table)
     print(f"generating a batch on the GPU: {generate_ms:.2f} ms (not in the time above)")

@@ -7,7 +7,7 @@ point it runs the trainer's own step (`tuner.memory_verify.measure`'s sequence: 
 step, then forward, backward, optimizer step and evaluation) with the caching allocator's
 history on, and lists the allocations alive when each phase peaked, largest first, each with
 the line of our code that made it. Results: step-memory-<gpu>.json (every allocation above
-`--min-mib`) and .md (the phases' peaks against the model's).
+`--min-mb`) and .md (the phases' peaks against the model's).
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ POINTS = [
     GridPoint("cce_minus", 256, 512, 200, 64, 1_000_000, True),
 ]
 PHASES = ("forward", "backward", "optimizer step", "evaluation")
-OURS = ("models/", "kernels/", "tuner/")
+ROOT = Path(__file__).resolve().parents[1]
+OURS = tuple(str(ROOT / package) + "/" for package in ("models", "kernels", "tuner"))
 
 
 def origin(frames: list[dict]) -> str:
     """The innermost frame in our code: the line that asked for the bytes."""
     for frame in frames:
-        if any(part in frame["filename"] for part in OURS):
-            name = frame["filename"].split("/")[-2:]
-            return f"{'/'.join(name)}:{frame['line']} {frame['name']}"
+        if frame["filename"].startswith(OURS):
+            name = Path(frame["filename"]).relative_to(ROOT)
+            return f"{name}:{frame['line']} {frame['name']}"
     return "?"
 
 
@@ -139,13 +140,13 @@ def markdown(results: list[dict], gpu: str, command: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--min-mib", type=float, default=1.0,
-                        help="list allocations of at least this many MiB")
+    parser.add_argument("--min-mb", type=float, default=1.0,
+                        help="list allocations of at least this many MB")
     args = parser.parse_args()
     gpu = torch.cuda.get_device_name(0)
     results = []
     for point in POINTS:
-        results.append(trace(point, int(args.min_mib * 2**20)))
+        results.append(trace(point, int(args.min_mb * 10**6)))
         print(f"traced {point}", flush=True)
     stem = args.out_dir / f"step-memory-{gpu_slug(gpu)}"
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +154,7 @@ def main() -> None:
         {"gpu": gpu, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
          "results": results}, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(
-        results, gpu, f"python -m benchmarks.step_memory --min-mib {args.min_mib}"))
+        results, gpu, f"python -m benchmarks.step_memory --min-mb {args.min_mb}"))
     print(f"written: {stem}.json, .md")
 
 

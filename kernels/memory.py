@@ -86,9 +86,6 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     d_hidden = allocation(tokens * dim, element)
     explicit = id_count is not None and not (
         config.in_kernel_negatives and config.negative_mode == "per_position")
-    # Under autocast the item gradient comes back in bf16 beside the float32 accumulator
-    # (then autograd casts it for the float32 table); in float32 it is the accumulator.
-    returned = allocation(rows * dim, element) if element != 4 else 0
     if explicit and tokens + id_count < rows:
         # kernels.compact: an int32 owner per table row and one float32 accumulator row per
         # position (target or id); its cast to the table's dtype, then the table-sized
@@ -97,10 +94,12 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
         positions = tokens + id_count
         accumulator = allocation(positions * dim, 4)
         cast = allocation(positions * dim, element) if element != 4 else 0
-        in_kernels = d_hidden + owners + max(accumulator + cast,
-                                             (cast or accumulator) + allocation(rows * dim,
-                                                                                element))
+        expanded = allocation(rows * dim, element)
+        in_kernels = d_hidden + owners + max(accumulator + cast, (cast or accumulator) + expanded)
     else:
+        # Under autocast the item gradient comes back in bf16 beside the float32 accumulator
+        # (then autograd casts it for the float32 table); in float32 it is the accumulator.
+        returned = allocation(rows * dim, element) if element != 4 else 0
         in_kernels = d_hidden + allocation(rows * dim, 4) + returned
 
     # Autocast's cast back to float32: both gradients in float32 beside their bf16 originals,

@@ -91,6 +91,12 @@ class SearchSpace:
                 for values in itertools.product(*(p.smallest() for p in self.params))]
 
 
+def preset_model(name: str) -> str:
+    """The model a preset tunes (its `model:`, sasrec when it names none)."""
+    spec = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text()) or {}
+    return str(spec.get("model", "sasrec"))
+
+
 def load_space(name_or_path: str | Path, knobs_of: KnobsOf) -> SearchSpace:
     """A preset by name (see `PRESETS`) or a YAML file by path, validated against the knobs
     that `knobs_of(model)` allows (it raises ValueError for a model it does not know)."""

@@ -83,3 +83,13 @@ def test_the_search_does_not_import_the_reports():
     """Reports read a run directory; the search writes one and knows nothing of them."""
     reports = {"cce_tune.tuner.report", "cce_tune.tuner.report_html"}
     assert not GRAPH["cce_tune.tuner.search"] & reports
+
+
+def test_every_package_folder_is_installed():
+    """pyproject.toml lists the packages by hand (the namespace needs it): none left out."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    folders = {".".join(("cce_tune", *init.parent.relative_to(ROOT).parts))
+               for package in PACKAGES for init in (ROOT / package).rglob("__init__.py")}
+    assert listed == folders

@@ -25,8 +25,8 @@ ALIASES = {"train-dlrm": ["train", "--model", "dlrm"]}  # the command's name unt
 def add_model_argument(parser: argparse.ArgumentParser, family: Family) -> None:
     parser.add_argument(
         "--model", choices=names(), default=DEFAULT,
-        help=f"the model family (default: {DEFAULT}); this help lists {family.name}'s flags, "
-             "--model NAME --help another's")
+        help=f"the model family (default: {DEFAULT}): {family.name}, {family.help}; this help "
+             "lists its flags, --model NAME --help another's")
 
 
 def build_parser(model: str = DEFAULT) -> argparse.ArgumentParser:
@@ -65,9 +65,12 @@ def build_parser(model: str = DEFAULT) -> argparse.ArgumentParser:
 
 def model_in(argv: Sequence[str]) -> str:
     """The `--model` the command line names (the default if none): the parser depends on it."""
-    peek = argparse.ArgumentParser(add_help=False)
+    peek = argparse.ArgumentParser(prog="cce-tune", add_help=False, exit_on_error=False)
     peek.add_argument("--model", default=DEFAULT)
-    model = peek.parse_known_args(list(argv))[0].model
+    try:
+        model = peek.parse_known_args(list(argv))[0].model
+    except argparse.ArgumentError:  # `--model` without a name: the real parser says so
+        return DEFAULT
     get(model)  # an unknown name fails here, naming the known ones
     return model
 

@@ -70,11 +70,14 @@ def add_report_parser(commands) -> None:
 
 
 def default_space(dataset: str, family: Family) -> str:
-    """The dataset's preset if there is one, else the model family's general one."""
-    from cce_tune.search_spaces import PRESETS
+    """The dataset's preset if there is one for this model family, else the family's own."""
+    from cce_tune.search_spaces import PRESETS, preset_model
 
     name = dataset.removeprefix("synthetic-")
-    return dataset if dataset in PRESETS else name if name in PRESETS else family.default_space
+    for preset in (dataset, name):
+        if preset in PRESETS and preset_model(preset) == family.name:
+            return preset
+    return family.default_space
 
 
 def run_tune(args: argparse.Namespace) -> None:

@@ -113,7 +113,7 @@ def model_config(config: TrainConfig, shape: DatasetShape) -> SASRecConfig:
 
 
 def dataset_bytes(shape: DatasetShape, max_len: int) -> int:
-    """`tuner.train.Setup`'s device arrays: training windows (L + 1 wide, int64), targets,
+    """`tuner.sequences.train.Setup`'s device arrays: training windows (L + 1 wide, int64), targets,
     validation and test histories, plus an epoch's permutation or a split's targets."""
     users = shape.num_users
     return (allocation(users * (max_len + 1), 8) + 3 * allocation(users * max_len, 8)
@@ -183,8 +183,8 @@ def _evaluation(config: TrainConfig, model: SASRecConfig, shape: DatasetShape, a
                 act_scale: float) -> dict[str, int]:
     """Full ranking, one batch of users at a time: first their forward, then their scores
     over the whole catalog in float32 (under autocast beside the bf16 ones they are cast
-    from, or the bf16 table copy that made those) and the top 11's workspace, about 4 bytes a
-    row (traced on an H200 at 1M items)."""
+    from, or the bf16 table copy that made those) and the top 11's workspace, about 4 bytes per
+    catalog item (traced on an H200 at 1M items)."""
     users = min(users_per_batch(config.eval_batch_size, shape.num_items), shape.num_users)
     rows = shape.num_items + 1
     scores = allocation(users * rows, 4)

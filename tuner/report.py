@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cce_tune.tuner.families import DEFAULT, Family
+from cce_tune.tuner.families import Family
 from cce_tune.tuner.run_dir import (
     COMPLETED,
     FAILED,
@@ -182,9 +182,10 @@ def trial_gaps(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns, dtype=float)
 
 
-def _value(row: pd.Series, knob: str, default):
+def _value(row: pd.Series, knob: str) -> object | None:
+    """A knob's value in a trial's row; None where the row has none (NaN in a column)."""
     got = row.get(knob)
-    return default if got is None or (isinstance(got, float) and math.isnan(got)) else got
+    return None if got is None or (isinstance(got, float) and math.isnan(got)) else got
 
 
 def train_command(settings: TuneSettings, row: pd.Series) -> str:
@@ -193,12 +194,12 @@ def train_command(settings: TuneSettings, row: pd.Series) -> str:
     family = settings.family
     params = {}
     for knob in family.knobs:
-        value = _value(row, knob.name, None) if knob.searchable else None
+        value = _value(row, knob.name) if knob.searchable else None
         if value is not None:
             params[knob.name] = knob.kind(value)
     config = family.config_from_params(params, settings.base)
-    model = [] if settings.model == DEFAULT else ["--model", settings.model]
-    return shlex.join(["cce-tune", "train", *model, *family.train_argv(settings.data, config)])
+    return shlex.join(["cce-tune", "train", "--model", settings.model,
+                       *family.train_argv(settings.data, config)])
 
 
 def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,

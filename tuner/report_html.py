@@ -11,8 +11,6 @@ import plotly.graph_objects as go
 from cce_tune.tuner.run_dir import COMPLETED, TuneSettings
 from cce_tune.tuner.units import GB
 
-# Per model: the two knobs whose grid shows the trade-off best.
-
 
 def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
                front: pd.DataFrame) -> None:

@@ -3,8 +3,8 @@
     >>> run_dir = tune(TuneSettings(run_dir, base=TrainConfig(), data=DataOptions("ml-20m"),
     ...                             budget_bytes=40 * 10**9, ...))
 
-Optuna (through Ray's `OptunaSearch`, multi-objective: NDCG@10 up, epoch time and peak
-memory down) samples a point of the search space; its define-by-run function estimates the
+Optuna (through Ray's `OptunaSearch`, multi-objective: the family's quality up, epoch time
+and peak memory down) samples a point of the search space; its define-by-run function estimates the
 point's peak memory and records how far over the budget it is as an Optuna constraint. A
 point over the budget is never launched: it is told to Optuna as complete and infeasible (so
 the constrained sampler learns to avoid the region), written to `rejected.jsonl`, and Optuna
@@ -26,7 +26,7 @@ from ray.tune.search import Searcher
 
 from cce_tune.search_spaces import SearchSpace, SpaceError, load_space
 from cce_tune.tuner.errors import CceTuneError
-from cce_tune.tuner.families import get
+from cce_tune.tuner.families import Target, get
 from cce_tune.tuner.memory import MemoryProfile
 from cce_tune.tuner.progress import ProgressTable
 from cce_tune.tuner.run_dir import JOURNAL_FILE, REJECTED_FILE, TuneSettings
@@ -38,7 +38,7 @@ class SpaceSampler:
     """Optuna's define-by-run function: a point of the space, its memory estimate, and how far
     over the budget it lies, recorded on the Optuna trial for the constrained sampler."""
 
-    def __init__(self, space: SearchSpace, target, limit: float) -> None:
+    def __init__(self, space: SearchSpace, target: Target, limit: float) -> None:
         self.space, self.target, self.limit = space, target, limit
 
     def __call__(self, trial) -> dict[str, Any]:
@@ -64,8 +64,7 @@ class BudgetedSearch(Searcher):
     """Wraps `OptunaSearch`: proposals over the budget never reach Ray Tune."""
 
     def __init__(self, searcher, limit: float, run_dir: Path, device_bytes: int | None,
-                 gpus_per_trial: float | None, max_rejections: int,
-                 quality: str = "ndcg10") -> None:
+                 gpus_per_trial: float | None, max_rejections: int, quality: str) -> None:
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
         self.quality = quality
@@ -159,7 +158,7 @@ def space_for(name_or_path: str, model: str) -> SearchSpace:
     return space
 
 
-def check_space_fits(space: SearchSpace, settings: TuneSettings, target) -> None:
+def check_space_fits(space: SearchSpace, settings: TuneSettings, target: Target) -> None:
     """Refuse before starting Ray when not even the smallest corner of the space fits."""
     smallest = None
     for corner in space.smallest_corners():
@@ -223,7 +222,7 @@ def tune(settings: TuneSettings, resume: bool = False, verbose: bool = False) ->
     return run_dir
 
 
-def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target,
+def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Target,
                device_bytes: int | None, trainable, progress: ProgressTable):
     import optuna
     from optuna.storages import JournalStorage

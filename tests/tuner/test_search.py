@@ -58,7 +58,8 @@ def test_over_budget_proposals_are_never_suggested(tmp_path):
                          metric=["ndcg10", "epoch_seconds", "peak_memory_gb"],
                          mode=["max", "min", "min"],
                          sampler=optuna.samplers.TPESampler(seed=0))
-    search = BudgetedSearch(inner, limit, tmp_path, None, None, max_rejections=500)
+    search = BudgetedSearch(inner, limit, tmp_path, None, None, max_rejections=500,
+                            quality="ndcg10")
     suggested = [search.suggest(f"t{i}") for i in range(12)]
     assert all(config["estimate_total_bytes"] <= limit for config in suggested)
     rejected = [json.loads(line) for line in (tmp_path / "rejected.jsonl").open()]
@@ -103,7 +104,7 @@ def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path,
     front = pd.read_csv(run_dir / "report" / "pareto.csv")
     assert set(front["trial"]) <= set(finished["trial"]) and len(front) >= 1
     summary = (run_dir / "report" / "summary.md").read_text()
-    assert "cce-tune train --dataset synthetic" in summary
+    assert "cce-tune train --model sasrec --dataset synthetic" in summary
     assert "out of memory" in summary
     html = (run_dir / "report" / "report.html").read_text()
     assert "plotly" in html and "Estimated against measured peak memory" in html

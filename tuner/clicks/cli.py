@@ -56,8 +56,10 @@ def run_estimate_dlrm(args: argparse.Namespace) -> None:
 
     config = dlrm_config(args)
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
+    # As a run would train it: on a GPU with the tables' SGD, the step replayed from a graph.
     breakdown = estimate_dlrm(config, args.batch_size, args.num_indices_per_lookup,
-                              args.sparse_optimizer, args.dense_optimizer, profile)
+                              args.sparse_optimizer, args.dense_optimizer, profile,
+                              cuda_graph=args.sparse_optimizer == "sgd")
     split = None
     if args.gpu_mem and not breakdown.fits(args.gpu_mem):
         split = gpus_for_tables(config, args.gpu_mem, args.sparse_optimizer, args.batch_size,
@@ -86,7 +88,7 @@ def run_estimate_dlrm(args: argparse.Namespace) -> None:
 
 def add_click_training_arguments(parser: argparse.ArgumentParser) -> None:
     """What training DLRM on click data takes besides the architecture and the batch size:
-    Criteo's parsing, the tables' learning rate; the defaults of `train-dlrm`."""
+    Criteo's parsing, the tables' learning rate; the defaults of `train --model dlrm`."""
     group = parser.add_argument_group("click data and tables")
     group.add_argument("--hash-size", type=positive_int, default=1 << 20,
                        help="Criteo: rows per table, values hashed into them")
@@ -117,12 +119,10 @@ def dlrm_train_config(args: argparse.Namespace, source, **run) -> DLRMTrainConfi
                            **{"seed": args.seed, **run})
 
 
-def run_train_dlrm(args: argparse.Namespace) -> None:
-    from cce_tune.tuner.clicks.sources import click_source
+def run_train_dlrm(config: DLRMTrainConfig, source, args: argparse.Namespace) -> None:
+    """Train `config` on `source`, printing a row per epoch (and the results to --out)."""
     from cce_tune.tuner.clicks.train import train_dlrm
 
-    source = click_source(args.dataset, args.batch_size, args.seed, criteo_options(args))
-    config = dlrm_train_config(args, source, device=args.device)
     print(f"{args.dataset}: {len(source.table_sizes)} tables, {sum(source.table_sizes):,} "
           f"rows, {source.dense_features} dense features")
     print(f"{'epoch':>5} {'loss':>8} {'val AUC':>8} {'log loss':>9} {'constant':>9} "

@@ -1,8 +1,9 @@
-"""Training DLRM on click data: a plain loop that knows nothing of Ray, like `tuner.train`.
+"""Training DLRM on click data: a plain loop that knows nothing of Ray, like the sequence
+trainer (`tuner.sequences.train`).
 
 Tables are updated by SGD inside the backward (`sgd`) or by row-wise Adagrad over sparse
 gradients (`rowwise_adagrad`); the MLPs by Adam or SGD. On a GPU with `sgd` tables the step
-is replayed from a CUDA graph (`tuner.captured_step`). Validation after each epoch: AUC,
+is replayed from a CUDA graph (`tuner.clicks.captured_step`). Validation after each epoch: AUC,
 log loss and accuracy, next to a constant predictor's log loss (the positive rate).
 """
 
@@ -88,7 +89,7 @@ def train_dlrm(config: DLRMTrainConfig, train_batches: Callable[[], Iterable[Cli
                on_epoch: Callable[[DLRMEpoch], None] | None = None,
                on_milestone: Callable[[str], None] | None = None) -> list[DLRMEpoch]:
     """Train and validate each epoch; `on_milestone` is called with "setup" and "first step"
-    as in `tuner.train.train`."""
+    as in `tuner.sequences.train.train`."""
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = DLRM(config.model).to(device)

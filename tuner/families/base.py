@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from cce_tune.tuner.run_dir import TuneSettings
     from cce_tune.tuner.trial import TrialSettings
 
-COMMANDS = ("train", "tune", "estimate")  # the commands whose arguments a family adds
 # Columns of a run's trial table that the reports fill themselves: no family metric may
 # take one of these names.
 REPORT_COLUMNS = frozenset({
@@ -44,11 +43,11 @@ class Knob:
     flag: str
     field: str
     kind: type
+    _: KW_ONLY
     searchable: bool = True
     negated: bool = False  # a boolean flag that sets the field to False (--include-seen)
     render: Callable[[Any], str] | None = None
     spelled: Callable[[Any], Any] | None = None  # the field's value as a space writes it
-
 
     def get(self, config: Any) -> Any:
         value = config
@@ -111,13 +110,13 @@ class Family(ABC):
         return {self.quality: "max", "epoch_seconds": "min", "peak_memory_gb": "min"}
 
     @property
-    def searchable(self) -> tuple[str, ...]:
-        """The knobs a space may set, which a trial's row keeps."""
-        return tuple(knob.name for knob in self.knobs if knob.searchable)
+    def space_knobs(self) -> dict[str, type]:
+        """The knobs a space may set (which a trial's row keeps), with their types."""
+        return {knob.name: knob.kind for knob in self.knobs if knob.searchable}
 
     @property
-    def space_knobs(self) -> dict[str, type]:
-        return {knob.name: knob.kind for knob in self.knobs if knob.searchable}
+    def searchable(self) -> tuple[str, ...]:
+        return tuple(self.space_knobs)
 
     def params_of(self, config: Any) -> dict[str, Any]:
         """Every knob's value in `config`, by knob name: the inverse of `config_from_params`."""
@@ -126,7 +125,9 @@ class Family(ABC):
     # The command line.
     @abstractmethod
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
-        """This family's arguments for `command` (one of COMMANDS), its data's included."""
+        """This family's arguments for `command` (train, tune or estimate), its data's
+        included; for train and tune also `--epochs` (tune's cap). The CLI adds `--model`,
+        `--seed` and, for train, `--device` and `--out`."""
 
     @abstractmethod
     def data_options(self, args: argparse.Namespace) -> Any:

@@ -4,6 +4,7 @@ reference code spells as `--arch-*` flags, AUC as quality."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +37,9 @@ KNOBS = (
     Knob("lr", "--lr", "lr", float),
     Knob("table_lr", "--table-lr", "table_lr", float),
     Knob("dense_optimizer", "--dense-optimizer", "dense_optimizer", str),
-    Knob("sparse_optimizer", "--sparse-optimizer", "sparse_optimizer", str, False),
-    Knob("epochs", "--epochs", "epochs", int, False),
-    Knob("seed", "--seed", "seed", int, False),
+    Knob("sparse_optimizer", "--sparse-optimizer", "sparse_optimizer", str, searchable=False),
+    Knob("epochs", "--epochs", "epochs", int, searchable=False),
+    Knob("seed", "--seed", "seed", int, searchable=False),
 )
 
 
@@ -123,7 +124,8 @@ class DLRMFamily(Family):
         add_click_training_arguments(parser)
         group = parser.add_argument_group("training")
         group.add_argument("--batch-size", type=positive_int, default=1024)
-        group.add_argument("--lr", type=positive_float, default=3e-3, help="the MLPs' (Adam)")
+        group.add_argument("--lr", type=positive_float, default=3e-3,
+                           help="the MLPs' (by --dense-optimizer)")
         group.add_argument("--epochs", type=positive_int, default=1 if command == "train" else 5)
 
     def data_options(self, args: argparse.Namespace) -> ClickDataset:
@@ -132,12 +134,7 @@ class DLRMFamily(Family):
         return ClickDataset(args.dataset, criteo_options(args))
 
     def train_config(self, args: argparse.Namespace, **run: Any) -> DLRMTrainConfig:
-        from cce_tune.tuner.clicks.cli import dlrm_train_config
-        from cce_tune.tuner.clicks.sources import click_source
-
-        data = self.data_options(args)
-        source = click_source(data.name, args.batch_size, args.seed, data.criteo)
-        return dlrm_train_config(args, source, **run)
+        return self._configured(args, **run)[0]
 
     def run_config(self, args: argparse.Namespace) -> DLRMTrainConfig:
         return self.train_config(args, device=args.device)
@@ -145,7 +142,16 @@ class DLRMFamily(Family):
     def run_train(self, args: argparse.Namespace) -> None:
         from cce_tune.tuner.clicks.cli import run_train_dlrm
 
-        run_train_dlrm(args)
+        run_train_dlrm(*self._configured(args, device=args.device), args)
+
+    def _configured(self, args: argparse.Namespace, **run: Any):
+        """The config and the click source it is shaped by (the tables come from the data)."""
+        from cce_tune.tuner.clicks.cli import dlrm_train_config
+        from cce_tune.tuner.clicks.sources import click_source
+
+        data = self.data_options(args)
+        source = click_source(data.name, args.batch_size, args.seed, data.criteo)
+        return dlrm_train_config(args, source, **run), source
 
     def run_estimate(self, args: argparse.Namespace) -> None:
         from cce_tune.tuner.clicks.cli import run_estimate_dlrm
@@ -201,7 +207,7 @@ class DLRMTarget:
         return (f"{self.settings.data.name}: {len(model.table_sizes)} tables, "
                 f"{sum(model.table_sizes):,} rows, {model.dense_features} dense features")
 
-    def trainable(self, trial_settings: TrialSettings):
+    def trainable(self, trial_settings: TrialSettings) -> Callable:
         from ray import tune as ray_tune
 
         from cce_tune.tuner.clicks.trial import run_dlrm_trial

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,13 @@ from cce_tune.tuner.data import DataOptions
 from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.data.tabular import ColumnNames
 from cce_tune.tuner.families.base import Family, Knob
-from cce_tune.tuner.memory import DatasetShape, MemoryBreakdown, MemoryProfile, estimate
+from cce_tune.tuner.memory import (
+    SOLVABLE,
+    DatasetShape,
+    MemoryBreakdown,
+    MemoryProfile,
+    estimate,
+)
 from cce_tune.tuner.sequences.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -42,8 +49,8 @@ KNOBS = (
     Knob("tile_size", "--tile-size", "loss.tile_size", int),
     Knob("temperature", "--temperature", "loss.temperature", float),
     Knob("in_kernel_negatives", "--in-kernel-negatives", "loss.in_kernel_negatives", bool),
-    Knob("sampled_softmax", "--sampled-softmax", "loss.sampled_softmax", bool, False),
-    Knob("gbce_t", "--gbce-t", "loss.gbce_t", float, False),
+    Knob("sampled_softmax", "--sampled-softmax", "loss.sampled_softmax", bool, searchable=False),
+    Knob("gbce_t", "--gbce-t", "loss.gbce_t", float, searchable=False),
     Knob("batch_size", "--batch-size", "batch_size", int),
     Knob("max_len", "--max-len", "max_len", int),
     Knob("hidden", "--hidden", "hidden", int),
@@ -52,10 +59,10 @@ KNOBS = (
     Knob("dropout", "--dropout", "dropout", float),
     Knob("lr", "--lr", "lr", float),
     Knob("bf16", "--bf16", "bf16", bool),
-    Knob("epochs", "--epochs", "epochs", int, False),
-    Knob("eval_batch_size", "--eval-batch-size", "eval_batch_size", int, False),
-    Knob("seed", "--seed", "seed", int, False),
-    Knob("include_seen", "--include-seen", "exclude_seen", bool, False, negated=True),
+    Knob("epochs", "--epochs", "epochs", int, searchable=False),
+    Knob("eval_batch_size", "--eval-batch-size", "eval_batch_size", int, searchable=False),
+    Knob("seed", "--seed", "seed", int, searchable=False),
+    Knob("include_seen", "--include-seen", "exclude_seen", bool, searchable=False, negated=True),
 )
 
 
@@ -134,8 +141,6 @@ class SASRecFamily(Family):
                 "--include-seen", action="store_true",
                 help="rank items the user already saw too (default: exclude them)")
         if command == "estimate":
-            from cce_tune.tuner.memory import SOLVABLE
-
             group = parser.add_argument_group("dataset size (default: from the dataset)")
             group.add_argument("--num-users", type=positive_int, help="users of the dataset")
             group.add_argument("--num-items", type=positive_int, help="items of the catalog")
@@ -218,7 +223,7 @@ class SASRecTarget:
     def describe(self) -> str:
         return self.data.summary()
 
-    def trainable(self, trial_settings: TrialSettings):
+    def trainable(self, trial_settings: TrialSettings) -> Callable:
         from ray import tune as ray_tune
 
         from cce_tune.tuner.sequences.trial import run_trial

@@ -12,7 +12,7 @@ from cce_tune.tuner.clicks.config import ClickDataset, CriteoOptions
 from cce_tune.tuner.data import DataOptions
 from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.data.tabular import ColumnNames
-from cce_tune.tuner.families import DEFAULT, get, names
+from cce_tune.tuner.families import get, names
 
 # A value other than the default for every knob of every family.
 OTHER = {
@@ -32,8 +32,7 @@ DATA = {"sasrec": DataOptions(), "dlrm": ClickDataset("synthetic-dlrm-small")}
 
 def command(model: str, data, config) -> list[str]:
     """The recommended command's arguments, as the report writes them."""
-    flag = [] if model == DEFAULT else ["--model", model]
-    return ["train", *flag, *get(model).train_argv(data, config)]
+    return ["train", "--model", model, *get(model).train_argv(data, config)]
 
 
 def retrained(model: str, data, config):

@@ -3,6 +3,7 @@ trials, reported, with no edit to cce-tune's own code. The toy is logistic regre
 points drawn around two centres; its knobs are the batch size and the learning rate."""
 
 import argparse
+import shlex
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -33,8 +34,8 @@ class ToyConfig:
 
 KNOBS = (Knob("batch_size", "--batch-size", "batch_size", int),
          Knob("lr", "--lr", "lr", float),
-         Knob("epochs", "--epochs", "epochs", int, False),
-         Knob("seed", "--seed", "seed", int, False))
+         Knob("epochs", "--epochs", "epochs", int, searchable=False),
+         Knob("seed", "--seed", "seed", int, searchable=False))
 
 
 def toy_config(params: dict[str, Any], base: ToyConfig) -> ToyConfig:
@@ -149,15 +150,17 @@ class ToyFamily(Family):
         return ["--dataset", data.name]
 
 
-
 @pytest.mark.slow
-def test_a_family_registered_from_outside_tunes_and_reports(tmp_path, capsys):
+def test_a_family_registered_from_outside_tunes_and_reports(tmp_path, capsys, monkeypatch):
     import ray.cloudpickle
+
+    from cce_tune.tuner import families
 
     # Ray's workers cannot import this test module: its trial function travels by value
     # (which is why that function touches no class with abstract methods: cloudpickle
     # rebuilds such a class with its abstract set stale).
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(families, "_registered", dict(families._registered))  # undone after
     register(ToyFamily())
     space, run_dir = tmp_path / "toy.yaml", tmp_path / "run"
     space.write_text("model: toy\nparams:\n  batch_size: {choices: [16, 64]}\n"
@@ -171,7 +174,7 @@ def test_a_family_registered_from_outside_tunes_and_reports(tmp_path, capsys):
     assert "validation accuracy" in summary and "cce-tune train --model toy" in summary
     command = next(line for line in summary.splitlines() if line.startswith("cce-tune "))
     capsys.readouterr()
-    assert main(command.split()[1:]) == 0
+    assert main(shlex.split(command)[1:]) == 0
     assert "epoch 2 accuracy" in capsys.readouterr().out
     assert (run_dir / "report" / "report.html").is_file()
 
