@@ -90,6 +90,10 @@ def memory_size(text: str) -> int:
     value = float(match.group(1)) * SIZE_UNITS[unit]
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least one byte")
+    if not match.group(2) and value < 10**6:  # `--gpu-mem 40` is 40 bytes: surely not meant
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no unit, so it means {int(value)} bytes; write e.g. {text}GB or "
+            f"{text}GiB")
     return int(value)
 
 

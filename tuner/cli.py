@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,17 @@ from cce_tune.tuner.families import DEFAULT, Family, get, names
 ALIASES = {"train-dlrm": ["train", "--model", "dlrm"]}  # the command's name until 0.x
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line and where to look, not the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"cce-tune: {category.__name__}: {message}\n"
+
+
 def add_model_argument(parser: argparse.ArgumentParser, family: Family) -> None:
     parser.add_argument(
         "--model", choices=names(), default=DEFAULT,
@@ -31,7 +43,7 @@ def add_model_argument(parser: argparse.ArgumentParser, family: Family) -> None:
 
 def build_parser(model: str = DEFAULT) -> argparse.ArgumentParser:
     family = get(model)
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cce-tune",
         description="Tune sequential recommenders under a GPU memory budget.",
     )
@@ -97,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     use_expandable_segments()
+    warnings.formatwarning = _one_line_warning  # a warning is a line, not a source excerpt
     try:
         commands = {"data": run_data, "train": lambda a: get(a.model).run_train(a),
                     "estimate": lambda a: get(a.model).run_estimate(a),

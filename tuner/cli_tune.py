@@ -10,6 +10,7 @@ from pathlib import Path
 from cce_tune.tuner.arguments import memory_size, parse_number, positive_float, positive_int
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import Family, get
+from cce_tune.tuner.units import format_bytes
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -93,6 +94,7 @@ def run_tune(args: argparse.Namespace) -> None:
         if args.gpu_mem is None:
             raise CceTuneError("--gpu-mem is required: the memory budget each trial must fit, "
                                "e.g. --gpu-mem 40GB")
+        _check_budget_fits_the_gpu(args.gpu_mem, args.address)
         family = get(args.model)
         data = family.data_options(args)
         dataset = family.data_name(data)
@@ -114,6 +116,20 @@ def run_tune(args: argparse.Namespace) -> None:
     reports = write_reports(out)
     print(f"reports: {reports} (summary.md, pareto.csv, report.html)")
     print((reports / "summary.md").read_text())
+
+
+def _check_budget_fits_the_gpu(budget_bytes: int, address: str | None) -> None:
+    """A per-trial budget larger than this machine's GPU cannot be what was meant (with
+    --address the trials run on the cluster's GPUs, which this machine cannot see)."""
+    import torch
+
+    if address or not torch.cuda.is_available():
+        return
+    total = torch.cuda.get_device_properties(0).total_memory
+    if budget_bytes > total:
+        raise CceTuneError(f"--gpu-mem {format_bytes(budget_bytes)} is more than this "
+                           f"machine's GPU has ({format_bytes(total)} on "
+                           f"{torch.cuda.get_device_name(0)}); give at most that")
 
 
 def _interruptible(settings, resume: bool, verbose: bool) -> Path:

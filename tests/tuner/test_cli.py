@@ -68,3 +68,35 @@ def test_bad_memory_sizes_name_the_value_and_the_units(text):
 
     with pytest.raises(argparse.ArgumentTypeError, match="is not a memory size.*GiB"):
         memory_size(text)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--gpu-mem", "40 parsecs", "--dataset", "synthetic"],
+    ["estimate", "--loss", "nope"],
+    ["train", "--model", "dlrm", "--arch-interaction-op", "sum"],
+])
+def test_a_bad_argument_is_one_line_naming_it(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error: argument" in err[0] and "--help" in err[0], err
+
+
+def test_a_budget_without_a_unit_is_refused_with_the_fix(capsys):
+    with pytest.raises(SystemExit):
+        main(["--gpu-mem", "40", "--dataset", "synthetic"])
+    assert "'40' has no unit, so it means 40 bytes; write e.g. 40GB or 40GiB" in (
+        capsys.readouterr().err)
+
+
+def test_a_budget_beyond_the_gpu_is_refused(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda index: type("Props", (), {"total_memory": 80 * 10**9}))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA H100")
+    assert main(["--gpu-mem", "40TB", "--dataset", "synthetic", "--no-dashboard"]) == 2
+    assert ("--gpu-mem 40.00 TB is more than this machine's GPU has (80.00 GB on NVIDIA "
+            "H100)") in capsys.readouterr().err

@@ -120,7 +120,8 @@ class DLRMFamily(Family):
             parser.add_argument("--batch-size", type=positive_int, default=1024)
             return
         parser.add_argument("--dataset", default="synthetic-dlrm",
-                            help="synthetic-dlrm, random-dlrm, or a Criteo file")
+                            help="synthetic-dlrm, synthetic-dlrm-small (a CPU's size), "
+                                 "random-dlrm, or a Criteo file")
         add_click_training_arguments(parser)
         group = parser.add_argument_group("training")
         group.add_argument("--batch-size", type=positive_int, default=1024)
