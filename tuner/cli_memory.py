@@ -15,6 +15,7 @@ from cce_tune.tuner.arguments import data_options, memory_size
 from cce_tune.tuner.data import counts
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.memory import (
+    SOLVE_LIMIT,
     DatasetShape,
     MemoryProfile,
     estimate,
@@ -73,8 +74,14 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
           f"B={config.batch_size} L={config.max_len} d={config.hidden} "
           f"loss={config.loss.name} N={config.loss.num_negatives}"
           f"{' bf16' if config.bf16 else ''}")
+    if config.batch_size > shape.num_users:
+        print(f"the batch is capped at the dataset's {shape.num_users:,} users: a step never "
+              "holds more")
     print(breakdown.table())
-    if solved is not None:
+    if solved == SOLVE_LIMIT:
+        print(f"{args.solve} {solved:,} (the largest value tried) still fits within "
+              f"{format_bytes(args.gpu_mem)}: the budget does not bind this knob")
+    elif solved is not None:
         print(f"largest {args.solve} within {format_bytes(args.gpu_mem)}: {solved}")
     elif args.gpu_mem:
         verdict = "fits" if breakdown.fits(args.gpu_mem) else "does not fit"

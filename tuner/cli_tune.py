@@ -82,14 +82,19 @@ def default_space(dataset: str, family: Family) -> str:
 
 
 def run_tune(args: argparse.Namespace) -> None:
-    from cce_tune.tuner.report import write_reports
+    from cce_tune.tuner.report import is_complete, write_reports
     from cce_tune.tuner.run_dir import RUN_FILE, TuneSettings
     from cce_tune.tuner.search import space_for
 
     if args.resume:
         settings = TuneSettings.load(args.resume)
-        print(f"resuming {settings.run_dir}")
-        out = _interruptible(settings, resume=True, verbose=args.verbose)
+        if is_complete(settings):
+            print(f"{settings.run_dir} is complete: all {settings.trials} trials ended; its "
+                  "reports are rebuilt")
+            out = settings.run_dir
+        else:
+            print(f"resuming {settings.run_dir}")
+            out = _interruptible(settings, resume=True, verbose=args.verbose)
     else:
         if args.gpu_mem is None:
             raise CceTuneError("--gpu-mem is required: the memory budget each trial must fit, "

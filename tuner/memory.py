@@ -203,6 +203,7 @@ def _evaluation(config: TrainConfig, model: SASRecConfig, shape: DatasetShape, a
 
 DEFAULT_PROFILE = MemoryProfile()
 
+SOLVE_LIMIT = 1 << 22  # the largest value --solve tries
 SOLVABLE = {"batch-size": "batch_size", "max-len": "max_len", "negatives": "num_negatives"}
 
 
@@ -214,7 +215,7 @@ def with_knob(config: TrainConfig, knob: str, value: int) -> TrainConfig:
 
 
 def solve(config: TrainConfig, shape: DatasetShape, budget_bytes: float, knob: str,
-          profile: MemoryProfile | None = None, upper: int = 1 << 22) -> int:
+          profile: MemoryProfile | None = None, upper: int = SOLVE_LIMIT) -> int:
     """The largest value of `knob` (batch-size, max-len or negatives) that fits the budget,
     the others fixed: a binary search, as every term grows with each knob."""
     if knob not in SOLVABLE:

@@ -264,10 +264,22 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
     return "\n".join(lines) + "\n"
 
 
+def is_complete(settings: TuneSettings) -> bool:
+    """Whether every trial of the run has ended (nothing left for --resume to do)."""
+    trials = load_trials(settings.run_dir, settings.family, settings.epochs)
+    return not trials.empty and _unfinished(settings, trials) == 0
+
+
+def _unfinished(settings: TuneSettings, trials: pd.DataFrame) -> int:
+    """Trials interrupted, waiting, or never proposed before the run stopped."""
+    waiting = trials["status"].isin([INTERRUPTED, NOT_STARTED]).sum()
+    return int(waiting) + max(settings.trials - len(trials), 0)
+
+
 def _partial(settings: TuneSettings, trials: pd.DataFrame) -> list[str]:
     """A warning and the resume command when the run stopped before all its trials ended."""
     unfinished = trials["status"].isin([INTERRUPTED, NOT_STARTED]).sum()
-    if unfinished == 0 and len(trials) >= settings.trials:
+    if _unfinished(settings, trials) == 0:
         return []
     return [f"**Partial run**: {len(trials) - unfinished} of {settings.trials} trials ended. "
             "Resume it with", "", "    " + resume_command(settings.run_dir), ""]

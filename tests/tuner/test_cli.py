@@ -100,3 +100,11 @@ def test_a_budget_beyond_the_gpu_is_refused(monkeypatch, capsys):
     assert main(["--gpu-mem", "40TB", "--dataset", "synthetic", "--no-dashboard"]) == 2
     assert ("--gpu-mem 40.00 TB is more than this machine's GPU has (80.00 GB on NVIDIA "
             "H100)") in capsys.readouterr().err
+
+
+def test_estimate_states_its_caps_and_the_solvers_limit(capsys):
+    shape = ["--num-users", "1000", "--num-items", "500"]
+    assert main(["estimate", *shape, "--batch-size", "1000000000000"]) == 0
+    assert "the batch is capped at the dataset's 1,000 users" in capsys.readouterr().out
+    assert main(["estimate", *shape, "--gpu-mem", "40GB", "--solve", "batch-size"]) == 0
+    assert "(the largest value tried) still fits" in capsys.readouterr().out

@@ -57,3 +57,13 @@ def test_a_complete_run_is_not_partial(tmp_path):
     out = write_reports(fake_sasrec_run(tmp_path / "run"))
     summary = (out / "summary.md").read_text()
     assert "Partial run" not in summary and "3 of 3 trials (3 completed)" in summary
+
+
+def test_resuming_a_complete_run_rebuilds_its_reports_without_running(tmp_path, capsys):
+    from cce_tune.tuner.cli import main
+
+    run_dir = fake_sasrec_run(tmp_path / "run")  # all three trials completed
+    assert main(["tune", "--resume", str(run_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{run_dir} is complete: all 3 trials ended" in printed
+    assert (run_dir / "report" / "summary.md").is_file()

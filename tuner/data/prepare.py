@@ -57,6 +57,7 @@ def prepare(raw: Interactions, options: PrepareOptions, name: str) -> SequenceDa
             + "; lower --min-user-interactions or --min-rating"
         )
 
+    _check_rankable(name, len(np.unique(users)), len(np.unique(items)))
     order = np.lexsort((times, users))  # lexsort is stable: equal times keep file order
     users, items = users[order], items[order]
     item_ids, item_index = np.unique(items, return_inverse=True)
@@ -70,3 +71,17 @@ def prepare(raw: Interactions, options: PrepareOptions, name: str) -> SequenceDa
         offsets=offsets,
         items=(item_index + 1).astype(np.int32),
     )
+
+
+MIN_USERS = MIN_ITEMS = 2
+
+
+def _check_rankable(name: str, users: int, items: int) -> None:
+    """Refuse data on which full-ranking metrics cannot tell a model from popularity: one
+    user's every other item is excluded as seen, and one item ranks first for anyone, so any
+    scorer gets 1.0."""
+    if users < MIN_USERS or items < MIN_ITEMS:
+        raise DataError(
+            f"{name}: {users:,} users and {items:,} items after preparation; ranking needs at "
+            f"least {MIN_USERS} users and {MIN_ITEMS} items (lower --min-user-interactions or "
+            "--min-rating, or give a larger log)")

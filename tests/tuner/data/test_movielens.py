@@ -47,9 +47,11 @@ def test_ml_20m_25m_csv_in_named_subfolder(tmp_path, name):
 
 
 def test_min_rating_filters_before_user_filter(tmp_path):
-    write_csv(tmp_path / "ratings.csv")
+    # User 4 rates like user 2 (5 ratings >= 3.5); user 1 has 5 ratings, 3 of them >= 3.5.
+    user_4 = [(4, item, rating, time) for _, item, rating, time in ROWS if _ == 2]
+    write_csv(tmp_path / "ratings.csv", ROWS + user_4)
     data = load(DataOptions("ml-20m", data_dir=tmp_path, prepare=PrepareOptions(min_rating=3.5)))
-    assert (data.num_users, data.num_interactions) == (1, 5)  # only user 2 keeps 5
+    assert (data.num_users, data.num_interactions) == (2, 10)  # users 2 and 4 keep 5 each
 
 
 def test_empty_after_filtering_names_the_options(tmp_path):

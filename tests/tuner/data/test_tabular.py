@@ -45,3 +45,11 @@ def test_bad_date(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load(DataOptions(str(tmp_path / "absent.csv")))
+
+
+def test_a_log_with_one_user_is_refused_naming_the_counts(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("user_id,item_id,timestamp\n" + "".join(f"7,{i},{i}\n" for i in range(30)))
+    with pytest.raises(DataError, match="1 users and 30 items after preparation; ranking needs "
+                                        "at least 2 users and 2 items"):
+        load(DataOptions(str(path)))
