@@ -154,7 +154,8 @@ def write_reports(run_dir: Path) -> Path:
         print(f"cce-tune: report.html skipped ({error}); `pip install plotly`, then "
               f"`cce-tune report {run_dir}`")
         return out
-    write_html(out / "report.html", settings, trials, front)
+    command = train_command(settings, recommended) if recommended is not None else None
+    write_html(out / "report.html", settings, trials, front, recommended, command)
     return out
 
 

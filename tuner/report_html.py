@@ -1,7 +1,12 @@
-"""The interactive report: one self-contained HTML page of plotly figures."""
+"""The interactive report: one self-contained HTML page, read top down. First the recommended
+configuration and the command that retrains it, then the charts (quality against memory on a
+log axis with the budget drawn, quality over the family's two main knobs, estimate against
+measurement where a GPU measured), then every trial in a table sortable by any column, failed
+and out-of-memory ones included."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pandas as pd
@@ -11,63 +16,158 @@ import plotly.graph_objects as go
 from cce_tune.tuner.run_dir import COMPLETED, TuneSettings
 from cce_tune.tuner.units import GB
 
+LEGEND_ON_TOP = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}
+# Clicking a header sorts the table by that column (numbers as numbers), again to reverse.
+SORT_SCRIPT = """<script>
+document.querySelectorAll("table.trials th").forEach((th, column) => th.addEventListener(
+  "click", () => {
+    const body = th.closest("table").tBodies[0], rows = Array.from(body.rows);
+    const up = th.dataset.up !== "1"; th.dataset.up = up ? "1" : "0";
+    const key = r => { const t = r.cells[column].innerText, n = parseFloat(t);
+                       return isNaN(n) ? t : n; };
+    rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1));
+    rows.forEach(r => body.appendChild(r)); }));
+</script>"""
+STYLE = ("<style>body{font-family:sans-serif;margin:1.5em;max-width:1200px}"
+         "pre{background:#f3f3f3;padding:.6em;white-space:pre-wrap}"
+         "table.trials{border-collapse:collapse;font-size:13px}"
+         "table.trials th{cursor:pointer;background:#eee}"
+         "table.trials td,table.trials th{border:1px solid #ccc;padding:2px 6px}"
+         ".out-of-memory,.failed{color:#b00}</style>")
 
-def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
-               front: pd.DataFrame) -> None:
+
+def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
+               recommended: pd.Series | None, command: str | None) -> None:
     family = settings.family
-    quality, label = family.quality, family.quality_label
-    finished = trials[trials["status"] == COMPLETED]
+    completed = trials[trials["status"] == COMPLETED]
     budget_gb = settings.budget_bytes / GB
-    figures = []
-    hover = ["trial", *(knob for knob, _ in family.columns), "epoch_seconds"]
-    if not finished.empty:
-        hover = [c for c in hover if c in finished]
-        scatter = px.scatter(
-            finished, x="peak_memory_gb", y=quality, color="epoch_seconds",
-            symbol=finished["pareto"].map({True: "Pareto front", False: "dominated"}),
-            hover_data=hover, color_continuous_scale="Viridis",
-            labels={"peak_memory_gb": "peak memory (GB)", quality: f"validation {label}",
-                    "epoch_seconds": "epoch (s)"},
-            title=f"{label} against peak memory, colored by epoch time")
-        ordered = front.sort_values("peak_memory_gb")
-        scatter.add_trace(go.Scatter(x=ordered["peak_memory_gb"], y=ordered[quality],
-                                     mode="lines", line={"dash": "dot", "color": "gray"},
-                                     name="front", showlegend=False))
-        scatter.add_vline(x=budget_gb, line_dash="dash", line_color="red",
-                          annotation_text=f"budget {budget_gb:g} GB")
-        figures.append(scatter)
-        x, y = family.grid
-        if {x, y} <= set(finished):
-            grid = px.scatter(finished, x=x, y=y, color=quality, size="peak_memory_gb",
-                              log_x=True, log_y=True, hover_data=hover,
-                              color_continuous_scale="Viridis",
-                              title=f"{label} over {x.replace('_', ' ')} x "
-                                    f"{y.replace('_', ' ')} (marker size: peak memory)")
-            figures.append(grid)
-        numeric = [c for c in (*family.searchable, "epoch_seconds", "peak_memory_gb", quality)
-                   if c in finished and pd.api.types.is_numeric_dtype(finished[c])
-                   and finished[c].nunique() > 1]
-        if len(numeric) >= 2:
-            figures.append(px.parallel_coordinates(
-                finished, dimensions=numeric, color=quality,
-                color_continuous_scale="Viridis", title="Parallel coordinates"))
-    measured = trials.dropna(subset=["estimate_gb", "peak_memory_gb"]) if (
-        "estimate_gb" in trials) else trials.iloc[0:0]
-    if not measured.empty:
-        top = max(measured["estimate_gb"].max(), measured["peak_memory_gb"].max(), budget_gb)
-        memory = px.scatter(measured, x="estimate_gb", y="peak_memory_gb", color="status",
-                            hover_data=[c for c in hover if c in measured],
-                            labels={"estimate_gb": "estimated peak (GB)",
-                                    "peak_memory_gb": "measured peak (GB)"},
-                            title="Estimated against measured peak memory")
-        memory.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="y = x",
-                                    line={"dash": "dot", "color": "gray"}))
-        memory.add_hline(y=budget_gb, line_dash="dash", line_color="red",
-                         annotation_text=f"budget {budget_gb:g} GB")
-        figures.append(memory)
-    parts = [f"<h1>cce-tune: {settings.dataset_name}, budget {budget_gb:g} GB</h1>",
-             f"<p>{len(trials)} trials; {len(front)} on the Pareto front.</p>"]
+    counts = ", ".join(f"{n} {status}" for status, n in trials["status"].value_counts().items())
+    parts = [f"<h1>cce-tune: {html.escape(settings.dataset_name)}, budget {budget_gb:g} GB</h1>",
+             f"<p>{len(trials)} of {settings.trials} trials ({counts}); {len(front)} on the "
+             "Pareto front of the completed ones.</p>", _recommended(family, recommended, command)]
+    figures = [figure for figure in (
+        _quality_by_memory(family, completed, front, budget_gb),
+        _quality_over_grid(family, completed),
+        _estimate_against_measured(trials, budget_gb)) if figure is not None]
     for index, figure in enumerate(figures):
+        figure.update_layout(legend=LEGEND_ON_TOP, margin={"t": 90})
         parts.append(figure.to_html(full_html=False, include_plotlyjs=index == 0))
+    parts.append(_table(family, trials))
     path.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><title>cce-tune report"
-                    "</title></head><body>" + "\n".join(parts) + "</body></html>\n")
+                    f"</title>{STYLE}</head><body>" + "\n".join(parts) + SORT_SCRIPT
+                    + "</body></html>\n")
+
+
+def _recommended(family, recommended: pd.Series | None, command: str | None) -> str:
+    if recommended is None:
+        return "<h2>No trial completed yet, so nothing is recommended.</h2>"
+    knobs = ", ".join(f"{header} {_cell(recommended.get(knob))}"
+                      for knob, header in family.columns)
+    return (f"<h2>Recommended: trial {html.escape(str(recommended['trial']))}</h2>"
+            f"<p>{html.escape(knobs)}: validation {family.quality_label} "
+            f"{recommended[family.quality]:.4f}, epoch {recommended['epoch_seconds']:.1f} s, "
+            f"peak memory {recommended['peak_memory_gb']:.2f} GB. The knee of the Pareto "
+            "front: the trial nearest the ideal point (best quality, fastest epoch, least "
+            f"memory). Retrain it with</p><pre>{html.escape(command or '')}</pre>")
+
+
+def _quality_by_memory(family, completed: pd.DataFrame, front: pd.DataFrame,
+                       budget_gb: float) -> go.Figure | None:
+    """Quality against peak memory on a log axis, so small trials do not crowd at zero."""
+    if completed.empty:
+        return None
+    label = family.quality_label
+    figure = px.scatter(
+        completed, x="peak_memory_gb", y=family.quality, color="epoch_seconds", log_x=True,
+        symbol=completed["pareto"].map({True: "Pareto front", False: "dominated"}),
+        hover_data=_hover(family, completed), color_continuous_scale="Viridis",
+        labels={"peak_memory_gb": "peak memory (GB, log)", family.quality: f"validation {label}",
+                "epoch_seconds": "epoch (s)", "symbol": ""},
+        title=f"{label} against peak memory (color: epoch time)")
+    ordered = front.sort_values("peak_memory_gb")
+    figure.add_trace(go.Scatter(x=ordered["peak_memory_gb"], y=ordered[family.quality],
+                                mode="lines", line={"dash": "dot", "color": "gray"},
+                                name="front", showlegend=False))
+    figure.add_vline(x=budget_gb, line_dash="dash", line_color="red",
+                     annotation_text=f"budget {budget_gb:g} GB")
+    return figure
+
+
+def _quality_over_grid(family, completed: pd.DataFrame) -> go.Figure | None:
+    """The best quality at each value pair of the family's two main knobs, ticks at the
+    values tried; a pair tried more than once shows its count."""
+    x, y = family.grid
+    if completed.empty or not {x, y} <= set(completed):
+        return None
+    cells = completed.groupby([x, y]).agg(best=(family.quality, "max"),
+                                          trials=("trial", "count")).reset_index()
+    numeric = {axis: pd.api.types.is_numeric_dtype(cells[axis]) for axis in (x, y)}
+    figure = px.scatter(cells, x=x, y=y, color="best", size="trials", size_max=24,
+                        text=cells["trials"].map(lambda n: f"x{n}" if n > 1 else ""),
+                        log_x=numeric[x], log_y=numeric[y], color_continuous_scale="Viridis",
+                        labels={x: _title(x), y: _title(y),
+                                "best": f"best {family.quality_label}"},
+                        title=f"Best {family.quality_label} over {_title(x)} x {_title(y)}")
+    for axis, name in (("xaxis", x), ("yaxis", y)):
+        if numeric[name]:
+            values = sorted(cells[name].unique())
+            figure.update_layout({axis: {"tickvals": values,
+                                         "ticktext": [_cell(v) for v in values]}})
+    figure.update_traces(textposition="top center")
+    return figure
+
+
+def _estimate_against_measured(trials: pd.DataFrame, budget_gb: float) -> go.Figure | None:
+    """Only trials whose peak a GPU measured: on a CPU the estimate would face itself."""
+    if "memory_measured" not in trials:
+        return None
+    measured = trials[trials["memory_measured"].eq(True)]
+    if measured.empty:
+        return None
+    top = max(measured["estimate_gb"].max(), measured["peak_memory_gb"].max(), budget_gb)
+    figure = px.scatter(measured, x="estimate_gb", y="peak_memory_gb", color="status",
+                        hover_data=["trial"],
+                        labels={"estimate_gb": "estimated peak (GB)",
+                                "peak_memory_gb": "measured peak (GB)"},
+                        title="Estimated against measured peak memory")
+    figure.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="y = x",
+                                line={"dash": "dot", "color": "gray"}))
+    figure.add_hline(y=budget_gb, line_dash="dash", line_color="red",
+                     annotation_text=f"budget {budget_gb:g} GB")
+    return figure
+
+
+def _table(family, trials: pd.DataFrame) -> str:
+    """Every trial, its status first (failed and out-of-memory ones with their error)."""
+    columns = [("trial", "trial"), ("status", "status"), *family.columns,
+               (family.quality, family.quality_label), ("epochs", "epochs"),
+               ("epoch_seconds", "epoch s"), ("peak_memory_gb", "peak GB"),
+               ("estimate_total_gb", "estimate GB"), ("error", "error")]
+    columns = [(name, header) for name, header in columns if name in trials]
+    head = "".join(f"<th>{html.escape(header)}</th>" for _, header in columns)
+    rows = []
+    for _, trial in trials.iterrows():
+        status = str(trial["status"]).replace(" ", "-")
+        cells = "".join(f"<td>{html.escape(_cell(trial.get(name)))}</td>"
+                        for name, _ in columns)
+        rows.append(f"<tr class='{status}'>{cells}</tr>")
+    return (f"<h2>Trials</h2><table class='trials'><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def _hover(family, frame: pd.DataFrame) -> list[str]:
+    return [c for c in ("trial", *(knob for knob, _ in family.columns), "epoch_seconds")
+            if c in frame]
+
+
+def _title(knob: str) -> str:
+    return knob.replace("_", " ")
+
+
+def _cell(value) -> str:
+    """A value as a person reads it: whole numbers whole, rates short, nothing for missing."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.4g}"
+    return str(value)

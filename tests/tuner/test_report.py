@@ -1,3 +1,5 @@
+import html
+
 import pandas as pd
 import pytest
 
@@ -67,3 +69,19 @@ def test_resuming_a_complete_run_rebuilds_its_reports_without_running(tmp_path, 
     printed = capsys.readouterr().out
     assert f"{run_dir} is complete: all 3 trials ended" in printed
     assert (run_dir / "report" / "summary.md").is_file()
+
+
+def test_the_html_report_leads_with_the_recommendation_and_lists_every_trial(tmp_path):
+    run_dir = fake_sasrec_run(tmp_path / "run")
+    oom = run_dir / "trial_oom"
+    oom.mkdir()
+    (oom / "params.json").write_text('{"batch_size": 4096}')
+    (oom / "error.txt").write_text("torch.OutOfMemoryError: CUDA out of memory.")
+    page = (write_reports(run_dir) / "report.html").read_text()
+    summary = (run_dir / "report" / "summary.md").read_text()
+    command = next(line for line in summary.splitlines() if line.startswith("cce-tune train"))
+    recommended, charts = page.index("<h2>Recommended"), page.index("plotly-graph-div")
+    assert recommended < page.index(html.escape(command)) < charts  # before any chart
+    assert page.count("<tr class='completed'>") == 3
+    assert "<tr class='out-of-memory'>" in page and "CUDA out of memory" in page
+    assert "Estimated against measured" not in page  # nothing was measured on a GPU
