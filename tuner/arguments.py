@@ -50,8 +50,8 @@ def probability(text: str) -> float:
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", default="synthetic",
-                       help=f"one of {', '.join(KNOWN_DATASETS)}, or a .csv/.tsv/.parquet file "
-                            "(default: synthetic)")
+                       help=f"one of {', '.join(KNOWN_DATASETS)}, or a .csv/.tsv/.parquet "
+                            "file or RecBole .inter file (default: synthetic)")
     group.add_argument("--data-dir", type=Path,
                        help="an extracted MovieLens folder; without it the official zip is "
                             "downloaded into $CCE_TUNE_CACHE (default ~/.cache/cce-tune)")

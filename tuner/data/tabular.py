@@ -1,4 +1,6 @@
-"""Any interaction log as CSV, TSV or parquet, with the user, item and time columns named."""
+"""Any interaction log as CSV, TSV or parquet, with the user, item and time columns named; and
+RecBole's atomic `.inter` files, whose typed headers (`user_id:token`) are read as their names
+(`user_id`), which are this loader's default column names."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from cce_tune.tuner.data.movielens import frame_to_interactions
 from cce_tune.tuner.data.prepare import Interactions
 from cce_tune.tuner.errors import DataError
 
-TABULAR_SUFFIXES = (".csv", ".tsv", ".parquet")
+TABULAR_SUFFIXES = (".csv", ".tsv", ".parquet", ".inter")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,9 @@ def read_table(path: Path, columns: ColumnNames) -> Interactions:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+            frame = pd.read_csv(path, sep="," if path.suffix == ".csv" else "\t")
+        if path.suffix == ".inter":  # RecBole: `name:type` headers
+            frame.columns = [str(name).split(":")[0] for name in frame.columns]
     except (ValueError, OSError) as error:
         raise DataError(f"{path}: cannot be read as {path.suffix[1:]} ({error})") from None
     wanted = [c for c in (columns.user, columns.item, columns.time, columns.rating) if c]

@@ -53,3 +53,15 @@ def test_a_log_with_one_user_is_refused_naming_the_counts(tmp_path):
     with pytest.raises(DataError, match="1 users and 30 items after preparation; ranking needs "
                                         "at least 2 users and 2 items"):
         load(DataOptions(str(path)))
+
+
+def test_a_recbole_atomic_file_needs_no_column_flags(tmp_path):
+    """RecBole's `.inter`: tab-separated, `name:type` headers; its names are our defaults."""
+    path = tmp_path / "ml-100k.inter"
+    rows = [(user, item, 4.0, 1000 * user + (9 - item if user == 2 else item))
+            for user in (1, 2) for item in range(6)]
+    path.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                    + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
+    data = load(DataOptions(str(path)))
+    assert (data.num_users, data.num_items, data.num_interactions) == (2, 6, 12)
+    assert data.items[data.offsets[1]:data.offsets[2]].tolist() == [6, 5, 4, 3, 2, 1]
