@@ -14,6 +14,7 @@ and the reports all live in RUN_DIR, so an interrupted run resumes where it stop
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -27,6 +28,7 @@ from ray.tune.search import Searcher
 from cce_tune.search_spaces import SearchSpace, SpaceError, load_space
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import Target, get
+from cce_tune.tuner.machine_lock import only_local_run
 from cce_tune.tuner.memory import MemoryProfile
 from cce_tune.tuner.progress import ProgressTable
 from cce_tune.tuner.run_dir import JOURNAL_FILE, REJECTED_FILE, TuneSettings
@@ -179,18 +181,28 @@ def tune(settings: TuneSettings, resume: bool = False, verbose: bool = False) ->
     """Run (or resume) the search; returns RUN_DIR, from which the reports are written.
     Ray's and Optuna's own messages are shown with `verbose` only: the live table says what
     happens, and a failed trial's traceback is in its `error.txt`."""
+    run_dir = settings.run_dir.resolve()
+    # Refused before anything is written: a second local run would oversubscribe the machine.
+    with contextlib.nullcontext() if settings.address else only_local_run(run_dir):
+        space = space_for(settings.space, settings.model)
+        profile = (MemoryProfile.load(settings.memory_profile) if settings.memory_profile
+                   else None)
+        target = settings.family.target(settings, profile)
+        if not resume:
+            check_space_fits(space, settings, target)
+            settings.save()
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # experiment state every 2 s
+        _quiet(not verbose)
+        _run(settings, run_dir, space, target, resume)
+    return run_dir
+
+
+def _run(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Target,
+         resume: bool) -> None:
+    """Ray started (or joined), the trials run to the end or to an interruption."""
     import ray
     from ray import tune as ray_tune
 
-    run_dir = settings.run_dir.resolve()
-    space = space_for(settings.space, settings.model)
-    profile = MemoryProfile.load(settings.memory_profile) if settings.memory_profile else None
-    target = settings.family.target(settings, profile)
-    if not resume:
-        check_space_fits(space, settings, target)
-        settings.save()
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # experiment state every 2 s
-    _quiet(not verbose)
     context = _start_ray(settings)
     device_bytes = _device_bytes()
     if device_bytes is None and ray.cluster_resources().get("GPU", 0) and (
@@ -219,7 +231,6 @@ def tune(settings: TuneSettings, resume: bool = False, verbose: bool = False) ->
     finally:
         progress.close()
         ray.shutdown()
-    return run_dir
 
 
 def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Target,
