@@ -73,6 +73,7 @@ def data_options(args: argparse.Namespace) -> DataOptions:
         columns=ColumnNames(args.user_col, args.item_col, args.time_col, args.rating_col),
     )
 
+
 SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)

@@ -21,6 +21,8 @@ from cce_tune.tuner.search import BudgetedSearch, SpaceSampler
 from cce_tune.tuner.sequences.config import TrainConfig
 
 REPORT_FILES = ("trials.csv", "pareto.csv", "pareto.json", "report.html", "summary.md")
+
+
 def knobs_of(model):
     return get(model).space_knobs
 

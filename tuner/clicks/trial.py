@@ -14,6 +14,9 @@ from typing import Any
 from cce_tune.tuner.clicks.config import ClickDataset, DLRMTrainConfig
 from cce_tune.tuner.trial import TrialRun, TrialSettings
 
+# What a trial reports besides the common fields; the family declares its metrics by these.
+QUALITY, SECOND, THROUGHPUT = "auc", "log_loss", "samples_per_s"
+
 
 def run_dlrm_trial(config: dict[str, Any], dataset: ClickDataset, settings: TrialSettings,
                    configure: Callable[[dict[str, Any], Any], DLRMTrainConfig]) -> None:
@@ -29,9 +32,9 @@ def run_dlrm_trial(config: dict[str, Any], dataset: ClickDataset, settings: Tria
                           device=device)
 
     def on_epoch(epoch) -> None:
-        run.report({"epoch": epoch.epoch, "auc": epoch.valid.auc,
-                    "log_loss": epoch.valid.log_loss, "loss": epoch.loss,
-                    "epoch_seconds": epoch.seconds, "samples_per_s": epoch.samples_per_s},
+        run.report({"epoch": epoch.epoch, QUALITY: epoch.valid.auc,
+                    SECOND: epoch.valid.log_loss, "loss": epoch.loss,
+                    "epoch_seconds": epoch.seconds, THROUGHPUT: epoch.samples_per_s},
                    epoch.peak_memory_bytes)
 
     train_dlrm(training, source.train, source.valid, on_epoch=on_epoch,

@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     from cce_tune.tuner.run_dir import TuneSettings
     from cce_tune.tuner.trial import TrialSettings
 
-# Columns of a run's trial table that the reports fill themselves: no family metric may
-# take one of these names.
+# Columns of a run's trial table that the reports fill themselves: no family metric or
+# searchable knob may take one of these names (nor may a metric be "loss", the training loss
+# every trial reports).
 REPORT_COLUMNS = frozenset({
-    "trial", "status", "error", "epoch", "epochs", "best_epoch", "loss", "loss_value",
+    "trial", "status", "error", "epoch", "epochs", "best_epoch", "loss_value",
     "epoch_seconds", "peak_memory_gb", "memory_measured", "estimate_gb", "estimate_total_gb",
     "gpu_fraction", "pareto", "started_at", "setup_at", "first_step_at", "ended_at"})
 

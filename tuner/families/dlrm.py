@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from cce_tune.models.dlrm_config import DLRMConfig
 from cce_tune.models.dlrm_memory import DENSE_OPTIMIZERS, SPARSE_OPTIMIZERS
 from cce_tune.tuner.arguments import positive_float, positive_int
+from cce_tune.tuner.clicks import trial
 from cce_tune.tuner.clicks.config import ClickDataset, CriteoOptions, DLRMTrainConfig
 from cce_tune.tuner.families.base import Family, Knob
 
@@ -98,9 +99,9 @@ def data_argv(data: ClickDataset) -> list[str]:
 class DLRMFamily(Family):
     name = "dlrm"
     help = "DLRM on click data (--dataset synthetic-dlrm, random-dlrm or a Criteo file)"
-    quality, quality_label = "auc", "AUC"
-    second, second_label = "log_loss", "log loss"
-    throughput = "samples_per_s"
+    quality, quality_label = trial.QUALITY, "AUC"
+    second, second_label = trial.SECOND, "log loss"
+    throughput = trial.THROUGHPUT
     columns = (("batch_size", "B"), ("embedding_dim", "d"), ("mlp_bot", "bottom"),
                ("mlp_top", "top"), ("lr", "lr"), ("table_lr", "table lr"))
     grid = ("batch_size", "embedding_dim")
@@ -211,9 +212,7 @@ class DLRMTarget:
     def trainable(self, trial_settings: TrialSettings) -> Callable:
         from ray import tune as ray_tune
 
-        from cce_tune.tuner.clicks.trial import run_dlrm_trial
-
-        return ray_tune.with_parameters(run_dlrm_trial, dataset=self.settings.data,
+        return ray_tune.with_parameters(trial.run_dlrm_trial, dataset=self.settings.data,
                                         settings=trial_settings, configure=config_from_params)
 
     def warm(self, space: SearchSpace) -> None:

@@ -35,6 +35,7 @@ from cce_tune.tuner.memory import (
     MemoryProfile,
     estimate,
 )
+from cce_tune.tuner.sequences import trial
 from cce_tune.tuner.sequences.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -123,9 +124,9 @@ def data_from_json(raw: dict) -> DataOptions:
 class SASRecFamily(Family):
     name = "sasrec"
     help = "SASRec on user sequences, next-item prediction (default)"
-    quality, quality_label = "ndcg10", "NDCG@10"
-    second, second_label = "hr10", "HR@10"
-    throughput = "tokens_per_s"
+    quality, quality_label = trial.QUALITY, "NDCG@10"
+    second, second_label = trial.SECOND, "HR@10"
+    throughput = trial.THROUGHPUT
     columns = (("loss", "loss"), ("batch_size", "B"), ("negatives", "N"), ("max_len", "L"),
                ("hidden", "d"), ("lr", "lr"))
     grid = ("batch_size", "negatives")
@@ -226,10 +227,8 @@ class SASRecTarget:
     def trainable(self, trial_settings: TrialSettings) -> Callable:
         from ray import tune as ray_tune
 
-        from cce_tune.tuner.sequences.trial import run_trial
-
         # The dataset goes to Ray's object store once; trials map it from there.
-        return ray_tune.with_parameters(run_trial, data=self.data, settings=trial_settings,
+        return ray_tune.with_parameters(trial.run_trial, data=self.data, settings=trial_settings,
                                         configure=config_from_params)
 
     def warm(self, space: SearchSpace) -> None:

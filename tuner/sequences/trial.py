@@ -10,6 +10,9 @@ from typing import Any
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.trial import TrialRun, TrialSettings
 
+# What a trial reports besides the common fields; the family declares its metrics by these.
+QUALITY, SECOND, THROUGHPUT = "ndcg10", "hr10", "tokens_per_s"
+
 
 def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings,
               configure: Callable[[dict[str, Any], Any], Any]) -> None:
@@ -24,9 +27,9 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
                 else replace(training, bf16=False, device="cpu"))
 
     def on_epoch(result) -> None:
-        run.report({"epoch": result.epoch, "ndcg10": result.valid.ndcg10,
-                    "hr10": result.valid.hr10, "loss": result.loss,
-                    "epoch_seconds": result.seconds, "tokens_per_s": result.tokens_per_s},
+        run.report({"epoch": result.epoch, QUALITY: result.valid.ndcg10,
+                    SECOND: result.valid.hr10, "loss": result.loss,
+                    "epoch_seconds": result.seconds, THROUGHPUT: result.tokens_per_s},
                    result.peak_memory_bytes)
 
     train(training, data, on_epoch=on_epoch, on_milestone=run.on_milestone, final_test=False)

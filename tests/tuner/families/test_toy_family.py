@@ -179,9 +179,16 @@ def test_a_family_registered_from_outside_tunes_and_reports(tmp_path, capsys, mo
     assert (run_dir / "report" / "report.html").is_file()
 
 
-def test_a_family_whose_metric_names_a_report_column_is_refused():
+def test_a_family_the_reports_could_not_show_is_refused():
     class Clashing(ToyFamily):
         name, second = "clashing", "error"
 
+    class Unknown(ToyFamily):
+        name, grid = "unknown", ("batch_size", "momentum")
+
     with pytest.raises(ValueError, match="'error' names a column the reports write"):
         register(Clashing())
+    with pytest.raises(ValueError, match="grid knob 'momentum' is none of its searchable"):
+        register(Unknown())
+    with pytest.raises(ValueError, match="model 'sasrec' is registered already"):
+        register(type("Again", (ToyFamily,), {"name": "sasrec"})())
