@@ -94,7 +94,8 @@ class ProgressTable(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.done += 1
-        where = f"{trial.local_path}/error.txt" if getattr(trial, "local_path", None) else ""
+        # The trial's folder in RUN_DIR (Ray syncs error.txt there), not the driver's staging.
+        where = f"{trial.path}/error.txt" if getattr(trial, "path", None) else ""
         self._event(trial, "failed", f"FAILED ({self.done} ended; the run goes on) {where}")
 
     def render(self):
