@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +6,6 @@ from cce_tune.models.dlrm import DLRM, dot_interaction
 from cce_tune.models.dlrm_config import DLRMConfig, parse_arch
 from cce_tune.models.dlrm_memory import dense_parameter_bytes, table_bytes
 from cce_tune.tuner.clicks.batches import ClickGenerator, ClickSpec
-from cce_tune.tuner.clicks.memory import estimate_dlrm, gpus_for_tables
 
 TABLES = (1000, 50, 7)
 
@@ -109,23 +106,11 @@ def test_training_on_synthetic_beats_a_constant_predictor():
     assert auc > 0.7, auc
 
 
-def test_memory_terms_by_hand():
+def test_parameter_bytes_by_hand():
     config = small()
     assert table_bytes(config) == [64_000, 3_584, 512]  # rows x 16 x 4, 512-byte blocks
     parameters = [p.numel() for p in DLRM(config).dense_parameters()]
     assert dense_parameter_bytes(config) == sum(-(-4 * n // 512) * 512 for n in parameters)
-    small_batch = estimate_dlrm(config, 64, 2).peak_allocated
-    assert small_batch < estimate_dlrm(config, 256, 2).peak_allocated
-    assert small_batch < estimate_dlrm(config, 64, 8).peak_allocated
-
-
-def test_a_table_wise_split_counts_gpus():
-    config = DLRMConfig((10**8,) * 8, bottom=(13, 64), top=(64, 1), embedding_dim=64)
-    per_table = 10**8 * 64 * 4  # 25.6 GB
-    assert gpus_for_tables(config, 40e9, "sgd", 1024, 1) == 8  # one 25.6 GB table per GPU
-    assert gpus_for_tables(config, 80e9, "sgd", 1024, 1) == 3  # three per GPU
-    assert gpus_for_tables(config, per_table / 2, "sgd", 1024, 1) is None
-    assert math.isclose(sum(table_bytes(config)), 8 * per_table, rel_tol=1e-6)
 
 
 @pytest.mark.gpu
@@ -149,11 +134,3 @@ def test_a_training_step_never_waits_for_the_gpu(fused_sgd):
         optimizer.step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
-
-
-def test_a_step_replayed_from_a_graph_adds_its_streams_workspaces():
-    from cce_tune.tuner.memory import DEFAULT_PROFILE
-
-    eager = estimate_dlrm(small(), 64, 2, dense_optimizer="adam")
-    graphed = estimate_dlrm(small(), 64, 2, dense_optimizer="adam", cuda_graph=True)
-    assert graphed.peak_allocated - eager.peak_allocated == DEFAULT_PROFILE.workspace_bytes
