@@ -74,15 +74,16 @@ class ProgressTable(Callback):
         knobs = "  ".join(f"{header}={_short(trial.config.get(knob))}"
                           for knob, header in self.columns if knob in trial.config)
         estimate = format_bytes(trial.config.get("estimate_total_bytes", 0))
-        self._event(trial, "running", f"start  {knobs}  estimate {estimate} of "
-                                      f"{format_bytes(self.budget_bytes)}")
+        self._event(trial, "running", f"start  {knobs}  estimate {estimate} of the "
+                                      f"{format_bytes(self.budget_bytes)} budget (with "
+                                      "CUDA context and allocator slack)")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self._row(trial).result = result
         self._event(trial, None, (
             f"epoch {result['epoch']}  {self.family.quality_label} "
             f"{result[self.family.quality]:.4f}  {result['epoch_seconds']:.1f} s  "
-            f"peak {result['peak_memory_gb']:.2f} GB "
+            f"peak allocated {result['peak_memory_gb']:.2f} GB "
             f"({'measured' if result['memory_measured'] else 'estimated'}; "
             f"estimate {result['estimate_gb']:.2f} GB)"))
 
