@@ -106,8 +106,10 @@ def add_loss_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--negative-mode", choices=NEGATIVE_MODES, default="shared",
                        help="share negatives across the batch, draw per position, or per tile "
                             "of consecutive tokens (default: shared)")
-    group.add_argument("--tile-size", type=positive_int, default=128)
-    group.add_argument("--temperature", type=positive_float, default=1.0)
+    group.add_argument("--tile-size", type=positive_int, default=128,
+                       help="tokens sharing one row of negatives in tile mode (default: 128)")
+    group.add_argument("--temperature", type=positive_float, default=1.0,
+                       help="scores are divided by it before the softmax (default: 1.0)")
     group.add_argument("--sampled-softmax", action="store_true",
                        help="correct uniform negatives so CE- estimates full-catalog CE")
     group.add_argument("--gbce-t", type=probability, default=0.75,
@@ -119,14 +121,21 @@ def add_loss_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and optimiser")
-    group.add_argument("--batch-size", type=positive_int, default=128)
-    group.add_argument("--max-len", type=positive_int, default=50)
-    group.add_argument("--hidden", type=positive_int, default=64)
-    group.add_argument("--blocks", type=positive_int, default=2)
-    group.add_argument("--heads", type=positive_int, default=1)
-    group.add_argument("--dropout", type=probability, default=0.2)
-    group.add_argument("--lr", type=positive_float, default=1e-3)
-    group.add_argument("--epochs", type=positive_int, default=5)
+    group.add_argument("--batch-size", type=positive_int, default=128,
+                       help="users per step (default: 128)")
+    group.add_argument("--max-len", type=positive_int, default=50,
+                       help="items of history per user, the sequence length (default: 50)")
+    group.add_argument("--hidden", type=positive_int, default=64,
+                       help="embedding and model width d (default: 64)")
+    group.add_argument("--blocks", type=positive_int, default=2,
+                       help="transformer blocks (default: 2)")
+    group.add_argument("--heads", type=positive_int, default=1,
+                       help="attention heads; must divide --hidden (default: 1)")
+    group.add_argument("--dropout", type=probability, default=0.2, help="(default: 0.2)")
+    group.add_argument("--lr", type=positive_float, default=1e-3,
+                       help="Adam's learning rate (default: 1e-3)")
+    group.add_argument("--epochs", type=positive_int, default=5,
+                       help="epochs; for tune, each trial's cap (default: 5)")
     group.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
     group.add_argument("--eval-batch-size", type=positive_int, default=1024,
                        help="users ranked at once in evaluation (default: 1024)")

@@ -21,12 +21,19 @@ def add_architecture_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and optimizers, with the reference code's defaults (its MLPs fit the
     paper's benchmark; `add_click_training_arguments` sets the click data's)."""
     group = parser.add_argument_group("architecture and optimizers")
-    group.add_argument("--arch-sparse-feature-size", type=positive_int, default=64)
-    group.add_argument("--arch-mlp-bot", default="512-512-64")
-    group.add_argument("--arch-mlp-top", default="1024-1024-1024-1")
-    group.add_argument("--arch-interaction-op", choices=INTERACTIONS, default="dot")
-    group.add_argument("--sparse-optimizer", choices=SPARSE_OPTIMIZERS, default="sgd")
-    group.add_argument("--dense-optimizer", choices=DENSE_OPTIMIZERS, default="sgd")
+    group.add_argument("--arch-sparse-feature-size", type=positive_int, default=64,
+                       help="embedding dimension of every table (default: 64)")
+    group.add_argument("--arch-mlp-bot", default="512-512-64",
+                       help="bottom MLP widths, dense features first, the embedding "
+                            "dimension last (default: %(default)s)")
+    group.add_argument("--arch-mlp-top", default="1024-1024-1024-1",
+                       help="top MLP widths, ending in 1 (default: %(default)s)")
+    group.add_argument("--arch-interaction-op", choices=INTERACTIONS, default="dot",
+                       help="how embeddings and the bottom MLP's output meet (default: dot)")
+    group.add_argument("--sparse-optimizer", choices=SPARSE_OPTIMIZERS, default="sgd",
+                       help="the tables' optimizer (default: sgd, inside the backward)")
+    group.add_argument("--dense-optimizer", choices=DENSE_OPTIMIZERS, default="sgd",
+                       help="the MLPs' optimizer (default: sgd)")
 
 
 def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +41,8 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tables and lookups (no data needed)")
     group.add_argument("--arch-embedding-size", default=PAPER_TABLES,
                        help="rows of each table, joined by '-' (default: 8 x 1,000,000)")
-    group.add_argument("--num-indices-per-lookup", type=positive_int, default=100)
+    group.add_argument("--num-indices-per-lookup", type=positive_int, default=100,
+                       help="ids per bag, at most (default: 100)")
 
 
 def dlrm_config(args: argparse.Namespace,

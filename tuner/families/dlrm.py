@@ -118,17 +118,21 @@ class DLRMFamily(Family):
         if command == "estimate":  # the paper's single-device benchmark, no data needed
             add_architecture_arguments(parser)
             add_benchmark_arguments(parser)
-            parser.add_argument("--batch-size", type=positive_int, default=1024)
+            parser.add_argument("--batch-size", type=positive_int, default=1024,
+                                help="samples per step (default: 1024)")
             return
         parser.add_argument("--dataset", default="synthetic-dlrm",
                             help="synthetic-dlrm, synthetic-dlrm-small (a CPU's size), "
                                  "random-dlrm, or a Criteo file")
         add_click_training_arguments(parser)
         group = parser.add_argument_group("training")
-        group.add_argument("--batch-size", type=positive_int, default=1024)
+        group.add_argument("--batch-size", type=positive_int, default=1024,
+                           help="samples per step (default: 1024)")
         group.add_argument("--lr", type=positive_float, default=3e-3,
                            help="the MLPs' (by --dense-optimizer)")
-        group.add_argument("--epochs", type=positive_int, default=1 if command == "train" else 5)
+        epochs = 1 if command == "train" else 5
+        group.add_argument("--epochs", type=positive_int, default=epochs,
+                           help=f"epochs; for tune, each trial's cap (default: {epochs})")
 
     def data_options(self, args: argparse.Namespace) -> ClickDataset:
         from cce_tune.tuner.clicks.cli import criteo_options
