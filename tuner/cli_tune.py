@@ -128,10 +128,10 @@ def _check_budget_fits_the_gpu(budget_bytes: int, address: str | None) -> None:
     --address the trials run on the cluster's GPUs, which this machine cannot see)."""
     import torch
 
-    if address or not torch.cuda.is_available():
-        return
-    total = torch.cuda.get_device_properties(0).total_memory
-    if budget_bytes > total:
+    from cce_tune.tuner.search import local_gpu_bytes
+
+    total = None if address else local_gpu_bytes()
+    if total is not None and budget_bytes > total:
         raise CceTuneError(f"--gpu-mem {format_bytes(budget_bytes)} is more than this "
                            f"machine's GPU has ({format_bytes(total)} on "
                            f"{torch.cuda.get_device_name(0)}); give at most that")

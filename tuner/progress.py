@@ -10,6 +10,7 @@ from typing import Any
 from ray.tune import Callback
 
 from cce_tune.tuner.families import Family
+from cce_tune.tuner.run_dir import COMPLETED, FAILED, STOPPED_EARLY
 from cce_tune.tuner.units import GB, format_bytes
 
 
@@ -90,14 +91,14 @@ class ProgressTable(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.done += 1
         epoch = self._row(trial).result.get("epoch", 0)
-        status = "completed" if epoch >= self.epochs else "stopped early"
+        status = COMPLETED if epoch >= self.epochs else STOPPED_EARLY
         self._event(trial, status, f"{status} at epoch {epoch} ({self.done} ended)")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.done += 1
         # The trial's folder in RUN_DIR (Ray syncs error.txt there), not the driver's staging.
         where = f"{trial.path}/error.txt" if getattr(trial, "path", None) else ""
-        self._event(trial, "failed", f"FAILED ({self.done} ended; the run goes on) {where}")
+        self._event(trial, FAILED, f"FAILED ({self.done} ended; the run goes on) {where}")
 
     def render(self):
         """The table as it stands: a trial a row, the best quality so far in the title."""
@@ -114,8 +115,7 @@ class ProgressTable(Callback):
                        "GB peak/est."):
             table.add_column(header, justify="left" if header == "status" else "right",
                              no_wrap=True)
-        styles = {"running": "yellow", "completed": "green", "stopped early": "blue",
-                  "failed": "red"}
+        styles = {"running": "yellow", COMPLETED: "green", STOPPED_EARLY: "blue", FAILED: "red"}
         for row in self.rows.values():
             result = row.result
             table.add_row(

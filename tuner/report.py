@@ -273,16 +273,18 @@ def is_complete(settings: TuneSettings) -> bool:
 
 def _unfinished(settings: TuneSettings, trials: pd.DataFrame) -> int:
     """Trials interrupted, waiting, or never proposed before the run stopped."""
-    waiting = trials["status"].isin([INTERRUPTED, NOT_STARTED]).sum()
-    return int(waiting) + max(settings.trials - len(trials), 0)
+    return len(trials) - _ended(trials) + max(settings.trials - len(trials), 0)
+
+
+def _ended(trials: pd.DataFrame) -> int:
+    return int((~trials["status"].isin([INTERRUPTED, NOT_STARTED])).sum())
 
 
 def _partial(settings: TuneSettings, trials: pd.DataFrame) -> list[str]:
     """A warning and the resume command when the run stopped before all its trials ended."""
-    unfinished = trials["status"].isin([INTERRUPTED, NOT_STARTED]).sum()
     if _unfinished(settings, trials) == 0:
         return []
-    return [f"**Partial run**: {len(trials) - unfinished} of {settings.trials} trials ended. "
+    return [f"**Partial run**: {_ended(trials)} of {settings.trials} trials ended. "
             "Resume it with", "", "    " + resume_command(settings.run_dir), ""]
 
 

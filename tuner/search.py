@@ -204,7 +204,7 @@ def _run(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Targ
     from ray import tune as ray_tune
 
     context = _start_ray(settings)
-    device_bytes = _device_bytes()
+    device_bytes = local_gpu_bytes()
     if device_bytes is None and ray.cluster_resources().get("GPU", 0) and (
             settings.gpus_per_trial is None):  # a cluster's GPUs, unseen from this driver
         settings = replace(settings, gpus_per_trial=1.0)
@@ -315,8 +315,9 @@ def _start_ray(settings: TuneSettings):
         return ray.init(include_dashboard=False, **options)
 
 
-def _device_bytes() -> int | None:
-    """Memory of this machine's first GPU, which the trials' fractions are cut from."""
+def local_gpu_bytes() -> int | None:
+    """Memory of this machine's first GPU, which the trials' fractions are cut from (and a
+    local run's budget must fit); None without one."""
     import torch
 
     if not torch.cuda.is_available():
