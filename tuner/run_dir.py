@@ -16,6 +16,9 @@ RUN_FILE = "run.json"
 REJECTED_FILE = "rejected.jsonl"
 JOURNAL_FILE = "optuna-journal.log"
 REPORT_DIR = "report"
+# Every trial's every epoch (report/history.csv): what `cce-tune replay` replays early
+# stopping from, and what the quality-against-cost chart draws.
+HISTORY_FILE = "history.csv"
 
 # What became of a trial. Only completed trials (run to the epoch cap) are compared on the
 # front: an early-stopped or interrupted one reports a quality it had not finished reaching.
