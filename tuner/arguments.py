@@ -33,6 +33,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = parse_number(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = parse_number(text, float, "a number")
     if not value > 0:
@@ -119,7 +126,13 @@ def add_loss_arguments(parser: argparse.ArgumentParser) -> None:
                             "tensor exists")
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+# A tuning trial trains until validation stops improving, so that a large batch that needs
+# more epochs is judged at its best (`train` keeps its short fixed default).
+EPOCHS = {"tune": 50}
+PATIENCE = {"tune": 3}
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     group = parser.add_argument_group("model and optimiser")
     group.add_argument("--batch-size", type=positive_int, default=128,
                        help="users per step (default: 128)")
@@ -134,8 +147,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dropout", type=probability, default=0.2, help="(default: 0.2)")
     group.add_argument("--lr", type=positive_float, default=1e-3,
                        help="Adam's learning rate (default: 1e-3)")
-    group.add_argument("--epochs", type=positive_int, default=5,
-                       help="epochs; for tune, each trial's cap (default: 5)")
+    epochs, patience = EPOCHS.get(command, 5), PATIENCE.get(command, 0)
+    group.add_argument("--epochs", type=positive_int, default=epochs,
+                       help=f"the most epochs{', per trial' if command == 'tune' else ''} "
+                            f"(default: {epochs})")
+    group.add_argument("--patience", type=non_negative_int, default=patience,
+                       help="stop once validation NDCG@10 has not improved for this many "
+                            f"epochs; 0 never stops early (default: {patience})")
     group.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
     group.add_argument("--eval-batch-size", type=positive_int, default=1024,
                        help="users ranked at once in evaluation (default: 1024)")
@@ -163,6 +181,7 @@ def train_config(args: argparse.Namespace, **run) -> TrainConfig:
     return TrainConfig(
         loss=loss, batch_size=args.batch_size, max_len=args.max_len, hidden=args.hidden,
         num_blocks=args.blocks, num_heads=args.heads, dropout=args.dropout, lr=args.lr,
-        epochs=args.epochs, bf16=args.bf16, eval_batch_size=args.eval_batch_size, **run,
+        epochs=args.epochs, patience=args.patience, bf16=args.bf16,
+        eval_batch_size=args.eval_batch_size, **run,
     )
 

@@ -47,6 +47,10 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
                                        "(default: the dataset's preset, else the model's)")
     group.add_argument("--trials", type=positive_int, default=16)
     group.add_argument("--time-budget", type=duration, help="stop launching after this long")
+    group.add_argument("--grace", type=duration, default=60.0,
+                       help="training time a trial gets before early stopping may stop it; "
+                            "trials are compared at equal training time, then at 3x, 9x... "
+                            "it (default: 60s)")
     group.add_argument("--margin", type=fraction, default=0.9,
                        help="launch only trials estimated under this share of the budget "
                             "(default: 0.9)")
@@ -114,7 +118,7 @@ def run_tune(args: argparse.Namespace) -> None:
             run_dir=run_dir, model=args.model, data=data,
             base=family.train_config(args, seed=args.seed), space=space,
             budget_bytes=args.gpu_mem, margin=args.margin, trials=args.trials,
-            epochs=args.epochs, time_budget_s=args.time_budget,
+            epochs=args.epochs, time_budget_s=args.time_budget, grace_seconds=args.grace,
             gpus_per_trial=args.gpus_per_trial, address=args.address, seed=args.seed,
             memory_profile=args.memory_profile, dashboard=not args.no_dashboard)
         out = _interruptible(settings, resume=False, verbose=args.verbose)

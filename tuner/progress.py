@@ -10,7 +10,15 @@ from typing import Any
 from ray.tune import Callback
 
 from cce_tune.tuner.families import Family
-from cce_tune.tuner.run_dir import COMPLETED, FAILED, STOPPED_EARLY
+from cce_tune.tuner.run_dir import (
+    COMPLETED,
+    CONVERGED,
+    FAILED,
+    OUT_OF_MEMORY,
+    STOPPED_EARLY,
+    ended_state,
+    error_state,
+)
 from cce_tune.tuner.units import GB, format_bytes
 
 
@@ -91,14 +99,16 @@ class ProgressTable(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.done += 1
         epoch = self._row(trial).result.get("epoch", 0)
-        status = COMPLETED if epoch >= self.epochs else STOPPED_EARLY
+        status = ended_state(self._row(trial).result, self.epochs)
         self._event(trial, status, f"{status} at epoch {epoch} ({self.done} ended)")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.done += 1
         # The trial's folder in RUN_DIR (Ray syncs error.txt there), not the driver's staging.
         where = f"{trial.path}/error.txt" if getattr(trial, "path", None) else ""
-        self._event(trial, FAILED, f"FAILED ({self.done} ended; the run goes on) {where}")
+        status = error_state(_error_text(trial))
+        self._event(trial, status, f"{status.upper()} ({self.done} ended; the run goes on) "
+                                   f"{where}")
 
     def render(self):
         """The table as it stands: a trial a row, the best quality so far in the title."""
@@ -115,7 +125,8 @@ class ProgressTable(Callback):
                        "GB peak/est."):
             table.add_column(header, justify="left" if header == "status" else "right",
                              no_wrap=True)
-        styles = {"running": "yellow", COMPLETED: "green", STOPPED_EARLY: "blue", FAILED: "red"}
+        styles = {"running": "yellow", CONVERGED: "green", COMPLETED: "green",
+                  STOPPED_EARLY: "blue", FAILED: "red", OUT_OF_MEMORY: "red"}
         for row in self.rows.values():
             result = row.result
             table.add_row(
@@ -133,3 +144,11 @@ def _short(value) -> str:
     if isinstance(value, float):
         return f"{value:.1e}"
     return "" if value is None else str(value)
+
+
+def _error_text(trial) -> str:
+    """The failed trial's traceback as Ray stored it; empty when it cannot be read."""
+    try:
+        return trial.get_error() or ""
+    except Exception:  # the storage may be gone: the state is then "failed"
+        return ""

@@ -1,10 +1,11 @@
 """Reports of a tuning run, rebuilt from RUN_DIR alone (`cce-tune report RUN_DIR`).
 
 RUN_DIR/report/ gets `trials.csv` (every trial, every metric, estimated against measured
-memory), `pareto.csv` and `pareto.json` (the trials no other trial beats on quality (NDCG@10
-for SASRec, AUC for DLRM), epoch time and peak memory at once), `report.html` (interactive
-plotly, self-contained) and `summary.md` (the recommended balanced configuration and the
-command that trains it).
+memory), `history.csv` (every trial's every epoch, with the training seconds spent by then:
+what `cce-tune replay` reads), `pareto.csv` and `pareto.json` (the trials no other trial
+beats on quality (NDCG@10 for SASRec, AUC for DLRM), epoch time and peak memory at once),
+`report.html` (interactive plotly, self-contained) and `summary.md` (the recommended
+balanced configuration and the command that trains it).
 
 The balanced configuration is the knee of the front: with each objective scaled to [0, 1]
 over the front (0 the best value), the trial closest to the ideal point (0, 0, 0).
@@ -20,17 +21,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from cce_tune.tuner.early_stopping import COST
 from cce_tune.tuner.families import Family
 from cce_tune.tuner.run_dir import (
-    COMPLETED,
-    FAILED,
+    HISTORY_FILE,
     INTERRUPTED,
     NOT_STARTED,
-    OUT_OF_MEMORY,
+    RAN_TO_THE_END,
     REJECTED_FILE,
     REPORT_DIR,
-    STOPPED_EARLY,
     TuneSettings,
+    ended_state,
+    error_state,
 )
 from cce_tune.tuner.units import GB
 
@@ -59,6 +61,7 @@ def load_trials(run_dir: Path, family: Family, epochs: int) -> pd.DataFrame:
                 "memory_measured": results[-1]["memory_measured"],
                 "estimate_gb": results[-1]["estimate_gb"],
                 "loss_value": results[-1]["loss"],
+                COST: results[-1].get(COST),
                 "started_at": results[0].get("trial_started_at"),
                 "setup_at": results[0].get("setup_at"),
                 "first_step_at": results[0].get("first_step_at"),
@@ -68,6 +71,19 @@ def load_trials(run_dir: Path, family: Family, epochs: int) -> pd.DataFrame:
         row["error"] = error.strip().splitlines()[-1][:300] if error else ""
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def load_history(run_dir: Path, family: Family) -> pd.DataFrame:
+    """Every trial's every epoch: the training seconds it had spent by then (the cost early
+    stopping compares at) and the validation metrics it reached."""
+    columns = ["trial", "epoch", COST, "epoch_seconds", family.quality, family.second,
+               "peak_memory_gb"]
+    rows = []
+    for params_file in sorted(Path(run_dir).glob("*/params.json")):
+        trial = params_file.parent.name.removeprefix("trial_")
+        for result in _results(params_file.parent / "result.json", family.quality):
+            rows.append([trial, *(result.get(column) for column in columns[1:])])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _results(path: Path, quality: str) -> list[dict]:
@@ -89,12 +105,12 @@ def _error(trial_dir: Path) -> str:
 
 def _status(error: str, results: list[dict], epochs: int) -> str:
     if error:
-        return OUT_OF_MEMORY if "out of memory" in error.lower() else FAILED
+        return error_state(error)
     if not results:
         return NOT_STARTED
     if not results[-1].get("done"):  # Ray marks a trial's last result when the trial ends
         return INTERRUPTED
-    return COMPLETED if results[-1]["epoch"] >= epochs else STOPPED_EARLY
+    return ended_state(results[-1], epochs)
 
 
 def pareto_mask(points: list[tuple[float, ...]], senses: tuple[str, ...]) -> list[bool]:
@@ -136,12 +152,14 @@ def write_reports(run_dir: Path) -> Path:
         (out / "summary.md").write_text(f"# cce-tune run\n\n{run_dir}: no trials have run "
                                         "yet\n")
         return out
-    finished = trials[trials["status"] == COMPLETED]
+    finished = trials[trials["status"].isin(RAN_TO_THE_END)]
     on_front = [] if finished.empty else pareto_mask(
         list(finished[list(family.objectives)].itertuples(index=False, name=None)),
         tuple(family.objectives.values()))
     trials["pareto"] = trials.index.isin(finished.index[on_front])
     trials.to_csv(out / "trials.csv", index=False)
+    history = load_history(run_dir, family)
+    history.to_csv(out / HISTORY_FILE, index=False)
     front = trials[trials["pareto"]].sort_values("peak_memory_gb")
     front.to_csv(out / "pareto.csv", index=False)
     (out / "pareto.json").write_text(front.to_json(orient="records", indent=2))
@@ -155,7 +173,7 @@ def write_reports(run_dir: Path) -> Path:
               f"`cce-tune report {run_dir}`")
         return out
     command = train_command(settings, recommended) if recommended is not None else None
-    write_html(out / "report.html", settings, trials, front, recommended, command)
+    write_html(out / "report.html", settings, trials, history, front, recommended, command)
     return out
 
 

@@ -1,8 +1,8 @@
 """The interactive report: one self-contained HTML page, read top down. First the recommended
 configuration and the command that retrains it, then the charts (quality against memory on a
-log axis with the budget drawn, quality over the family's two main knobs, estimate against
-measurement where a GPU measured), then every trial in a table sortable by any column, failed
-and out-of-memory ones included."""
+log axis with the budget drawn, quality over the family's two main knobs, quality reached
+by training time, estimate against measurement where a GPU measured), then every trial in
+a table sortable by any column, failed and out-of-memory ones included."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from cce_tune.tuner.run_dir import COMPLETED, TuneSettings
+from cce_tune.tuner.early_stopping import COST
+from cce_tune.tuner.run_dir import RAN_TO_THE_END, TuneSettings
 from cce_tune.tuner.units import GB
 
 LEGEND_ON_TOP = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}
@@ -36,18 +37,21 @@ STYLE = ("<style>body{font-family:sans-serif;margin:1.5em;max-width:1200px}"
          ".out-of-memory,.failed{color:#b00}</style>")
 
 
-def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
-               recommended: pd.Series | None, command: str | None) -> None:
+def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
+               history: pd.DataFrame, front: pd.DataFrame, recommended: pd.Series | None,
+               command: str | None) -> None:
     family = settings.family
-    completed = trials[trials["status"] == COMPLETED]
+    completed = trials[trials["status"].isin(RAN_TO_THE_END)]
     budget_gb = settings.budget_bytes / GB
     counts = ", ".join(f"{n} {status}" for status, n in trials["status"].value_counts().items())
     parts = [f"<h1>cce-tune: {html.escape(settings.dataset_name)}, budget {budget_gb:g} GB</h1>",
              f"<p>{len(trials)} of {settings.trials} trials ({counts}); {len(front)} on the "
-             "Pareto front of the completed ones.</p>", _recommended(family, recommended, command)]
+             "Pareto front of those that ran to their end.</p>",
+             _recommended(family, recommended, command)]
     figures = [figure for figure in (
         _quality_by_memory(family, completed, front, budget_gb),
         _quality_over_grid(family, completed),
+        _quality_by_cost(family, trials, history),
         _estimate_against_measured(trials, budget_gb)) if figure is not None]
     for index, figure in enumerate(figures):
         figure.update_layout(legend=LEGEND_ON_TOP, margin={"t": 90})
@@ -114,6 +118,24 @@ def _quality_over_grid(family, completed: pd.DataFrame) -> go.Figure | None:
             figure.update_layout({axis: {"tickvals": values,
                                          "ticktext": [_cell(v) for v in values]}})
     figure.update_traces(textposition="top center")
+    return figure
+
+
+def _quality_by_cost(family, trials: pd.DataFrame, history: pd.DataFrame) -> go.Figure | None:
+    """Each trial's best validation quality so far against the training seconds it had
+    spent: what a configuration buys for its GPU time, and where early stopping cut it."""
+    if history.empty or history[COST].isna().all():
+        return None
+    curves = history.sort_values(["trial", "epoch"]).copy()
+    curves["best"] = curves.groupby("trial")[family.quality].cummax()
+    knobs = [knob for knob, _ in family.columns if knob in trials]
+    curves = curves.merge(trials[["trial", "status", *knobs]], on="trial", how="left")
+    label = family.quality_label
+    figure = px.line(curves, x=COST, y="best", line_group="trial", color="status",
+                     markers=True, log_x=True, hover_data=["trial", "epoch", *knobs],
+                     labels={COST: "training time (s, log)", "best": f"best validation {label}",
+                             "status": ""},
+                     title=f"{label} reached by training time (a line per trial)")
     return figure
 
 

@@ -20,10 +20,25 @@ REPORT_DIR = "report"
 # stopping from, and what the quality-against-cost chart draws.
 HISTORY_FILE = "history.csv"
 
-# What became of a trial. Only completed trials (run to the epoch cap) are compared on the
-# front: an early-stopped or interrupted one reports a quality it had not finished reaching.
-COMPLETED, STOPPED_EARLY, INTERRUPTED = "completed", "stopped early", "interrupted"
+# What became of a trial. Only trials that ran to their end (converged: validation stopped
+# improving; completed: the epoch cap) are compared on the front: an early-stopped or
+# interrupted one reports a quality it had not finished reaching.
+CONVERGED, COMPLETED = "converged", "completed"
+STOPPED_EARLY, INTERRUPTED = "stopped early", "interrupted"
 OUT_OF_MEMORY, FAILED, NOT_STARTED = "out of memory", "failed", "not started"
+RAN_TO_THE_END = (CONVERGED, COMPLETED)
+
+
+def error_state(error: str) -> str:
+    """What became of a trial that raised `error` (its traceback's text)."""
+    return OUT_OF_MEMORY if "out of memory" in error.lower() else FAILED
+
+
+def ended_state(last_result: dict[str, Any], epochs: int) -> str:
+    """What became of a trial that ended after reporting `last_result`, `epochs` the cap."""
+    if last_result.get("converged"):
+        return CONVERGED
+    return COMPLETED if last_result.get("epoch", 0) >= epochs else STOPPED_EARLY
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,7 @@ class TuneSettings:
     seed: int = 0
     memory_profile: Path | None = None
     dashboard: bool = True
-    grace_period: int = 1  # epochs before ASHA may stop a trial
+    grace_seconds: float = 60.0  # training seconds before ASHA may stop a trial
     max_rejections: int = 2000  # proposals in a row over the budget before giving up
 
     @property

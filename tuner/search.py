@@ -8,8 +8,10 @@ and peak memory down) samples a point of the search space; its define-by-run fun
 point's peak memory and records how far over the budget it is as an Optuna constraint. A
 point over the budget is never launched: it is told to Optuna as complete and infeasible (so
 the constrained sampler learns to avoid the region), written to `rejected.jsonl`, and Optuna
-proposes again. ASHA stops poor trials early. Ray Tune's experiment state, the Optuna journal
-and the reports all live in RUN_DIR, so an interrupted run resumes where it stopped.
+proposes again. A trial trains until validation stops improving (or its epoch cap); ASHA
+stops poor trials early, comparing them at equal training seconds (`early_stopping.py`).
+Ray Tune's experiment state, the Optuna journal and the reports all live in RUN_DIR, so an
+interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from cce_tune.search_spaces import SearchSpace, SpaceError, load_space
+from cce_tune.tuner.early_stopping import make_scheduler
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import Target, get
 from cce_tune.tuner.machine_lock import only_local_run
@@ -239,7 +242,6 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray import tune as ray_tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = optuna.samplers.TPESampler(seed=settings.seed)  # honours set_constraint
@@ -251,9 +253,7 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
         sampler=sampler, storage=storage, study_name="cce-tune", seed=settings.seed)
     search = BudgetedSearch(optuna_search, settings.budget_limit, run_dir, device_bytes,
                             settings.gpus_per_trial, settings.max_rejections, family.quality)
-    scheduler = ASHAScheduler(time_attr="training_iteration", metric=family.quality, mode="max",
-                              max_t=settings.epochs, grace_period=settings.grace_period,
-                              reduction_factor=3)
+    scheduler = make_scheduler(family.quality, settings.grace_seconds)
     return ray_tune.Tuner(
         trainable,
         tune_config=ray_tune.TuneConfig(

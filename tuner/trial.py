@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cce_tune.tuner.allocator import use_expandable_segments
+from cce_tune.tuner.early_stopping import COST
 from cce_tune.tuner.units import GB
 
 PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
@@ -48,6 +49,7 @@ class TrialRun:
             torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total))
         _maybe_inject_fault(config)
         self.reached: dict[str, float] = {}  # milestone -> time.time() once the GPU got there
+        self.train_seconds = 0.0  # what early stopping compares trials at
 
     def on_milestone(self, name: str) -> None:
         import torch
@@ -63,12 +65,15 @@ class TrialRun:
                                                              row_limit=40))
 
     def report(self, metrics: dict[str, Any], peak_memory_bytes: int | None) -> None:
-        """Report one epoch's `metrics`, with memory (measured, else estimated) and timings."""
+        """Report one epoch's `metrics` (its `epoch_seconds` of training among them), with
+        memory (measured, else estimated), the training seconds so far, and timings."""
         from ray import tune
 
         estimate = self.config["estimate_bytes"]
+        self.train_seconds += metrics["epoch_seconds"]
         tune.report({
             **metrics,
+            COST: self.train_seconds,
             "peak_memory_gb": (estimate if peak_memory_bytes is None else peak_memory_bytes) / GB,
             "memory_measured": peak_memory_bytes is not None,
             "estimate_gb": estimate / GB,

@@ -29,6 +29,7 @@ def fake_sasrec_run(run_dir: Path) -> Path:
             {**params, "estimate_bytes": peak * 0.8e9, "estimate_total_bytes": peak * 1e9}))
         epochs = [{"epoch": epoch, "ndcg10": ndcg * epoch / 2, "hr10": 2 * ndcg * epoch / 2,
                    "loss": 5.0 / epoch, "epoch_seconds": seconds, "tokens_per_s": 1e5,
+                   "train_seconds": seconds * epoch,
                    "peak_memory_gb": peak, "memory_measured": False, "estimate_gb": peak,
                    "done": epoch == 2}
                   for epoch in (1, 2)]

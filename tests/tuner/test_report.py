@@ -1,4 +1,5 @@
 import html
+import json
 
 import pandas as pd
 import pytest
@@ -85,3 +86,22 @@ def test_the_html_report_leads_with_the_recommendation_and_lists_every_trial(tmp
     assert page.count("<tr class='completed'>") == 3
     assert "<tr class='out-of-memory'>" in page and "CUDA out of memory" in page
     assert "Estimated against measured" not in page  # nothing was measured on a GPU
+
+
+def test_a_converged_trial_reaches_the_front_and_every_epoch_is_in_the_history(tmp_path):
+    """A trial that stopped itself (validation stalled) ran to its end, like one that hit
+    the epoch cap; history.csv holds each epoch with the training seconds spent by then."""
+    run_dir = fake_sasrec_run(tmp_path / "run")
+    result = sorted(run_dir.glob("trial_*"))[2] / "result.json"
+    first = json.loads(result.read_text().splitlines()[0])
+    result.write_text(json.dumps({**first, "converged": True, "done": True,
+                                  "train_seconds": 3.0}) + "\n")
+    out = write_reports(run_dir)
+    trials = pd.read_csv(out / "trials.csv", dtype={"trial": str}).set_index("trial")
+    assert trials.loc["00002", "status"] == "converged"
+    assert trials.loc["00002", "pareto"]  # the fastest epoch of the three
+    history = pd.read_csv(out / "history.csv", dtype={"trial": str})
+    assert history.groupby("trial")["epoch"].apply(list).to_dict() == {
+        "00000": [1, 2], "00001": [1, 2], "00002": [1]}
+    assert history.set_index("trial").loc["00002", "train_seconds"] == 3.0
+    assert "reached by training time" in (out / "report.html").read_text()

@@ -61,6 +61,7 @@ KNOBS = (
     Knob("lr", "--lr", "lr", float),
     Knob("bf16", "--bf16", "bf16", bool),
     Knob("epochs", "--epochs", "epochs", int, searchable=False),
+    Knob("patience", "--patience", "patience", int, searchable=False),
     Knob("eval_batch_size", "--eval-batch-size", "eval_batch_size", int, searchable=False),
     Knob("seed", "--seed", "seed", int, searchable=False),
     Knob("include_seen", "--include-seen", "exclude_seen", bool, searchable=False, negated=True),
@@ -136,7 +137,7 @@ class SASRecFamily(Family):
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         add_data_arguments(parser)
         add_loss_arguments(parser)
-        add_model_arguments(parser)
+        add_model_arguments(parser, command)
         if command == "train":
             parser.add_argument_group("evaluation").add_argument(
                 "--include-seen", action="store_true",

@@ -17,7 +17,10 @@ class TrainConfig:
     num_heads: int = 1
     dropout: float = 0.2
     lr: float = 1e-3
-    epochs: int = 5
+    epochs: int = 5  # the cap
+    # Stop once validation NDCG@10 has not improved for this many epochs (0: train every
+    # epoch); the model of the best epoch is the one tested.
+    patience: int = 0
     seed: int = 0
     device: str = "auto"
     bf16: bool = False

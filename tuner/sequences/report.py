@@ -32,6 +32,9 @@ def print_epoch(result: EpochResult) -> None:
 
 def print_summary(result: TrainResult) -> None:
     seen = "excluded" if result.config.exclude_seen else "included"
+    if result.epochs[-1].converged:
+        print(f"converged: validation NDCG@10 stopped improving for "
+              f"{result.config.patience} epochs; testing epoch {result.tested_epoch}'s weights")
     print(f"test        NDCG@10 {result.test.ndcg10:.4f}  HR@10 {result.test.hr10:.4f}  "
           f"({result.test.users:,} users, full ranking, seen items {seen})")
     pop = result.popularity_test

@@ -27,12 +27,14 @@ class EpochResult:
     epoch: int
     loss: float
     valid: RankingMetrics
-    seconds: float
+    seconds: float  # training only, evaluation excluded
     sequences_per_s: float
     tokens_per_s: float
     # torch.cuda.max_memory_allocated over the epoch's training and validation: what a
     # memory budget must hold
     peak_memory_bytes: int | None
+    # The last epoch because validation stopped improving for `patience` epochs.
+    converged: bool = False
 
 
 @dataclass
@@ -44,6 +46,7 @@ class TrainResult:
     test: RankingMetrics | None
     popularity_valid: RankingMetrics | None
     popularity_test: RankingMetrics | None
+    tested_epoch: int | None = None  # whose weights were tested: the best one with patience
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +122,10 @@ def train(
 ) -> TrainResult:
     """Adam on next-item prediction; validation after each epoch, test at the end.
 
+    Training stops at `config.epochs`, or earlier once validation NDCG@10 has not improved
+    for `config.patience` epochs; with patience, the best epoch's weights are the ones
+    tested.
+
     `on_milestone` is called with "setup" once model, optimizer and data are on the device,
     and with "first step" once the first optimizer step is queued (tuning times the way
     from one trial's end to the next one's first step). Without `final_test` (tuning, which
@@ -132,6 +139,7 @@ def train(
     tokens_per_epoch = int((setup.targets != 0).sum())
 
     epochs = []
+    best = _BestEpoch(setup.model, keep=final_test and config.patience > 0)
     for epoch in range(1, config.epochs + 1):
         setup.model.train()
         if device.type == "cuda":
@@ -151,21 +159,49 @@ def train(
         seconds = time.perf_counter() - started
         valid = setup.evaluate("valid", data)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        stalled = best.update(epoch, valid.ndcg10)
+        converged = 0 < config.patience <= stalled
         result = EpochResult(epoch, total_loss.item() / steps, valid, seconds,
-                             data.num_users / seconds, tokens_per_epoch / seconds, peak)
+                             data.num_users / seconds, tokens_per_epoch / seconds, peak,
+                             converged)
         epochs.append(result)
         if on_epoch is not None:
             on_epoch(result)
+        if converged:
+            break
 
     if not final_test:
         return TrainResult(config, data.name, str(device), epochs, None, None, None)
+    best.restore()
     test = setup.evaluate("test", data)
     popularity = popularity_scorer(data, device)
     baseline = {split: evaluate(popularity, data, split, exclude_seen=config.exclude_seen,
                                 batch_size=config.eval_batch_size, device=device)
                 for split in ("valid", "test")}
     return TrainResult(config, data.name, str(device), epochs, test, baseline["valid"],
-                       baseline["test"])
+                       baseline["test"], best.epoch if best.keep else epochs[-1].epoch)
+
+
+class _BestEpoch:
+    """The epoch with the best validation NDCG@10 so far, and (with `keep`) a host copy of
+    its weights: GPU memory is what the budget holds, so the copy is not kept there."""
+
+    def __init__(self, model: torch.nn.Module, keep: bool) -> None:
+        self.model, self.keep = model, keep
+        self.epoch, self.ndcg10, self.state = 0, -1.0, None
+
+    def update(self, epoch: int, ndcg10: float) -> int:
+        """Record `epoch`; returns how many epochs have passed since the best one."""
+        if ndcg10 > self.ndcg10:
+            self.epoch, self.ndcg10 = epoch, ndcg10
+            if self.keep:
+                self.state = {name: value.detach().to("cpu", copy=True)
+                              for name, value in self.model.state_dict().items()}
+        return epoch - self.epoch
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
 
 
 def _model_scorer(model: SASRec, histories: torch.Tensor):

@@ -29,7 +29,8 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
     def on_epoch(result) -> None:
         run.report({"epoch": result.epoch, QUALITY: result.valid.ndcg10,
                     SECOND: result.valid.hr10, "loss": result.loss,
-                    "epoch_seconds": result.seconds, THROUGHPUT: result.tokens_per_s},
+                    "epoch_seconds": result.seconds, THROUGHPUT: result.tokens_per_s,
+                    "converged": result.converged},
                    result.peak_memory_bytes)
 
     train(training, data, on_epoch=on_epoch, on_milestone=run.on_milestone, final_test=False)

@@ -1,6 +1,8 @@
+import torch
+
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
-from cce_tune.tuner.sequences.train import TrainConfig, train
+from cce_tune.tuner.sequences.train import TrainConfig, _BestEpoch, train
 
 
 def test_sasrec_learns_what_popularity_cannot():
@@ -23,3 +25,29 @@ def test_seed_makes_training_repeatable():
     first, second = train(config, data), train(config, data)
     assert first.epochs[0].loss == second.epochs[0].loss
     assert first.test == second.test
+
+
+def test_patience_stops_once_validation_stalls_and_tests_the_best_epoch():
+    """With a learning rate of 0 nothing improves after epoch 1: patience 2 ends the run at
+    epoch 3, marked converged, and the weights tested are epoch 1's."""
+    data = load(DataOptions("synthetic"))
+    config = TrainConfig(batch_size=256, max_len=10, epochs=20, patience=2, lr=0.0,
+                         hidden=16, num_blocks=1)
+    result = train(config, data)
+    assert [r.epoch for r in result.epochs] == [1, 2, 3]
+    assert [r.converged for r in result.epochs] == [False, False, True]
+    assert result.tested_epoch == 1
+
+
+def test_the_best_epochs_weights_are_the_ones_restored():
+    """Epochs after the best one change the weights; restoring brings back the best's."""
+    model = torch.nn.Linear(3, 2)
+    best = _BestEpoch(model, keep=True)
+    assert best.update(1, 0.2) == 0
+    kept = {name: value.clone() for name, value in model.state_dict().items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    assert best.update(2, 0.1) == 1  # worse: one epoch since the best
+    best.restore()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, kept[name]), name
