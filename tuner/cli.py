@@ -16,6 +16,7 @@ from pathlib import Path
 from cce_tune.tuner.allocator import use_expandable_segments
 from cce_tune.tuner.arguments import add_data_arguments, data_options
 from cce_tune.tuner.cli_memory import add_estimate_arguments, add_verify_parser, run_verify
+from cce_tune.tuner.cli_replay import add_replay_parser, run_replay
 from cce_tune.tuner.cli_tune import add_report_parser, add_tune_parser, run_report, run_tune
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import DEFAULT, Family, get, names
@@ -72,6 +73,7 @@ def build_parser(model: str = DEFAULT) -> argparse.ArgumentParser:
     add_model_argument(tune, family)
     family.add_arguments(tune, "tune")
     add_report_parser(commands)
+    add_replay_parser(commands)
     return parser
 
 
@@ -113,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = {"data": run_data, "train": lambda a: get(a.model).run_train(a),
                     "estimate": lambda a: get(a.model).run_estimate(a),
-                    "verify-memory": run_verify, "tune": run_tune, "report": run_report}
+                    "verify-memory": run_verify, "tune": run_tune, "report": run_report,
+                    "replay": run_replay}
         commands[args.command](args)
     except CceTuneError as error:
         print(f"cce-tune: error: {error}", file=sys.stderr)

@@ -35,6 +35,7 @@ from cce_tune.tuner.machine_lock import only_local_run
 from cce_tune.tuner.memory import MemoryProfile
 from cce_tune.tuner.progress import ProgressTable
 from cce_tune.tuner.run_dir import JOURNAL_FILE, REJECTED_FILE, TuneSettings
+from cce_tune.tuner.strategies import cce_tune_sampler
 from cce_tune.tuner.trial import TrialSettings
 from cce_tune.tuner.units import GB, format_bytes
 
@@ -80,6 +81,7 @@ class BudgetedSearch(Searcher):
         self.max_rejections = max_rejections
         self.rejected = 0
         self._inner_ids: dict[str, str] = {}
+        self._best: dict[str, float] = {}  # the best quality each running trial reported
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
@@ -126,11 +128,19 @@ class BudgetedSearch(Searcher):
         return 1.0 / min(max(per_gpu, 1), 8)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.quality in result:
+            self._best[trial_id] = max(self._best.get(trial_id, -math.inf),
+                                       result[self.quality])
         self.searcher.on_trial_result(self._inner_ids.get(trial_id, trial_id), result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        """Optuna learns the best quality a trial reached (as the reports score it), not
+        its last epoch's, which is lower once validation has stalled."""
         inner = self._inner_ids.pop(trial_id, None)
+        best = self._best.pop(trial_id, None)
+        if result is not None and best is not None:
+            result = {**result, self.quality: best}
         if inner is not None:
             self.searcher.on_trial_complete(inner, result=result, error=error)
 
@@ -238,13 +248,12 @@ def _run(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Targ
 
 def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Target,
                device_bytes: int | None, trainable, progress: ProgressTable):
-    import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray import tune as ray_tune
     from ray.tune.search.optuna import OptunaSearch
 
-    sampler = optuna.samplers.TPESampler(seed=settings.seed)  # honours set_constraint
+    sampler = cce_tune_sampler(settings.seed)  # the one `cce-tune replay` measures
     storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
     family = settings.family
     optuna_search = OptunaSearch(

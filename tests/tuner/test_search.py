@@ -74,6 +74,35 @@ def test_over_budget_proposals_are_never_suggested(tmp_path):
     assert all(t.state.name == "COMPLETE" for t in infeasible)
 
 
+def test_optuna_learns_the_best_quality_a_trial_reached_not_its_last(tmp_path):
+    """A trial whose validation fell after its best epoch is told with its best, as the
+    reports score it (Ray's OptunaSearch would pass the last epoch's result on)."""
+
+    class Inner:
+        metric, mode = ["ndcg10"], ["max"]
+
+        def __init__(self):
+            self.told = {}
+
+        def suggest(self, trial_id):
+            return {"estimate_total_bytes": 1}
+
+        def on_trial_result(self, trial_id, result):
+            pass
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.told[trial_id] = result
+
+    inner = Inner()
+    search = BudgetedSearch(inner, 10.0, tmp_path, None, None, max_rejections=5,
+                            quality="ndcg10")
+    search.suggest("t")
+    for ndcg in (0.2, 0.4, 0.3):
+        search.on_trial_result("t", {"ndcg10": ndcg, "epoch_seconds": 1.0})
+    search.on_trial_complete("t", {"ndcg10": 0.3, "epoch_seconds": 1.0})
+    assert inner.told == {"t~0": {"ndcg10": 0.4, "epoch_seconds": 1.0}}
+
+
 def run_cli(*argv):
     assert main(list(argv)) == 0
 

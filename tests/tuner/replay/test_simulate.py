@@ -1,0 +1,96 @@
+"""One replayed search: the memory veto's count, out-of-memory launches without it, and
+ASHA's decisions taken by the tuner's own scheduler."""
+
+import optuna
+import pytest
+
+from cce_tune.tuner.early_stopping import make_scheduler
+from cce_tune.tuner.replay.simulate import ReplaySettings, replay_trial, simulate
+from cce_tune.tuner.replay.table import Outcome, load_table
+from cce_tune.tuner.strategies import STRATEGIES
+from tests.tuner.replay.tables import corner_quality, write_table
+
+LIMIT = 14.4  # 0.9 x 16 GB: binds, about a third of the grid is over it
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    return load_table(write_table(tmp_path_factory.mktemp("table")))
+
+
+def test_vetoed_proposals_are_counted_and_never_evaluated(table):
+    log = simulate(table, STRATEGIES["random"], 3, ReplaySettings(trials=16, limit_gb=LIMIT))
+    assert len(log.evaluated) == 16 and log.missing == 0
+    assert all(t.point.memory_gb <= LIMIT and t.feasible for t in log.evaluated)
+    # The same seeded RandomSampler, asked directly: the proposals over the limit before the
+    # 16th under it are exactly the rejections.
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=3))
+    space, under, over = table.space(), 0, 0
+    while under < 16:
+        trial = study.ask()
+        point = table.lookup(space.suggest(trial))
+        study.tell(trial, [0.0, 0.0, 0.0])
+        if point.memory_gb > LIMIT:
+            over += 1
+        else:
+            under += 1
+    assert log.rejected == over > 0
+
+
+def test_plain_tpe_launches_what_does_not_fit(table):
+    log = simulate(table, STRATEGIES["tpe"], 0, ReplaySettings(trials=16, limit_gb=LIMIT))
+    assert log.rejected == 0
+    oom = [t for t in log.evaluated if t.out_of_memory]
+    assert oom and all(t.point.memory_gb > LIMIT and t.quality is None for t in oom)
+    assert all(0 < t.cost < t.point.outcomes[0].cost for t in oom)  # its first epoch
+
+
+def test_a_point_the_table_lacks_is_not_evaluated(tmp_path):
+    path = write_table(tmp_path, grid=((64, 256, 1024), (256, 1024), (50, 100)), history=False)
+    table = load_table(path)  # batch 128 and 512 lie in the powers-of-two range, not the table
+    log = simulate(table, STRATEGIES["cce-tune"], 0, ReplaySettings(trials=8))
+    assert log.missing > 0 and len(log.evaluated) == 8
+    assert all(t.point.params["batch_size"] in (64, 256, 1024) for t in log.evaluated)
+
+
+def test_asha_stops_the_clearly_worse_at_the_first_rung_and_never_the_best():
+    scheduler = make_scheduler("ndcg10", grace_seconds=10.0)
+
+    def outcome(final: float) -> Outcome:
+        return Outcome("t", final, 10.0, 1.0, 60.0,
+                       tuple((10.0 * e, final * e / 6) for e in range(1, 7)))
+
+    # (ASHA stops a trial below 2/3 of those recorded at a rung: the second trial ever is
+    # stopped if it is a little worse than the first.)
+    assert replay_trial(outcome(0.28), scheduler, "a", "ndcg10") == (0.28, 60.0, False)
+    assert replay_trial(outcome(0.30), scheduler, "b", "ndcg10") == (0.30, 60.0, False)
+    quality, cost, stopped = replay_trial(outcome(0.05), scheduler, "c", "ndcg10")
+    assert stopped and cost == 10.0 and quality == pytest.approx(0.05 / 6)  # best seen
+    assert replay_trial(outcome(0.31), scheduler, "d", "ndcg10") == (0.31, 60.0, False)
+
+
+def test_a_search_stops_poor_trials_early_for_less_and_never_the_best(tmp_path):
+    # Equal epoch times: ASHA's rungs compare every trial at equal training seconds, where
+    # the history puts the trials in the order of their final quality.
+    table = load_table(write_table(tmp_path, quality=corner_quality,
+                                   seconds_per_epoch=lambda *_: 10.0))
+    best = max(table.points, key=lambda p: p.quality)
+    settings = ReplaySettings(trials=32, grace_seconds=10.0)
+    stopped = 0
+    for seed in range(3):
+        for trial in simulate(table, STRATEGIES["cce-tune"], seed, settings).evaluated:
+            if trial.point is best:
+                assert not trial.stopped
+            if trial.stopped:
+                stopped += 1
+                assert trial.cost < trial.outcome.cost
+                assert trial.quality < trial.outcome.quality
+            else:
+                assert trial.cost == trial.outcome.cost
+    assert stopped > 0
+
+
+def test_without_grace_every_trial_runs_to_its_end(table):
+    log = simulate(table, STRATEGIES["cce-tune"], 0, ReplaySettings(trials=8, limit_gb=LIMIT))
+    assert not any(t.stopped for t in log.evaluated)
