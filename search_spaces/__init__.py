@@ -56,11 +56,31 @@ class Param:
             return trial.suggest_categorical(self.name, list(self.values))
         low, high = self.values
         if self.kind == "powers_of_two":  # the exponent, so the sampler sees an order
-            return 2 ** trial.suggest_int(f"{self.name}_log2", int(math.log2(low)),
+            return 2 ** trial.suggest_int(self.optuna_name(), int(math.log2(low)),
                                           int(math.log2(high)))
         if self.kind == "int":
             return trial.suggest_int(self.name, low, high)
         return trial.suggest_float(self.name, low, high, log=self.kind == "log_uniform")
+
+    def optuna_name(self) -> str:
+        """The name Optuna knows this parameter by (a power of two's exponent has its own)."""
+        return f"{self.name}_log2" if self.kind == "powers_of_two" else self.name
+
+    def optuna_value(self, value: Any) -> Any:
+        """`value` as Optuna stores it, to enqueue a chosen point."""
+        return int(math.log2(value)) if self.kind == "powers_of_two" else value
+
+    def grid(self) -> list:
+        """The values a grid over the space takes: every one of a discrete parameter, the
+        middle of a continuous one (which memory does not depend on)."""
+        if self.kind == "choices":
+            return list(self.values)
+        low, high = self.values
+        if self.kind == "powers_of_two":
+            return [2**e for e in range(int(math.log2(low)), int(math.log2(high)) + 1)]
+        if self.kind == "int":
+            return list(range(low, high + 1))
+        return [math.sqrt(low * high) if self.kind == "log_uniform" else (low + high) / 2]
 
     def smallest(self) -> list:
         """The values the smallest configurations take: the low end of a number, every
@@ -82,6 +102,16 @@ class SearchSpace:
 
     def suggest(self, trial) -> dict[str, Any]:
         return {**self.fixed, **{p.name: p.suggest(trial) for p in self.params}}
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every configuration of the discrete parameters, continuous ones at their middle."""
+        names = [p.name for p in self.params]
+        return [{**self.fixed, **dict(zip(names, values, strict=True))}
+                for values in itertools.product(*(p.grid() for p in self.params))]
+
+    def optuna_params(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A configuration as Optuna's parameters, for `enqueue_trial`."""
+        return {p.optuna_name(): p.optuna_value(config[p.name]) for p in self.params}
 
     def smallest_corners(self) -> list[dict[str, Any]]:
         """Configurations with every number at its low end: if none fits a budget, nothing

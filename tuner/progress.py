@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -147,8 +148,9 @@ def _short(value) -> str:
 
 
 def _error_text(trial) -> str:
-    """The failed trial's traceback as Ray stored it; empty when it cannot be read."""
+    """The failed trial's traceback, from the file Ray has just written in the driver's
+    staging folder (the copy in RUN_DIR comes later); empty when it cannot be read."""
     try:
-        return trial.get_error() or ""
-    except Exception:  # the storage may be gone: the state is then "failed"
+        return Path(trial.error_file).read_text() if trial.error_file else ""
+    except (OSError, AttributeError):  # the state is then "failed"
         return ""

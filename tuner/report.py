@@ -26,6 +26,7 @@ from cce_tune.tuner.families import Family
 from cce_tune.tuner.run_dir import (
     HISTORY_FILE,
     INTERRUPTED,
+    LAST_EPOCH,
     NOT_STARTED,
     RAN_TO_THE_END,
     REJECTED_FILE,
@@ -108,7 +109,9 @@ def _status(error: str, results: list[dict], epochs: int) -> str:
         return error_state(error)
     if not results:
         return NOT_STARTED
-    if not results[-1].get("done"):  # Ray marks a trial's last result when the trial ends
+    # A trial's last epoch says so (LAST_EPOCH); Ray marks the result at which its scheduler
+    # stopped a trial `done`. Neither: the run was cut off while the trial trained.
+    if not (results[-1].get(LAST_EPOCH) or results[-1].get("done")):
         return INTERRUPTED
     return ended_state(results[-1], epochs)
 
@@ -232,8 +235,8 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         *_partial(settings, trials),
         f"- space `{settings.space}`, {len(trials)} of {settings.trials} trials "
         + "(" + ", ".join(f"{n} {status}" for status, n in counts.items()) + "); only "
-        "completed ones (run to the cap of "
-        f"{settings.epochs} epochs) are compared",
+        f"those that ran to their end (converged, or completed the cap of {settings.epochs} "
+        "epochs) are compared",
         f"- proposals rejected before launch by the memory model: {rejected}",
         f"- launched only below {settings.margin:.0%} of the budget by the estimate",
     ]

@@ -27,6 +27,9 @@ CONVERGED, COMPLETED = "converged", "completed"
 STOPPED_EARLY, INTERRUPTED = "stopped early", "interrupted"
 OUT_OF_MEMORY, FAILED, NOT_STARTED = "out of memory", "failed", "not started"
 RAN_TO_THE_END = (CONVERGED, COMPLETED)
+# Reported true with a trial's last epoch (converged, or its epoch cap), so a run cut off
+# later still knows the trial had ended.
+LAST_EPOCH = "last_epoch"
 
 
 def error_state(error: str) -> str:

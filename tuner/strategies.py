@@ -20,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+# How many configurations on the budget's edge the tuner's search evaluates first.
+EDGE_POINTS = 4
+
 
 def cce_tune_sampler(seed: int | None) -> Any:
     """The tuner's sampler: multi-objective TPE, seeded. It reads the constraint each trial
@@ -28,7 +31,9 @@ def cce_tune_sampler(seed: int | None) -> Any:
     replay` both build it here."""
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed)
+    from cce_tune.tuner.climb import ClimbingSampler
+
+    return ClimbingSampler(optuna.samplers.TPESampler(seed=seed))
 
 
 def _random(seed: int | None) -> Any:
@@ -49,6 +54,7 @@ class Strategy:
     help: str
     sampler: Callable[[int | None], Any]
     veto: bool  # proposals over the budget are never launched and told infeasible
+    edge_points: int = 0  # evaluated first: configurations on the budget's edge (memory_edge)
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -56,5 +62,6 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("tpe", "plain multi-objective TPE: over-budget proposals run out of memory",
              _plain_tpe, veto=False),
     Strategy("cce-tune", "the tuner's search: multi-objective TPE with the memory constraint "
-             "and veto", cce_tune_sampler, veto=True),
+             f"and veto, starting from {EDGE_POINTS} points on the budget's edge",
+             cce_tune_sampler, veto=True, edge_points=EDGE_POINTS),
 )}

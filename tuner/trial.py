@@ -16,6 +16,7 @@ from typing import Any
 
 from cce_tune.tuner.allocator import use_expandable_segments
 from cce_tune.tuner.early_stopping import COST
+from cce_tune.tuner.run_dir import LAST_EPOCH
 from cce_tune.tuner.units import GB
 
 PROFILE_FIRST_STEP = "CCE_TUNE_PROFILE_FIRST_STEP"
@@ -50,6 +51,7 @@ class TrialRun:
         _maybe_inject_fault(config)
         self.reached: dict[str, float] = {}  # milestone -> time.time() once the GPU got there
         self.train_seconds = 0.0  # what early stopping compares trials at
+        self.epochs = getattr(settings.base, "epochs", None)  # the cap
 
     def on_milestone(self, name: str) -> None:
         import torch
@@ -65,14 +67,17 @@ class TrialRun:
                                                              row_limit=40))
 
     def report(self, metrics: dict[str, Any], peak_memory_bytes: int | None) -> None:
-        """Report one epoch's `metrics` (its `epoch_seconds` of training among them), with
-        memory (measured, else estimated), the training seconds so far, and timings."""
+        """Report one epoch's `metrics` (its `epoch` and `epoch_seconds` of training among
+        them, and LAST_EPOCH true if the trainer stops after it for a reason of its own),
+        with memory (measured, else estimated), the training seconds so far, and timings."""
         from ray import tune
 
         estimate = self.config["estimate_bytes"]
         self.train_seconds += metrics["epoch_seconds"]
+        capped = self.epochs is not None and metrics["epoch"] >= self.epochs
         tune.report({
             **metrics,
+            LAST_EPOCH: bool(metrics.get(LAST_EPOCH)) or capped,
             COST: self.train_seconds,
             "peak_memory_gb": (estimate if peak_memory_bytes is None else peak_memory_bytes) / GB,
             "memory_measured": peak_memory_bytes is not None,

@@ -37,6 +37,18 @@ def test_without_a_terminal_each_event_is_a_line(capsys):
     assert lines[4].startswith("[  2/2] FAILED (2 ended; the run goes on)")
 
 
+def test_a_trial_out_of_memory_says_so_in_the_live_view(tmp_path, capsys):
+    """Ray has written the error in the driver's staging folder when the callback runs."""
+    (tmp_path / "error.txt").write_text("torch.OutOfMemoryError: CUDA out of memory.")
+    progress = ProgressTable(1, 40 * 10**9, get("sasrec"), 2, live=False)
+    oom = SimpleNamespace(**vars(trial("c", batch_size=64)),
+                          error_file=str(tmp_path / "error.txt"))
+    progress.on_trial_start(0, [], oom)
+    progress.on_trial_error(0, [], oom)
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        "[  1/1] OUT OF MEMORY (1 ended; the run goes on)")
+
+
 def test_the_live_table_holds_every_trial_and_the_best_score():
     progress = ProgressTable(2, 40 * 10**9, get("sasrec"), 2, live=False)
     events(progress)

@@ -110,6 +110,7 @@ def simulate(table: Table, strategy: Strategy, seed: int, settings: ReplaySettin
     from optuna.trial import TrialState
 
     from cce_tune.tuner.early_stopping import make_scheduler
+    from cce_tune.tuner.memory_edge import edge_seeds
     from cce_tune.tuner.search import SpaceSampler, _constrain
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -119,6 +120,8 @@ def simulate(table: Table, strategy: Strategy, seed: int, settings: ReplaySettin
     scheduler = (make_scheduler(table.quality, settings.grace_seconds)
                  if settings.grace_seconds else None)
     rng = np.random.default_rng(seed)
+    for point in edge_seeds(space, sampler.target, sampler.limit, strategy.edge_points):
+        study.enqueue_trial(space.optuna_params(point))
     log = SearchLog(strategy.name, seed)
     in_a_row = 0
     while len(log.evaluated) < settings.trials:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from cce_tune.tuner.data.sequences import SequenceData
+from cce_tune.tuner.run_dir import LAST_EPOCH
 from cce_tune.tuner.trial import TrialRun, TrialSettings
 
 # What a trial reports besides the common fields; the family declares its metrics by these.
@@ -30,7 +31,7 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
         run.report({"epoch": result.epoch, QUALITY: result.valid.ndcg10,
                     SECOND: result.valid.hr10, "loss": result.loss,
                     "epoch_seconds": result.seconds, THROUGHPUT: result.tokens_per_s,
-                    "converged": result.converged},
+                    "converged": result.converged, LAST_EPOCH: result.converged},
                    result.peak_memory_bytes)
 
     train(training, data, on_epoch=on_epoch, on_milestone=run.on_milestone, final_test=False)

@@ -1,0 +1,87 @@
+"""The memory budget's edge in a search space: the largest configurations that still fit.
+
+Quality grows with batch size, negatives and sequence length together (what scaling them
+buys is the finding cce-tune exists for), and each of them costs memory, so the best
+configuration under a budget tends to sit on the budget's edge. A generic sampler finds that
+edge by trial and error, paying for every trial; the memory model knows it in milliseconds.
+Here: the grid of the space's discrete knobs, each point estimated, the edge (the feasible
+points that no other feasible point with the same categories matches or exceeds in every
+ordered knob), and a few points spread along it for the search to start from.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from cce_tune.search_spaces import SearchSpace
+from cce_tune.tuner.families.base import Target
+
+# A grid larger than this is not enumerated (a few ms per estimate): the search then starts
+# without edge points, as a plain sampler does.
+MAX_GRID = 20_000
+
+
+def _ordered(space: SearchSpace) -> list:
+    """The discrete numeric parameters, whose larger values cost more memory."""
+    return [p for p in space.params if p.kind in ("powers_of_two", "int")
+            or (p.kind == "choices" and len(p.values) > 1
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                        for v in p.values))]
+
+
+def edge(space: SearchSpace, target: Target, limit: float) -> list[dict[str, Any]]:
+    """The grid points under `limit` bytes that no other such point dominates."""
+    grid = space.grid()
+    if len(grid) > MAX_GRID:
+        return []
+    feasible = []
+    for params in grid:
+        try:
+            total = target.estimate(target.config(params)).total
+        except ValueError:  # a combination the model refuses
+            continue
+        if total <= limit:
+            feasible.append(params)
+    ordered = [p.name for p in _ordered(space)]
+    categories = [p.name for p in space.params if p.name not in ordered]
+
+    def dominated(point: dict[str, Any]) -> bool:
+        return any(other is not point
+                   and all(other[c] == point[c] for c in categories)
+                   and all(other[n] >= point[n] for n in ordered)
+                   for other in feasible)
+
+    return [point for point in feasible if not dominated(point)]
+
+
+def spread(points: list[dict[str, Any]], space: SearchSpace, count: int) -> list[dict[str, Any]]:
+    """`count` of `points` far apart: the largest first, then each time the point farthest
+    from those chosen (each ordered knob by its value's rank in [0, 1], each category 1)."""
+    ordered = _ordered(space)
+    categories = [p.name for p in space.params if p not in ordered]
+
+    def coordinates(point: dict[str, Any]) -> list[float]:
+        out = []
+        for param in ordered:
+            values = sorted(param.grid())
+            out.append(values.index(point[param.name]) / max(len(values) - 1, 1))
+        return out
+
+    coords = [coordinates(point) for point in points]
+    chosen: list[int] = []
+    if points:
+        chosen.append(max(range(len(points)), key=lambda i: sum(coords[i])))
+    while len(chosen) < min(count, len(points)):
+        def gap(i: int) -> float:
+            return min(math.dist(coords[i], coords[j])
+                       + sum(points[i][c] != points[j][c] for c in categories)
+                       for j in chosen)
+        chosen.append(max((i for i in range(len(points)) if i not in chosen), key=gap))
+    return [points[i] for i in chosen]
+
+
+def edge_seeds(space: SearchSpace, target: Target, limit: float,
+               count: int) -> list[dict[str, Any]]:
+    """`count` configurations on the budget's edge, spread along it, to evaluate first."""
+    return spread(edge(space, target, limit), space, count) if count else []
