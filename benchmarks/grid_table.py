@@ -1,0 +1,241 @@
+"""Measured tables for `cce-tune replay`: every point of a grid over batch size x negatives x
+sequence length trained to convergence over several seeds, several runs at once on one GPU.
+
+    python -m benchmarks.grid_table --dataset synthetic-ml-1m --name ml-1m-cce \
+        --out-dir benchmarks/results/replay
+
+Writes OUT/NAME/trials.csv (a row per point and seed, the columns a tuning run's
+report/trials.csv has, so `cce-tune replay OUT/NAME` reads it), history.csv (every epoch) and
+OUT/NAME.md (the command, the best points, the figures that describe the table).
+
+Timing: runs that share the GPU slow each other down, so their own clocks say little about a
+configuration. Every point is therefore also timed alone, before the runs (`--timing-steps`
+optimizer steps after a warm-up, scaled to an epoch's steps): the table's `epoch_seconds` is
+that solo figure, `train_seconds` is solo epoch time x epochs run (history.csv: x epochs so
+far). The clocks of the shared runs are kept as `shared_epoch_seconds`. Peak memory is each
+run's own (`torch.cuda.max_memory_allocated` is per process); `estimate_total_gb` is the memory
+model's estimate with CUDA context and allocator slack, what a budget is checked against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, astuple, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.kernels import command_line
+from cce_tune.kernels import LossConfig
+from cce_tune.tuner.data import DataOptions, counts, load
+from cce_tune.tuner.memory import DatasetShape, estimate
+from cce_tune.tuner.run_dir import COMPLETED, CONVERGED, OUT_OF_MEMORY
+from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.units import GB
+
+KNOBS = ("loss", "batch_size", "negatives", "max_len")
+
+
+@dataclass(frozen=True)
+class Point:
+    loss: str
+    batch_size: int
+    negatives: int
+    max_len: int
+
+    def config(self, base: TrainConfig, seed: int) -> TrainConfig:
+        loss = replace(base.loss, name=self.loss, num_negatives=self.negatives)
+        return replace(base, loss=loss, batch_size=self.batch_size, max_len=self.max_len,
+                       seed=seed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="synthetic-ml-1m")
+    parser.add_argument("--name", required=True, help="the table's folder under --out-dir")
+    parser.add_argument("--losses", nargs="+", default=["cce_minus"])
+    parser.add_argument("--batch-sizes", type=int, nargs="+",
+                        default=[32, 64, 128, 256, 512, 1024])
+    parser.add_argument("--negatives", type=int, nargs="+",
+                        default=[16, 64, 256, 512, 1024, 2048])
+    parser.add_argument("--max-lens", type=int, nargs="+", default=[50, 100, 200])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--max-epochs", type=int, default=50)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=8, help="runs at once")
+    parser.add_argument("--timing-steps", type=int, default=20)
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results/replay"))
+    args = parser.parse_args()
+
+    data = load(DataOptions(args.dataset))  # generated once here; workers read the cache
+    print(data.summary(), flush=True)
+    base = TrainConfig(loss=LossConfig(args.losses[0]), hidden=args.hidden, lr=args.lr,
+                       dropout=args.dropout, epochs=args.max_epochs, patience=args.patience,
+                       bf16=args.bf16, device=args.device)
+    points = [Point(*values) for values in itertools.product(
+        args.losses, args.batch_sizes, args.negatives, args.max_lens)]
+    started = time.time()
+    solo = {point: solo_epoch_seconds(point.config(base, 0), data, args.timing_steps)
+            for point in points}
+    print(f"timed {len(points)} points alone in {time.time() - started:.0f} s", flush=True)
+    tasks = sorted(((point, seed) for point in points for seed in args.seeds),
+                   key=lambda task: -solo[task[0]])  # the longest first: fewer idle workers
+    runs = run_all(tasks, base, args.dataset, args.workers)
+    trials, history = tables(runs, solo, base, DatasetShape(*counts(DataOptions(args.dataset))))
+    out = args.out_dir / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    trials.to_csv(out / "trials.csv", index=False)
+    history.to_csv(out / "history.csv", index=False)
+    command = command_line("benchmarks.grid_table", args)
+    summary = describe(trials, command, time.time() - started)
+    (args.out_dir / f"{args.name}.md").write_text(summary)
+    (out / "grid.json").write_text(json.dumps(
+        {"command": command, "base": asdict(base), "dataset": args.dataset,
+         "wall_seconds": time.time() - started}, indent=1, default=str))
+    print(summary)
+
+
+def solo_epoch_seconds(config: TrainConfig, data, steps: int) -> float:
+    """One epoch's training time for `config` alone on the device: `steps` timed optimizer
+    steps after three of warm-up (kernel compilation, allocator), scaled to an epoch."""
+    import torch
+
+    from cce_tune.tuner.sequences.train import Setup
+
+    setup = Setup(config, data)
+    order = torch.randperm(data.num_users, device=setup.device)
+    batches = [order[i:i + config.batch_size]
+               for i in range(0, data.num_users, config.batch_size)]
+    for batch in batches[:3]:
+        setup.step(batch)
+    timed = [batches[i % len(batches)] for i in range(steps)]
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize()
+    begin = time.perf_counter()
+    for batch in timed:
+        setup.step(batch)
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize()
+    per_step = (time.perf_counter() - begin) / steps
+    del setup
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return per_step * math.ceil(data.num_users / config.batch_size)
+
+
+def run_all(tasks: list, base: TrainConfig, dataset: str, workers: int) -> list[dict]:
+    """Every (point, seed) trained to convergence, `workers` at a time in fresh processes."""
+    import torch.multiprocessing as mp
+
+    runs = []
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for done, run in enumerate(pool.imap_unordered(
+                _train_one, [(point, seed, base, dataset) for point, seed in tasks]), 1):
+            runs.append(run)
+            print(f"[{done}/{len(tasks)}] {run['point']} seed {run['seed']}: {run['status']}, "
+                  f"NDCG@10 {run.get('ndcg10', float('nan')):.4f} after "
+                  f"{len(run['epochs'])} epochs", flush=True)
+    return runs
+
+
+_DATA = {}
+
+
+def _train_one(task) -> dict:
+    import torch
+
+    from cce_tune.tuner.sequences.train import train
+
+    point, seed, base, dataset = task
+    if dataset not in _DATA:
+        _DATA[dataset] = load(DataOptions(dataset))
+    epochs = []
+    run = {"point": point, "seed": seed, "epochs": epochs}
+    try:
+        train(point.config(base, seed), _DATA[dataset], final_test=False,
+              on_epoch=lambda r: epochs.append(
+                  {"epoch": r.epoch, "ndcg10": r.valid.ndcg10, "hr10": r.valid.hr10,
+                   "seconds": r.seconds, "peak": r.peak_memory_bytes,
+                   "converged": r.converged}))
+    except torch.cuda.OutOfMemoryError:
+        run["status"] = OUT_OF_MEMORY
+        return run
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    run["status"] = CONVERGED if epochs[-1]["converged"] else COMPLETED
+    run["ndcg10"] = max(e["ndcg10"] for e in epochs)
+    return run
+
+
+def tables(runs: list[dict], solo: dict, base: TrainConfig,
+           shape: DatasetShape) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """trials.csv and history.csv rows: solo timings, each run's own peak, the estimate."""
+    trials, history = [], []
+    for number, run in enumerate(sorted(runs, key=lambda r: (astuple(r["point"]), r["seed"]))):
+        point, epochs = run["point"], run["epochs"]
+        config = point.config(base, run["seed"])
+        breakdown = estimate(config, shape)
+        trial = f"{number:05d}"
+        row = {"trial": trial, **asdict(point), "seed": run["seed"], "status": run["status"],
+               "epoch_seconds": solo[point],
+               "estimate_total_gb": breakdown.total / GB,
+               "estimate_gb": breakdown.peak_allocated / GB}
+        if epochs:
+            best = max(epochs, key=lambda e: e["ndcg10"])
+            peaks = [e["peak"] for e in epochs if e["peak"] is not None]
+            row |= {"ndcg10": best["ndcg10"], "hr10": best["hr10"], "best_epoch": best["epoch"],
+                    "epochs": len(epochs), "train_seconds": solo[point] * len(epochs),
+                    "shared_epoch_seconds": statistics.median(e["seconds"] for e in epochs),
+                    "peak_memory_gb": max(peaks) / GB if peaks else math.nan}
+            history += [{"trial": trial, "epoch": e["epoch"],
+                         "train_seconds": solo[point] * e["epoch"], "ndcg10": e["ndcg10"],
+                         "hr10": e["hr10"]} for e in epochs]
+        trials.append(row)
+    return pd.DataFrame(trials), pd.DataFrame(history)
+
+
+def describe(trials: pd.DataFrame, command: str, seconds: float) -> str:
+    """The table in a few lines: size, the best points (median over seeds), the spread."""
+    points = trials.groupby(list(KNOBS)).agg(
+        ndcg10=("ndcg10", "median"), spread=("ndcg10", lambda s: s.max() - s.min()),
+        epochs=("epochs", "median"), epoch_s=("epoch_seconds", "first"),
+        estimate_gb=("estimate_total_gb", "first"), peak_gb=("peak_memory_gb", "max"),
+    ).reset_index().sort_values("ndcg10", ascending=False)
+    corners = {knob: (trials[knob].min(), trials[knob].max()) for knob in KNOBS[1:]}
+    best = points.iloc[0]
+    at_corner = all(best[knob] in corners[knob] for knob in corners)
+    lines = [f"# Measured table: {len(points)} points x {trials['seed'].nunique()} seeds",
+             "", f"    {command}", "",
+             f"{len(trials)} runs in {seconds / 60:.1f} min; statuses: "
+             + ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items()) + ".",
+             "Best point (median validation NDCG@10 over seeds): "
+             + ", ".join(f"{knob} {best[knob]}" for knob in KNOBS)
+             + f": {best['ndcg10']:.4f} ({'a corner' if at_corner else 'not a corner'} of the "
+             "grid). Median spread over seeds (max - min): "
+             f"{points['spread'].median():.4f}.", "",
+             "| " + " | ".join(points.columns) + " |",
+             "|" + "---|" * len(points.columns)]
+    for _, row in points.head(15).iterrows():
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    main()
