@@ -30,19 +30,27 @@ def _ordered(space: SearchSpace) -> list:
                         for v in p.values))]
 
 
-def edge(space: SearchSpace, target: Target, limit: float) -> list[dict[str, Any]]:
-    """The grid points under `limit` bytes that no other such point dominates."""
+def estimated_grid(space: SearchSpace, target: Target) -> list[tuple[dict[str, Any], float]]:
+    """Every grid point the model accepts, with its estimated total bytes (empty for a grid
+    over MAX_GRID points)."""
     grid = space.grid()
     if len(grid) > MAX_GRID:
         return []
-    feasible = []
+    out = []
     for params in grid:
         try:
-            total = target.estimate(target.config(params)).total
+            out.append((params, target.estimate(target.config(params)).total))
         except ValueError:  # a combination the model refuses
             continue
-        if total <= limit:
-            feasible.append(params)
+    return out
+
+
+def edge(space: SearchSpace, target: Target, limit: float,
+         grid: list[tuple[dict[str, Any], float]] | None = None) -> list[dict[str, Any]]:
+    """The grid points under `limit` bytes that no other such point dominates (`grid`: the
+    estimated grid, if already computed)."""
+    grid = estimated_grid(space, target) if grid is None else grid
+    feasible = [params for params, total in grid if total <= limit]
     ordered = [p.name for p in _ordered(space)]
     categories = [p.name for p in space.params if p.name not in ordered]
 
@@ -81,7 +89,7 @@ def spread(points: list[dict[str, Any]], space: SearchSpace, count: int) -> list
     return [points[i] for i in chosen]
 
 
-def edge_seeds(space: SearchSpace, target: Target, limit: float,
-               count: int) -> list[dict[str, Any]]:
+def edge_seeds(space: SearchSpace, target: Target, limit: float, count: int,
+               grid: list[tuple[dict[str, Any], float]] | None = None) -> list[dict[str, Any]]:
     """`count` configurations on the budget's edge, spread along it, to evaluate first."""
-    return spread(edge(space, target, limit), space, count) if count else []
+    return spread(edge(space, target, limit, grid), space, count) if count else []

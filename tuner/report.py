@@ -27,6 +27,7 @@ from cce_tune.tuner.run_dir import (
     HISTORY_FILE,
     INTERRUPTED,
     LAST_EPOCH,
+    MEMORY_GRID_FILE,
     NOT_STARTED,
     RAN_TO_THE_END,
     REJECTED_FILE,
@@ -176,8 +177,29 @@ def write_reports(run_dir: Path) -> Path:
               f"`cce-tune report {run_dir}`")
         return out
     command = train_command(settings, recommended) if recommended is not None else None
-    write_html(out / "report.html", settings, trials, history, front, recommended, command)
+    edge = budget_edge(run_dir, family.grid, recommended, settings.budget_limit / GB)
+    write_html(out / "report.html", settings, trials, history, front, recommended, command,
+               edge)
     return out
+
+
+def budget_edge(run_dir: Path, grid: tuple[str, str], at: pd.Series | None,
+                limit_gb: float) -> pd.DataFrame | None:
+    """Along the first grid knob, the largest value of the second that fits the budget (by
+    the estimates written at the start), the other knobs at `at`'s values (the recommended
+    trial's); None without those estimates or a trial to take the other knobs from."""
+    path = run_dir / MEMORY_GRID_FILE
+    if at is None or not path.is_file():
+        return None
+    estimates = pd.read_json(path, lines=True)
+    x, y = grid
+    if estimates.empty or not {x, y} <= set(estimates):
+        return None
+    for knob in estimates.columns.drop([x, y, "estimate_total_gb"]):
+        if estimates[knob].nunique() > 1:  # a searched discrete knob: the trial's value
+            estimates = estimates[estimates[knob] == at.get(knob)]
+    fits = estimates[estimates["estimate_total_gb"] <= limit_gb]
+    return fits.groupby(x)[y].max().reset_index() if not fits.empty else None
 
 
 def _rejected(run_dir: Path) -> int:

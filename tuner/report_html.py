@@ -39,7 +39,7 @@ STYLE = ("<style>body{font-family:sans-serif;margin:1.5em;max-width:1200px}"
 
 def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
                history: pd.DataFrame, front: pd.DataFrame, recommended: pd.Series | None,
-               command: str | None) -> None:
+               command: str | None, edge: pd.DataFrame | None = None) -> None:
     family = settings.family
     completed = trials[trials["status"].isin(RAN_TO_THE_END)]
     budget_gb = settings.budget_bytes / GB
@@ -50,7 +50,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
              _recommended(family, recommended, command)]
     figures = [figure for figure in (
         _quality_by_memory(family, completed, front, budget_gb),
-        _quality_over_grid(family, completed),
+        _quality_over_grid(family, completed, edge),
         _quality_by_cost(family, trials, history),
         _estimate_against_measured(trials, budget_gb)) if figure is not None]
     for index, figure in enumerate(figures):
@@ -97,9 +97,12 @@ def _quality_by_memory(family, completed: pd.DataFrame, front: pd.DataFrame,
     return figure
 
 
-def _quality_over_grid(family, completed: pd.DataFrame) -> go.Figure | None:
+def _quality_over_grid(family, completed: pd.DataFrame,
+                       edge: pd.DataFrame | None) -> go.Figure | None:
     """The best quality at each value pair of the family's two main knobs, ticks at the
-    values tried; a pair tried more than once shows its count."""
+    values tried; a pair tried more than once shows its count. With `edge`, the budget's
+    edge over the two knobs (the recommended trial's other knobs): whether scaling both
+    together pays, and how far the budget lets it go."""
     x, y = family.grid
     if completed.empty or not {x, y} <= set(completed):
         return None
@@ -112,12 +115,19 @@ def _quality_over_grid(family, completed: pd.DataFrame) -> go.Figure | None:
                         labels={x: _title(x), y: _title(y),
                                 "best": f"best {family.quality_label}"},
                         title=f"Best {family.quality_label} over {_title(x)} x {_title(y)}")
+    figure.update_traces(textposition="top center")
+    shown = [cells]
+    if edge is not None and all(numeric.values()):
+        figure.add_trace(go.Scatter(
+            x=edge[x], y=edge[y], mode="lines+markers", line_shape="hv",
+            line={"dash": "dash", "color": "red"}, marker={"symbol": "line-ew-open"},
+            name="budget edge: the most that fits (other knobs as recommended)"))
+        shown.append(edge)
     for axis, name in (("xaxis", x), ("yaxis", y)):
         if numeric[name]:
-            values = sorted(cells[name].unique())
+            values = sorted(pd.concat([frame[name] for frame in shown]).unique())
             figure.update_layout({axis: {"tickvals": values,
                                          "ticktext": [_cell(v) for v in values]}})
-    figure.update_traces(textposition="top center")
     return figure
 
 

@@ -15,6 +15,9 @@ from cce_tune.tuner.families import DEFAULT, Family, get
 RUN_FILE = "run.json"
 REJECTED_FILE = "rejected.jsonl"
 JOURNAL_FILE = "optuna-journal.log"
+# Every point of the space's grid (discrete knobs) with its estimate, written at the start:
+# the reports draw the budget's edge from it.
+MEMORY_GRID_FILE = "memory-grid.jsonl"
 REPORT_DIR = "report"
 # Every trial's every epoch (report/history.csv): what `cce-tune replay` replays early
 # stopping from, and what the quality-against-cost chart draws.

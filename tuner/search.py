@@ -33,9 +33,9 @@ from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import Target, get
 from cce_tune.tuner.machine_lock import only_local_run
 from cce_tune.tuner.memory import MemoryProfile
-from cce_tune.tuner.memory_edge import edge_seeds
+from cce_tune.tuner.memory_edge import edge_seeds, estimated_grid
 from cce_tune.tuner.progress import ProgressTable
-from cce_tune.tuner.run_dir import JOURNAL_FILE, REJECTED_FILE, TuneSettings
+from cce_tune.tuner.run_dir import JOURNAL_FILE, MEMORY_GRID_FILE, REJECTED_FILE, TuneSettings
 from cce_tune.tuner.strategies import STRATEGIES, cce_tune_sampler
 from cce_tune.tuner.trial import TrialSettings
 from cce_tune.tuner.units import GB, format_bytes
@@ -257,7 +257,12 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
     sampler = cce_tune_sampler(settings.seed)  # the one `cce-tune replay` measures
     storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
     family = settings.family
-    edge = edge_seeds(space, target, settings.budget_limit, STRATEGIES["cce-tune"].edge_points)
+    grid = estimated_grid(space, target)
+    with open(run_dir / MEMORY_GRID_FILE, "w") as out:  # the reports draw the budget's edge
+        out.writelines(json.dumps({**params, "estimate_total_gb": total / GB}) + "\n"
+                       for params, total in grid)
+    edge = edge_seeds(space, target, settings.budget_limit, STRATEGIES["cce-tune"].edge_points,
+                      grid)
     optuna_search = OptunaSearch(
         space=SpaceSampler(space, target, settings.budget_limit),
         metric=list(family.objectives), mode=list(family.objectives.values()),

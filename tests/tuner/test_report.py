@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from cce_tune.tuner.report import trial_gaps, write_reports
+from cce_tune.tuner.report import budget_edge, trial_gaps, write_reports
 from tests.tuner.run_dirs import fake_sasrec_run
 
 
@@ -105,3 +105,19 @@ def test_a_converged_trial_reaches_the_front_and_every_epoch_is_in_the_history(t
         "00000": [1, 2], "00001": [1, 2], "00002": [1]}
     assert history.set_index("trial").loc["00002", "train_seconds"] == 3.0
     assert "reached by training time" in (out / "report.html").read_text()
+
+
+def test_the_budget_edge_is_drawn_at_the_recommended_trials_other_knobs(tmp_path):
+    """From the estimates the run wrote at its start: per batch size, the most negatives
+    that fit under margin x budget, at the recommended trial's sequence length."""
+    run_dir = fake_sasrec_run(tmp_path / "run")  # budget 40 GB: the limit is 36 GB
+    rows = [{"batch_size": b, "negatives": n, "max_len": m, "lr": 1e-3,
+             "estimate_total_gb": b * n * m / 2e5}
+            for b in (64, 128, 256) for n in (128, 256, 512) for m in (50, 100)]
+    (run_dir / "memory-grid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recommended = pd.Series({"max_len": 100})
+    edge = budget_edge(run_dir, ("batch_size", "negatives"), recommended, 36.0)
+    # at L = 100: 64 x 512 x 100 / 2e5 = 16 GB fits, 128 x 512 = 32.8 fits, 256 x 256 = 32.8
+    assert edge.to_dict("list") == {"batch_size": [64, 128, 256], "negatives": [512, 512, 256]}
+    assert budget_edge(run_dir, ("batch_size", "negatives"), None, 36.0) is None
+    assert "budget edge" in (write_reports(run_dir) / "report.html").read_text()

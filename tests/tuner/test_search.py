@@ -120,6 +120,9 @@ def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path,
     for noise in ("TensorBoard", "A new study created", "Traceback", "Configuration for"):
         assert noise not in printed.out + printed.err, noise
     assert "OUT OF MEMORY" in printed.out and f"{run_dir.resolve()}/trial_" in printed.out
+    # Under 40 GB the whole synthetic space fits: its edge is its largest corner, tried first.
+    assert "[  1/5] start  B=256  N=128  L=30" in printed.out
+    assert len((run_dir / "memory-grid.jsonl").read_text().splitlines()) == 3 * 4 * 2
     for name in REPORT_FILES:
         assert (run_dir / "report" / name).is_file(), name
     trials = pd.read_csv(run_dir / "report" / "trials.csv")
