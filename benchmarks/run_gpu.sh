@@ -2,7 +2,8 @@
 # One device call: GPU facts, then the stages named as arguments (tests, kernel-tests,
 # kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory,
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
-# tune-serial, tune-dlrm, dlrm, quality, train-ml20m). Logs and results go to $OUT.
+# tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration). Logs and results
+# go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -96,6 +97,8 @@ for stage in "$@"; do
             2>&1 | tee -a "$out/dlrm.log"
         done ;;
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
+    synthetic-calibration) python3 -m benchmarks.synthetic_calibration --bf16 \
+        --out "$out/synthetic-calibration" 2>&1 | tee "$out/synthetic-calibration.log" | tail -20 ;;
     train-ml20m)
       for precision in fp32 bf16; do
         for loss in ce_minus cce_minus; do

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from cce_tune.tuner.data import DataOptions, load
-from cce_tune.tuner.data.synthetic import SYNTHETIC_PRESETS, generate
+from cce_tune.tuner.data.synthetic import (
+    SYNTHETIC_PRESETS,
+    generate,
+    planted_model,
+    planted_scores,
+)
 
 
 @pytest.mark.parametrize("name", ["synthetic", "synthetic-ml-1m"])
@@ -52,3 +57,68 @@ def test_shortfall_of_distinct_items_is_redistributed():
                    num_interactions=50 * 20, min_length=5, median_length=15, max_length=30)
     data = generate(spec, seed=0)
     assert data.num_interactions == spec.num_interactions
+
+
+CALIBRATED = SYNTHETIC_PRESETS["synthetic-ml-1m"]
+# A calibrated spec scaled down: 1,500 users, 900 items, 90,000 interactions.
+SMALL_CALIBRATED = replace(CALIBRATED, num_users=1_500, num_items=900, num_interactions=90_000,
+                           min_length=20, median_length=45, max_length=500)
+
+
+def test_calibrated_preset_keeps_ml_1m_shape_and_no_repeats():
+    data = generate(CALIBRATED, seed=0)
+    assert data.num_interactions == 1_000_209 and data.lengths.min() == 20
+    assert data.lengths.max() <= 2_314
+    assert abs(np.median(data.lengths) - 96) <= 5
+    user_of = np.repeat(np.arange(data.num_users), data.lengths)
+    pairs = user_of.astype(np.int64) * (data.num_items + 1) + data.items
+    assert len(np.unique(pairs)) == data.num_interactions
+
+
+def test_calibrated_popularity_is_skewed_like_movielens():
+    """The top 10 % of items hold 30-45 % of interactions (ml-1m: about 40 %), yet every
+    item is seen and the most popular by fewer than all users."""
+    counts = np.sort(np.bincount(generate(CALIBRATED, seed=1).items)[1:])[::-1]
+    top = counts[:len(counts) // 10].sum() / counts.sum()
+    assert 0.30 <= top <= 0.45
+    assert counts.min() > 0 and counts[0] < CALIBRATED.num_users
+
+
+def test_calibrated_generation_is_reproducible_per_seed():
+    first, again = generate(SMALL_CALIBRATED, seed=4), generate(SMALL_CALIBRATED, seed=4)
+    np.testing.assert_array_equal(first.items, again.items)
+    np.testing.assert_array_equal(first.offsets, again.offsets)
+    assert not np.array_equal(first.items, generate(SMALL_CALIBRATED, seed=5).items)
+
+
+def test_calibrated_structure_is_weaker_than_the_easy_one():
+    """The previous item's most frequent successor is right far less often than with the
+    easy settings at the same shape (about 8x the most popular item's rate against 30-36x
+    over seeds 0-2), yet well above popularity."""
+    data = generate(SMALL_CALIBRATED, seed=3)
+    same_user = np.ones(data.num_interactions, dtype=bool)
+    same_user[data.offsets[:-1]] = False
+    prev, nxt = data.items[:-1][same_user[1:]], data.items[1:][same_user[1:]]
+    pairs = np.zeros((data.num_items + 1, data.num_items + 1), dtype=np.int64)
+    np.add.at(pairs, (prev, nxt), 1)
+    ratio = (pairs.max(1).sum() / len(nxt)) / (np.bincount(nxt).max() / len(nxt))
+    assert 4 < ratio < 15
+
+
+def test_planted_scores_are_next_item_probabilities():
+    model = planted_model(SMALL_CALIBRATED, seed=0)
+    users, previous = np.arange(5), np.array([1, 2, 3, 400, 900])
+    scores = planted_scores(model, users, previous)
+    assert scores.shape == (5, SMALL_CALIBRATED.num_items + 1)
+    np.testing.assert_allclose(scores.sum(1), 1.0)
+    assert (scores[:, 0] == 0).all()
+
+
+def test_easy_preset_keeps_one_cluster_and_no_tastes():
+    model = planted_model(SYNTHETIC_PRESETS["synthetic"], seed=0)
+    assert model.tastes.shape[1] == 1 and not model.cluster_of.any()
+
+
+def test_bad_cluster_count_is_refused():
+    with pytest.raises(ValueError, match="clusters must be 1..250"):
+        generate(replace(SYNTHETIC_PRESETS["synthetic"], clusters=300))
