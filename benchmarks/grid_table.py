@@ -49,9 +49,11 @@ class Point:
     max_len: int
 
     def config(self, base: TrainConfig, seed: int) -> TrainConfig:
+        """`base` at this point; the learning rate scaled by sqrt(batch / 128), so a large
+        batch is not judged at a small one's step size (the protocol is in grid.json)."""
         loss = replace(base.loss, name=self.loss, num_negatives=self.negatives)
         return replace(base, loss=loss, batch_size=self.batch_size, max_len=self.max_len,
-                       seed=seed)
+                       lr=base.lr * math.sqrt(self.batch_size / 128), seed=seed)
 
 
 def main() -> None:
@@ -66,14 +68,16 @@ def main() -> None:
     parser.add_argument("--max-lens", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-3, help="at batch 128; x sqrt(B/128)")
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--max-epochs", type=int, default=50)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=8, help="runs at once")
-    parser.add_argument("--timing-steps", type=int, default=20)
+    parser.add_argument("--timing-steps", type=int, default=10)
+    parser.add_argument("--time-limit", type=float,
+                        help="seconds: launch no run after this long, keep what ended")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results/replay"))
     args = parser.parse_args()
 
@@ -88,19 +92,27 @@ def main() -> None:
     solo = {point: solo_epoch_seconds(point.config(base, 0), data, args.timing_steps)
             for point in points}
     print(f"timed {len(points)} points alone in {time.time() - started:.0f} s", flush=True)
+    # Seed by seed (a cut-off run still covers the grid), the longest first within one.
     tasks = sorted(((point, seed) for point in points for seed in args.seeds),
-                   key=lambda task: -solo[task[0]])  # the longest first: fewer idle workers
-    runs = run_all(tasks, base, args.dataset, args.workers)
-    trials, history = tables(runs, solo, base, DatasetShape(*counts(DataOptions(args.dataset))))
+                   key=lambda task: (args.seeds.index(task[1]), -solo[task[0]]))
     out = args.out_dir / args.name
     out.mkdir(parents=True, exist_ok=True)
-    trials.to_csv(out / "trials.csv", index=False)
-    history.to_csv(out / "history.csv", index=False)
+    shape = DatasetShape(*counts(DataOptions(args.dataset)))
+
+    def write(runs: list[dict]) -> pd.DataFrame:
+        trials, history = tables(runs, solo, base, shape)
+        trials.to_csv(out / "trials.csv", index=False)
+        history.to_csv(out / "history.csv", index=False)
+        return trials
+
+    deadline = started + args.time_limit if args.time_limit else math.inf
+    trials = write(run_all(tasks, base, args.dataset, args.workers, deadline, write))
     command = command_line("benchmarks.grid_table", args)
     summary = describe(trials, command, time.time() - started)
     (args.out_dir / f"{args.name}.md").write_text(summary)
     (out / "grid.json").write_text(json.dumps(
         {"command": command, "base": asdict(base), "dataset": args.dataset,
+         "lr": "base.lr x sqrt(batch_size / 128)", "runs": len(trials), "planned": len(tasks),
          "wall_seconds": time.time() - started}, indent=1, default=str))
     print(summary)
 
@@ -133,18 +145,34 @@ def solo_epoch_seconds(config: TrainConfig, data, steps: int) -> float:
     return per_step * math.ceil(data.num_users / config.batch_size)
 
 
-def run_all(tasks: list, base: TrainConfig, dataset: str, workers: int) -> list[dict]:
-    """Every (point, seed) trained to convergence, `workers` at a time in fresh processes."""
+def run_all(tasks: list, base: TrainConfig, dataset: str, workers: int, deadline: float,
+            checkpoint) -> list[dict]:
+    """Every (point, seed) trained to convergence, `workers` at a time in fresh processes,
+    until `deadline` (time.time()): then the runs still going are dropped. `checkpoint` is
+    given the runs so far every `workers` runs, so a cut-off call keeps them."""
     import torch.multiprocessing as mp
 
     runs = []
-    with mp.get_context("spawn").Pool(workers) as pool:
-        for done, run in enumerate(pool.imap_unordered(
-                _train_one, [(point, seed, base, dataset) for point, seed in tasks]), 1):
-            runs.append(run)
-            print(f"[{done}/{len(tasks)}] {run['point']} seed {run['seed']}: {run['status']}, "
-                  f"NDCG@10 {run.get('ndcg10', float('nan')):.4f} after "
-                  f"{len(run['epochs'])} epochs", flush=True)
+    pool = mp.get_context("spawn").Pool(workers)
+    try:
+        pending = [pool.apply_async(_train_one, ((point, seed, base, dataset),))
+                   for point, seed in tasks]
+        while pending and time.time() < deadline:
+            ready = [result for result in pending if result.ready()]
+            if not ready:
+                time.sleep(0.2)
+                continue
+            for result in ready:
+                pending.remove(result)
+                run = result.get()
+                runs.append(run)
+                print(f"[{len(runs)}/{len(tasks)}] {run['point']} seed {run['seed']}: "
+                      f"{run['status']}, NDCG@10 {run.get('ndcg10', float('nan')):.4f} after "
+                      f"{len(run['epochs'])} epochs", flush=True)
+                if len(runs) % workers == 0:
+                    checkpoint(runs)
+    finally:
+        pool.terminate()
     return runs
 
 

@@ -124,7 +124,10 @@ def train(
 
     Training stops at `config.epochs`, or earlier once validation NDCG@10 has not improved
     for `config.patience` epochs; with patience, the best epoch's weights are the ones
-    tested.
+    tested. Patience counts only once the model beats the popularity ranking on validation:
+    sampled losses often start on a plateau at or below it for several epochs (up to 13 at
+    ml-1m shape on the H200) before they learn anything else, and a stall there is not
+    convergence.
 
     `on_milestone` is called with "setup" once model, optimizer and data are on the device,
     and with "first step" once the first optimizer step is queued (tuning times the way
@@ -140,6 +143,7 @@ def train(
 
     epochs = []
     best = _BestEpoch(setup.model, keep=final_test and config.patience > 0)
+    floor = _popularity(data, config, device).ndcg10 if config.patience else 0.0
     for epoch in range(1, config.epochs + 1):
         setup.model.train()
         if device.type == "cuda":
@@ -160,7 +164,7 @@ def train(
         valid = setup.evaluate("valid", data)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         stalled = best.update(epoch, valid.ndcg10)
-        converged = 0 < config.patience <= stalled
+        converged = 0 < config.patience <= stalled and best.ndcg10 > floor
         result = EpochResult(epoch, total_loss.item() / steps, valid, seconds,
                              data.num_users / seconds, tokens_per_epoch / seconds, peak,
                              converged)
@@ -174,12 +178,16 @@ def train(
         return TrainResult(config, data.name, str(device), epochs, None, None, None)
     best.restore()
     test = setup.evaluate("test", data)
-    popularity = popularity_scorer(data, device)
-    baseline = {split: evaluate(popularity, data, split, exclude_seen=config.exclude_seen,
-                                batch_size=config.eval_batch_size, device=device)
-                for split in ("valid", "test")}
+    baseline = {split: _popularity(data, config, device, split) for split in ("valid", "test")}
     return TrainResult(config, data.name, str(device), epochs, test, baseline["valid"],
                        baseline["test"], best.epoch if best.keep else epochs[-1].epoch)
+
+
+def _popularity(data: SequenceData, config: TrainConfig, device: torch.device,
+                split: str = "valid") -> RankingMetrics:
+    return evaluate(popularity_scorer(data, device), data, split,
+                    exclude_seen=config.exclude_seen, batch_size=config.eval_batch_size,
+                    device=device)
 
 
 class _BestEpoch:

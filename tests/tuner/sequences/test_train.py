@@ -28,15 +28,27 @@ def test_seed_makes_training_repeatable():
 
 
 def test_patience_stops_once_validation_stalls_and_tests_the_best_epoch():
-    """With a learning rate of 0 nothing improves after epoch 1: patience 2 ends the run at
-    epoch 3, marked converged, and the weights tested are epoch 1's."""
     data = load(DataOptions("synthetic"))
-    config = TrainConfig(batch_size=256, max_len=10, epochs=20, patience=2, lr=0.0,
+    config = TrainConfig(batch_size=128, max_len=20, epochs=12, patience=1, lr=0.1,
                          hidden=16, num_blocks=1)
     result = train(config, data)
-    assert [r.epoch for r in result.epochs] == [1, 2, 3]
-    assert [r.converged for r in result.epochs] == [False, False, True]
-    assert result.tested_epoch == 1
+    curve = [r.valid.ndcg10 for r in result.epochs]
+    best = 1 + curve.index(max(curve))
+    assert result.epochs[-1].converged and not any(r.converged for r in result.epochs[:-1])
+    assert result.epochs[-1].epoch == best + 1 < 12  # one epoch without improvement
+    assert result.tested_epoch == best
+
+
+def test_patience_does_not_count_before_the_model_beats_popularity():
+    """With a learning rate of 0 the model never learns: no stall is convergence, so it
+    trains to the cap."""
+    data = load(DataOptions("synthetic"))
+    config = TrainConfig(batch_size=256, max_len=10, epochs=4, patience=1, lr=0.0,
+                         hidden=16, num_blocks=1)
+    result = train(config, data)
+    assert [r.epoch for r in result.epochs] == [1, 2, 3, 4]
+    assert not any(r.converged for r in result.epochs)
+    assert result.test.ndcg10 < result.popularity_test.ndcg10
 
 
 def test_the_best_epochs_weights_are_the_ones_restored():
