@@ -7,6 +7,7 @@ a table sortable by any column, failed and out-of-memory ones included."""
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -92,8 +93,15 @@ def _quality_by_memory(family, completed: pd.DataFrame, front: pd.DataFrame,
     figure.add_trace(go.Scatter(x=ordered["peak_memory_gb"], y=ordered[family.quality],
                                 mode="lines", line={"dash": "dot", "color": "gray"},
                                 name="front", showlegend=False))
-    figure.add_vline(x=budget_gb, line_dash="dash", line_color="red",
-                     annotation_text=f"budget {budget_gb:g} GB")
+    # On a log axis an annotation's x is the log of the value (a shape's is not): given as
+    # the value, it stretched the axis to 1e40.
+    figure.add_vline(x=budget_gb, line_dash="dash", line_color="red")
+    figure.add_annotation(x=math.log10(budget_gb), y=1, yref="paper", yanchor="bottom",
+                          text=f"budget {budget_gb:g} GB", showarrow=False,
+                          font={"color": "red"})
+    low = min(completed["peak_memory_gb"].min(), budget_gb)
+    high = max(completed["peak_memory_gb"].max(), budget_gb)
+    figure.update_xaxes(range=[math.log10(low) - 0.3, math.log10(high) + 0.3])
     return figure
 
 
