@@ -13,6 +13,7 @@ from pathlib import Path
 from cce_tune.tuner.data.cache import cache_dir, cached, cached_counts
 from cce_tune.tuner.data.movielens import MOVIELENS, ratings_path, read_ratings
 from cce_tune.tuner.data.prepare import PrepareOptions, prepare
+from cce_tune.tuner.data.progress import building
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.data.synthetic import SYNTHETIC_PRESETS, generate
 from cce_tune.tuner.data.tabular import TABULAR_SUFFIXES, ColumnNames, read_table
@@ -40,7 +41,7 @@ def load(options: DataOptions) -> SequenceData:
     if name in SYNTHETIC_PRESETS:
         spec = SYNTHETIC_PRESETS[name]
         return cached({"name": name, "spec": asdict(spec), "seed": options.seed},
-                      lambda: generate(spec, options.seed))
+                      lambda: _generated(spec, options.seed))
     if name in MOVIELENS:
         path = ratings_path(MOVIELENS[name], options.data_dir, cache_dir())
         return _prepared(name, path, lambda: read_ratings(path), options)
@@ -89,4 +90,13 @@ def _key(name: str, path: Path, options: DataOptions) -> dict:
 
 
 def _prepared(name: str, path: Path, read, options: DataOptions) -> SequenceData:
-    return cached(_key(name, path, options), lambda: prepare(read(), options.prepare, name))
+    def build() -> SequenceData:
+        with building(f"preparing {name} (once: it is cached)"):
+            return prepare(read(), options.prepare, name)
+
+    return cached(_key(name, path, options), build)
+
+
+def _generated(spec, seed: int) -> SequenceData:
+    with building(f"generating {spec.name} (once: it is cached)") as advance:
+        return generate(spec, seed, progress=advance)

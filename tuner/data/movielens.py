@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cce_tune.tuner.data.prepare import Interactions
+from cce_tune.tuner.data.progress import copy_with_progress
 from cce_tune.tuner.errors import DataError
 
 if TYPE_CHECKING:  # pandas loads only when a file is read: `estimate` stays fast
@@ -77,10 +77,11 @@ def fetch(spec: MovieLensSpec, raw_dir: Path, url: str | None = None) -> None:
     url = url or spec.url
     if not archive.is_file():
         partial = archive.with_suffix(".zip.part")
-        print(f"downloading {url} -> {archive}")
         try:
             with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
-                shutil.copyfileobj(response, out, length=1 << 20)
+                size = response.headers.get("Content-Length")
+                copy_with_progress(response, out, int(size) if size else None,
+                                   f"downloading {archive.name}")
         except OSError as error:
             partial.unlink(missing_ok=True)
             raise DataError(

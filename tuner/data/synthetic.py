@@ -39,6 +39,7 @@ from `ML_SETTINGS`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -112,13 +113,15 @@ class PlantedModel:
         return _successor_probs(self.spec)
 
 
-def generate(spec: SyntheticSpec, seed: int = 0) -> SequenceData:
-    """Draw every user's sequence; the total interaction count is exactly the spec's."""
+def generate(spec: SyntheticSpec, seed: int = 0,
+             progress: Callable[[float], None] | None = None) -> SequenceData:
+    """Draw every user's sequence; the total interaction count is exactly the spec's.
+    `progress` is told the share of the walks drawn so far (most of the time)."""
     _check(spec)
     rng = np.random.default_rng(seed)
     lengths = _lengths(spec, rng)
     model, clusters = _planted(spec, rng)
-    walks, walk_offsets = _walks(spec, lengths, model, clusters, rng)
+    walks, walk_offsets = _walks(spec, lengths, model, clusters, rng, progress)
     items, offsets = _first_unique(walks, walk_offsets, lengths, spec.num_items)
     return SequenceData(spec.name, spec.num_items, offsets, items.astype(np.int32))
 
@@ -254,6 +257,7 @@ def _walks(
     model: PlantedModel,
     clusters: _Clusters,
     rng: np.random.Generator,
+    progress: Callable[[float], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Walks 3x as long as needed (repeats are dropped later), users as rows of a CSR."""
     walk_lengths = 3 * lengths + 16
@@ -278,10 +282,14 @@ def _walks(
     if spec.clusters > 1:
         cluster = tasted(np.arange(spec.num_users), rng.random(spec.num_users))
     current = clusters.draw(cluster, rng.random(spec.num_users))
+    drawn = 0
     for step in range(int(sorted_lengths[0])):
         active = int(np.searchsorted(-sorted_lengths, -step, side="left"))
         current = current[:active]
         walks[starts[:active] + step] = current
+        drawn += active
+        if progress is not None and step % 64 == 0:
+            progress(drawn / len(walks))
         follow = rng.random(active) < spec.follow_prob
         which = np.searchsorted(choice, rng.random(active), side="right")
         jumps = np.flatnonzero(~follow)

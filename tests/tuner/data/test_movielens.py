@@ -113,6 +113,20 @@ def test_download_verifies_checksum_and_caches(tmp_path, monkeypatch):
     check_prepared(load(DataOptions("ml-1m")))
 
 
+def test_a_download_shows_its_size_then_preparation_its_time(tmp_path, monkeypatch, capsys):
+    folder, md5 = official_zip(tmp_path)
+    monkeypatch.setattr(movielens, "BASE_URL", folder.as_uri() + "/")
+    monkeypatch.setitem(movielens.MOVIELENS, "ml-1m",
+                        replace(movielens.MOVIELENS["ml-1m"], md5=md5))
+    load(DataOptions("ml-1m"))
+    size = (folder / "ml-1m.zip").stat().st_size
+    shown = capsys.readouterr().err
+    assert "downloading" in shown and f"{size}/{size} bytes" in shown
+    assert "preparing ml-1m (once: it is cached)" in shown and "100%" in shown
+    load(DataOptions("ml-1m"))
+    assert capsys.readouterr().err == ""  # cached: nothing to show
+
+
 def test_download_checksum_mismatch(tmp_path, monkeypatch):
     folder, _ = official_zip(tmp_path)
     monkeypatch.setattr(movielens, "BASE_URL", folder.as_uri() + "/")

@@ -122,3 +122,10 @@ def test_easy_preset_keeps_one_cluster_and_no_tastes():
 def test_bad_cluster_count_is_refused():
     with pytest.raises(ValueError, match="clusters must be 1..250"):
         generate(replace(SYNTHETIC_PRESETS["synthetic"], clusters=300))
+
+
+def test_generation_reports_its_progress_up_to_the_whole():
+    shares = []
+    generate(SYNTHETIC_PRESETS["synthetic"], progress=shares.append)
+    assert shares == sorted(shares) and shares[0] > 0 and shares[-1] <= 1.0
+    assert len(shares) >= 3
