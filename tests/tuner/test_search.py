@@ -143,6 +143,19 @@ def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path,
     html = (run_dir / "report" / "report.html").read_text()
     assert "plotly" in html and "<h2>Recommended" in html and "out-of-memory" in html
     assert "Estimated against measured" not in html  # a CPU run measures no GPU memory
+    # What optuna-dashboard and TensorBoard read (README): the journal, every trial's
+    # objectives and memory constraint; each trial's event file, inside RUN_DIR.
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="cce-tune", storage=JournalStorage(
+        JournalFileBackend(str(run_dir / "optuna-journal.log"))))
+    told = [t for t in study.trials if t.values is not None]
+    assert len(told) >= len(finished) and all(len(t.values) == 3 for t in told)
+    assert all("over_budget_bytes" in t.user_attrs for t in told)
+    for trial in finished["trial"]:
+        assert list((run_dir / f"trial_{trial}").glob("events.out.tfevents.*")), trial
     # The report command rebuilds the same files from RUN_DIR alone.
     (run_dir / "report" / "trials.csv").unlink()
     run_cli("report", str(run_dir))
