@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,14 +75,20 @@ def prepare(raw: Interactions, options: PrepareOptions, name: str) -> SequenceDa
 
 
 MIN_USERS = MIN_ITEMS = 2
+TOP_K = 10  # the metrics' cut-off: NDCG@10, HR@10
 
 
 def _check_rankable(name: str, users: int, items: int) -> None:
     """Refuse data on which full-ranking metrics cannot tell a model from popularity: one
     user's every other item is excluded as seen, and one item ranks first for anyone, so any
-    scorer gets 1.0."""
+    scorer gets 1.0. Warn when the whole catalog fits in the top 10: HR@10 is then 1.0 for
+    any scorer, and NDCG@10 tells little."""
     if users < MIN_USERS or items < MIN_ITEMS:
         raise DataError(
             f"{name}: {users:,} users and {items:,} items after preparation; ranking needs at "
             f"least {MIN_USERS} users and {MIN_ITEMS} items (lower --min-user-interactions or "
             "--min-rating, or give a larger log)")
+    if items <= TOP_K:
+        warnings.warn(f"{name}: {items} items: the whole catalog fits in the top {TOP_K}, so "
+                      f"HR@{TOP_K} is 1.0 for any ranking and NDCG@{TOP_K} says little",
+                      stacklevel=2)

@@ -55,6 +55,14 @@ def test_a_log_with_one_user_is_refused_naming_the_counts(tmp_path):
         load(DataOptions(str(path)))
 
 
+def test_a_catalog_that_fits_in_the_top_10_is_warned_about(tmp_path):
+    path = tmp_path / "small.csv"
+    path.write_text("user_id,item_id,timestamp\n" + "".join(
+        f"{u},{i},{i}\n" for u in range(5) for i in range(8)))
+    with pytest.warns(UserWarning, match="small: 8 items: the whole catalog fits in the top 10"):
+        load(DataOptions(str(path)))
+
+
 def test_a_recbole_atomic_file_needs_no_column_flags(tmp_path):
     """RecBole's `.inter`: tab-separated, `name:type` headers; its names are our defaults."""
     path = tmp_path / "ml-100k.inter"
