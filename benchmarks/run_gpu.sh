@@ -101,11 +101,11 @@ for stage in "$@"; do
         --out "$out/synthetic-calibration" 2>&1 | tee "$out/synthetic-calibration.log" | tail -20 ;;
     grid-tables)  # issue 14's replay targets: a full grid, then a second table apart
       python3 -m benchmarks.grid_table --dataset synthetic-ml-1m --name ml-1m-cce --bf16 \
-        --workers 12 --time-limit 370 --out-dir "$out/replay" 2>&1 | tee "$out/grid-1.log" \
+        --workers 12 --time-limit 300 --out-dir "$out/replay" 2>&1 | tee "$out/grid-1.log" \
         | grep -v "^\[" | tail -25
       python3 -m benchmarks.grid_table --dataset synthetic-ml-1m --name ml-1m-torch-d128 \
         --losses ce_minus --hidden 128 --batch-sizes 64 128 256 512 1024 \
-        --negatives 64 256 1024 4096 --max-lens 50 200 --bf16 --workers 12 --time-limit 140 \
+        --negatives 64 256 1024 4096 --max-lens 50 200 --bf16 --workers 12 --time-limit 100 \
         --out-dir "$out/replay" 2>&1 | tee "$out/grid-2.log" | grep -v "^\[" | tail -8
       tar czf "$out/replay.tgz" -C "$out" replay ;;
     train-ml20m)
