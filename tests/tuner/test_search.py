@@ -225,8 +225,8 @@ def test_a_space_is_checked_against_its_models_knobs(tmp_path):
     with pytest.raises(SpaceError, match="unknown knob 'negatives'; allowed: batch_size, "
                                          "embedding_dim"):
         load_space(path, knobs_of)
-    path.write_text("model: bert4rec\nparams: {}\n")
-    with pytest.raises(SpaceError, match="model 'bert4rec': choose one of sasrec, dlrm"):
+    path.write_text("model: gru4rec\nparams: {}\n")
+    with pytest.raises(SpaceError, match="model 'gru4rec': choose one of sasrec, dlrm"):
         load_space(path, knobs_of)
 
 
