@@ -282,7 +282,8 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
             failure_config=ray_tune.FailureConfig(max_failures=0, fail_fast=False),
             # files a trial writes (a first-step profile) reach RUN_DIR, from any node
             sync_config=ray_tune.SyncConfig(sync_artifacts=True),
-            callbacks=[progress], verbose=0),
+            # each trial's own output (warnings, prints) in its folder, not the driver's
+            log_to_file=True, callbacks=[progress], verbose=0),
     )
 
 
