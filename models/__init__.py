@@ -5,7 +5,8 @@ Names load on first use, so that configs and memory declarations import without 
 
 from importlib import import_module
 
-_HOMES = {"SASRec": "sasrec", "SASRecConfig": "sasrec_config"}
+_HOMES = {"SASRec": "sasrec", "SASRecConfig": "sasrec_config",
+          "BERT4Rec": "bert4rec", "BERT4RecConfig": "bert4rec_config"}
 
 __all__ = sorted(_HOMES)
 

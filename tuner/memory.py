@@ -6,7 +6,8 @@
     >>> print(breakdown.table())
 
 Each part declares its own bytes next to its code (`models.sasrec_memory`,
-`kernels.memory`); this module adds them up over the moments of a step where memory peaks:
+`models.bert4rec_memory`, `kernels.memory`); this module adds them up over the moments of a
+step where memory peaks:
 the forward, the backward, the optimizer step, and evaluation. Above the tensors sit the
 allocator's slack and the CUDA context, which `max_memory_allocated` does not see but a GPU
 budget does. The coefficients of `MemoryProfile` are what `verify-memory --calibrate` fits.
@@ -15,14 +16,22 @@ budget does. The coefficients of `MemoryProfile` are what `verify-memory --calib
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cce_tune.kernels.memory import allocation, loss_memory
+from cce_tune.models import bert4rec_memory
+from cce_tune.models.bert4rec_config import BERT4RecConfig, masked_capacity
 from cce_tune.models.sasrec_config import SASRecConfig
-from cce_tune.models.sasrec_memory import activation_memory, inference_extra, parameter_bytes
+from cce_tune.models.sasrec_memory import (
+    ActivationMemory,
+    activation_memory,
+    inference_extra,
+    parameter_bytes,
+)
 from cce_tune.tuner.errors import CceTuneError
-from cce_tune.tuner.sequences.config import TrainConfig, users_per_batch
+from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig, users_per_batch
 from cce_tune.tuner.units import format_bytes
 
 MiB = 1 << 20
@@ -120,45 +129,96 @@ def dataset_bytes(shape: DatasetShape, max_len: int) -> int:
             + allocation(users, 8))
 
 
+@dataclass(frozen=True)
+class ModelTerms:
+    """What a sequence model declares for one training step of a config: its parameters,
+    the dataset's and the batch's device arrays, its activations, the loss's token count
+    and item table, and its no-grad forward over `users` sequences (evaluation)."""
+
+    params: int
+    dataset: int
+    batch_ids: int
+    activations: ActivationMemory
+    loss_tokens: int
+    table_rows: int  # of the item table, whose gradient is a parameter's
+    # Beside the loss's own backward: BERT4Rec scores a slice of its table (without the mask
+    # token's row), whose backward expands the loss's item gradient to a full table.
+    loss_backward_extra: int
+    inference_extra: Callable[[int], int]  # users -> bytes of their no-grad forward
+
+
+def _sasrec_terms(config: TrainConfig, shape: DatasetShape, batch: int) -> ModelTerms:
+    model = model_config(config, shape)
+    tokens = batch * config.max_len
+    return ModelTerms(
+        params=parameter_bytes(model),
+        dataset=dataset_bytes(shape, config.max_len),
+        batch_ids=2 * allocation(tokens, 8),  # the batch's inputs and targets
+        activations=activation_memory(model, batch, config.bf16),
+        loss_tokens=tokens, table_rows=shape.num_items + 1, loss_backward_extra=0,
+        inference_extra=lambda users: inference_extra(model, users, config.bf16))
+
+
+def _bert4rec_terms(config: ClozeConfig, shape: DatasetShape, batch: int) -> ModelTerms:
+    model = BERT4RecConfig(num_items=shape.num_items, max_len=config.max_len,
+                           hidden=config.hidden, num_blocks=config.num_blocks,
+                           num_heads=config.num_heads, dropout=config.dropout)
+    masked = masked_capacity(batch, config.max_len, config.mask_prob)
+    rows = bert4rec_memory.table_rows(model)
+    users, length = shape.num_users, config.max_len
+    return ModelTerms(
+        params=bert4rec_memory.parameter_bytes(model),
+        # Training windows, validation and test histories (each L wide, int64), and an
+        # epoch's permutation or a split's targets.
+        dataset=3 * allocation(users * length, 8) + allocation(users, 8),
+        batch_ids=bert4rec_memory.batch_bytes(batch, length, masked),
+        activations=bert4rec_memory.activation_memory(model, batch, masked, config.bf16),
+        loss_tokens=masked, table_rows=rows,
+        loss_backward_extra=allocation(rows * config.hidden, 4),
+        inference_extra=lambda users: bert4rec_memory.inference_extra(model, users, config.bf16))
+
+
+# The sequence models by `TrainConfig.model`: what each declares for a step.
+MODEL_TERMS = {"sasrec": _sasrec_terms, "bert4rec": _bert4rec_terms}
+
+
 def estimate(config: TrainConfig, shape: DatasetShape,
              profile: MemoryProfile | None = None) -> MemoryBreakdown:
-    """Peak GPU memory of training `config` on a dataset of `shape`, in closed form."""
+    """Peak GPU memory of training `config` on a dataset of `shape`, in closed form; the
+    config's `model` (SASRec, BERT4Rec) says whose terms."""
     profile = profile or DEFAULT_PROFILE
-    model = model_config(config, shape)
     autocast = config.bf16
     batch = min(config.batch_size, shape.num_users)
-    tokens = batch * config.max_len
-    rows = shape.num_items + 1
+    model = MODEL_TERMS[config.model](config, shape, batch)
 
-    params = parameter_bytes(model)
+    params = model.params
     persistent = {
         "parameters": params,
         "Adam state": 2 * params,
-        "dataset on device": dataset_bytes(shape, config.max_len),
+        "dataset on device": model.dataset,
         "library workspaces": profile.workspace_bytes,
     }
     base = sum(persistent.values())
-    batch_ids = 2 * allocation(tokens, 8)  # the batch's inputs and targets
-    activations = activation_memory(model, batch, autocast)
-    loss = loss_memory(config.loss, tokens, shape.num_items, config.hidden, autocast)
+    activations = model.activations
+    loss = loss_memory(config.loss, model.loss_tokens, shape.num_items, config.hidden, autocast)
     act_scale, loss_scale = profile.activation_scale, profile.loss_scale
     saved = act_scale * activations.saved + loss_scale * loss.saved
-    item_grad = allocation(rows * config.hidden, 4)
+    item_grad = allocation(model.table_rows * config.hidden, 4)
 
     moments = {
         "forward": {
-            "batch ids": batch_ids,
+            "batch ids": model.batch_ids,
             "saved activations": act_scale * activations.saved,
             "loss saved": loss_scale * loss.saved,
             "forward temporaries": max(act_scale * activations.forward_extra,
                                        loss_scale * loss.forward_extra),
         },
         "backward": {
-            "batch ids": batch_ids,
+            "batch ids": model.batch_ids,
             "saved activations": act_scale * activations.saved,
             "loss saved": loss_scale * loss.saved,
             "gradients in flight": max(
-                loss_scale * loss.backward_extra,
+                loss_scale * loss.backward_extra + model.loss_backward_extra,
                 item_grad + act_scale * activations.backward_extra - loss_scale * loss.saved,
                 # The embedding lookup's dense gradient added to the table's: two tables beside
                 # the other parameters' gradients, once the activations are gone.
@@ -169,7 +229,7 @@ def estimate(config: TrainConfig, shape: DatasetShape,
             "gradients": params,
             "Adam temporaries": params,  # foreach Adam's sqrt of the second moments
         },
-        "evaluation": _evaluation(config, model, shape, autocast, act_scale),
+        "evaluation": _evaluation(config, model.inference_extra, shape, autocast, act_scale),
     }
     phases = {name: base + int(sum(terms.values())) for name, terms in moments.items()}
     phase = max(phases, key=phases.get)
@@ -179,8 +239,8 @@ def estimate(config: TrainConfig, shape: DatasetShape,
     return MemoryBreakdown(terms, phase, phases, peak, reserved, reserved + profile.context_bytes)
 
 
-def _evaluation(config: TrainConfig, model: SASRecConfig, shape: DatasetShape, autocast: bool,
-                act_scale: float) -> dict[str, int]:
+def _evaluation(config: TrainConfig, inference: Callable[[int], int], shape: DatasetShape,
+                autocast: bool, act_scale: float) -> dict[str, int]:
     """Full ranking, one batch of users at a time: first their forward, then their scores
     over the whole catalog in float32 (under autocast beside the bf16 ones they are cast
     from, or the bf16 table copy that made those) and the top 11's workspace, about 4 bytes per
@@ -197,7 +257,7 @@ def _evaluation(config: TrainConfig, model: SASRecConfig, shape: DatasetShape, a
     return {
         "evaluation batch": allocation(users * config.max_len, 8),
         "evaluation forward or scores": max(
-            int(act_scale * inference_extra(model, users, autocast)), ranking),
+            int(act_scale * inference(users)), ranking),
     }
 
 

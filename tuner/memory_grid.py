@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from cce_tune.kernels.config import LOSSES as ALL_LOSSES
 from cce_tune.kernels.config import NEGATIVE_MODES, SINGLE_NEGATIVE, LossConfig
 from cce_tune.tuner.memory import DatasetShape
-from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -23,22 +23,29 @@ class GridPoint:
     bf16: bool
     negative_mode: str = "shared"
     in_kernel: bool = False
+    mask_prob: float | None = None  # BERT4Rec's point (the cloze task), else SASRec's
 
     def config(self) -> TrainConfig:
         negatives = 1 if self.loss in SINGLE_NEGATIVE else self.negatives
-        return TrainConfig(loss=LossConfig(self.loss, num_negatives=negatives,
-                                           negative_mode=self.negative_mode,
-                                           in_kernel_negatives=self.in_kernel),
-                           batch_size=self.batch_size, max_len=self.max_len, hidden=self.hidden,
-                           bf16=self.bf16, device="cuda")
+        config = TrainConfig(loss=LossConfig(self.loss, num_negatives=negatives,
+                                             negative_mode=self.negative_mode,
+                                             in_kernel_negatives=self.in_kernel),
+                             batch_size=self.batch_size, max_len=self.max_len,
+                             hidden=self.hidden, bf16=self.bf16, device="cuda")
+        if self.mask_prob is None:
+            return config
+        return ClozeConfig(**{f.name: getattr(config, f.name) for f in fields(config)},
+                           mask_prob=self.mask_prob)
 
     def shape(self) -> DatasetShape:
         # Enough users for a full batch and an evaluation pass; the data term stays small.
         return DatasetShape(num_users=2 * self.batch_size, num_items=self.num_items)
 
     def group(self) -> str:
-        """The memory-model branch this point exercises: loss, negative layout, id source."""
-        return memory_group(self.loss, self.negative_mode, self.in_kernel)
+        """The memory-model branch this point exercises: loss, negative layout, id source
+        (and the model, for BERT4Rec's points)."""
+        group = memory_group(self.loss, self.negative_mode, self.in_kernel)
+        return group if self.mask_prob is None else f"bert4rec {group}"
 
 
 def memory_group(loss: str, negative_mode: str, in_kernel: bool) -> str:
@@ -147,4 +154,21 @@ def tiny_grid() -> list[GridPoint]:
             for loss in ("ce", "ce_minus", "cce", "cce_minus")]
 
 
-GRIDS: dict[str, Callable[[], list[GridPoint]]] = {"default": default_grid, "tiny": tiny_grid}
+def bert4rec_grid() -> list[GridPoint]:
+    """BERT4Rec (the cloze task, mask_prob 0.15 to 0.4): 43 points, the default grid's
+    shapes for the shared-negative losses and each layout of the sampled ones, fp32 and
+    bf16; the loss's tokens are the masked ones, about mask_prob of B x L."""
+    points = []
+    probs = (0.15, 0.2, 0.3, 0.4)
+    for loss, (index, (b, length, d, n)) in itertools.product(LOSSES, enumerate(SHAPES)):
+        points.append(GridPoint(loss, b, n, length, d, 26_744, bf16=index % 2 == 1,
+                                mask_prob=probs[index % 4]))
+    for (loss, mode, in_kernel), shapes in LAYOUTS.items():
+        b, length, d, n, items, bf16 = shapes[0]
+        points.append(GridPoint(loss, b, n, length, d, items, bf16, mode, in_kernel,
+                                mask_prob=0.2))
+    return points
+
+
+GRIDS: dict[str, Callable[[], list[GridPoint]]] = {"default": default_grid, "tiny": tiny_grid,
+                                                   "bert4rec": bert4rec_grid}

@@ -4,7 +4,7 @@ outside (a test's toy model, a user's own):
 
     >>> from cce_tune.tuner.families import get, names
     >>> names()
-    ('sasrec', 'dlrm')
+    ('sasrec', 'dlrm', 'bert4rec')
     >>> get("sasrec").quality_label
     'NDCG@10'
 """
@@ -16,7 +16,8 @@ import importlib
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families.base import REPORT_COLUMNS, Family, Knob, Target
 
-BUILTIN = {"sasrec": "cce_tune.tuner.families.sasrec", "dlrm": "cce_tune.tuner.families.dlrm"}
+BUILTIN = {"sasrec": "cce_tune.tuner.families.sasrec", "dlrm": "cce_tune.tuner.families.dlrm",
+           "bert4rec": "cce_tune.tuner.families.bert4rec"}
 DEFAULT = "sasrec"
 _registered: dict[str, Family] = {}
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from cce_tune.kernels.config import LossConfig
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """SASRec's run: next-item prediction at every position."""
+
+    # The sequence model it trains (`tuner.sequences.objectives` builds it, `tuner.memory`
+    # sizes it); a class attribute, so a run's JSON does not carry it.
+    model: ClassVar[str] = "sasrec"
+
     loss: LossConfig = field(default_factory=LossConfig)
     batch_size: int = 128
     max_len: int = 50
@@ -26,6 +33,20 @@ class TrainConfig:
     bf16: bool = False
     exclude_seen: bool = True
     eval_batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class ClozeConfig(TrainConfig):
+    """BERT4Rec's run: the cloze task, each real item of a training sequence masked with
+    probability `mask_prob` (at least one a sequence) and predicted from both sides."""
+
+    model: ClassVar[str] = "bert4rec"
+
+    mask_prob: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.mask_prob < 1:
+            raise ValueError(f"mask probability must be in (0, 1), got {self.mask_prob}")
 
 
 # Users per evaluation batch shrink so that a batch's (users x catalog) scores stay under

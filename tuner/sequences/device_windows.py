@@ -20,9 +20,10 @@ class DeviceSequences:
     """A dataset's items and offsets on `device`, copied once, for cutting windows there."""
 
     def __init__(self, data: SequenceData, device: torch.device) -> None:
-        self.items = torch.as_tensor(data.items, device=device)
-        self.offsets = torch.as_tensor(data.offsets, device=device)
-        self.num_users = data.num_users
+        # A copy even on the CPU: a trial's arrays come read-only from Ray's object store.
+        self.items = torch.tensor(data.items, device=device)
+        self.offsets = torch.tensor(data.offsets, device=device)
+        self.num_users, self.num_items = data.num_users, data.num_items
 
     def windows(self, split: str, length: int) -> torch.Tensor:
         """Equal to `torch.as_tensor(data.windows(split, length))`, on the device."""

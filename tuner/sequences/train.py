@@ -1,7 +1,10 @@
-"""Training SASRec with a chosen loss: a plain loop that knows nothing of Ray.
+"""Training a sequence model (SASRec, BERT4Rec) with a chosen loss: a plain loop that knows
+nothing of Ray.
 
 `cce-tune train` runs it directly; a tuning trial runs the same function and forwards each
-`EpochResult` to its scheduler through `on_epoch`.
+`EpochResult` to its scheduler through `on_epoch`. What differs between the models (which
+module, what a batch feeds it, what it ranks from) is their objective
+(`tuner.sequences.objectives`), chosen by the config's `model`.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ import numpy as np
 import torch
 
 from cce_tune.kernels.losses import make_loss
-from cce_tune.models import SASRec, SASRecConfig
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.sequences.config import TrainConfig
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.evaluate import RankingMetrics, evaluate, popularity_scorer
+from cce_tune.tuner.sequences.objectives import OBJECTIVES
 
 
 @dataclass(frozen=True)
@@ -73,18 +76,13 @@ class Setup:
         if config.bf16 and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
             raise CceTuneError("--bf16 needs a CUDA GPU with bfloat16 support")
         torch.manual_seed(config.seed)
-        self.model = SASRec(SASRecConfig(
-            num_items=data.num_items, max_len=config.max_len, hidden=config.hidden,
-            num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout,
-        )).to(device)
+        objective = OBJECTIVES[config.model]
+        self.model = objective.build_model(config, data.num_items).to(device)
         self.loss_fn = make_loss(config.loss, data.num_items)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        sequences = DeviceSequences(data, device)
-        windows = sequences.windows("train", config.max_len + 1)
-        self.inputs = windows[:, :-1]
-        # The first item predicts nothing.
-        self.targets = torch.where(self.inputs == 0, 0, windows[:, 1:])
-        self.scorers = {split: _model_scorer(self.model, sequences.windows(split, config.max_len))
+        # The batch builder: the dataset's training arrays and a batch's loss.
+        self.batches = objective(config, DeviceSequences(data, device))
+        self.scorers = {split: _model_scorer(self.model, self.batches.history(split))
                         for split in ("valid", "test")}
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16)
 
@@ -92,9 +90,7 @@ class Setup:
         """The loss of the users in `batch`, with the graph for its backward."""
         self.optimizer.zero_grad(set_to_none=True)  # before the forward: no stale gradients
         with self.autocast:
-            hidden = self.model(self.inputs[batch])
-            return self.loss_fn(hidden.reshape(-1, self.config.hidden),
-                                self.model.output_embedding, self.targets[batch].reshape(-1))
+            return self.batches.loss(self.model, self.loss_fn, batch)
 
     def step(self, batch: torch.Tensor) -> torch.Tensor:
         """One optimizer step on `batch`; returns the loss, detached."""
@@ -120,7 +116,7 @@ def train(
     on_milestone: Callable[[str], None] | None = None,
     final_test: bool = True,
 ) -> TrainResult:
-    """Adam on next-item prediction; validation after each epoch, test at the end.
+    """Adam on the config's objective; validation after each epoch, test at the end.
 
     Training stops at `config.epochs`, or earlier once validation NDCG@10 has not improved
     for `config.patience` epochs; with patience, the best epoch's weights are the ones
@@ -139,7 +135,7 @@ def train(
         on_milestone("setup")
     device = setup.device
     rng = np.random.default_rng(config.seed)
-    tokens_per_epoch = int((setup.targets != 0).sum())
+    tokens_per_epoch = setup.batches.tokens_per_epoch
 
     epochs = []
     best = _BestEpoch(setup.model, keep=final_test and config.patience > 0)
@@ -212,7 +208,7 @@ class _BestEpoch:
             self.model.load_state_dict(self.state)
 
 
-def _model_scorer(model: SASRec, histories: torch.Tensor):
+def _model_scorer(model: torch.nn.Module, histories: torch.Tensor):
     """Scores of every item from the hidden state at each user's last history position."""
 
     def score(users: torch.Tensor) -> torch.Tensor:

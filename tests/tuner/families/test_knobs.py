@@ -15,19 +15,22 @@ from cce_tune.tuner.data.tabular import ColumnNames
 from cce_tune.tuner.families import get, names
 
 # A value other than the default for every knob of every family.
+SASREC = {"loss": "cce_minus", "negatives": 777, "negative_mode": "tile",
+          "tile_size": 32, "temperature": 0.37, "in_kernel_negatives": True,
+          "sampled_softmax": True, "gbce_t": 0.5, "batch_size": 48, "max_len": 17,
+          "hidden": 24, "blocks": 3, "heads": 2, "dropout": 0.123456789,
+          "lr": 0.000123456789, "bf16": True, "epochs": 7, "patience": 4,
+          "eval_batch_size": 99, "seed": 5, "include_seen": True}
 OTHER = {
-    "sasrec": {"loss": "cce_minus", "negatives": 777, "negative_mode": "tile",
-               "tile_size": 32, "temperature": 0.37, "in_kernel_negatives": True,
-               "sampled_softmax": True, "gbce_t": 0.5, "batch_size": 48, "max_len": 17,
-               "hidden": 24, "blocks": 3, "heads": 2, "dropout": 0.123456789,
-               "lr": 0.000123456789, "bf16": True, "epochs": 7, "patience": 4,
-               "eval_batch_size": 99, "seed": 5, "include_seen": True},
+    "sasrec": SASREC,
+    "bert4rec": {**SASREC, "mask_prob": 0.123456789},
     "dlrm": {"batch_size": 48, "embedding_dim": 24, "mlp_bot": "64-32", "mlp_top": "128",
              "interaction": "cat", "lr": 0.00123456789, "table_lr": 0.0777,
              "dense_optimizer": "adam", "sparse_optimizer": "rowwise_adagrad", "epochs": 7,
              "seed": 5},
 }
-DATA = {"sasrec": DataOptions(), "dlrm": ClickDataset("synthetic-dlrm-small")}
+DATA = {"sasrec": DataOptions(), "bert4rec": DataOptions(),
+        "dlrm": ClickDataset("synthetic-dlrm-small")}
 
 
 def command(model: str, data, config) -> list[str]:

@@ -1,0 +1,51 @@
+"""BERT4Rec's config and the masked-token bound its memory model reads, importable without torch.
+
+Item ids run 1..num_items, 0 is padding and `num_items + 1` the mask token: the tied item
+table has `num_items + 2` rows, of which the first `num_items + 1` score items.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Standard deviations above the mean that the masked-token bound allows: a batch exceeds it
+# with probability under 1e-9 (and the trainer unmasks the excess when one does).
+MASK_SIGMAS = 6.0
+
+
+@dataclass(frozen=True)
+class BERT4RecConfig:
+    num_items: int  # item ids 1..num_items; 0 is padding, num_items + 1 the mask token
+    max_len: int = 50
+    hidden: int = 64
+    num_blocks: int = 2
+    num_heads: int = 1
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.num_heads:
+            raise ValueError(
+                f"hidden size {self.hidden} is not divisible by {self.num_heads} heads"
+            )
+
+    @property
+    def mask_token(self) -> int:
+        return self.num_items + 1
+
+
+def masked_capacity(batch: int, length: int, mask_prob: float) -> int:
+    """The most masked positions a training batch of `batch` sequences of `length` may hold.
+
+    Each real item is masked with probability `mask_prob`, and a sequence with none masked
+    gets one: per sequence max(1, Binomial(n, p)), which grows (stochastically) with its n
+    real items, so full sequences are the worst case. Their sum's mean plus `MASK_SIGMAS`
+    standard deviations, at least one a sequence and at most every position.
+    """
+    p, n = mask_prob, length
+    none = (1 - p) ** n  # a full sequence draws no mask and gets one
+    mean = batch * (n * p + none)
+    # Var(max(1, X)) <= Var(X) + P(X = 0) for X ~ Binomial(n, p): the forced one adds at
+    # most a Bernoulli's variance, however it correlates.
+    sd = math.sqrt(batch * (n * p * (1 - p) + none))
+    return min(batch * length, max(batch, math.ceil(mean + MASK_SIGMAS * sd)))

@@ -1,0 +1,117 @@
+"""BERT4Rec on sequence data, as a family: SASRec's data, knobs, trainer, evaluation and kernel
+warm-up, with the cloze task's `mask_prob` beside them.
+
+Its training config is `ClozeConfig` (SASRec's `TrainConfig` and `mask_prob`), which the
+shared trainer (`tuner.sequences.train`) and the memory model (`tuner.memory`) read as
+BERT4Rec's; everything else is the SASRec family's own code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any
+
+from cce_tune.kernels.config import LossConfig
+from cce_tune.tuner.arguments import parse_number
+from cce_tune.tuner.data import DataOptions
+from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.families import sasrec
+from cce_tune.tuner.families.base import Knob
+from cce_tune.tuner.memory import DatasetShape, MemoryProfile
+from cce_tune.tuner.sequences import trial
+from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from cce_tune.tuner.run_dir import TuneSettings
+    from cce_tune.tuner.trial import TrialSettings
+
+DEFAULT_MASK_PROB = ClozeConfig().mask_prob
+KNOBS = (*sasrec.KNOBS, Knob("mask_prob", "--mask-prob", "mask_prob", float))
+
+
+def mask_probability(text: str) -> float:
+    value = parse_number(text, float, "a number")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1)")
+    return value
+
+
+def cloze_config(config: TrainConfig, mask_prob: float) -> ClozeConfig:
+    """SASRec's training config as BERT4Rec's, with `mask_prob`."""
+    return ClozeConfig(**{f.name: getattr(config, f.name) for f in fields(TrainConfig)},
+                       mask_prob=mask_prob)
+
+
+def config_from_params(params: dict[str, Any], base: ClozeConfig) -> ClozeConfig:
+    """SASRec's translation of a sampled point, then `mask_prob`; raises ValueError for a
+    point the model refuses."""
+    config = sasrec.config_from_params(params, base)
+    if "mask_prob" in params:
+        config = replace(config, mask_prob=float(params["mask_prob"]))
+    return config
+
+
+class BERT4RecFamily(sasrec.SASRecFamily):
+    name = "bert4rec"
+    help = "BERT4Rec on user sequences: bidirectional, trained by the cloze task"
+    columns = (*sasrec.SASRecFamily.columns, ("mask_prob", "mask"))
+    knobs = KNOBS
+    default_space = "bert4rec"
+
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        super().add_arguments(parser, command)
+        parser.add_argument_group("cloze task").add_argument(
+            "--mask-prob", type=mask_probability, default=DEFAULT_MASK_PROB,
+            help="share of each training sequence's items masked and predicted, at least one "
+                 f"a sequence (default: {DEFAULT_MASK_PROB})")
+
+    def train_config(self, args: argparse.Namespace, **run: Any) -> ClozeConfig:
+        try:
+            return cloze_config(super().train_config(args, **run), args.mask_prob)
+        except ValueError as error:
+            raise CceTuneError(str(error)) from None
+
+    def run_estimate(self, args: argparse.Namespace) -> None:
+        from cce_tune.models.bert4rec_config import masked_capacity
+
+        config = self.train_config(args)
+        if not args.json and not args.solve:
+            tokens = config.batch_size * config.max_len
+            bound = masked_capacity(config.batch_size, config.max_len, config.mask_prob)
+            print(f"cloze task: mask_prob {config.mask_prob}; the loss's tokens are the masked "
+                  f"positions, at most {bound:,} a step of B x L = {tokens:,}")
+        super().run_estimate(args)
+
+    def from_json(self, run: dict) -> tuple[DataOptions, ClozeConfig]:
+        base = run["base"]
+        data = sasrec.data_from_json(run["data"])
+        return data, ClozeConfig(**{**base, "loss": LossConfig(**base["loss"])})
+
+    def target(self, settings: TuneSettings, profile: MemoryProfile | None) -> BERT4RecTarget:
+        from cce_tune.tuner.data import load
+
+        data = load(settings.data)
+        return BERT4RecTarget(settings.base, DatasetShape(data.num_users, data.num_items),
+                              profile, data)
+
+    def config_from_params(self, params: dict[str, Any], base: ClozeConfig) -> ClozeConfig:
+        return config_from_params(params, base)
+
+
+class BERT4RecTarget(sasrec.SASRecTarget):
+    """BERT4Rec on one sequence dataset; the estimate is `tuner.memory.estimate`'s, which
+    reads the config as BERT4Rec's."""
+
+    def config(self, params: dict[str, Any]) -> ClozeConfig:
+        return config_from_params(params, self.base)
+
+    def trainable(self, trial_settings: TrialSettings) -> Callable:
+        from ray import tune as ray_tune
+
+        return ray_tune.with_parameters(trial.run_trial, data=self.data, settings=trial_settings,
+                                        configure=config_from_params)
+
+
+FAMILY = BERT4RecFamily()

@@ -1,0 +1,35 @@
+"""The cloze task's masks: which positions of a training batch BERT4Rec must predict."""
+
+from __future__ import annotations
+
+import torch
+
+
+def cloze_mask(items: torch.Tensor, mask_prob: float, capacity: int | None = None) -> torch.Tensor:
+    """(batch, length) bool: each real item (id != 0) masked with probability `mask_prob`, a
+    sequence with none masked gets one at a random real position, padding never.
+
+    With `capacity` (at least the number of sequences), masks beyond it are dropped at
+    random, never a sequence's first, so that the loss never sees more tokens than the
+    memory model allowed for (`models.bert4rec_config.masked_capacity`: a batch reaches
+    that bound with probability under 1e-9). Draws from torch's generator, so
+    `torch.manual_seed` makes it repeatable.
+    """
+    real = items != 0
+    mask = (torch.rand(items.shape, device=items.device) < mask_prob) & real
+    # A random real position per sequence, for those that drew none (rows of padding only
+    # stay unmasked).
+    keys = torch.rand(items.shape, device=items.device).masked_fill_(~real, -1.0)
+    pick = torch.zeros_like(mask).scatter_(1, keys.argmax(1, keepdim=True), True)
+    mask |= pick & real & ~mask.any(1, keepdim=True)
+    if capacity is not None:
+        excess = int(mask.sum()) - capacity
+        if excess > 0:
+            first = mask & (mask.cumsum(1) == 1)
+            extra = (mask & ~first).flatten().nonzero().squeeze(1)
+            if excess > len(extra):
+                raise ValueError(f"capacity {capacity} is under the {int(first.sum())} "
+                                 "sequences that need a masked position")
+            drop = extra[torch.randperm(len(extra), device=items.device)[:excess]]
+            mask.view(-1)[drop] = False
+    return mask

@@ -1,0 +1,123 @@
+"""What differs between the sequence models that share the trainer: the model factory and the
+batch builder, as one object per model.
+
+An objective builds its model from the training config, cuts the dataset's device arrays
+into what a step feeds the model, computes a batch's loss, and gives the histories that
+validation and test rank from (the last position's hidden state scores the catalog).
+
+- `NextItem` (SASRec): every position predicts the next item, causally.
+- `Cloze` (BERT4Rec): masked items are predicted from both sides; the loss sees only the
+  masked positions. To recommend, the mask token follows the history.
+
+Both train on each user's items before the validation item only (`SequenceData.windows`,
+split `train`), so validation and test items never enter a training input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from cce_tune.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig
+from cce_tune.models.bert4rec_config import masked_capacity
+from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
+from cce_tune.tuner.sequences.device_windows import DeviceSequences
+from cce_tune.tuner.sequences.masking import cloze_mask
+
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class NextItem:
+    """SASRec's objective: position t predicts item t + 1 (the first item predicts nothing)."""
+
+    model_name: ClassVar[str] = "sasrec"
+
+    @staticmethod
+    def build_model(config: TrainConfig, num_items: int) -> nn.Module:
+        return SASRec(SASRecConfig(
+            num_items=num_items, max_len=config.max_len, hidden=config.hidden,
+            num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout,
+        ))
+
+    def __init__(self, config: TrainConfig, sequences: DeviceSequences) -> None:
+        self.config = config
+        windows = sequences.windows("train", config.max_len + 1)
+        self.inputs = windows[:, :-1]
+        self.targets = torch.where(self.inputs == 0, 0, windows[:, 1:])
+        # The items before each split's target, whose last position predicts it.
+        self.histories = {split: sequences.windows(split, config.max_len)
+                          for split in ("valid", "test")}
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        """Positions trained on per epoch: real predicted items."""
+        return int((self.targets != 0).sum())
+
+    def loss(self, model: nn.Module, loss_fn: Loss, batch: torch.Tensor) -> torch.Tensor:
+        hidden = model(self.inputs[batch])
+        return loss_fn(hidden.reshape(-1, self.config.hidden), model.output_embedding,
+                       self.targets[batch].reshape(-1))
+
+    def history(self, split: str) -> torch.Tensor:
+        """(users, max_len) for `valid` or `test`: the last position predicts the target."""
+        return self.histories[split]
+
+
+class Cloze:
+    """BERT4Rec's objective: a share of the real items is replaced by the mask token and
+    predicted; the loss's tokens are the masked positions only."""
+
+    model_name: ClassVar[str] = "bert4rec"
+
+    @staticmethod
+    def build_model(config: ClozeConfig, num_items: int) -> nn.Module:
+        return BERT4Rec(BERT4RecConfig(
+            num_items=num_items, max_len=config.max_len, hidden=config.hidden,
+            num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout,
+        ))
+
+    def __init__(self, config: ClozeConfig, sequences: DeviceSequences) -> None:
+        self.config = config
+        self.mask_token = sequences.num_items + 1
+        self.windows = sequences.windows("train", config.max_len)
+        # The last max_len - 1 items before each split's target, then the mask token, whose
+        # position predicts it.
+        self.histories = {split: self._with_mask(sequences.windows(split, config.max_len - 1))
+                          for split in ("valid", "test")}
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        """Positions the encoder reads per epoch: real items (about `mask_prob` of them are
+        the loss's tokens)."""
+        return int((self.windows != 0).sum())
+
+    def batch(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The users in `batch` as (masked inputs (B, L), flat indices of the masked
+        positions (M,), their items (M,))."""
+        items = self.windows[batch]
+        capacity = masked_capacity(len(batch), self.config.max_len, self.config.mask_prob)
+        mask = cloze_mask(items, self.config.mask_prob, capacity)
+        positions = mask.view(-1).nonzero().squeeze(1)
+        targets = items.view(-1)[positions]
+        return items.masked_fill_(mask, self.mask_token), positions, targets
+
+    def loss(self, model: nn.Module, loss_fn: Loss, batch: torch.Tensor) -> torch.Tensor:
+        inputs, positions, targets = self.batch(batch)
+        hidden = model(inputs).view(-1, self.config.hidden).index_select(0, positions)
+        return loss_fn(hidden, model.output_embedding, targets)
+
+    def history(self, split: str) -> torch.Tensor:
+        """(users, max_len) for `valid` or `test`: the last position predicts the target."""
+        return self.histories[split]
+
+    def _with_mask(self, before: torch.Tensor) -> torch.Tensor:
+        mask = torch.full((len(before), 1), self.mask_token, dtype=before.dtype,
+                          device=before.device)
+        return torch.cat([before, mask], dim=1)
+
+
+OBJECTIVES: dict[str, type[NextItem] | type[Cloze]] = {
+    objective.model_name: objective for objective in (NextItem, Cloze)}
