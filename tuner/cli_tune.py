@@ -75,11 +75,12 @@ def add_report_parser(commands) -> None:
 
 
 def default_space(dataset: str, family: Family) -> str:
-    """The dataset's preset if there is one for this model family, else the family's own."""
+    """The dataset's preset for this model family if there is one (named after the dataset,
+    or `<model>-<dataset>`), else the family's own."""
     from cce_tune.search_spaces import PRESETS, preset_model
 
     name = dataset.removeprefix("synthetic-")
-    for preset in (dataset, name):
+    for preset in (dataset, name, f"{family.name}-{dataset}", f"{family.name}-{name}"):
         if preset in PRESETS and preset_model(preset) == family.name:
             return preset
     return family.default_space

@@ -64,7 +64,9 @@ def test_presets_tune_bert4rec():
     for name in ("bert4rec", "bert4rec-synthetic"):
         space = load_space(name, knobs_of)
         assert space.model == "bert4rec" and "mask_prob" in [p.name for p in space.params]
-    assert default_space("synthetic", get("bert4rec")) == "bert4rec"
+    # A dataset's preset for the model, named <model>-<dataset>; else the model's own.
+    assert default_space("synthetic", get("bert4rec")) == "bert4rec-synthetic"
+    assert default_space("ml-20m", get("bert4rec")) == "bert4rec"
     assert default_space("synthetic", get("sasrec")) == "synthetic"
 
 
