@@ -2,7 +2,7 @@
 # One device call: GPU facts, then the stages named as arguments (tests, kernel-tests,
 # kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory,
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
-# tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-tables).
+# tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -99,15 +99,18 @@ for stage in "$@"; do
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     synthetic-calibration) python3 -m benchmarks.synthetic_calibration --bf16 \
         --out "$out/synthetic-calibration" 2>&1 | tee "$out/synthetic-calibration.log" | tail -20 ;;
-    grid-tables)  # issue 14's replay targets: a full grid, then a second table apart
+    grid-1)  # issue 14's replay targets: a full grid (GRID_SECONDS: its time limit)...
       python3 -m benchmarks.grid_table --dataset synthetic-ml-1m --name ml-1m-cce --bf16 \
-        --workers 12 --time-limit 300 --out-dir "$out/replay" 2>&1 | tee "$out/grid-1.log" \
-        | grep -v "^\[" | tail -25
+        --workers 12 --time-limit "${GRID_SECONDS:-300}" --out-dir "$out/replay" 2>&1 \
+        | tee "$out/grid-1.log" | grep -v "^\[" | tail -25
+      tar czf "$out/replay-1.tgz" -C "$out" replay && rm -rf "$out/replay" ;;
+    grid-2)  # ... and a second table, another budget regime, kept apart from the design
       python3 -m benchmarks.grid_table --dataset synthetic-ml-1m --name ml-1m-torch-d128 \
         --losses ce_minus --hidden 128 --batch-sizes 64 128 256 512 1024 \
-        --negatives 64 256 1024 4096 --max-lens 50 200 --bf16 --workers 12 --time-limit 100 \
-        --out-dir "$out/replay" 2>&1 | tee "$out/grid-2.log" | grep -v "^\[" | tail -8
-      tar czf "$out/replay.tgz" -C "$out" replay ;;
+        --negatives 64 256 1024 4096 --max-lens 50 200 --bf16 --workers 12 \
+        --time-limit "${GRID_SECONDS:-100}" --out-dir "$out/replay" 2>&1 \
+        | tee "$out/grid-2.log" | grep -v "^\[" | tail -8
+      tar czf "$out/replay-2.tgz" -C "$out" replay && rm -rf "$out/replay" ;;
     train-ml20m)
       for precision in fp32 bf16; do
         for loss in ce_minus cce_minus; do
