@@ -62,6 +62,12 @@ class Param:
             return trial.suggest_int(self.name, low, high)
         return trial.suggest_float(self.name, low, high, log=self.kind == "log_uniform")
 
+    @property
+    def ordered(self) -> bool:
+        """Discrete and numeric: its values have an order (memory may grow along it)."""
+        return self.kind in ("powers_of_two", "int") or (
+            self.kind == "choices" and len(self.values) > 1 and _numbers(self.values))
+
     def optuna_name(self) -> str:
         """The name Optuna knows this parameter by (a power of two's exponent has its own)."""
         return f"{self.name}_log2" if self.kind == "powers_of_two" else self.name
@@ -87,9 +93,7 @@ class Param:
         value of a category (a loss, a mode), whose memory has no order."""
         if self.kind != "choices":
             return [self.values[0]]
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                      for v in self.values)
-        return [min(self.values)] if numbers else list(self.values)
+        return [min(self.values)] if _numbers(self.values) else list(self.values)
 
 
 @dataclass(frozen=True)
@@ -219,3 +223,7 @@ def _param(key: str, spec: Any, where: str, knobs: Mapping[str, type]) -> Param:
     if kind == "log_uniform" and values[0] <= 0:
         raise SpaceError(f"{where}: {path}.log_uniform: bounds must be positive, got {values}")
     return Param(key, kind, tuple(values))
+
+
+def _numbers(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)

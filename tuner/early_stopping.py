@@ -20,12 +20,10 @@ REDUCTION_FACTOR = 3
 NO_HORIZON = 10.0**7
 
 
-def make_scheduler(quality: str, grace_seconds: float, max_seconds: float | None = None):
+def make_scheduler(quality: str, grace_seconds: float):
     """Ray Tune's ASHA on training seconds: a trial is first compared with the others once
-    it has trained `grace_seconds`, then at 3x, 9x, ... that; with `max_seconds`, no trial
-    trains longer."""
+    it has trained `grace_seconds`, then at 3x, 9x, ... that."""
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr=COST, metric=quality, mode="max",
-                         max_t=max_seconds or NO_HORIZON, grace_period=grace_seconds,
-                         reduction_factor=REDUCTION_FACTOR)
+    return ASHAScheduler(time_attr=COST, metric=quality, mode="max", max_t=NO_HORIZON,
+                         grace_period=grace_seconds, reduction_factor=REDUCTION_FACTOR)

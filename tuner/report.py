@@ -89,14 +89,19 @@ def load_history(run_dir: Path, family: Family) -> pd.DataFrame:
 
 
 def _results(path: Path, quality: str) -> list[dict]:
+    """A trial's epochs; of a trial a resumed run restarted (it has no checkpoint), the
+    restart's only."""
     if not path.is_file():
         return []
-    out = []
+    out: list[dict] = []
     for line in path.read_text().splitlines():
         if line.strip():
             result = json.loads(line)
-            if quality in result:
-                out.append(result)
+            if quality not in result:
+                continue
+            if out and result.get("epoch", 0) <= out[-1].get("epoch", 0):
+                out = []
+            out.append(result)
     return out
 
 
@@ -191,7 +196,7 @@ def budget_edge(run_dir: Path, grid: tuple[str, str], at: pd.Series | None,
     path = run_dir / MEMORY_GRID_FILE
     if at is None or not path.is_file():
         return None
-    estimates = pd.read_json(path, lines=True)
+    estimates = pd.read_json(path, lines=True, dtype=False)  # "256" (an MLP) stays a string
     x, y = grid
     if estimates.empty or not {x, y} <= set(estimates):
         return None

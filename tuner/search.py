@@ -28,6 +28,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from cce_tune.search_spaces import SearchSpace, SpaceError, load_space
+from cce_tune.tuner.climb import OVER_BUDGET
 from cce_tune.tuner.early_stopping import make_scheduler
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import Target, get
@@ -63,8 +64,8 @@ class SpaceSampler:
 
 def _constrain(trial, over_budget_bytes: float) -> None:
     """Optuna's constraint (feasible when <= 0), and the same as a readable attribute."""
-    trial.set_constraint("over_budget_bytes", over_budget_bytes)
-    trial.set_user_attr("over_budget_bytes", float(over_budget_bytes))
+    trial.set_constraint(OVER_BUDGET, over_budget_bytes)
+    trial.set_user_attr(OVER_BUDGET, float(over_budget_bytes))
 
 
 class BudgetedSearch(Searcher):
@@ -139,9 +140,10 @@ class BudgetedSearch(Searcher):
         """Optuna learns the best quality a trial reached (as the reports score it), not
         its last epoch's, which is lower once validation has stalled."""
         inner = self._inner_ids.pop(trial_id, None)
-        best = self._best.pop(trial_id, None)
-        if result is not None and best is not None:
-            result = {**result, self.quality: best}
+        best = self._best.pop(trial_id, -math.inf)
+        if result is not None and self.quality in result:
+            # the result at which ASHA stopped a trial reaches Ray's searcher only here
+            result = {**result, self.quality: max(best, result[self.quality])}
         if inner is not None:
             self.searcher.on_trial_complete(inner, result=result, error=error)
 

@@ -75,3 +75,29 @@ def test_the_grid_holds_every_combination_of_the_discrete_knobs():
     assert SPACE.grid()[0] == dict(zip(("batch_size", "negatives", "max_len", "loss", "lr"),
                                        (64, 64, 50, "ce_minus", 1e-3), strict=True))
     assert len(list(itertools.product(*(p.grid() for p in SPACE.params)))) == 210
+
+
+def test_a_numeric_knob_memory_does_not_grow_with_dominates_nothing():
+    """`lr` among numeric choices is ordered but costs no memory: points that differ only
+    in it do not hide each other, so the edge keeps its spread."""
+    space = parse_space({"params": {"batch_size": {"powers_of_two": [64, 1024]},
+                                    "negatives": {"powers_of_two": [64, 4096]},
+                                    "lr": {"choices": [1e-4, 1e-3, 1e-2]}},
+                         "fixed": {"loss": "cce_minus", "max_len": 100}},
+                        "test", "test", lambda model: get(model).space_knobs)
+    seeds = edge_seeds(space, Bytes(), 2.0e7, 4)
+    assert len({(s["batch_size"], s["negatives"]) for s in seeds}) >= 2
+
+
+def test_the_edge_of_a_large_grid_is_found_quickly():
+    import time
+
+    space = parse_space({"params": {"batch_size": {"int": [1, 40]},
+                                    "negatives": {"int": [1, 40]},
+                                    "max_len": {"int": [1, 12]}},
+                         "fixed": {"loss": "ce_minus"}},
+                        "test", "test", lambda model: get(model).space_knobs)
+    started = time.perf_counter()
+    found = edge(space, Bytes(), 5_000)
+    assert time.perf_counter() - started < 10  # 19,200 points; quadratic took 92 s
+    assert all(p["batch_size"] * p["negatives"] * p["max_len"] <= 5_000 for p in found)

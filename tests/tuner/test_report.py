@@ -121,3 +121,17 @@ def test_the_budget_edge_is_drawn_at_the_recommended_trials_other_knobs(tmp_path
     assert edge.to_dict("list") == {"batch_size": [64, 128, 256], "negatives": [512, 512, 256]}
     assert budget_edge(run_dir, ("batch_size", "negatives"), None, 36.0) is None
     assert "budget edge" in (write_reports(run_dir) / "report.html").read_text()
+
+
+def test_a_trial_restarted_by_a_resume_keeps_its_restarts_epochs_only(tmp_path):
+    """Without a checkpoint Ray restarts an unfinished trial from epoch 1 and appends to its
+    result.json: the epochs before the restart are not the trial's."""
+    run_dir = fake_sasrec_run(tmp_path / "run")
+    result = sorted(run_dir.glob("trial_*"))[0] / "result.json"
+    lines = result.read_text().splitlines()
+    result.write_text("\n".join([lines[0], *lines]) + "\n")  # epoch 1, then 1, 2 again
+    out = write_reports(run_dir)
+    trials = pd.read_csv(out / "trials.csv", dtype={"trial": str}).set_index("trial")
+    assert trials.loc["00000", "epochs"] == 2
+    history = pd.read_csv(out / "history.csv", dtype={"trial": str})
+    assert history[history["trial"] == "00000"]["epoch"].tolist() == [1, 2]

@@ -101,6 +101,11 @@ def test_optuna_learns_the_best_quality_a_trial_reached_not_its_last(tmp_path):
         search.on_trial_result("t", {"ndcg10": ndcg, "epoch_seconds": 1.0})
     search.on_trial_complete("t", {"ndcg10": 0.3, "epoch_seconds": 1.0})
     assert inner.told == {"t~0": {"ndcg10": 0.4, "epoch_seconds": 1.0}}
+    # When ASHA stops a trial, Ray gives that epoch's result to the searcher only at the end.
+    search.suggest("u")
+    search.on_trial_result("u", {"ndcg10": 0.1, "epoch_seconds": 1.0})
+    search.on_trial_complete("u", {"ndcg10": 0.3, "epoch_seconds": 1.0})
+    assert inner.told["u~0"]["ndcg10"] == 0.3
 
 
 def run_cli(*argv):

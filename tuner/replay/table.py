@@ -134,9 +134,10 @@ class Table:
 
     def space(self):
         """The search space the table spans, as the tuner's spaces spell it: a numeric knob
-        whose values are all powers of two is `powers_of_two` (the sampler sees an order; a
-        power missing from the table is a proposal the table does not hold), any other knob
-        `choices`, a knob with one value fixed."""
+        whose values are consecutive powers of two is `powers_of_two` (the sampler sees an
+        order), any other knob `choices` (numeric choices are ordered too, so powers with
+        gaps, 16, 64, 256, stay steps apart for the climb instead of proposals the table
+        lacks), a knob with one value fixed."""
         from cce_tune.search_spaces import Param, SearchSpace
 
         params, fixed = [], {}
@@ -144,7 +145,7 @@ class Table:
             values = self.values(knob)
             if len(values) == 1:
                 fixed[knob] = values[0]
-            elif all(_power_of_two(v) for v in values):
+            elif all(_power_of_two(v) for v in values) and _consecutive(values):
                 params.append(Param(knob, "powers_of_two", (values[0], values[-1])))
             else:
                 params.append(Param(knob, "choices", tuple(values)))
@@ -155,6 +156,10 @@ class Table:
         """The median training seconds of a trial's first epoch, None without history."""
         firsts = [o.history[0][0] for p in self.points for o in p.outcomes if o.history]
         return statistics.median(firsts) if firsts else None
+
+
+def _consecutive(powers: list[int]) -> bool:
+    return all(b == 2 * a for a, b in zip(powers, powers[1:], strict=False))
 
 
 def _power_of_two(value: Any) -> bool:

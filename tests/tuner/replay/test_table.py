@@ -35,6 +35,16 @@ def test_space_orders_powers_of_two_and_fixes_single_values(tmp_path):
     assert space.fixed == {"loss": "cce_minus"}
 
 
+def test_powers_of_two_with_gaps_are_ordered_choices(tmp_path):
+    """16, 64, 256 as `powers_of_two` would make 32 and 128 proposals the table lacks, and
+    a climb one exponent up from 16 would land on nothing."""
+    grid = ((64, 128), (16, 64, 256), (50,))
+    space = load_table(write_table(tmp_path, grid=grid)).space()
+    kinds = {p.name: (p.kind, p.values) for p in space.params}
+    assert kinds == {"batch_size": ("powers_of_two", (64, 128)),
+                     "negatives": ("choices", (16, 64, 256))}
+
+
 def test_a_run_directory_reads_its_report(tmp_path):
     write_table(tmp_path / "run" / "report")
     assert load_table(tmp_path / "run").source == tmp_path / "run" / "report" / "trials.csv"
