@@ -34,7 +34,7 @@ from benchmarks.kernels import command_line
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, counts, load
 from cce_tune.tuner.memory import DatasetShape, estimate
-from cce_tune.tuner.run_dir import COMPLETED, CONVERGED, OUT_OF_MEMORY
+from cce_tune.tuner.run_dir import COMPLETED, CONVERGED, FAILED, OUT_OF_MEMORY
 from cce_tune.tuner.sequences.config import TrainConfig
 from cce_tune.tuner.units import GB
 
@@ -197,6 +197,9 @@ def _train_one(task) -> dict:
                    "converged": r.converged}))
     except torch.cuda.OutOfMemoryError:
         run["status"] = OUT_OF_MEMORY
+        return run
+    except Exception as error:  # one run's failure must not cost the grid's other runs
+        run["status"], run["error"] = FAILED, f"{type(error).__name__}: {error}"
         return run
     finally:
         if torch.cuda.is_available():

@@ -31,6 +31,9 @@ OVER_BUDGET = "over_budget_bytes"
 
 
 class ClimbingSampler(BaseSampler):
+    """`base` for most proposals; for one in `every`, the plan `next_neighbour` makes when
+    the trial starts (`before_trial`), handed out parameter by parameter."""
+
     def __init__(self, base: BaseSampler, every: int = 2) -> None:
         self.base = base
         self.every = every  # one proposal in `every` climbs
