@@ -107,7 +107,10 @@ def memory_size(text: str) -> int:
 
 def add_loss_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("loss")
-    group.add_argument("--loss", choices=LOSSES, default="ce_minus")
+    group.add_argument("--loss", choices=LOSSES, default="ce_minus",
+                       help="cce_minus: the fused kernel over sampled negatives; cce: fused, "
+                            "the full catalog; ce, ce_minus, bce, gbce: the PyTorch "
+                            "references (default: ce_minus)")
     group.add_argument("--negatives", type=positive_int,
                        help="negatives per batch, tile or position (default: 256; bce: 1)")
     group.add_argument("--negative-mode", choices=NEGATIVE_MODES, default="shared",

@@ -81,6 +81,7 @@ def run_replay(args: argparse.Namespace) -> None:
         report,
     )
 
+    _budget_of_the_run(args)
     budget = _budget(args.gpu_mem)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     knobs = tuple(k.strip() for k in args.knobs.split(",") if k.strip()) if args.knobs else None
@@ -98,6 +99,21 @@ def run_replay(args: argparse.Namespace) -> None:
     if args.out is not None:
         paths = report.write(comparison, command, args.out)
         print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _budget_of_the_run(args: argparse.Namespace) -> None:
+    """A run directory replays under the run's own budget and margin unless told otherwise."""
+    import json
+
+    from cce_tune.tuner.run_dir import RUN_FILE
+
+    run_file = args.table / RUN_FILE
+    if args.gpu_mem is not None or not run_file.is_file():
+        return
+    run = json.loads(run_file.read_text())
+    args.gpu_mem, args.margin = f"{run['budget_bytes'] / 1e9:g}GB", run["margin"]
+    print(f"the run's budget: --gpu-mem {args.gpu_mem} --margin {args.margin:g} "
+          f"(from {run_file})")
 
 
 def _budget(text: str | None) -> int | None:

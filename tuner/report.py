@@ -301,7 +301,7 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         f"## Pareto front ({len(front)} of {len(trials)} trials)",
         "",
         "| trial | " + " | ".join(header for _, header in family.columns)
-        + f" | {family.quality_label} | epoch s | peak GB | estimate GB |",
+        + f" | {family.quality_label} | epoch s | peak GB | estimated peak GB |",
         "|---" * (len(family.columns) + 5) + "|",
     ]
     for _, row in front.iterrows():

@@ -71,7 +71,9 @@ def _recommended(family, recommended: pd.Series | None, command: str | None) -> 
     return (f"<h2>Recommended: trial {html.escape(str(recommended['trial']))}</h2>"
             f"<p>{html.escape(knobs)}: validation {family.quality_label} "
             f"{recommended[family.quality]:.4f}, epoch {recommended['epoch_seconds']:.1f} s, "
-            f"peak memory {recommended['peak_memory_gb']:.2f} GB. The knee of the Pareto "
+            f"peak memory {recommended['peak_memory_gb']:.2f} GB"
+            f"{'' if recommended.get('memory_measured') else ' (estimated: no GPU measured it)'}"
+            ". The knee of the Pareto "
             "front: the trial nearest the ideal point (best quality, fastest epoch, least "
             f"memory). Retrain it with</p><pre>{html.escape(command or '')}</pre>")
 
@@ -82,11 +84,13 @@ def _quality_by_memory(family, completed: pd.DataFrame, front: pd.DataFrame,
     if completed.empty:
         return None
     label = family.quality_label
+    measured = completed.get("memory_measured", pd.Series(dtype=bool)).eq(True).any()
+    memory = "peak memory (GB, log)" if measured else "estimated peak memory (GB, log; no GPU)"
     figure = px.scatter(
         completed, x="peak_memory_gb", y=family.quality, color="epoch_seconds", log_x=True,
         symbol=completed["pareto"].map({True: "Pareto front", False: "dominated"}),
         hover_data=_hover(family, completed), color_continuous_scale="Viridis",
-        labels={"peak_memory_gb": "peak memory (GB, log)", family.quality: f"validation {label}",
+        labels={"peak_memory_gb": memory, family.quality: f"validation {label}",
                 "epoch_seconds": "epoch (s)", "symbol": ""},
         title=f"{label} against peak memory (color: epoch time)")
     ordered = front.sort_values("peak_memory_gb")
@@ -182,7 +186,7 @@ def _table(family, trials: pd.DataFrame) -> str:
     columns = [("trial", "trial"), ("status", "status"), *family.columns,
                (family.quality, family.quality_label), ("epochs", "epochs"),
                ("epoch_seconds", "epoch s"), ("peak_memory_gb", "peak GB"),
-               ("estimate_total_gb", "estimate GB"), ("error", "error")]
+               ("estimate_total_gb", "budgeted GB (with CUDA context)"), ("error", "error")]
     columns = [(name, header) for name, header in columns if name in trials]
     head = "".join(f"<th>{html.escape(header)}</th>" for _, header in columns)
     rows = []

@@ -314,6 +314,9 @@ def _quiet(quiet: bool) -> None:
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0" if quiet else "1"
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL if quiet else logging.NOTSET)
+    # "Token authentication is enabled...": the dashboard line says how to get the token
+    logging.getLogger("ray._private.authentication").setLevel(
+        logging.ERROR if quiet else logging.NOTSET)
     optuna.logging.set_verbosity(optuna.logging.WARNING if quiet else optuna.logging.INFO)
 
 

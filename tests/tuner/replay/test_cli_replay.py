@@ -17,6 +17,17 @@ def replay(*argv: str) -> None:
     run_replay(parser.parse_args(["replay", *argv]))
 
 
+def test_a_run_directory_replays_under_its_own_budget(tmp_path, capsys):
+    write_table(tmp_path / "run" / "report")
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"budget_bytes": 16 * 10**9,
+                                                            "margin": 0.9}))
+    replay(str(tmp_path / "run"), "--trials", "4", "--seeds", "1", "--out",
+           str(tmp_path / "out"))
+    assert "the run's budget: --gpu-mem 16GB --margin 0.9" in capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "replay.json").read_text())
+    assert result["settings"]["limit_gb"] == pytest.approx(14.4)
+
+
 def test_replay_a_run_directory(tmp_path, capsys):
     write_table(tmp_path / "run" / "report")
     out = tmp_path / "out"
