@@ -51,6 +51,9 @@ def add_replay_parser(commands) -> argparse.ArgumentParser:
     group.add_argument("--grace", type=duration, default=TuneSettings.grace_seconds,
                        help="training time before ASHA may stop a trial, as the tuner's "
                             f"--grace (default: {TuneSettings.grace_seconds:g}s)")
+    group.add_argument("--concurrency", type=positive_int, default=1,
+                       help="trials training at once, each proposed before the running ones "
+                            "end, as when trials share GPUs (default: 1)")
     group.add_argument("--no-early-stopping", action="store_true",
                        help="every trial runs to its end")
     columns = parser.add_argument_group("columns")
@@ -89,7 +92,8 @@ def run_replay(args: argparse.Namespace) -> None:
                                            knobs))
     settings = ReplaySettings(
         trials=args.trials, limit_gb=limit_gb(budget, args.margin),
-        grace_seconds=None if args.no_early_stopping else args.grace)
+        grace_seconds=None if args.no_early_stopping else args.grace,
+        concurrency=args.concurrency)
     started = time.perf_counter()
     comparison = compare(table, strategies, range(args.seeds), settings)
     seconds = time.perf_counter() - started
@@ -133,7 +137,7 @@ def replay_command(args: argparse.Namespace) -> str:
     if args.gpu_mem is not None:
         argv += ["--gpu-mem", args.gpu_mem, "--margin", f"{args.margin:g}"]
     argv += ["--strategies", args.strategies, "--trials", str(args.trials),
-             "--seeds", str(args.seeds)]
+             "--seeds", str(args.seeds), "--concurrency", str(args.concurrency)]
     argv += (["--no-early-stopping"] if args.no_early_stopping
              else ["--grace", f"{args.grace:g}"])
     for flag in ("quality", "memory", "knobs"):

@@ -3,10 +3,11 @@
     >>> log = simulate(table, STRATEGIES["cce-tune"], seed=0, settings=ReplaySettings(...))
     >>> len(log.evaluated), log.rejected
 
-Trials run one after another (concurrency 1), through the tuner's own pieces: the space the
-table spans (`Table.space`, proposals drawn by `SearchSpace.suggest`), the memory constraint
-(`search.SpaceSampler`, `search._constrain`), the strategy's sampler, and the tuner's ASHA
-(`early_stopping.make_scheduler`: the very scheduler object decides).
+Trials run `concurrency` at a time (1 by default; a clock in training seconds orders their
+epochs, and a freed slot is filled at once), through the tuner's own pieces: the space the
+table spans (`Table.space`, proposals drawn by `SearchSpace.suggest`), the memory
+constraint (`search.SpaceSampler`, `search._constrain`), the strategy's sampler, and the
+tuner's ASHA (`early_stopping.make_scheduler`: the very scheduler object decides).
 
 For each proposal:
 
@@ -31,6 +32,8 @@ For each proposal:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -51,6 +54,7 @@ class ReplaySettings:
     limit_gb: float = math.inf  # margin x budget; a point above it is over the budget
     grace_seconds: float | None = None  # None: no early stopping
     max_rejections: int = 2000  # proposals in a row not evaluated before the search gives up
+    concurrency: int = 1  # trials training at once
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,9 @@ class _TableTarget:
 
 
 def simulate(table: Table, strategy: Strategy, seed: int, settings: ReplaySettings) -> SearchLog:
-    """Run one search of `settings.trials` evaluated trials over `table`."""
+    """Run one search of `settings.trials` evaluated trials over `table`, up to
+    `settings.concurrency` of them training at once (as trials share GPUs in the tuner: a
+    proposal is made before the results of the trials still running are known)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -123,11 +129,45 @@ def simulate(table: Table, strategy: Strategy, seed: int, settings: ReplaySettin
     for point in edge_seeds(space, sampler.target, sampler.limit, strategy.edge_points):
         study.enqueue_trial(space.optuna_params(point))
     log = SearchLog(strategy.name, seed)
-    in_a_row = 0
+    events: list[tuple[float, int, _Running]] = []  # (when, order, trial): its next epoch
+    launched, order, clock = 0, itertools.count(), 0.0
     while len(log.evaluated) < settings.trials:
-        if in_a_row >= settings.max_rejections:
-            log.gave_up = True
+        while len(events) < settings.concurrency and launched < settings.trials:
+            proposal = _propose(study, strategy, space, sampler, table, settings, log,
+                                _constrain)
+            if proposal is None:
+                break  # gave up: max_rejections in a row were not evaluated
+            trial, point = proposal
+            launched += 1
+            outcome = point.outcomes[int(rng.integers(len(point.outcomes)))]
+            if point.memory_gb > settings.limit_gb:  # launched without the veto
+                study.tell(trial, state=TrialState.FAIL)
+                log.evaluated.append(Evaluated(point, None, None, oom_cost(outcome),
+                                               out_of_memory=True))
+                continue
+            run = _Running(trial, point, outcome, f"{strategy.name}-{seed}-{launched}",
+                           start=clock)
+            _start(run, scheduler)
+            heapq.heappush(events, (run.next_event(scheduler), next(order), run))
+        if not events:
             break
+        clock, _, run = heapq.heappop(events)
+        ended = _advance(run, scheduler, table.quality)
+        if ended is None:
+            heapq.heappush(events, (run.next_event(scheduler), next(order), run))
+            continue
+        quality, cost, stopped = ended
+        study.tell(run.trial, [quality, run.outcome.epoch_seconds, run.outcome.peak_gb])
+        log.evaluated.append(Evaluated(run.point, run.outcome, quality, cost, stopped))
+    return log
+
+
+def _propose(study, strategy: Strategy, space, sampler, table: Table,
+             settings: ReplaySettings, log: SearchLog, constrain):
+    """The next proposal to launch, as (Optuna trial, point); those the table lacks or the
+    veto refuses are told to Optuna as complete and infeasible and counted. None after
+    `max_rejections` in a row."""
+    for _ in range(settings.max_rejections):
         trial = study.ask()
         if strategy.veto:
             proposal = sampler(trial)
@@ -135,51 +175,77 @@ def simulate(table: Table, strategy: Strategy, seed: int, settings: ReplaySettin
         else:
             point = table.lookup(space.suggest(trial))
             if point is None:
-                _constrain(trial, math.inf)
-        if point is None or (strategy.veto and point.memory_gb > settings.limit_gb):
-            # Complete and infeasible, the placeholders `BudgetedSearch` tells.
-            study.tell(trial, [0.0, 1e9, point.memory_gb if point else 0.0])
-            in_a_row += 1
-            if point is None:
-                log.missing += 1
-            else:
-                log.rejected += 1
-            continue
-        in_a_row = 0
-        outcome = point.outcomes[int(rng.integers(len(point.outcomes)))]
-        if point.memory_gb > settings.limit_gb:  # launched without the veto
-            study.tell(trial, state=TrialState.FAIL)
-            log.evaluated.append(Evaluated(point, None, None, oom_cost(outcome),
-                                           out_of_memory=True))
-            continue
-        trial_id = f"{strategy.name}-{seed}-{len(log.evaluated)}"
-        quality, cost, stopped = replay_trial(outcome, scheduler, trial_id, table.quality)
-        study.tell(trial, [quality, outcome.epoch_seconds, outcome.peak_gb])
-        log.evaluated.append(Evaluated(point, outcome, quality, cost, stopped))
-    return log
+                constrain(trial, math.inf)
+        if point is not None and not (strategy.veto and point.memory_gb > settings.limit_gb):
+            return trial, point
+        # Complete and infeasible, the placeholders `BudgetedSearch` tells.
+        study.tell(trial, [0.0, 1e9, point.memory_gb if point else 0.0])
+        if point is None:
+            log.missing += 1
+        else:
+            log.rejected += 1
+    log.gave_up = True
+    return None
 
 
-def replay_trial(outcome: Outcome, scheduler, trial_id: str,
-                 quality: str) -> tuple[float, float, bool]:
-    """Feed one outcome's epochs to the ASHA `scheduler` as Ray Tune would: (the quality it
-    reports, the training seconds it cost, whether ASHA stopped it before its end)."""
+@dataclass
+class _Running:
+    """A trial training in the replay: where it is in its outcome's history."""
+
+    trial: object  # the Optuna trial
+    point: Point | None
+    outcome: Outcome
+    trial_id: str
+    start: float  # the replay's clock when it was launched (training seconds)
+    epoch: int = 0
+    best: float = -math.inf
+
+    def next_event(self, scheduler) -> float:
+        """When its next epoch ends (or the whole trial, without history or scheduler)."""
+        if scheduler is None or not self.outcome.history:
+            return self.start + self.outcome.cost
+        return self.start + self.outcome.history[self.epoch][0]
+
+
+def _start(run: _Running, scheduler) -> None:
+    if scheduler is not None:
+        scheduler.on_trial_add(None, SimpleNamespace(trial_id=run.trial_id))
+
+
+def _advance(run: _Running, scheduler, quality: str) -> tuple[float, float, bool] | None:
+    """Feed the trial's next epoch to the ASHA `scheduler` as Ray Tune would; when the trial
+    ends, (the quality it reports, the training seconds it cost, whether ASHA stopped it
+    before its end), else None."""
+    outcome = run.outcome
     if scheduler is None:
         return outcome.quality, outcome.cost, False
     from ray.tune.schedulers import TrialScheduler
 
-    trial = SimpleNamespace(trial_id=trial_id)  # all Ray 2.60's ASHA reads of a trial
-    scheduler.on_trial_add(None, trial)
+    trial = SimpleNamespace(trial_id=run.trial_id)  # all Ray 2.60's ASHA reads of a trial
     if not outcome.history:
         scheduler.on_trial_complete(None, trial, {COST: outcome.cost, quality: outcome.quality})
         return outcome.quality, outcome.cost, False
-    best = -math.inf
-    last = len(outcome.history) - 1
-    for epoch, (seconds, value) in enumerate(outcome.history):
-        best = max(best, value)
-        result = {COST: seconds, quality: value}
-        decision = scheduler.on_trial_result(None, trial, result)
-        if decision == TrialScheduler.STOP and epoch < last:
-            scheduler.on_trial_complete(None, trial, result)
-            return best, seconds, True
-    scheduler.on_trial_complete(None, trial, result)
-    return outcome.quality, outcome.cost, False
+    seconds, value = outcome.history[run.epoch]
+    run.best = max(run.best, value)
+    result = {COST: seconds, quality: value}
+    last = run.epoch == len(outcome.history) - 1
+    stop = scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP
+    if stop and not last:
+        scheduler.on_trial_complete(None, trial, result)
+        return run.best, seconds, True
+    if last:
+        scheduler.on_trial_complete(None, trial, result)
+        return outcome.quality, outcome.cost, False
+    run.epoch += 1
+    return None
+
+
+def replay_trial(outcome: Outcome, scheduler, trial_id: str,
+                 quality: str) -> tuple[float, float, bool]:
+    """One outcome's epochs fed to the ASHA `scheduler` alone: (the quality it reports, the
+    training seconds it cost, whether ASHA stopped it before its end)."""
+    run = _Running(None, None, outcome, trial_id, start=0.0)
+    _start(run, scheduler)
+    while (ended := _advance(run, scheduler, quality)) is None:
+        pass
+    return ended

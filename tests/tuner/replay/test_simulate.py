@@ -98,3 +98,24 @@ def test_a_search_stops_poor_trials_early_for_less_and_never_the_best(tmp_path):
 def test_without_grace_every_trial_runs_to_its_end(table):
     log = simulate(table, STRATEGIES["cce-tune"], 0, ReplaySettings(trials=8, limit_gb=LIMIT))
     assert not any(t.stopped for t in log.evaluated)
+
+
+def test_with_concurrency_proposals_are_made_before_the_running_trials_end(tmp_path):
+    """As in the tuner, where trials share GPUs: the first k proposals see no result."""
+    from cce_tune.tuner.strategies import Strategy
+
+    seen = []
+
+    class Recording(optuna.samplers.RandomSampler):
+        def before_trial(self, study, trial):
+            seen.append(sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)))
+
+    strategy = Strategy("recording", "", lambda seed: Recording(seed=seed), veto=True)
+    table = load_table(write_table(tmp_path))
+    log = simulate(table, strategy, 0, ReplaySettings(trials=8, concurrency=4))
+    assert len(log.evaluated) == 8
+    asked_before_any_result = [n for n in seen if n == 0]
+    assert len(asked_before_any_result) >= 4
+    seen.clear()
+    sequential = simulate(table, strategy, 0, ReplaySettings(trials=8, concurrency=1))
+    assert len(sequential.evaluated) == 8 and seen.count(0) == 1
