@@ -70,6 +70,7 @@ class TrialRun:
         """Report one epoch's `metrics` (its `epoch` and `epoch_seconds` of training among
         them, and LAST_EPOCH true if the trainer stops after it for a reason of its own),
         with memory (measured, else estimated), the training seconds so far, and timings."""
+        import ray
         from ray import tune
 
         estimate = self.config["estimate_bytes"]
@@ -79,6 +80,7 @@ class TrialRun:
             **metrics,
             LAST_EPOCH: bool(metrics.get(LAST_EPOCH)) or capped,
             COST: self.train_seconds,
+            "node_id": ray.get_runtime_context().get_node_id(),  # where it ran, on a cluster
             "peak_memory_gb": (estimate if peak_memory_bytes is None else peak_memory_bytes) / GB,
             "memory_measured": peak_memory_bytes is not None,
             "estimate_gb": estimate / GB,
