@@ -9,25 +9,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cce_tune.models.sasrec_config import SASRecConfig
+
 # Standard deviations above the mean that the masked-token bound allows: a batch exceeds it
 # with probability under 1e-9 (and the trainer unmasks the excess when one does).
 MASK_SIGMAS = 6.0
 
 
 @dataclass(frozen=True)
-class BERT4RecConfig:
-    num_items: int  # item ids 1..num_items; 0 is padding, num_items + 1 the mask token
-    max_len: int = 50
-    hidden: int = 64
-    num_blocks: int = 2
-    num_heads: int = 1
-    dropout: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.hidden % self.num_heads:
-            raise ValueError(
-                f"hidden size {self.hidden} is not divisible by {self.num_heads} heads"
-            )
+class BERT4RecConfig(SASRecConfig):
+    """SASRec's fields (the encoder is SASRec's blocks); `num_items + 1` is the mask token."""
 
     @property
     def mask_token(self) -> int:
