@@ -63,10 +63,14 @@ class Block(nn.Module):
 
 
 class SASRec(nn.Module):
+    causal = True  # position i attends to positions j <= i
+    extra_rows = 0  # item-table rows after the items (BERT4Rec's mask token)
+
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
         self.config = config
-        self.item_emb = nn.Embedding(config.num_items + 1, config.hidden, padding_idx=0)
+        self.item_emb = nn.Embedding(config.num_items + 1 + self.extra_rows, config.hidden,
+                                     padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, config.hidden)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_blocks))
@@ -89,23 +93,26 @@ class SASRec(nn.Module):
         positions = torch.arange(length, device=items.device)
         x = self.item_emb(items) * math.sqrt(self.config.hidden) + self.pos_emb(positions)
         x = self.drop(x) * real.unsqueeze(-1)
-        bias = attention_bias(real, _compute_dtype(x))
+        bias = attention_bias(real, _compute_dtype(x), self.causal)
         for block in self.blocks:
             x = block(x, bias)
         return self.norm(x)
 
 
-def attention_bias(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def attention_bias(real: torch.Tensor, dtype: torch.dtype, causal: bool = True) -> torch.Tensor:
     """(batch, 1, L, L) additive mask, built once for all blocks in the dtype attention runs
     in (a boolean mask is converted to one per block, and a mismatched dtype cast per block).
 
-    Position i attends to real positions j <= i; a padding row attends to itself only, so no
-    row is empty (an empty softmax is NaN). Padding rows are ignored by the loss.
+    Position i attends to real positions j <= i (every real position, without `causal`); a
+    padding row attends to itself only, so no row is empty (an empty softmax is NaN).
+    Padding rows are ignored by the loss.
     """
     batch, length = real.shape
-    causal = torch.ones(length, length, dtype=torch.bool, device=real.device).tril()
+    seen = real[:, None, :]
+    if causal:
+        seen = seen & torch.ones(length, length, dtype=torch.bool, device=real.device).tril()
     diagonal = torch.eye(length, dtype=torch.bool, device=real.device)
-    blocked = ~((causal & real[:, None, :]) | diagonal)
+    blocked = ~(seen | diagonal)
     bias = torch.zeros(batch, 1, length, bias_columns(length), dtype=dtype, device=real.device)
     bias = bias[..., :length]
     return bias.masked_fill_(blocked.unsqueeze(1), -torch.inf)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from cce_tune.models import BERT4Rec, BERT4RecConfig
-from cce_tune.models.bert4rec import bidirectional_bias
 from cce_tune.models.bert4rec_config import masked_capacity
+from cce_tune.models.sasrec import attention_bias
 
 V = 30
 
@@ -54,7 +54,7 @@ def test_padding_rows_are_invisible_to_real_positions():
 
 def test_bias_blocks_padding_columns_only():
     real = torch.tensor([[False, True, True]])
-    bias = bidirectional_bias(real, torch.float32)[0, 0]
+    bias = attention_bias(real, torch.float32, causal=False)[0, 0]
     assert torch.isinf(bias[:, 0]).tolist() == [False, True, True]  # padding sees itself
     assert (bias[:, 1:] == 0).all()
 
