@@ -37,10 +37,7 @@ class NextItem:
 
     @staticmethod
     def build_model(config: TrainConfig, num_items: int) -> nn.Module:
-        return SASRec(SASRecConfig(
-            num_items=num_items, max_len=config.max_len, hidden=config.hidden,
-            num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout,
-        ))
+        return SASRec(_encoder(SASRecConfig, config, num_items))
 
     def __init__(self, config: TrainConfig, sequences: DeviceSequences) -> None:
         self.config = config
@@ -74,10 +71,7 @@ class Cloze:
 
     @staticmethod
     def build_model(config: ClozeConfig, num_items: int) -> nn.Module:
-        return BERT4Rec(BERT4RecConfig(
-            num_items=num_items, max_len=config.max_len, hidden=config.hidden,
-            num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout,
-        ))
+        return BERT4Rec(_encoder(BERT4RecConfig, config, num_items))
 
     def __init__(self, config: ClozeConfig, sequences: DeviceSequences) -> None:
         self.config = config
@@ -117,6 +111,12 @@ class Cloze:
         mask = torch.full((len(before), 1), self.mask_token, dtype=before.dtype,
                           device=before.device)
         return torch.cat([before, mask], dim=1)
+
+
+def _encoder(kind: type[SASRecConfig], config: TrainConfig, num_items: int) -> SASRecConfig:
+    """The encoder's config (SASRec's fields, or BERT4Rec's, the same) from a run's."""
+    return kind(num_items=num_items, max_len=config.max_len, hidden=config.hidden,
+                num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout)
 
 
 OBJECTIVES: dict[str, type[NextItem] | type[Cloze]] = {
