@@ -35,6 +35,7 @@ from cce_tune.tuner.run_dir import (
     TuneSettings,
     ended_state,
     error_state,
+    objective_values,
 )
 from cce_tune.tuner.units import GB
 
@@ -55,11 +56,9 @@ def load_trials(run_dir: Path, family: Family, epochs: int) -> pd.DataFrame:
         if results:
             best = max(results, key=lambda r: r[family.quality])
             row |= {
-                family.quality: best[family.quality], family.second: best[family.second],
+                **objective_values(results, family.quality), family.second: best[family.second],
                 "best_epoch": best["epoch"], "epochs": len(results),
-                "epoch_seconds": statistics.median(r["epoch_seconds"] for r in results),
                 family.throughput: statistics.median(r[family.throughput] for r in results),
-                "peak_memory_gb": max(r["peak_memory_gb"] for r in results),
                 "memory_measured": results[-1]["memory_measured"],
                 "estimate_gb": results[-1]["estimate_gb"],
                 "loss_value": results[-1]["loss"],

@@ -5,6 +5,7 @@ read a run with pandas alone."""
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,15 @@ RAN_TO_THE_END = (CONVERGED, COMPLETED)
 # Reported true with a trial's last epoch (converged, or its epoch cap), so a run cut off
 # later still knows the trial had ended.
 LAST_EPOCH = "last_epoch"
+
+
+def objective_values(results: list[dict[str, Any]], quality: str) -> dict[str, float]:
+    """What a trial scores on the three objectives, from its epochs' results: its best
+    quality, its median epoch time, its highest peak. The reports and the search (what
+    Optuna is told) both read a trial this way."""
+    return {quality: max(r[quality] for r in results),
+            "epoch_seconds": statistics.median(r["epoch_seconds"] for r in results),
+            "peak_memory_gb": max(r["peak_memory_gb"] for r in results)}
 
 
 def error_state(error: str) -> str:

@@ -36,7 +36,13 @@ from cce_tune.tuner.machine_lock import only_local_run
 from cce_tune.tuner.memory import MemoryProfile
 from cce_tune.tuner.memory_edge import edge_seeds, estimated_grid
 from cce_tune.tuner.progress import ProgressTable
-from cce_tune.tuner.run_dir import JOURNAL_FILE, MEMORY_GRID_FILE, REJECTED_FILE, TuneSettings
+from cce_tune.tuner.run_dir import (
+    JOURNAL_FILE,
+    MEMORY_GRID_FILE,
+    REJECTED_FILE,
+    TuneSettings,
+    objective_values,
+)
 from cce_tune.tuner.strategies import STRATEGIES, cce_tune_sampler
 from cce_tune.tuner.trial import TrialSettings
 from cce_tune.tuner.units import GB, format_bytes
@@ -83,7 +89,7 @@ class BudgetedSearch(Searcher):
         self.max_rejections = max_rejections
         self.rejected = 0
         self._inner_ids: dict[str, str] = {}
-        self._best: dict[str, float] = {}  # the best quality each running trial reported
+        self._epochs: dict[str, dict] = {}  # each running trial's results by epoch
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
@@ -131,19 +137,20 @@ class BudgetedSearch(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self.quality in result:
-            self._best[trial_id] = max(self._best.get(trial_id, -math.inf),
-                                       result[self.quality])
+            self._epochs.setdefault(trial_id, {})[result.get("epoch")] = result
         self.searcher.on_trial_result(self._inner_ids.get(trial_id, trial_id), result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        """Optuna learns the best quality a trial reached (as the reports score it), not
-        its last epoch's, which is lower once validation has stalled."""
+        """Optuna learns what the reports score a trial by (`objective_values`: its best
+        quality, median epoch time, highest peak), not its last epoch's figures: quality
+        falls once validation has stalled."""
         inner = self._inner_ids.pop(trial_id, None)
-        best = self._best.pop(trial_id, -math.inf)
+        epochs = self._epochs.pop(trial_id, {})
         if result is not None and self.quality in result:
             # the result at which ASHA stopped a trial reaches Ray's searcher only here
-            result = {**result, self.quality: max(best, result[self.quality])}
+            epochs[result.get("epoch")] = result
+            result = {**result, **objective_values(list(epochs.values()), self.quality)}
         if inner is not None:
             self.searcher.on_trial_complete(inner, result=result, error=error)
 

@@ -74,9 +74,9 @@ def test_over_budget_proposals_are_never_suggested(tmp_path):
     assert all(t.state.name == "COMPLETE" for t in infeasible)
 
 
-def test_optuna_learns_the_best_quality_a_trial_reached_not_its_last(tmp_path):
-    """A trial whose validation fell after its best epoch is told with its best, as the
-    reports score it (Ray's OptunaSearch would pass the last epoch's result on)."""
+def test_optuna_is_told_what_the_reports_score_a_trial_by(tmp_path):
+    """The best quality a trial reached (not its last epoch's, lower once validation has
+    stalled), its median epoch time and its highest peak, as the reports score it."""
 
     class Inner:
         metric, mode = ["ndcg10"], ["max"]
@@ -93,18 +93,24 @@ def test_optuna_learns_the_best_quality_a_trial_reached_not_its_last(tmp_path):
         def on_trial_complete(self, trial_id, result=None, error=False):
             self.told[trial_id] = result
 
+    def epoch(number, ndcg, seconds, peak):
+        return {"epoch": number, "ndcg10": ndcg, "epoch_seconds": seconds,
+                "peak_memory_gb": peak}
+
     inner = Inner()
     search = BudgetedSearch(inner, 10.0, tmp_path, None, None, max_rejections=5,
                             quality="ndcg10")
     search.suggest("t")
-    for ndcg in (0.2, 0.4, 0.3):
-        search.on_trial_result("t", {"ndcg10": ndcg, "epoch_seconds": 1.0})
-    search.on_trial_complete("t", {"ndcg10": 0.3, "epoch_seconds": 1.0})
-    assert inner.told == {"t~0": {"ndcg10": 0.4, "epoch_seconds": 1.0}}
+    results = [epoch(1, 0.2, 3.0, 1.0), epoch(2, 0.4, 1.0, 1.5), epoch(3, 0.3, 2.0, 1.2)]
+    for result in results:
+        search.on_trial_result("t", result)
+    search.on_trial_complete("t", results[-1])  # Ray passes the last result on again
+    told = inner.told["t~0"]
+    assert (told["ndcg10"], told["epoch_seconds"], told["peak_memory_gb"]) == (0.4, 2.0, 1.5)
     # When ASHA stops a trial, Ray gives that epoch's result to the searcher only at the end.
     search.suggest("u")
-    search.on_trial_result("u", {"ndcg10": 0.1, "epoch_seconds": 1.0})
-    search.on_trial_complete("u", {"ndcg10": 0.3, "epoch_seconds": 1.0})
+    search.on_trial_result("u", epoch(1, 0.1, 1.0, 1.0))
+    search.on_trial_complete("u", epoch(2, 0.3, 1.0, 1.0))
     assert inner.told["u~0"]["ndcg10"] == 0.3
 
 
