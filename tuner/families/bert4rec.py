@@ -9,23 +9,17 @@ BERT4Rec's; everything else is the SASRec family's own code.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
-from cce_tune.kernels.config import LossConfig
 from cce_tune.tuner.arguments import parse_number
-from cce_tune.tuner.data import DataOptions
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import sasrec
 from cce_tune.tuner.families.base import Knob
-from cce_tune.tuner.memory import DatasetShape, MemoryProfile
-from cce_tune.tuner.sequences import trial
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 
 if TYPE_CHECKING:
-    from cce_tune.tuner.run_dir import TuneSettings
-    from cce_tune.tuner.trial import TrialSettings
+    pass
 
 DEFAULT_MASK_PROB = ClozeConfig().mask_prob
 KNOBS = (*sasrec.KNOBS, Knob("mask_prob", "--mask-prob", "mask_prob", float))
@@ -53,12 +47,21 @@ def config_from_params(params: dict[str, Any], base: ClozeConfig) -> ClozeConfig
     return config
 
 
+class BERT4RecTarget(sasrec.SASRecTarget):
+    """BERT4Rec on one sequence dataset; the estimate is `tuner.memory.estimate`'s, which
+    reads the config as BERT4Rec's."""
+
+    config_class = ClozeConfig
+    configure = staticmethod(config_from_params)
+
+
 class BERT4RecFamily(sasrec.SASRecFamily):
     name = "bert4rec"
     help = "BERT4Rec on user sequences: bidirectional, trained by the cloze task"
     columns = (*sasrec.SASRecFamily.columns, ("mask_prob", "mask"))
     knobs = KNOBS
     default_space = "bert4rec"
+    target_class = BERT4RecTarget
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         super().add_arguments(parser, command)
@@ -83,35 +86,6 @@ class BERT4RecFamily(sasrec.SASRecFamily):
             print(f"cloze task: mask_prob {config.mask_prob}; the loss's tokens are the masked "
                   f"positions, at most {bound:,} a step of B x L = {tokens:,}")
         super().run_estimate(args)
-
-    def from_json(self, run: dict) -> tuple[DataOptions, ClozeConfig]:
-        base = run["base"]
-        data = sasrec.data_from_json(run["data"])
-        return data, ClozeConfig(**{**base, "loss": LossConfig(**base["loss"])})
-
-    def target(self, settings: TuneSettings, profile: MemoryProfile | None) -> BERT4RecTarget:
-        from cce_tune.tuner.data import load
-
-        data = load(settings.data)
-        return BERT4RecTarget(settings.base, DatasetShape(data.num_users, data.num_items),
-                              profile, data)
-
-    def config_from_params(self, params: dict[str, Any], base: ClozeConfig) -> ClozeConfig:
-        return config_from_params(params, base)
-
-
-class BERT4RecTarget(sasrec.SASRecTarget):
-    """BERT4Rec on one sequence dataset; the estimate is `tuner.memory.estimate`'s, which
-    reads the config as BERT4Rec's."""
-
-    def config(self, params: dict[str, Any]) -> ClozeConfig:
-        return config_from_params(params, self.base)
-
-    def trainable(self, trial_settings: TrialSettings) -> Callable:
-        from ray import tune as ray_tune
-
-        return ray_tune.with_parameters(trial.run_trial, data=self.data, settings=trial_settings,
-                                        configure=config_from_params)
 
 
 FAMILY = BERT4RecFamily()

@@ -122,6 +122,46 @@ def data_from_json(raw: dict) -> DataOptions:
         seed=raw["seed"])
 
 
+class SASRecTarget:
+    """SASRec on one sequence dataset: what the search asks of the family during a run.
+    A sequence model beside SASRec sets its training config's class and its translation of
+    a sampled point here (BERT4Rec's target does)."""
+
+    config_class = TrainConfig
+    configure = staticmethod(config_from_params)
+
+    def __init__(self, base: TrainConfig, shape: DatasetShape, profile: MemoryProfile | None,
+                 data=None) -> None:
+        self.base, self.shape, self.profile, self.data = base, shape, profile, data
+
+    def __getstate__(self) -> dict:
+        # Ray pickles the searcher (and this with it) into RUN_DIR for --resume, which needs
+        # the dataset's shape only: without this, two copies of the dataset (78 MB for
+        # synthetic-ml-20m) were written there.
+        return {**self.__dict__, "data": None}
+
+    def config(self, params: dict[str, Any]) -> TrainConfig:
+        return self.configure(params, self.base)
+
+    def estimate(self, config: TrainConfig) -> MemoryBreakdown:
+        return estimate(config, self.shape, self.profile)
+
+    def describe(self) -> str:
+        return self.data.summary()
+
+    def trainable(self, trial_settings: TrialSettings) -> Callable:
+        from ray import tune as ray_tune
+
+        # The dataset goes to Ray's object store once; trials map it from there.
+        return ray_tune.with_parameters(trial.run_trial, data=self.data, settings=trial_settings,
+                                        configure=self.configure)
+
+    def warm(self, space: SearchSpace) -> None:
+        from cce_tune.tuner.sequences.warmup import warm_and_say
+
+        warm_and_say(space, self.config, self.data.num_items)
+
+
 class SASRecFamily(Family):
     name = "sasrec"
     help = "SASRec on user sequences, next-item prediction (default)"
@@ -133,6 +173,7 @@ class SASRecFamily(Family):
     grid = ("batch_size", "negatives")
     knobs = KNOBS
     default_space = "default"
+    target_class = SASRecTarget
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         add_data_arguments(parser)
@@ -187,55 +228,21 @@ class SASRecFamily(Family):
         base = run["base"]
         # Runs written before families were plug-ins kept the data under `dataset`.
         data = data_from_json(run.get("data") or run["dataset"])
-        return data, TrainConfig(**{**base, "loss": LossConfig(**base["loss"])})
+        config_class = self.target_class.config_class
+        return data, config_class(**{**base, "loss": LossConfig(**base["loss"])})
 
     def target(self, settings: TuneSettings, profile: MemoryProfile | None) -> SASRecTarget:
         from cce_tune.tuner.data import load
 
         data = load(settings.data)
-        return SASRecTarget(settings.base, DatasetShape(data.num_users, data.num_items),
-                            profile, data)
+        return self.target_class(settings.base, DatasetShape(data.num_users, data.num_items),
+                                 profile, data)
 
     def config_from_params(self, params: dict[str, Any], base: TrainConfig) -> TrainConfig:
-        return config_from_params(params, base)
+        return self.target_class.configure(params, base)
 
     def data_argv(self, data: DataOptions) -> list[str]:
         return data_argv(data)
-
-
-class SASRecTarget:
-    """SASRec on one sequence dataset: what the search asks of the family during a run."""
-
-    def __init__(self, base: TrainConfig, shape: DatasetShape, profile: MemoryProfile | None,
-                 data=None) -> None:
-        self.base, self.shape, self.profile, self.data = base, shape, profile, data
-
-    def __getstate__(self) -> dict:
-        # Ray pickles the searcher (and this with it) into RUN_DIR for --resume, which needs
-        # the dataset's shape only: without this, two copies of the dataset (78 MB for
-        # synthetic-ml-20m) were written there.
-        return {**self.__dict__, "data": None}
-
-    def config(self, params: dict[str, Any]) -> TrainConfig:
-        return config_from_params(params, self.base)
-
-    def estimate(self, config: TrainConfig) -> MemoryBreakdown:
-        return estimate(config, self.shape, self.profile)
-
-    def describe(self) -> str:
-        return self.data.summary()
-
-    def trainable(self, trial_settings: TrialSettings) -> Callable:
-        from ray import tune as ray_tune
-
-        # The dataset goes to Ray's object store once; trials map it from there.
-        return ray_tune.with_parameters(trial.run_trial, data=self.data, settings=trial_settings,
-                                        configure=config_from_params)
-
-    def warm(self, space: SearchSpace) -> None:
-        from cce_tune.tuner.sequences.warmup import warm_and_say
-
-        warm_and_say(space, self.config, self.data.num_items)
 
 
 FAMILY = SASRecFamily()
