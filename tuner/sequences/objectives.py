@@ -58,10 +58,6 @@ class NextItem:
         return loss_fn(hidden.reshape(-1, self.config.hidden), model.output_embedding,
                        self.targets[batch].reshape(-1))
 
-    def history(self, split: str) -> torch.Tensor:
-        """(users, max_len) for `valid` or `test`: the last position predicts the target."""
-        return self.histories[split]
-
 
 class Cloze:
     """BERT4Rec's objective: a share of the real items is replaced by the mask token and
@@ -102,10 +98,6 @@ class Cloze:
         inputs, positions, targets = self.batch(batch)
         hidden = model(inputs).view(-1, self.config.hidden).index_select(0, positions)
         return loss_fn(hidden, model.output_embedding, targets)
-
-    def history(self, split: str) -> torch.Tensor:
-        """(users, max_len) for `valid` or `test`: the last position predicts the target."""
-        return self.histories[split]
 
     def _with_mask(self, before: torch.Tensor) -> torch.Tensor:
         mask = torch.full((len(before), 1), self.mask_token, dtype=before.dtype,

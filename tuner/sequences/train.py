@@ -82,7 +82,7 @@ class Setup:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         # The batch builder: the dataset's training arrays and a batch's loss.
         self.batches = objective(config, DeviceSequences(data, device))
-        self.scorers = {split: _model_scorer(self.model, self.batches.history(split))
+        self.scorers = {split: _model_scorer(self.model, self.batches.histories[split])
                         for split in ("valid", "test")}
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16)
 

@@ -87,7 +87,7 @@ def test_validation_and_test_items_never_enter_training_inputs():
     assert torch.equal(targets, flat[positions])
     assert (inputs.view(-1)[positions] == objective.mask_token).all()
     for split, holdout in (("valid", 2), ("test", 1)):
-        history = objective.history(split)
+        history = objective.histories[split]
         assert (history[:, -1] == objective.mask_token).all()
         for user in range(data.num_users):
             end = data.offsets[user + 1] - holdout
