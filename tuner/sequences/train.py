@@ -139,7 +139,9 @@ def train(
 
     epochs = []
     best = _BestEpoch(setup.model, keep=final_test and config.patience > 0)
-    floor = _popularity(data, config, device).ndcg10 if config.patience else 0.0
+    # Popularity on validation: the floor patience waits for, and (with a test) the baseline.
+    popular = _popularity(data, config, device) if config.patience else None
+    floor = popular.ndcg10 if popular is not None else 0.0
     for epoch in range(1, config.epochs + 1):
         setup.model.train()
         if device.type == "cuda":
@@ -174,7 +176,8 @@ def train(
         return TrainResult(config, data.name, str(device), epochs, None, None, None)
     best.restore()
     test = setup.evaluate("test", data)
-    baseline = {split: _popularity(data, config, device, split) for split in ("valid", "test")}
+    baseline = {"valid": popular or _popularity(data, config, device),
+                "test": _popularity(data, config, device, "test")}
     return TrainResult(config, data.name, str(device), epochs, test, baseline["valid"],
                        baseline["test"], best.epoch if best.keep else epochs[-1].epoch)
 
