@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float,
                         help="seconds: launch no run after this long, keep what ended")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results/replay"))
+    parser.add_argument("--resume", type=Path, metavar="TABLE",
+                        help="a table folder of an earlier, cut-off call over the same grid: "
+                             "its runs are kept and only the missing ones run")
     args = parser.parse_args()
 
     data = load(DataOptions(args.dataset))  # generated once here; workers read the cache
@@ -93,8 +96,12 @@ def main() -> None:
             for point in points}
     print(f"timed {len(points)} points alone in {time.time() - started:.0f} s", flush=True)
     # Seed by seed (a cut-off run still covers the grid), the longest first within one.
-    tasks = sorted(((point, seed) for point in points for seed in args.seeds),
+    kept = earlier_runs(args.resume) if args.resume else []
+    done = {(run["point"], run["seed"]) for run in kept}
+    tasks = sorted(((point, seed) for point in points for seed in args.seeds
+                    if (point, seed) not in done),
                    key=lambda task: (args.seeds.index(task[1]), -solo[task[0]]))
+    print(f"{len(kept)} runs kept from {args.resume}; {len(tasks)} to run", flush=True)
     out = args.out_dir / args.name
     out.mkdir(parents=True, exist_ok=True)
     shape = DatasetShape(*counts(DataOptions(args.dataset)))
@@ -106,13 +113,15 @@ def main() -> None:
         return trials
 
     deadline = started + args.time_limit if args.time_limit else math.inf
-    trials = write(run_all(tasks, base, args.dataset, args.workers, deadline, write))
+    trials = write(kept + run_all(tasks, base, args.dataset, args.workers, deadline,
+                                  lambda runs: write(kept + runs)))
     command = command_line("benchmarks.grid_table", args)
     summary = describe(trials, command, time.time() - started)
     (args.out_dir / f"{args.name}.md").write_text(summary)
     (out / "grid.json").write_text(json.dumps(
         {"command": command, "base": asdict(base), "dataset": args.dataset,
-         "lr": "base.lr x sqrt(batch_size / 128)", "runs": len(trials), "planned": len(tasks),
+         "lr": "base.lr x sqrt(batch_size / 128)", "runs": len(trials),
+         "planned": len(points) * len(args.seeds), "kept": len(kept),
          "wall_seconds": time.time() - started}, indent=1, default=str))
     print(summary)
 
@@ -143,6 +152,26 @@ def solo_epoch_seconds(config: TrainConfig, data, steps: int) -> float:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return per_step * math.ceil(data.num_users / config.batch_size)
+
+
+def earlier_runs(table: Path) -> list[dict]:
+    """The runs of an earlier call's trials.csv and history.csv, in `run_all`'s form. Only the
+    median of a run's shared clocks and its highest peak were written, so every epoch gets
+    those: the figures `tables` reads back. The solo timings are taken again by this call."""
+    trials = pd.read_csv(table / "trials.csv", dtype={"trial": str})
+    history = pd.read_csv(table / "history.csv", dtype={"trial": str})
+    runs = []
+    for row in trials.itertuples():
+        peak = None if math.isnan(row.peak_memory_gb) else row.peak_memory_gb * GB
+        epochs = [{"epoch": e.epoch, "ndcg10": e.ndcg10, "hr10": e.hr10,
+                   "seconds": row.shared_epoch_seconds, "peak": peak}
+                  for e in history[history["trial"] == row.trial].itertuples()]
+        run = {"point": Point(row.loss, int(row.batch_size), int(row.negatives), int(row.max_len)),
+               "seed": int(row.seed), "status": row.status, "epochs": epochs}
+        if epochs:
+            run["ndcg10"] = row.ndcg10
+        runs.append(run)
+    return runs
 
 
 def run_all(tasks: list, base: TrainConfig, dataset: str, workers: int, deadline: float,

@@ -99,9 +99,11 @@ for stage in "$@"; do
     quality) python3 -m benchmarks.quality --out-dir "$out" 2>&1 | tail -10 ;;
     synthetic-calibration) python3 -m benchmarks.synthetic_calibration --bf16 \
         --out "$out/synthetic-calibration" 2>&1 | tee "$out/synthetic-calibration.log" | tail -20 ;;
-    grid-1)  # issue 14's replay targets: a full grid (GRID_SECONDS: its time limit)...
+    grid-1)  # issue 14's replay targets: a full grid (GRID_SECONDS: its time limit;
+      # GRID_RESUME: an earlier call's table folder, whose runs are kept)...
       python3 -m benchmarks.grid_table --dataset synthetic-ml-1m --name ml-1m-cce --bf16 \
-        --workers 12 --time-limit "${GRID_SECONDS:-300}" --out-dir "$out/replay" 2>&1 \
+        --workers 12 --time-limit "${GRID_SECONDS:-300}" --out-dir "$out/replay" \
+        ${GRID_RESUME:+--resume "$GRID_RESUME"} 2>&1 \
         | tee "$out/grid-1.log" | grep -v "^\[" | tail -25
       tar czf "$out/replay-1.tgz" -C "$out" replay && rm -rf "$out/replay" ;;
     grid-2)  # ... and a second table, another budget regime, kept apart from the design

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from benchmarks.grid_table import Point, describe, tables
+from benchmarks.grid_table import Point, describe, earlier_runs, tables
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.memory import DatasetShape
 from cce_tune.tuner.replay.table import load_table
@@ -36,3 +36,21 @@ def test_tables_use_solo_timings_and_replay_reads_them(tmp_path: Path):
         tuple(sorted({"loss": "cce_minus", "batch_size": b, "negatives": n,
                       "max_len": 50}.items())) for b, n in ((64, 16), (256, 64))}
     assert "Best point" in describe(trials, "python -m benchmarks.grid_table", 60.0)
+
+
+def test_a_resumed_table_keeps_the_earlier_calls_runs(tmp_path: Path):
+    small, large = Point("cce_minus", 64, 16, 50), Point("cce_minus", 256, 64, 50)
+    runs = [fake_run(small, 0, [0.1, 0.2, 0.15], True), fake_run(large, 1, [0.2, 0.3], False),
+            {"point": large, "seed": 0, "epochs": [], "status": "out_of_memory"}]
+    solo = {small: 2.0, large: 0.5}
+    base = TrainConfig(loss=LossConfig("cce_minus"), epochs=3, patience=1)
+    trials, history = tables(runs, solo, base, DatasetShape(6040, 3706))
+    trials.to_csv(tmp_path / "trials.csv", index=False)
+    history.to_csv(tmp_path / "history.csv", index=False)
+    kept = earlier_runs(tmp_path)
+    assert {(run["point"], run["seed"]) for run in kept} == {(small, 0), (large, 1), (large, 0)}
+    again, again_history = tables(kept, {small: 4.0, large: 0.5}, base, DatasetShape(6040, 3706))
+    assert again["ndcg10"].fillna(-1).tolist() == trials["ndcg10"].fillna(-1).tolist()
+    assert again["status"].tolist() == trials["status"].tolist()
+    assert again["train_seconds"].tolist()[0] == 12.0  # this call's solo timing x 3 epochs
+    assert again_history["ndcg10"].tolist() == history["ndcg10"].tolist()
