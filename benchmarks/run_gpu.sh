@@ -2,7 +2,8 @@
 # One device call: GPU facts, then the stages named as arguments (tests, kernel-tests,
 # kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory,
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
-# tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2).
+# tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
+# bert4rec, bert4rec-quality).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -113,6 +114,21 @@ for stage in "$@"; do
         --time-limit "${GRID_SECONDS:-100}" --out-dir "$out/replay" 2>&1 \
         | tee "$out/grid-2.log" | grep -v "^\[" | tail -8
       tar czf "$out/replay-2.tgz" -C "$out" replay && rm -rf "$out/replay" ;;
+    bert4rec)  # issue 15's memory grid, beside (peaks are per process) a 16-trial tuning run
+      # at a budget that binds; the run folder comes back whole, its report.html included
+      python3 -m cce_tune.tuner.cli data --dataset synthetic-ml-1m
+      python3 -m cce_tune.tuner.cli verify-memory --grid bert4rec --out "$out" \
+        >"$out/memory-bert4rec.log" 2>&1 &
+      python3 -m cce_tune.tuner.cli --model bert4rec --gpu-mem 3GB --dataset synthetic-ml-1m \
+        --trials 16 --epochs 30 --out "$out/tune-bert4rec" 2>&1 | tee "$out/tune-bert4rec.log" \
+        | grep -v "^\[.*epoch" | tail -40
+      wait
+      tail -25 "$out/memory-bert4rec.log"
+      tar czf "$out/bert4rec.tgz" --exclude=tuner.pkl -C "$out" tune-bert4rec tune-bert4rec.log \
+        memory-bert4rec.log && rm -rf "$out/tune-bert4rec" "$out"/*.log ;;
+    bert4rec-quality)  # alone on the device: its clocks compare the two models
+      python3 -m benchmarks.bert4rec_quality --bf16 ${B4_ARGS:-} --out-dir "$out" 2>&1 \
+        | tail -16 ;;
     train-ml20m)
       for precision in fp32 bf16; do
         for loss in ce_minus cce_minus; do
