@@ -23,7 +23,7 @@ from cce_tune.tuner.memory import (
     solve,
     with_knob,
 )
-from cce_tune.tuner.memory_grid import GRIDS
+from cce_tune.tuner.memory_grid import GRIDS, MODEL_GRIDS
 from cce_tune.tuner.sequences.config import TrainConfig
 
 
@@ -91,7 +91,11 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
 def add_verify_parser(commands) -> None:
     parser = commands.add_parser(
         "verify-memory", help="measure real training steps on the GPU against the estimate")
-    parser.add_argument("--grid", choices=tuple(GRIDS), default="default")
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--model", choices=tuple(MODEL_GRIDS), default="sasrec",
+                        help="measure this model's grid (default: sasrec)")
+    models.add_argument("--grid", choices=tuple(GRIDS),
+                        help="measure this grid by name (tiny: a quick check end to end)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                         help="folder for memory-<gpu>.csv and .md (default: benchmarks/results)")
     parser.add_argument("--tag", help="suffix of the files' names, e.g. the allocator setting")
@@ -104,6 +108,7 @@ def add_verify_parser(commands) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> None:
+    args.grid = args.grid or MODEL_GRIDS[args.model]
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
     started = time.perf_counter()
     if args.reestimate:

@@ -226,6 +226,13 @@ def test_memory_commands_refuse_bad_input_in_one_line(argv, message, capsys):
     assert err.startswith("cce-tune: error: ") and message in err
 
 
+def test_verify_memory_takes_a_model_or_a_grid_not_both(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["verify-memory", "--model", "bert4rec", "--grid", "tiny"])
+    assert exit_.value.code == 2
+    assert "--grid: not allowed with argument --model" in capsys.readouterr().err
+
+
 def test_unprepared_file_dataset_is_named(tmp_path, capsys):
     log = tmp_path / "log.csv"
     log.write_text("user_id,item_id,timestamp\n1,1,1\n")
