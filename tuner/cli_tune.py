@@ -61,6 +61,9 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
                        help="continue an interrupted run; other search options are its own")
     group.add_argument("--address", help="join this Ray cluster instead of starting one")
     group.add_argument("--no-dashboard", action="store_true", help="start Ray without it")
+    group.add_argument("--mlflow", action="store_true",
+                       help="log every trial to MLflow too, in RUN_DIR/mlflow.db (needs "
+                            "pip install 'cce-tune[mlflow]')")
     group.add_argument("--memory-profile", type=Path,
                        help="coefficients from `verify-memory --calibrate`")
     group.add_argument("--seed", type=int, default=0)
@@ -87,6 +90,7 @@ def default_space(dataset: str, family: Family) -> str:
 
 
 def run_tune(args: argparse.Namespace) -> None:
+    from cce_tune.tuner.loggers import require_mlflow
     from cce_tune.tuner.report import is_complete, write_reports
     from cce_tune.tuner.run_dir import RUN_FILE, TuneSettings
     from cce_tune.tuner.search import space_for
@@ -98,12 +102,16 @@ def run_tune(args: argparse.Namespace) -> None:
                   "reports are rebuilt")
             out = settings.run_dir
         else:
+            if settings.mlflow:  # Ray's saved state holds the MLflow logger
+                require_mlflow()
             print(f"resuming {settings.run_dir}")
             out = _interruptible(settings, resume=True, verbose=args.verbose)
     else:
         if args.gpu_mem is None:
             raise CceTuneError("--gpu-mem is required: the memory budget each trial must fit, "
                                "e.g. --gpu-mem 40GB")
+        if args.mlflow:
+            require_mlflow()
         _check_budget_fits_the_gpu(args.gpu_mem, args.address)
         family = get(args.model)
         data = family.data_options(args)
@@ -121,7 +129,8 @@ def run_tune(args: argparse.Namespace) -> None:
             budget_bytes=args.gpu_mem, margin=args.margin, trials=args.trials,
             epochs=args.epochs, time_budget_s=args.time_budget, grace_seconds=args.grace,
             gpus_per_trial=args.gpus_per_trial, address=args.address, seed=args.seed,
-            memory_profile=args.memory_profile, dashboard=not args.no_dashboard)
+            memory_profile=args.memory_profile, dashboard=not args.no_dashboard,
+            mlflow=args.mlflow)
         out = _interruptible(settings, resume=False, verbose=args.verbose)
     reports = write_reports(out)
     print(f"reports: {reports} (summary.md, pareto.csv, report.html)")

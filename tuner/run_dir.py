@@ -16,6 +16,7 @@ from cce_tune.tuner.families import DEFAULT, Family, get
 RUN_FILE = "run.json"
 REJECTED_FILE = "rejected.jsonl"
 JOURNAL_FILE = "optuna-journal.log"
+MLFLOW_DB, MLFLOW_ARTIFACTS = "mlflow.db", "mlflow-artifacts"  # with --mlflow
 # Every point of the space's grid (discrete knobs) with its estimate, written at the start:
 # the reports draw the budget's edge from it.
 MEMORY_GRID_FILE = "memory-grid.jsonl"
@@ -76,6 +77,7 @@ class TuneSettings:
     seed: int = 0
     memory_profile: Path | None = None
     dashboard: bool = True
+    mlflow: bool = False  # log every trial to MLflow in RUN_DIR too
     grace_seconds: float = 60.0  # training seconds before ASHA may stop a trial
     max_rejections: int = 2000  # proposals in a row over the budget before giving up
 

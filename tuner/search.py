@@ -32,6 +32,7 @@ from cce_tune.tuner.climb import OVER_BUDGET
 from cce_tune.tuner.early_stopping import make_scheduler
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import Target, get
+from cce_tune.tuner.loggers import mlflow_callback
 from cce_tune.tuner.machine_lock import only_local_run
 from cce_tune.tuner.memory import MemoryProfile
 from cce_tune.tuner.memory_edge import edge_seeds, estimated_grid
@@ -292,7 +293,8 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
             # files a trial writes (a first-step profile) reach RUN_DIR, from any node
             sync_config=ray_tune.SyncConfig(sync_artifacts=True),
             # each trial's own output (warnings, prints) in its folder, not the driver's
-            log_to_file=True, callbacks=[progress], verbose=0),
+            log_to_file=True, verbose=0,
+            callbacks=[progress, *([mlflow_callback(run_dir)] if settings.mlflow else [])]),
     )
 
 
@@ -313,8 +315,9 @@ class _Resources:
 
 
 def _quiet(quiet: bool) -> None:
-    """Ray Tune's experiment box, TensorBoard hint, restore hint and trial tracebacks, and
-    Optuna's study messages, off when `quiet`; shown as their libraries print them if not."""
+    """Ray Tune's experiment box, TensorBoard hint, restore hint and trial tracebacks,
+    Optuna's study messages and MLflow's, off when `quiet`; shown as their libraries print
+    them if not."""
     import logging
 
     import optuna
@@ -325,6 +328,10 @@ def _quiet(quiet: bool) -> None:
     logging.getLogger("ray._private.authentication").setLevel(
         logging.ERROR if quiet else logging.NOTSET)
     optuna.logging.set_verbosity(optuna.logging.WARNING if quiet else optuna.logging.INFO)
+    # MLflow's "Creating initial MLflow database tables" (--mlflow): it sets its logger's
+    # level from this variable when imported
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING" if quiet else "INFO"
+    logging.getLogger("mlflow").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def _start_ray(settings: TuneSettings):
