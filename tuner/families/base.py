@@ -13,6 +13,8 @@ them, so `cce-tune report` and `cce-tune estimate` stay light.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
@@ -177,5 +179,29 @@ class Family(ABC):
 
     def train_argv(self, data: Any, config: Any) -> list[str]:
         """`cce-tune train` arguments (after `--model`) that retrain `config` on `data`: the
-        recommended command, every knob written by its one translation."""
-        return [*self.data_argv(data), *(arg for knob in self.knobs for arg in knob.argv(config))]
+        recommended command, each knob written by its one translation. A knob's flag is left
+        out where the command parses to the same config without it, so the command shows
+        what the run chose, not every default (a default may hang on another knob, as the
+        negatives' on the loss: the parse decides, not a comparison of values)."""
+        from cce_tune.tuner.cli import build_parser  # the CLI is built from the families
+        from cce_tune.tuner.errors import CceTuneError
+
+        parser = build_parser(self.name)
+
+        def argv(knobs: list[Knob]) -> list[str]:
+            return [*self.data_argv(data), *(arg for knob in knobs for arg in knob.argv(config))]
+
+        def retrains(knobs: list[Knob]) -> bool:
+            try:
+                with contextlib.redirect_stderr(io.StringIO()):  # argparse's, not the user's
+                    args = parser.parse_args(["train", "--model", self.name, *argv(knobs)])
+                return self.run_config(args) == config
+            except (CceTuneError, SystemExit):  # a flag another one needs
+                return False
+
+        kept = list(self.knobs)
+        for knob in self.knobs:
+            fewer = [k for k in kept if k is not knob]
+            if retrains(fewer):
+                kept = fewer
+        return argv(kept)

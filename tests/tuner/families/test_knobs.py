@@ -112,3 +112,19 @@ def test_criteo_options_round_trip(tmp_path: Path):
         args = build_parser("dlrm").parse_args(
             ["train", "--model", "dlrm", *get("dlrm").data_argv(data)])
         assert get("dlrm").data_options(args) == data
+
+
+def test_the_recommended_command_names_only_what_differs_from_the_defaults(family):
+    start, data = base(family.name), DATA[family.name]
+    assert family.train_argv(data, start) == family.data_argv(data)
+    for knob in family.knobs:
+        params = {knob.name: OTHER[family.name][knob.name]}
+        if knob.name == "in_kernel_negatives":
+            params["loss"] = "cce_minus"
+        config = family.config_from_params(params, start)
+        flags = family.train_argv(data, config)[len(family.data_argv(data)):]
+        named = [k for k in family.knobs if k.flag in flags]
+        assert knob in named, knob.name
+        # Only what differs (DLRM's bottom MLP ends in the embedding size, so both change).
+        assert all(k.get(config) != k.get(start) for k in named), knob.name
+        assert retrained(family.name, data, config)[1] == config, knob.name
