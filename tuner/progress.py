@@ -20,6 +20,7 @@ from cce_tune.tuner.run_dir import (
     ended_state,
     error_state,
 )
+from cce_tune.tuner.trial_names import knobs_text, short
 from cce_tune.tuner.units import GB, format_bytes
 
 
@@ -81,8 +82,7 @@ class ProgressTable(Callback):
             print(f"[{row.number:>3}/{self.trials}] {text}", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        knobs = "  ".join(f"{header}={_short(trial.config.get(knob))}"
-                          for knob, header in self.columns if knob in trial.config)
+        knobs = knobs_text(trial.config, self.columns, separator="  ")
         estimate = format_bytes(trial.config.get("estimate_total_bytes", 0))
         self._event(trial, "running", f"start  {knobs}  estimate {estimate} of the "
                                       f"{format_bytes(self.budget_bytes)} budget (with "
@@ -132,19 +132,13 @@ class ProgressTable(Callback):
             result = row.result
             table.add_row(
                 str(row.number), f"[{styles[row.status]}]{row.status}",
-                *(_short(row.config.get(knob)) for knob, _ in self.columns),
+                *(short(row.config.get(knob)) for knob, _ in self.columns),
                 str(result.get("epoch", "")),
                 f"{result[self.family.quality]:.4f}" if result else "",
                 f"{result['epoch_seconds']:.1f}" if result else "",
                 (f"{result['peak_memory_gb']:.2f}" if result else "-")
                 + f"/{row.config.get('estimate_bytes', 0) / GB:.2f}")  # both allocated
         return table
-
-
-def _short(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.1e}"
-    return "" if value is None else str(value)
 
 
 def _error_text(trial) -> str:

@@ -78,6 +78,7 @@ class TuneSettings:
     memory_profile: Path | None = None
     dashboard: bool = True
     mlflow: bool = False  # log every trial to MLflow in RUN_DIR too
+    actor_per_trial: bool = False  # a fresh Ray actor per trial, named after it
     grace_seconds: float = 60.0  # training seconds before ASHA may stop a trial
     max_rejections: int = 2000  # proposals in a row over the budget before giving up
 

@@ -46,6 +46,7 @@ from cce_tune.tuner.run_dir import (
 )
 from cce_tune.tuner.strategies import STRATEGIES, cce_tune_sampler
 from cce_tune.tuner.trial import TrialSettings
+from cce_tune.tuner.trial_names import TrialNamer, named_actor_class
 from cce_tune.tuner.units import GB, format_bytes
 
 
@@ -236,6 +237,8 @@ def _run(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Targ
                                    gpus_per_trial=settings.gpus_per_trial)
     trainable = ray_tune.with_resources(target.trainable(trial_settings),
                                         _Resources(cpus_per_trial=_cpus_per_trial(device_bytes)))
+    if settings.actor_per_trial:
+        trainable = named_actor_class(trainable)
     print(target.describe())
     target.warm(space)
     if context is not None and context.dashboard_url:
@@ -285,8 +288,10 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
         trainable,
         tune_config=ray_tune.TuneConfig(
             search_alg=search, scheduler=scheduler, num_samples=settings.trials,
-            time_budget_s=settings.time_budget_s, reuse_actors=True,
-            trial_dirname_creator=trial_dirname),
+            time_budget_s=settings.time_budget_s,
+            # a reused actor keeps the name of its first trial (trial_names.py)
+            reuse_actors=not settings.actor_per_trial,
+            trial_name_creator=TrialNamer(family.columns), trial_dirname_creator=trial_dirname),
         run_config=ray_tune.RunConfig(
             name=run_dir.name, storage_path=str(run_dir.parent),
             failure_config=ray_tune.FailureConfig(max_failures=0, fail_fast=False),

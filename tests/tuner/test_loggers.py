@@ -38,10 +38,11 @@ def test_mlflow_logs_every_trial_with_its_knobs_and_metrics_inside_run_dir(tmp_p
     assert experiment.artifact_location.startswith(run_dir.resolve().as_uri())
     runs = client.search_runs([experiment.experiment_id])
     trials = sorted(path.name for path in run_dir.glob("trial_*"))
-    assert len(runs) == len(trials) == 2
+    assert sorted(run.info.run_name.split()[0] for run in runs) == trials
     for run in runs:
         assert run.info.status == "FINISHED"
         assert {"batch_size", "negatives", "max_len"} <= set(run.data.params)
+        assert f"B={run.data.params['batch_size']}" in run.info.run_name
         history = client.get_metric_history(run.info.run_id, "ndcg10")
         assert [m.step for m in history] == [1, 2]  # every epoch
         assert {"epoch_seconds", "peak_memory_gb", "hr10"} <= set(run.data.metrics)
