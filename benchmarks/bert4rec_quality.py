@@ -124,6 +124,9 @@ def main() -> None:
     common = {"loss": LossConfig(args.loss), "batch_size": args.batch_size,
               "max_len": args.max_len, "hidden": args.hidden, "lr": args.lr,
               "patience": args.patience, "bf16": args.bf16, "device": args.device}
+    command = command_line("benchmarks.bert4rec_quality", args, omit=("out_dir", "bf16"))
+    command += " --bf16" if args.bf16 else ""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     rows = []
     for seed in args.seeds:
         sasrec = run(TrainConfig(**common, epochs=args.epochs, seed=seed), data)
@@ -131,19 +134,18 @@ def main() -> None:
             bert4rec = run(variant.config(common, args.bert4rec_epochs, seed), data)
             rows.append(compare(seed, str(variant), sasrec, bert4rec))
             print(f"seed {seed}, BERT4Rec {variant}: {rows[-1]['summary']}", flush=True)
+        if args.out_dir is not None:  # seed by seed: a run cut short keeps its seeds
+            save(rows, command, device, args.out_dir)
+    print(markdown(rows, command, device))
 
-    command = command_line("benchmarks.bert4rec_quality", args, omit=("out_dir", "bf16"))
-    command += " --bf16" if args.bf16 else ""
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    text = markdown(rows, command, device)
-    print(text)
-    if args.out_dir is not None:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"bert4rec-quality-{gpu_slug() if torch.cuda.is_available() else 'cpu'}"
-        (args.out_dir / f"{stem}.json").write_text(json.dumps(
-            {"command": command, "device": device, "torch": torch.__version__, "rows": rows},
-            indent=1, default=str))
-        (args.out_dir / f"{stem}.md").write_text(text)
+
+def save(rows: list[dict], command: str, device: str, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"bert4rec-quality-{gpu_slug() if torch.cuda.is_available() else 'cpu'}"
+    (out_dir / f"{stem}.json").write_text(json.dumps(
+        {"command": command, "device": device, "torch": torch.__version__, "rows": rows},
+        indent=1, default=str))
+    (out_dir / f"{stem}.md").write_text(markdown(rows, command, device))
 
 
 def markdown(rows: list[dict], command: str, device: str) -> str:

@@ -120,14 +120,14 @@ for stage in "$@"; do
       python3 -m cce_tune.tuner.cli verify-memory --model bert4rec --out "$out" \
         >"$out/memory-bert4rec.log" 2>&1 &
       python3 -m cce_tune.tuner.cli --model bert4rec --gpu-mem 3GB --dataset synthetic-ml-1m \
-        --trials 16 --epochs 30 --out "$out/tune-bert4rec" 2>&1 | tee "$out/tune-bert4rec.log" \
+        --trials 16 --epochs 30 --time-budget 240s --out "$out/tune-bert4rec" 2>&1 | tee "$out/tune-bert4rec.log" \
         | grep -v "^\[.*epoch" | tail -40
       wait
       tail -25 "$out/memory-bert4rec.log"
       tar czf "$out/bert4rec.tgz" --exclude=tuner.pkl -C "$out" tune-bert4rec tune-bert4rec.log \
         memory-bert4rec.log && rm -rf "$out/tune-bert4rec" "$out"/*.log ;;
     bert4rec-quality)  # alone on the device: its clocks compare the two models
-      python3 -m benchmarks.bert4rec_quality --bf16 --bert4rec-epochs 60 \
+      timeout "${B4_SECONDS:-600}" python3 -m benchmarks.bert4rec_quality --bf16 --bert4rec-epochs 60 \
         --variants 1e-3:0.1:2:0.2 3e-3:0:4:0.2 --out-dir "$out" 2>&1 \
         | tail -16 ;;
     train-ml20m)
