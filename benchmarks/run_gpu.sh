@@ -120,7 +120,7 @@ for stage in "$@"; do
       python3 -m cce_tune.tuner.cli verify-memory --model bert4rec --out "$out" \
         >"$out/memory-bert4rec.log" 2>&1 &
       python3 -m cce_tune.tuner.cli --model bert4rec --gpu-mem 3GB --dataset synthetic-ml-1m \
-        --trials 16 --epochs 30 --time-budget 240s --out "$out/tune-bert4rec" 2>&1 | tee "$out/tune-bert4rec.log" \
+        --trials 16 --epochs 30 --time-budget 180s --out "$out/tune-bert4rec" 2>&1 | tee "$out/tune-bert4rec.log" \
         | grep -v "^\[.*epoch" | tail -40
       wait
       tail -25 "$out/memory-bert4rec.log"
