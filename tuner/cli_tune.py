@@ -142,17 +142,38 @@ def run_tune(args: argparse.Namespace) -> None:
 
 
 def _check_budget_fits_the_gpu(budget_bytes: int, address: str | None) -> None:
-    """A per-trial budget larger than this machine's GPU cannot be what was meant (with
-    --address the trials run on the cluster's GPUs, which this machine cannot see)."""
+    """A per-trial budget larger than a GPU the trials may run on cannot be what was meant:
+    this machine's, or with --address any of the cluster's (Ray may place a trial on the
+    smallest)."""
+    if address:
+        _check_budget_fits_the_cluster(budget_bytes, address)
+        return
     import torch
 
     from cce_tune.tuner.search import local_gpu_bytes
 
-    total = None if address else local_gpu_bytes()
+    total = local_gpu_bytes()
     if total is not None and budget_bytes > total:
         raise CceTuneError(f"--gpu-mem {format_bytes(budget_bytes)} is more than this "
                            f"machine's GPU has ({format_bytes(total)} on "
                            f"{torch.cuda.get_device_name(0)}); give at most that")
+
+
+def _check_budget_fits_the_cluster(budget_bytes: int, address: str) -> None:
+    from cce_tune.tuner.cluster_gpus import cluster_gpus
+
+    found = cluster_gpus(address)
+    if found.unknown:
+        print(f"cce-tune: cannot read the GPU memory of {', '.join(sorted(set(found.unknown)))} "
+              "(nvidia-smi gave no answer there); --gpu-mem is not checked against it")
+    if not found.gpus:
+        return
+    smallest = min(found.gpus, key=lambda gpu: gpu.total_bytes)
+    if budget_bytes > smallest.total_bytes:
+        raise CceTuneError(
+            f"--gpu-mem {format_bytes(budget_bytes)} is more than a GPU of the cluster has "
+            f"({format_bytes(smallest.total_bytes)} on {smallest.name}, node {smallest.node}), "
+            "where trials may run; give at most that")
 
 
 def _interruptible(settings, resume: bool, verbose: bool) -> Path:
