@@ -11,7 +11,6 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 from cce_tune.tuner.allocator import use_expandable_segments
 from cce_tune.tuner.arguments import add_data_arguments, data_options
@@ -56,11 +55,7 @@ def build_parser(model: str = DEFAULT) -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one configuration and report quality, "
                                               "time and memory")
     add_model_argument(train, family)
-    family.add_arguments(train, "train")
-    group = train.add_argument_group("run")
-    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--out", type=Path, help="write the results as JSON here")
+    family.add_train_arguments(train)
 
     estimate = commands.add_parser(
         "estimate", help="print the peak-memory breakdown of a configuration, no GPU needed")

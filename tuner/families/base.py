@@ -13,11 +13,10 @@ them, so `cce-tune report` and `cce-tune estimate` stay light.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
@@ -177,26 +176,32 @@ class Family(ABC):
     def data_argv(self, data: Any) -> list[str]:
         """The arguments that open `data` again."""
 
+    def add_train_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """`cce-tune train`'s arguments after `--model`: the family's and the run's."""
+        self.add_arguments(parser, "train")
+        group = parser.add_argument_group("run")
+        group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+        group.add_argument("--seed", type=int, default=0)
+        group.add_argument("--out", type=Path, help="write the results as JSON here")
+
     def train_argv(self, data: Any, config: Any) -> list[str]:
         """`cce-tune train` arguments (after `--model`) that retrain `config` on `data`: the
         recommended command, each knob written by its one translation. A knob's flag is left
         out where the command parses to the same config without it, so the command shows
         what the run chose, not every default (a default may hang on another knob, as the
         negatives' on the loss: the parse decides, not a comparison of values)."""
-        from cce_tune.tuner.cli import build_parser  # the CLI is built from the families
         from cce_tune.tuner.errors import CceTuneError
 
-        parser = build_parser(self.name)
+        parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+        self.add_train_arguments(parser)
 
         def argv(knobs: list[Knob]) -> list[str]:
             return [*self.data_argv(data), *(arg for knob in knobs for arg in knob.argv(config))]
 
         def retrains(knobs: list[Knob]) -> bool:
             try:
-                with contextlib.redirect_stderr(io.StringIO()):  # argparse's, not the user's
-                    args = parser.parse_args(["train", "--model", self.name, *argv(knobs)])
-                return self.run_config(args) == config
-            except (CceTuneError, SystemExit):  # a flag another one needs
+                return self.run_config(parser.parse_args(argv(knobs))) == config
+            except (CceTuneError, argparse.ArgumentError):  # a flag another one needs
                 return False
 
         kept = list(self.knobs)
