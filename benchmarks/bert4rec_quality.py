@@ -58,22 +58,29 @@ class Variant:
     dropout: float
     heads: int
     mask_prob: float
+    last_item_prob: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> Variant:
         try:
-            lr, dropout, heads, mask_prob = text.split(":")
-            return cls(float(lr), float(dropout), int(heads), float(mask_prob))
+            lr, dropout, heads, mask_prob, *last = text.split(":")
+            if len(last) > 1:
+                raise ValueError(text)
+            return cls(float(lr), float(dropout), int(heads), float(mask_prob),
+                       *map(float, last))
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not LR:DROPOUT:HEADS:MASK_PROB, e.g. 1e-3:0.1:2:0.2") from None
+                f"{text!r} is not LR:DROPOUT:HEADS:MASK_PROB[:LAST_ITEM_PROB], e.g. "
+                "1e-3:0.1:2:0.2 or 3e-3:0:4:0.2:0.1") from None
 
     def __str__(self) -> str:
-        return f"{self.lr:g}:{self.dropout:g}:{self.heads}:{self.mask_prob:g}"
+        return (f"{self.lr:g}:{self.dropout:g}:{self.heads}:{self.mask_prob:g}:"
+                f"{self.last_item_prob:g}")
 
     def config(self, common: dict, epochs: int, seed: int) -> ClozeConfig:
         return ClozeConfig(**{**common, "lr": self.lr}, epochs=epochs, seed=seed,
-                           dropout=self.dropout, num_heads=self.heads, mask_prob=self.mask_prob)
+                           dropout=self.dropout, num_heads=self.heads, mask_prob=self.mask_prob,
+                           last_item_prob=self.last_item_prob)
 
 
 def compare(seed: int, variant: str, sasrec: dict, bert4rec: dict) -> dict:
@@ -109,8 +116,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--variants", nargs="+", type=Variant.parse,
                         default=[Variant.parse("1e-3:0.1:2:0.2")],
-                        help="BERT4Rec's settings, each LR:DROPOUT:HEADS:MASK_PROB (SASRec: "
-                             "--lr, dropout 0.2, one head)")
+                        help="BERT4Rec's settings, each LR:DROPOUT:HEADS:MASK_PROB[:LAST_ITEM_"
+                             "PROB] (SASRec: --lr, dropout 0.2, one head)")
     parser.add_argument("--epochs", type=int, default=50, help="SASRec's cap")
     parser.add_argument("--bert4rec-epochs", type=int, default=100, help="BERT4Rec's cap")
     parser.add_argument("--patience", type=int, default=3)
@@ -154,7 +161,7 @@ def markdown(rows: list[dict], command: str, device: str) -> str:
              f"    {command}", "",
              "Validation NDCG@10 (leave-one-out, full ranking, seen items excluded); clocks are "
              "training seconds, evaluation excluded. Variant: BERT4Rec's lr:dropout:heads:"
-             "mask_prob.", "",
+             "mask_prob:last_item_prob.", "",
              "| variant | seed | SASRec | its s | BERT4Rec at SASRec's s | BERT4Rec converged "
              "| its s | popularity |",
              "|---|---|---|---|---|---|---|---|"]

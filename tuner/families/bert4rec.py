@@ -21,8 +21,10 @@ from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 if TYPE_CHECKING:
     pass
 
-DEFAULT_MASK_PROB = ClozeConfig().mask_prob
-KNOBS = (*sasrec.KNOBS, Knob("mask_prob", "--mask-prob", "mask_prob", float))
+DEFAULTS = ClozeConfig()
+CLOZE_KNOBS = ("mask_prob", "last_item_prob")
+KNOBS = (*sasrec.KNOBS, Knob("mask_prob", "--mask-prob", "mask_prob", float),
+         Knob("last_item_prob", "--last-item-prob", "last_item_prob", float))
 
 
 def mask_probability(text: str) -> float:
@@ -32,19 +34,26 @@ def mask_probability(text: str) -> float:
     return value
 
 
-def cloze_config(config: TrainConfig, mask_prob: float) -> ClozeConfig:
-    """SASRec's training config as BERT4Rec's, with `mask_prob`."""
+def last_item_probability(text: str) -> float:
+    value = parse_number(text, float, "a number")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in [0, 1]")
+    return value
+
+
+def cloze_config(config: TrainConfig, **cloze: float) -> ClozeConfig:
+    """SASRec's training config as BERT4Rec's, with the cloze task's `mask_prob` and
+    `last_item_prob`."""
     return ClozeConfig(**{f.name: getattr(config, f.name) for f in fields(TrainConfig)},
-                       mask_prob=mask_prob)
+                       **cloze)
 
 
 def config_from_params(params: dict[str, Any], base: ClozeConfig) -> ClozeConfig:
-    """SASRec's translation of a sampled point, then `mask_prob`; raises ValueError for a
-    point the model refuses."""
+    """SASRec's translation of a sampled point, then the cloze task's knobs; raises
+    ValueError for a point the model refuses."""
     config = sasrec.config_from_params(params, base)
-    if "mask_prob" in params:
-        config = replace(config, mask_prob=float(params["mask_prob"]))
-    return config
+    return replace(config, **{name: float(params[name]) for name in CLOZE_KNOBS
+                              if name in params})
 
 
 class BERT4RecTarget(sasrec.SASRecTarget):
@@ -65,14 +74,20 @@ class BERT4RecFamily(sasrec.SASRecFamily):
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         super().add_arguments(parser, command)
-        parser.add_argument_group("cloze task").add_argument(
-            "--mask-prob", type=mask_probability, default=DEFAULT_MASK_PROB,
+        group = parser.add_argument_group("cloze task")
+        group.add_argument(
+            "--mask-prob", type=mask_probability, default=DEFAULTS.mask_prob,
             help="share of each training sequence's items masked and predicted, at least one "
-                 f"a sequence (default: {DEFAULT_MASK_PROB})")
+                 f"a sequence (default: {DEFAULTS.mask_prob})")
+        group.add_argument(
+            "--last-item-prob", type=last_item_probability, default=DEFAULTS.last_item_prob,
+            help="share of training sequences that instead have only their last item masked, "
+                 f"the next-item task evaluation asks (default: {DEFAULTS.last_item_prob})")
 
     def train_config(self, args: argparse.Namespace, **run: Any) -> ClozeConfig:
         try:
-            return cloze_config(super().train_config(args, **run), args.mask_prob)
+            return cloze_config(super().train_config(args, **run), mask_prob=args.mask_prob,
+                                last_item_prob=args.last_item_prob)
         except ValueError as error:
             raise CceTuneError(str(error)) from None
 

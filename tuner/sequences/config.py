@@ -38,15 +38,22 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ClozeConfig(TrainConfig):
     """BERT4Rec's run: the cloze task, each real item of a training sequence masked with
-    probability `mask_prob` (at least one a sequence) and predicted from both sides."""
+    probability `mask_prob` (at least one a sequence) and predicted from both sides; with
+    probability `last_item_prob` a sequence instead has only its last item masked, the
+    paper's extra samples that train the task evaluation asks (the next item, from the left
+    alone)."""
 
     model: ClassVar[str] = "bert4rec"
 
     mask_prob: float = 0.2
+    last_item_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_prob < 1:
             raise ValueError(f"mask probability must be in (0, 1), got {self.mask_prob}")
+        if not 0 <= self.last_item_prob <= 1:
+            raise ValueError(
+                f"last-item probability must be in [0, 1], got {self.last_item_prob}")
 
 
 # Users per evaluation batch shrink so that a batch's (users x catalog) scores stay under

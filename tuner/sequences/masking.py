@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 
-def cloze_mask(items: torch.Tensor, mask_prob: float, capacity: int | None = None) -> torch.Tensor:
+def cloze_mask(items: torch.Tensor, mask_prob: float, capacity: int | None = None,
+               last_item_prob: float = 0.0) -> torch.Tensor:
     """(batch, length) bool: each real item (id != 0) masked with probability `mask_prob`, a
-    sequence with none masked gets one at a random real position, padding never.
+    sequence with none masked gets one at a random real position, padding never. With
+    probability `last_item_prob` a sequence has its last real item masked and no other.
 
     With `capacity` (at least the number of sequences), masks beyond it are dropped at
     random, never a sequence's first, so that the loss never sees more tokens than the
@@ -22,6 +24,11 @@ def cloze_mask(items: torch.Tensor, mask_prob: float, capacity: int | None = Non
     keys = torch.rand(items.shape, device=items.device).masked_fill_(~real, -1.0)
     pick = torch.zeros_like(mask).scatter_(1, keys.argmax(1, keepdim=True), True)
     mask |= pick & real & ~mask.any(1, keepdim=True)
+    if last_item_prob > 0:
+        last_only = torch.rand(len(items), 1, device=items.device) < last_item_prob
+        positions = torch.arange(items.shape[1], device=items.device)
+        last = real & (positions == (real * positions).argmax(1, keepdim=True))
+        mask = torch.where(last_only, last, mask)
     if capacity is not None:
         excess = int(mask.sum()) - capacity
         if excess > 0:

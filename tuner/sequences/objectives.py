@@ -89,7 +89,7 @@ class Cloze:
         positions (M,), their items (M,))."""
         items = self.windows[batch]
         capacity = masked_capacity(len(batch), self.config.max_len, self.config.mask_prob)
-        mask = cloze_mask(items, self.config.mask_prob, capacity)
+        mask = cloze_mask(items, self.config.mask_prob, capacity, self.config.last_item_prob)
         positions = mask.view(-1).nonzero().squeeze(1)
         targets = items.view(-1)[positions]
         return items.masked_fill_(mask, self.mask_token), positions, targets

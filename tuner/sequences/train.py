@@ -120,10 +120,10 @@ def train(
 
     Training stops at `config.epochs`, or earlier once validation NDCG@10 has not improved
     for `config.patience` epochs; with patience, the best epoch's weights are the ones
-    tested. Patience counts only once the model beats the popularity ranking on validation:
-    sampled losses often start on a plateau at or below it for several epochs (up to 13 at
-    ml-1m shape on the H200) before they learn anything else, and a stall there is not
-    convergence.
+    tested. Patience counts only once the model clearly beats the popularity ranking on
+    validation (`clear_of`): sampled losses often start on a plateau at or below it for
+    several epochs (up to 13 at ml-1m shape on the H200), BERT4Rec on one a hair above it,
+    before they learn anything else, and a stall there is not convergence.
 
     `on_milestone` is called with "setup" once model, optimizer and data are on the device,
     and with "first step" once the first optimizer step is queued (tuning times the way
@@ -162,7 +162,7 @@ def train(
         valid = setup.evaluate("valid", data)
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         stalled = best.update(epoch, valid.ndcg10)
-        converged = 0 < config.patience <= stalled and best.ndcg10 > floor
+        converged = 0 < config.patience <= stalled and clear_of(floor, best.ndcg10)
         result = EpochResult(epoch, total_loss.item() / steps, valid, seconds,
                              data.num_users / seconds, tokens_per_epoch / seconds, peak,
                              converged)
@@ -180,6 +180,16 @@ def train(
                 "test": _popularity(data, config, device, "test")}
     return TrainResult(config, data.name, str(device), epochs, test, baseline["valid"],
                        baseline["test"], best.epoch if best.keep else epochs[-1].epoch)
+
+
+# How far above popularity's validation NDCG@10 a model must be before patience counts: on
+# the H200, BERT4Rec runs sat 0.4 % above it (0.0249 against 0.0248) and were "converged".
+CLEAR_OF_POPULARITY = 1.1
+
+
+def clear_of(popularity: float, ndcg10: float) -> bool:
+    """Whether `ndcg10` is clearly above the popularity ranking's: off the plateau."""
+    return ndcg10 > CLEAR_OF_POPULARITY * popularity
 
 
 def _popularity(data: SequenceData, config: TrainConfig, device: torch.device,

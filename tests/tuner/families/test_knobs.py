@@ -23,7 +23,7 @@ SASREC = {"loss": "cce_minus", "negatives": 777, "negative_mode": "tile",
           "eval_batch_size": 99, "seed": 5, "include_seen": True}
 OTHER = {
     "sasrec": SASREC,
-    "bert4rec": {**SASREC, "mask_prob": 0.123456789},
+    "bert4rec": {**SASREC, "mask_prob": 0.123456789, "last_item_prob": 0.25},
     "dlrm": {"batch_size": 48, "embedding_dim": 24, "mlp_bot": "64-32", "mlp_top": "128",
              "interaction": "cat", "lr": 0.00123456789, "table_lr": 0.0777,
              "dense_optimizer": "adam", "sparse_optimizer": "rowwise_adagrad", "epochs": 7,

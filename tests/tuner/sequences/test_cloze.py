@@ -61,6 +61,21 @@ def test_capacity_drops_extra_masks_but_keeps_one_per_sequence():
         cloze_mask(items, 0.9, capacity=rows - 1)
 
 
+def test_last_item_samples_mask_the_last_real_item_alone():
+    items = padded_items(batch=256)
+    torch.manual_seed(4)
+    mask = cloze_mask(items, 0.3, last_item_prob=0.5)
+    has_items = (items != 0).any(1)
+    assert not (mask & (items == 0)).any() and not mask[0].any()
+    one = mask.sum(1) == 1
+    at_end = mask[:, -1] & one  # padding is on the left: the last real item is the last slot
+    assert 0.4 < at_end[has_items].float().mean() < 0.65  # half, plus random ones landing there
+    every = cloze_mask(items, 0.3, last_item_prob=1.0)
+    assert torch.equal(every, has_items[:, None] & (torch.arange(12) == 11))
+    left = torch.tensor([[3, 4, 5, 0, 0]])  # any layout: the last real item, not the last slot
+    assert cloze_mask(left, 0.5, last_item_prob=1.0).tolist() == [[0, 0, 1, 0, 0]]
+
+
 def tiny_data(users=6, num_items=25, seed=0) -> SequenceData:
     rng = np.random.default_rng(seed)
     lengths = rng.integers(3, 15, users)
