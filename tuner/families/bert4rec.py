@@ -67,7 +67,7 @@ class BERT4RecTarget(sasrec.SASRecTarget):
 class BERT4RecFamily(sasrec.SASRecFamily):
     name = "bert4rec"
     help = "BERT4Rec on user sequences: bidirectional, trained by the cloze task"
-    columns = (*sasrec.SASRecFamily.columns, ("mask_prob", "mask"))
+    columns = (*sasrec.SASRecFamily.columns, ("mask_prob", "mask"), ("last_item_prob", "last"))
     knobs = KNOBS
     default_space = "bert4rec"
     target_class = BERT4RecTarget
