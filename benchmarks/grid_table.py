@@ -116,7 +116,7 @@ def main() -> None:
     trials = write(kept + run_all(tasks, base, args.dataset, args.workers, deadline,
                                   lambda runs: write(kept + runs)))
     command = command_line("benchmarks.grid_table", args)
-    summary = describe(trials, command, time.time() - started)
+    summary = describe(trials, command, time.time() - started, len(kept))
     (args.out_dir / f"{args.name}.md").write_text(summary)
     (out / "grid.json").write_text(json.dumps(
         {"command": command, "base": asdict(base), "dataset": args.dataset,
@@ -265,8 +265,9 @@ def tables(runs: list[dict], solo: dict, base: TrainConfig,
     return pd.DataFrame(trials), pd.DataFrame(history)
 
 
-def describe(trials: pd.DataFrame, command: str, seconds: float) -> str:
-    """The table in a few lines: size, the best points (median over seeds), the spread."""
+def describe(trials: pd.DataFrame, command: str, seconds: float, kept: int = 0) -> str:
+    """The table in a few lines: size, the best points (median over seeds), the spread;
+    `kept`: rows an earlier call measured (`--resume`), not timed by `seconds`."""
     points = trials.groupby(list(KNOBS)).agg(
         ndcg10=("ndcg10", "median"), spread=("ndcg10", lambda s: s.max() - s.min()),
         epochs=("epochs", "median"), epoch_s=("epoch_seconds", "first"),
@@ -277,7 +278,8 @@ def describe(trials: pd.DataFrame, command: str, seconds: float) -> str:
     at_corner = all(best[knob] in corners[knob] for knob in corners)
     lines = [f"# Measured table: {len(points)} points x {trials['seed'].nunique()} seeds",
              "", f"    {command}", "",
-             f"{len(trials)} runs in {seconds / 60:.1f} min; statuses: "
+             f"{len(trials) - kept} runs in {seconds / 60:.1f} min"
+             + (f" and {kept} kept from an earlier call" if kept else "") + "; statuses: "
              + ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items()) + ".",
              "Best point (median validation NDCG@10 over seeds): "
              + ", ".join(f"{knob} {best[knob]}" for knob in KNOBS)
