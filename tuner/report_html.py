@@ -53,7 +53,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
         _quality_by_memory(family, completed, front, budget_gb),
         _quality_over_grid(family, completed, edge),
         _quality_by_cost(family, trials, history),
-        _estimate_against_measured(trials, budget_gb)) if figure is not None]
+        _estimate_against_measured(trials)) if figure is not None]
     for index, figure in enumerate(figures):
         figure.update_layout(legend=LEGEND_ON_TOP, margin={"t": 90})
         parts.append(figure.to_html(full_html=False, include_plotlyjs=index == 0))
@@ -67,7 +67,8 @@ def _recommended(family, recommended: pd.Series | None, command: str | None) -> 
     if recommended is None:
         return "<h2>No trial completed yet, so nothing is recommended.</h2>"
     knobs = ", ".join(f"{header} {_cell(recommended.get(knob))}"
-                      for knob, header in family.columns)
+                      for knob, header in family.columns
+                      if not pd.isna(recommended.get(knob)))  # a knob newer than the run
     return (f"<h2>Recommended: trial {html.escape(str(recommended['trial']))}</h2>"
             f"<p>{html.escape(knobs)}: validation {family.quality_label} "
             f"{recommended[family.quality]:.4f}, epoch {recommended['epoch_seconds']:.1f} s, "
@@ -161,23 +162,28 @@ def _quality_by_cost(family, trials: pd.DataFrame, history: pd.DataFrame) -> go.
     return figure
 
 
-def _estimate_against_measured(trials: pd.DataFrame, budget_gb: float) -> go.Figure | None:
-    """Only trials whose peak a GPU measured: on a CPU the estimate would face itself."""
+def _estimate_against_measured(trials: pd.DataFrame) -> go.Figure | None:
+    """Only trials whose peak a GPU measured (on a CPU the estimate would face itself), on
+    log axes zoomed to them: at a budget's scale, peaks of a tenth of it crowded into a
+    corner. No budget line: these are allocated peaks, and the budget also holds the CUDA
+    context and allocator slack."""
     if "memory_measured" not in trials:
         return None
     measured = trials[trials["memory_measured"].eq(True)]
     if measured.empty:
         return None
-    top = max(measured["estimate_gb"].max(), measured["peak_memory_gb"].max(), budget_gb)
+    low = min(measured["estimate_gb"].min(), measured["peak_memory_gb"].min()) / 1.2
+    high = max(measured["estimate_gb"].max(), measured["peak_memory_gb"].max()) * 1.2
     figure = px.scatter(measured, x="estimate_gb", y="peak_memory_gb", color="status",
-                        hover_data=["trial"],
-                        labels={"estimate_gb": "estimated peak (GB)",
-                                "peak_memory_gb": "measured peak (GB)"},
+                        hover_data=["trial"], log_x=True, log_y=True,
+                        labels={"estimate_gb": "estimated peak allocated (GB, log)",
+                                "peak_memory_gb": "measured peak allocated (GB, log)"},
                         title="Estimated against measured peak memory")
-    figure.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="y = x",
+    figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
                                 line={"dash": "dot", "color": "gray"}))
-    figure.add_hline(y=budget_gb, line_dash="dash", line_color="red",
-                     annotation_text=f"budget {budget_gb:g} GB")
+    span = [math.log10(low), math.log10(high)]
+    figure.update_xaxes(range=span)
+    figure.update_yaxes(range=span)
     return figure
 
 
