@@ -135,7 +135,7 @@ for stage in "$@"; do
     bert4rec-quality)  # alone on the device: its clocks compare the two models
       timeout "${B4_SECONDS:-600}" python3 -m benchmarks.bert4rec_quality --bf16 \
         --bert4rec-epochs 60 \
-        --variants 3e-3:0:4:0.2:0 3e-3:0:4:0.2:0.2 --out-dir "$out" 2>&1 \
+        --variants ${B4_VARIANTS:-3e-3:0:4:0.2:0 3e-3:0:4:0.2:0.2} --out-dir "$out" 2>&1 \
         | tail -16 ;;
     train-ml20m)
       for precision in fp32 bf16; do
