@@ -131,7 +131,8 @@ for stage in "$@"; do
       wait
       tail -25 "$out/memory-bert4rec.log"
       tar czf "$out/bert4rec.tgz" --exclude=tuner.pkl -C "$out" tune-bert4rec tune-bert4rec.log \
-        memory-bert4rec.log && rm -rf "$out/tune-bert4rec" "$out"/*.log ;;
+        memory-bert4rec.log && rm -rf "$out/tune-bert4rec" "$out/tune-bert4rec.log" \
+        "$out/memory-bert4rec.log" ;;
     bert4rec-quality)  # alone on the device: its clocks compare the two models
       timeout "${B4_SECONDS:-600}" python3 -m benchmarks.bert4rec_quality --bf16 \
         --bert4rec-epochs 60 \
