@@ -135,8 +135,7 @@ def main() -> None:
     common = {"loss": LossConfig(args.loss), "batch_size": args.batch_size,
               "max_len": args.max_len, "hidden": args.hidden, "lr": args.lr,
               "patience": args.patience, "bf16": args.bf16, "device": args.device}
-    command = command_line("benchmarks.bert4rec_quality", args, omit=("out_dir", "bf16"))
-    command += " --bf16" if args.bf16 else ""
+    command = command_line("benchmarks.bert4rec_quality", args)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     rows = []
     for seed in args.seeds:

@@ -330,7 +330,11 @@ def command_line(module: str, args: argparse.Namespace, omit: tuple = ("out_dir"
     """The command that reproduces a run of `module`, for the results' header."""
     words = [f"python -m {module}"]
     for key, value in vars(args).items():
-        if key not in omit and value not in ("", [], None):
+        if key in omit or value is None or value is False or value in ("", []):
+            continue
+        if value is True:  # a store_true flag
+            words.append(f"--{key.replace('_', '-')}")
+        else:
             shown = " ".join(map(str, value)) if isinstance(value, list) else value
             words.append(f"--{key.replace('_', '-')} {shown}")
     return " ".join(words)

@@ -197,8 +197,7 @@ def main() -> None:
             print(f"  {run}: {row['sasrec'][run]}", flush=True)
         rows.append(row)
 
-    command = command_line("benchmarks.synthetic_calibration", args, omit=("out", "bf16"))
-    command += " --bf16" if args.bf16 else ""
+    command = command_line("benchmarks.synthetic_calibration", args, omit=("out",))
     report = markdown(rows, runs, command)
     print(report)
     if args.out is not None:

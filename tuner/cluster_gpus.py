@@ -1,7 +1,8 @@
 """The GPUs of a Ray cluster that `--address` joins: what the trials will run on, not this
 machine's. Ray counts each node's GPUs but does not know their memory, so a task that takes
 no resources asks `nvidia-smi` on every node with GPUs (no torch import, no CUDA context
-left behind in a pooled worker).
+left behind in a pooled worker). On a MIG-partitioned GPU nvidia-smi gives the whole GPU's
+memory, where a trial sees its slice: the check is then only an upper bound.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def cluster_gpus(address: str, timeout_s: float = 60.0) -> ClusterGpus:
         ready, _ = ray.wait(list(asked), num_returns=len(asked), timeout=timeout_s)
         gpus, unknown = [], []
         for ref, node in asked.items():
-            found = ray.get(ref) if ref in ready else None
+            found = _answer(ref) if ref in ready else None
             if found:
                 gpus += [Gpu(name, total, node) for name, total in found]
             else:
@@ -52,6 +53,17 @@ def cluster_gpus(address: str, timeout_s: float = 60.0) -> ClusterGpus:
         return ClusterGpus(gpus, unknown)
     finally:
         ray.shutdown()
+
+
+def _answer(ref) -> list[tuple[str, int]] | None:
+    """A node's probe result; None where its worker failed (the node counts as unknown,
+    not as a traceback of the whole command)."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError:
+        return None
 
 
 def node_gpus() -> list[tuple[str, int]] | None:

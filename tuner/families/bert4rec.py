@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cce_tune.tuner.arguments import parse_number
 from cce_tune.tuner.errors import CceTuneError
@@ -18,27 +18,21 @@ from cce_tune.tuner.families import sasrec
 from cce_tune.tuner.families.base import Knob
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 
-if TYPE_CHECKING:
-    pass
-
 DEFAULTS = ClozeConfig()
-CLOZE_KNOBS = ("mask_prob", "last_item_prob")
-KNOBS = (*sasrec.KNOBS, Knob("mask_prob", "--mask-prob", "mask_prob", float),
-         Knob("last_item_prob", "--last-item-prob", "last_item_prob", float))
+CLOZE_KNOBS = (Knob("mask_prob", "--mask-prob", "mask_prob", float),
+               Knob("last_item_prob", "--last-item-prob", "last_item_prob", float))
+KNOBS = (*sasrec.KNOBS, *CLOZE_KNOBS)
 
 
-def mask_probability(text: str) -> float:
-    value = parse_number(text, float, "a number")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1)")
-    return value
-
-
-def last_item_probability(text: str) -> float:
-    value = parse_number(text, float, "a number")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} must be in [0, 1]")
-    return value
+def probability(closed: bool):
+    """An argparse type for a share: in [0, 1] if `closed`, else in (0, 1)."""
+    def parse(text: str) -> float:
+        value = parse_number(text, float, "a number")
+        if not (0 <= value <= 1 if closed else 0 < value < 1):
+            raise argparse.ArgumentTypeError(
+                f"{value} must be in {'[0, 1]' if closed else '(0, 1)'}")
+        return value
+    return parse
 
 
 def cloze_config(config: TrainConfig, **cloze: float) -> ClozeConfig:
@@ -52,8 +46,8 @@ def config_from_params(params: dict[str, Any], base: ClozeConfig) -> ClozeConfig
     """SASRec's translation of a sampled point, then the cloze task's knobs; raises
     ValueError for a point the model refuses."""
     config = sasrec.config_from_params(params, base)
-    return replace(config, **{name: float(params[name]) for name in CLOZE_KNOBS
-                              if name in params})
+    return replace(config, **{knob.name: float(params[knob.name]) for knob in CLOZE_KNOBS
+                              if knob.name in params})
 
 
 class BERT4RecTarget(sasrec.SASRecTarget):
@@ -76,11 +70,11 @@ class BERT4RecFamily(sasrec.SASRecFamily):
         super().add_arguments(parser, command)
         group = parser.add_argument_group("cloze task")
         group.add_argument(
-            "--mask-prob", type=mask_probability, default=DEFAULTS.mask_prob,
+            "--mask-prob", type=probability(closed=False), default=DEFAULTS.mask_prob,
             help="share of each training sequence's items masked and predicted, at least one "
                  f"a sequence (default: {DEFAULTS.mask_prob})")
         group.add_argument(
-            "--last-item-prob", type=last_item_probability, default=DEFAULTS.last_item_prob,
+            "--last-item-prob", type=probability(closed=True), default=DEFAULTS.last_item_prob,
             help="share of training sequences that instead have only their last item masked, "
                  f"the next-item task evaluation asks (default: {DEFAULTS.last_item_prob})")
 

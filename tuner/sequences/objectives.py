@@ -81,7 +81,7 @@ class Cloze:
     @property
     def tokens_per_epoch(self) -> int:
         """Positions the encoder reads per epoch: real items (about `mask_prob` of them are
-        the loss's tokens)."""
+        the loss's tokens; one a sequence in the `last_item_prob` share)."""
         return int((self.windows != 0).sum())
 
     def batch(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
