@@ -36,6 +36,7 @@ from cce_tune.tuner.data import DataOptions, counts, load
 from cce_tune.tuner.memory import DatasetShape, estimate
 from cce_tune.tuner.run_dir import COMPLETED, CONVERGED, FAILED, OUT_OF_MEMORY
 from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.train import CLEAR_OF_POPULARITY
 from cce_tune.tuner.units import GB
 
 KNOBS = ("loss", "batch_size", "negatives", "max_len")
@@ -96,7 +97,7 @@ def main() -> None:
             for point in points}
     print(f"timed {len(points)} points alone in {time.time() - started:.0f} s", flush=True)
     # Seed by seed (a cut-off run still covers the grid), the longest first within one.
-    kept = earlier_runs(args.resume) if args.resume else []
+    kept = kept_runs(args.resume, base, points) if args.resume else []
     done = {(run["point"], run["seed"]) for run in kept}
     tasks = sorted(((point, seed) for point in points for seed in args.seeds
                     if (point, seed) not in done),
@@ -122,6 +123,7 @@ def main() -> None:
         {"command": command, "base": asdict(base), "dataset": args.dataset,
          "lr": "base.lr x sqrt(batch_size / 128)", "runs": len(trials),
          "planned": len(points) * len(args.seeds), "kept": len(kept),
+         "clear_of_popularity": CLEAR_OF_POPULARITY,
          "wall_seconds": time.time() - started}, indent=1, default=str))
     print(summary)
 
@@ -154,15 +156,37 @@ def solo_epoch_seconds(config: TrainConfig, data, steps: int) -> float:
     return per_step * math.ceil(data.num_users / config.batch_size)
 
 
+def kept_runs(table: Path, base: TrainConfig, points: list[Point]) -> list[dict]:
+    """The earlier call's runs this call keeps: those at points of this grid that did not
+    fail (a failure runs again). A table of another base config is refused; one whose runs
+    counted patience from another margin over popularity is kept with a note (only runs
+    stalled that close to popularity would have stopped otherwise)."""
+    earlier = json.loads((table / "grid.json").read_text())
+    if earlier["base"] != json.loads(json.dumps(asdict(base), default=str)):
+        raise SystemExit(f"--resume {table}: its runs had another base config "
+                         f"({earlier['base']}); resume with the settings it was measured with")
+    margin = earlier.get("clear_of_popularity")
+    if margin != CLEAR_OF_POPULARITY:
+        print(f"note: {table}'s runs counted patience once {margin or 'any margin'} x "
+              f"popularity, this call's once {CLEAR_OF_POPULARITY} x", flush=True)
+    grid = set(points)
+    return [run for run in earlier_runs(table) if run["point"] in grid
+            and run["status"] != FAILED]
+
+
 def earlier_runs(table: Path) -> list[dict]:
     """The runs of an earlier call's trials.csv and history.csv, in `run_all`'s form. Only the
     median of a run's shared clocks and its highest peak were written, so every epoch gets
     those: the figures `tables` reads back. The solo timings are taken again by this call."""
     trials = pd.read_csv(table / "trials.csv", dtype={"trial": str})
-    history = pd.read_csv(table / "history.csv", dtype={"trial": str})
+    try:
+        history = pd.read_csv(table / "history.csv", dtype={"trial": str})
+    except pd.errors.EmptyDataError:  # no run had an epoch (all out of memory, say)
+        history = pd.DataFrame(columns=["trial", "epoch", "ndcg10", "hr10"])
     runs = []
     for row in trials.itertuples():
-        peak = None if math.isnan(row.peak_memory_gb) else row.peak_memory_gb * GB
+        peak_gb = getattr(row, "peak_memory_gb", math.nan)
+        peak = None if math.isnan(peak_gb) else peak_gb * GB
         epochs = [{"epoch": e.epoch, "ndcg10": e.ndcg10, "hr10": e.hr10,
                    "seconds": row.shared_epoch_seconds, "peak": peak}
                   for e in history[history["trial"] == row.trial].itertuples()]

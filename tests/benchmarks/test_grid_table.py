@@ -1,8 +1,12 @@
 """The grid benchmark's tables are what `cce-tune replay` reads."""
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.grid_table import Point, describe, earlier_runs, tables
+import pytest
+
+from benchmarks.grid_table import Point, describe, earlier_runs, kept_runs, tables
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.memory import DatasetShape
 from cce_tune.tuner.replay.table import load_table
@@ -54,3 +58,31 @@ def test_a_resumed_table_keeps_the_earlier_calls_runs(tmp_path: Path):
     assert again["status"].tolist() == trials["status"].tolist()
     assert again["train_seconds"].tolist()[0] == 12.0  # this call's solo timing x 3 epochs
     assert again_history["ndcg10"].tolist() == history["ndcg10"].tolist()
+
+
+def test_a_resume_keeps_this_grids_runs_that_did_not_fail(tmp_path: Path, capsys):
+    small, large, gone = (Point("cce_minus", 64, 16, 50), Point("cce_minus", 256, 64, 50),
+                          Point("cce_minus", 512, 64, 50))
+    runs = [fake_run(small, 0, [0.1, 0.2], True), fake_run(gone, 0, [0.1], True),
+            {"point": large, "seed": 0, "epochs": [], "status": "failed"}]
+    base = TrainConfig(loss=LossConfig("cce_minus"), epochs=3, patience=1)
+    trials, history = tables(runs, {small: 1.0, large: 1.0, gone: 1.0}, base,
+                             DatasetShape(6040, 3706))
+    trials.to_csv(tmp_path / "trials.csv", index=False)
+    history.to_csv(tmp_path / "history.csv", index=False)
+    (tmp_path / "grid.json").write_text(json.dumps({"base": asdict(base)}, default=str))
+    kept = kept_runs(tmp_path, base, [small, large])
+    assert [(run["point"], run["seed"]) for run in kept] == [(small, 0)]  # failed: again
+    assert "counted patience once any margin" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="another base config"):
+        kept_runs(tmp_path, TrainConfig(loss=LossConfig("cce_minus"), epochs=9), [small])
+
+
+def test_an_earlier_table_without_a_single_epoch_resumes(tmp_path: Path):
+    point = Point("cce_minus", 64, 16, 50)
+    trials, _ = tables([{"point": point, "seed": 0, "epochs": [], "status": "out_of_memory"}],
+                       {point: 1.0}, TrainConfig(loss=LossConfig("cce_minus")),
+                       DatasetShape(6040, 3706))
+    trials.to_csv(tmp_path / "trials.csv", index=False)
+    (tmp_path / "history.csv").write_text("")
+    assert earlier_runs(tmp_path)[0]["status"] == "out_of_memory"
