@@ -3,9 +3,13 @@
 Per search (one strategy, one seed):
 
 - **trials to within 1 %**: the number of evaluated trials (vetoed and missing proposals not
-  counted; out-of-memory launches counted) until one reports a quality at least
-  `best - 1 % x |best|`, where `best` is the best feasible quality of the table: the highest
-  median-over-seeds quality among points under margin x budget. None when never reached.
+  counted; out-of-memory launches counted) until one runs to its end at a configuration
+  whose table quality is at least `best - 1 % x |best|`, where `best` is the best feasible
+  quality of the table: the highest median-over-seeds quality among points under margin x
+  budget. Both sides are medians over seeds: the quality a trial reports is one seed's
+  draw, and a search that found the best configuration but drew its weak seed found it all
+  the same (the user retrains it), as one that drew a lucky seed of a lesser one did not.
+  None when never reached.
 - **GPU seconds** spent to that trial (inclusive), and in all: the sum of evaluated trials'
   costs (training seconds up to ASHA's stop or the end; an out-of-memory launch its first
   epoch).
@@ -124,7 +128,8 @@ def search_metrics(log: SearchLog, best: float, normaliser: Normaliser, true_vol
     reached, spent_then, spent = None, None, 0.0
     for number, trial in enumerate(log.evaluated, start=1):
         spent += trial.cost
-        if reached is None and trial.feasible and trial.quality >= target:
+        if (reached is None and trial.feasible and not trial.stopped
+                and trial.point.objectives[0] >= target):
             reached, spent_then = number, spent
     shares = {}
     for k in checkpoints:

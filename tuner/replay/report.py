@@ -82,8 +82,9 @@ def text(comparison: Comparison) -> str:
     return "\n".join([*headline(comparison), "", *lines, "", *textwrap.wrap(LEGEND, 100)])
 
 
-LEGEND = ("medians over seeds; reached: seeds whose search reported a quality within 1% of "
-          "the best feasible; trials to 1%: evaluated trials until then; GPU: training time "
+LEGEND = ("medians over seeds; reached: seeds whose search ran a configuration to its end whose "
+          "table quality (median over the table's seeds, as the best's) is within 1% of the "
+          "best feasible; trials to 1%: evaluated trials until then; GPU: training time "
           "spent; HV@k: hypervolume of the front after k evaluated trials as a share of the "
           "table's; rejected: proposals vetoed over the budget (not counted as trials); "
           "stopped: trials ASHA stopped; OOM: launches over the budget (counted)")

@@ -77,3 +77,20 @@ def test_trials_and_gpu_seconds_to_within_one_percent():
     assert metrics.gpu_seconds_to_within == 33.0
     assert metrics.gpu_seconds == 73.0
     assert metrics.out_of_memory == 1
+
+
+def test_within_one_percent_judges_the_configuration_not_the_seed_it_drew():
+    """A lesser point's lucky seed does not reach; the best point's weak seed does, once it
+    ran to its end."""
+    def seeds(*qualities: float) -> tuple[Outcome, ...]:
+        return tuple(Outcome(name, q, 10, 4, 10.0)
+                     for name, q in zip("tuv", qualities, strict=True))
+
+    lesser = Point({"q": 0.25}, 4, seeds(0.20, 0.31, 0.25))  # median 0.25
+    best = Point({"q": 0.30}, 4, seeds(0.26, 0.30, 0.31))  # median 0.30
+    normaliser = Normaliser([lesser, best])
+    log = SearchLog("probe", 0, [Evaluated(lesser, lesser.outcomes[1], 0.31, 10.0),
+                                 Evaluated(best, best.outcomes[0], 0.26, 10.0, stopped=True),
+                                 Evaluated(best, best.outcomes[0], 0.26, 10.0)])
+    metrics = search_metrics(log, 0.30, normaliser, normaliser.volume([lesser, best]), (3,))
+    assert metrics.trials_to_within == 3
