@@ -1,0 +1,89 @@
+"""The tuner's search with other settings, replayed on a measured table: how often the climb
+climbs (`ClimbingSampler.every`) against how many budget-edge points start it.
+
+    python -m benchmarks.search_variants benchmarks/results/replay/ml-1m-cce-h200 --gpu-mem 3GB
+
+For design tables only (table 1 of issue 14): what it finds there says what to try, not how
+well the search does; the held-out table says that. Prints a row per variant (30 seeds, the
+replay's metrics, `tuner/replay/metrics.py`) and writes them as Markdown with --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import statistics
+from pathlib import Path
+
+from cce_tune.tuner.arguments import memory_size
+from cce_tune.tuner.replay.compare import feasible_points, limit_gb
+from cce_tune.tuner.replay.metrics import Normaliser, search_metrics
+from cce_tune.tuner.replay.simulate import ReplaySettings, simulate
+from cce_tune.tuner.replay.table import load_table
+from cce_tune.tuner.strategies import Strategy
+
+
+def variant(every: int, edge_points: int) -> Strategy:
+    import optuna
+
+    from cce_tune.tuner.climb import ClimbingSampler
+
+    def sampler(seed: int | None):
+        return ClimbingSampler(optuna.samplers.TPESampler(seed=seed), every=every)
+
+    return Strategy(f"every {every}, {edge_points} edge points", "", sampler, veto=True,
+                    edge_points=edge_points)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", type=Path)
+    parser.add_argument("--gpu-mem", type=memory_size, help="the budget (default: none)")
+    parser.add_argument("--margin", type=float, default=0.9)
+    parser.add_argument("--every", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--edge-points", type=int, nargs="+", default=[0, 2, 4, 8])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--grace", type=float, default=60.0, help="ASHA's, in seconds")
+    parser.add_argument("--out", type=Path, help="Markdown file for the table")
+    args = parser.parse_args()
+
+    table = load_table(args.table)
+    settings = ReplaySettings(trials=args.trials, limit_gb=limit_gb(args.gpu_mem, args.margin),
+                              grace_seconds=args.grace)
+    feasible = feasible_points(table, settings.limit_gb)
+    best = max(feasible, key=lambda p: p.quality)
+    normaliser = Normaliser(feasible)
+    volume = normaliser.volume(feasible)
+    budget = f"{args.gpu_mem / 1e9:g} GB" if args.gpu_mem else "no budget"
+    lines = [f"# Search variants on {args.table} ({budget})", "",
+             f"{args.seeds} seeds, {args.trials} evaluated trials each, ASHA grace "
+             f"{args.grace:g} s; best feasible {best.quality:.4f}.", "",
+             "| variant | reached | median trials to 1 % | HV@8 | HV@16 | HV@32 |",
+             "|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    for every, edge_points in itertools.product(args.every, args.edge_points):
+        strategy = variant(every, edge_points)
+        runs = [search_metrics(simulate(table, strategy, seed, settings), best.quality,
+                               normaliser, volume, (8, 16, 32)) for seed in range(args.seeds)]
+        trials = statistics.median(r.trials_to_within or math.inf for r in runs)
+        shares = [statistics.median(r.hypervolume_share[k] for r in runs) for k in (8, 16, 32)]
+        lines.append(f"| {strategy.name} | {sum(r.trials_to_within is not None for r in runs)}"
+                     f"/{args.seeds} | {'not reached' if math.isinf(trials) else trials} | "
+                     + " | ".join(f"{s:.2f}" for s in shares) + " |")
+        print(lines[-1], flush=True)
+    if args.out:
+        args.out.write_text("\n".join(lines) + "\n\n    python -m benchmarks.search_variants "
+                            + " ".join(_argv(args)) + "\n")
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    words = [str(args.table)]
+    if args.gpu_mem:
+        words += ["--gpu-mem", f"{args.gpu_mem / 1e9:g}GB", "--margin", f"{args.margin:g}"]
+    return words + ["--seeds", str(args.seeds), "--trials", str(args.trials)]
+
+
+if __name__ == "__main__":
+    main()
