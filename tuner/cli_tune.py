@@ -165,7 +165,8 @@ def _check_budget_fits_the_cluster(budget_bytes: int, address: str) -> None:
     found = cluster_gpus(address)
     if found.unknown:
         print(f"cce-tune: cannot read the GPU memory of {', '.join(sorted(set(found.unknown)))} "
-              "(nvidia-smi gave no answer there); --gpu-mem is not checked against it")
+              "(nvidia-smi gave no answer there); --gpu-mem is not checked against it",
+              file=sys.stderr)
     if not found.gpus:
         return
     smallest = min(found.gpus, key=lambda gpu: gpu.total_bytes)

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.run_dir import MLFLOW_ARTIFACTS, MLFLOW_DB
+
+if TYPE_CHECKING:
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 
 def require_mlflow() -> None:
@@ -30,7 +34,7 @@ def mlflow_uri(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / MLFLOW_DB).resolve()}"
 
 
-def mlflow_callback(run_dir: Path):
+def mlflow_callback(run_dir: Path) -> MLflowLoggerCallback:
     """Ray Tune's MLflow logger on the run's store, its experiment created here so that
     artifacts would land in RUN_DIR (MLflow's default is ./mlruns wherever it runs)."""
     import mlflow

@@ -13,7 +13,10 @@ reused actor would keep its first trial's name: named actors are not reused.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
 
 
 def knobs_text(config: dict[str, Any], columns: tuple[tuple[str, str], ...],
@@ -24,6 +27,7 @@ def knobs_text(config: dict[str, Any], columns: tuple[tuple[str, str], ...],
 
 
 def short(value: Any) -> str:
+    """A knob's value in a name: floats to two digits (a learning rate), None as nothing."""
     if isinstance(value, float):
         return f"{value:.1e}"
     return "" if value is None else str(value)
@@ -36,7 +40,7 @@ class TrialNamer:
     def __init__(self, columns: tuple[tuple[str, str], ...]) -> None:
         self.columns = columns
 
-    def __call__(self, trial) -> str:
+    def __call__(self, trial: Trial) -> str:
         return f"trial_{trial.trial_id} {knobs_text(trial.config, self.columns)}".rstrip()
 
 
