@@ -25,6 +25,7 @@ from cce_tune.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig
 from cce_tune.models.bert4rec_config import masked_capacity
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
+from cce_tune.tuner.sequences.flops import candidates, epoch_flops
 from cce_tune.tuner.sequences.masking import cloze_mask
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -47,6 +48,10 @@ class NextItem:
         # The items before each split's target, whose last position predicts it.
         self.histories = {split: sequences.windows(split, config.max_len)
                           for split in ("valid", "test")}
+        self.flops_per_epoch = epoch_flops(
+            (self.inputs != 0).sum(1), self.tokens_per_epoch, config.hidden,
+            config.num_blocks, causal=True,
+            candidate_items=candidates(config.loss, sequences.num_items))
 
     @property
     def tokens_per_epoch(self) -> int:
@@ -77,6 +82,18 @@ class Cloze:
         # position predicts it.
         self.histories = {split: self._with_mask(sequences.windows(split, config.max_len - 1))
                           for split in ("valid", "test")}
+        lengths = (self.windows != 0).sum(1)
+        self.flops_per_epoch = epoch_flops(
+            lengths, self.expected_masked(lengths), config.hidden, config.num_blocks,
+            causal=False, candidate_items=candidates(config.loss, sequences.num_items))
+
+    def expected_masked(self, lengths: torch.Tensor) -> float:
+        """The loss's tokens an epoch, expected: per sequence of l >= 1 real items, max(1,
+        Binomial(l, p)) (mean p l + (1 - p)^l), or 1 in the last-item share."""
+        p, last = self.config.mask_prob, self.config.last_item_prob
+        real = lengths[lengths > 0].to(torch.float64)
+        random = p * real + (1 - p) ** real
+        return ((1 - last) * random + last).sum().item()
 
     @property
     def tokens_per_epoch(self) -> int:

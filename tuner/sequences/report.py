@@ -5,9 +5,9 @@ from __future__ import annotations
 from cce_tune.tuner.sequences.train import EpochResult, TrainResult
 from cce_tune.tuner.units import GB
 
-COLUMNS = ("epoch", "loss", "val NDCG@10", "val HR@10", "time s", "seq/s", "tokens/s",
-           "peak GB")
-WIDTHS = (5, 9, 11, 9, 8, 9, 10, 10)
+COLUMNS = ("epoch", "loss", "val NDCG@10", "val HR@10", "train s", "eval s", "seq/s",
+           "tokens/s", "TFLOP/s", "peak GB")
+WIDTHS = (5, 9, 11, 9, 8, 7, 9, 10, 8, 8)
 
 
 def _row(cells) -> str:
@@ -25,8 +25,9 @@ def print_header() -> None:
 def print_epoch(result: EpochResult) -> None:
     print(_row((
         result.epoch, f"{result.loss:.4f}", f"{result.valid.ndcg10:.4f}",
-        f"{result.valid.hr10:.4f}", f"{result.seconds:.1f}", f"{result.sequences_per_s:,.0f}",
-        f"{result.tokens_per_s:,.0f}", _bytes(result.peak_memory_bytes),
+        f"{result.valid.hr10:.4f}", f"{result.seconds:.1f}", f"{result.eval_seconds:.1f}",
+        f"{result.sequences_per_s:,.0f}", f"{result.tokens_per_s:,.0f}",
+        f"{result.tflops:.3g}", _bytes(result.peak_memory_bytes),
     )), flush=True)
 
 

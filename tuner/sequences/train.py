@@ -33,6 +33,8 @@ class EpochResult:
     seconds: float  # training only, evaluation excluded
     sequences_per_s: float
     tokens_per_s: float
+    tflops: float  # model FLOPs (`tuner.sequences.flops`) per training second, in 1e12
+    eval_seconds: float  # the validation that followed
     # torch.cuda.max_memory_allocated over the epoch's training and validation: what a
     # memory budget must hold
     peak_memory_bytes: int | None
@@ -160,12 +162,14 @@ def train(
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         valid = setup.evaluate("valid", data)
+        eval_seconds = time.perf_counter() - started - seconds
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         stalled = best.update(epoch, valid.ndcg10)
         converged = 0 < config.patience <= stalled and clear_of(floor, best.ndcg10)
         result = EpochResult(epoch, total_loss.item() / steps, valid, seconds,
-                             data.num_users / seconds, tokens_per_epoch / seconds, peak,
-                             converged)
+                             data.num_users / seconds, tokens_per_epoch / seconds,
+                             setup.batches.flops_per_epoch / seconds / 1e12, eval_seconds,
+                             peak, converged)
         epochs.append(result)
         if on_epoch is not None:
             on_epoch(result)

@@ -31,6 +31,7 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
         run.report({"epoch": result.epoch, QUALITY: result.valid.ndcg10,
                     SECOND: result.valid.hr10, "loss": result.loss,
                     "epoch_seconds": result.seconds, THROUGHPUT: result.tokens_per_s,
+                    "tflops": result.tflops, "eval_seconds": result.eval_seconds,
                     "converged": result.converged, LAST_EPOCH: result.converged},
                    result.peak_memory_bytes)
 

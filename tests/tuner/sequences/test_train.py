@@ -17,6 +17,8 @@ def test_sasrec_learns_what_popularity_cannot():
     assert result.epochs[-1].valid.ndcg10 > result.epochs[0].valid.ndcg10
     on_gpu = result.device.startswith("cuda")
     assert (result.epochs[-1].peak_memory_bytes is not None) == on_gpu
+    setup_flops = result.epochs[0].tflops * 1e12 * result.epochs[0].seconds
+    assert setup_flops > 0 and all(r.eval_seconds > 0 for r in seen)
 
 
 def test_seed_makes_training_repeatable():
