@@ -39,6 +39,10 @@ from cce_tune.tuner.run_dir import (
 )
 from cce_tune.tuner.units import GB
 
+# A trial's step figures besides its epoch time, where its family reports them: model FLOPs
+# per training second (1e12) and the seconds each validation took.
+STEP_FIGURES = ("tflops", "eval_seconds")
+
 
 def load_trials(run_dir: Path, family: Family, epochs: int) -> pd.DataFrame:
     """One row per trial found in RUN_DIR: its knobs, its best validation epoch, its status
@@ -67,6 +71,9 @@ def load_trials(run_dir: Path, family: Family, epochs: int) -> pd.DataFrame:
                 "setup_at": results[0].get("setup_at"),
                 "first_step_at": results[0].get("first_step_at"),
                 "ended_at": results[-1].get("reported_at"),
+                # Medians of what the sequence models report beside epoch time.
+                **{key: statistics.median(r[key] for r in results)
+                   for key in STEP_FIGURES if all(key in r for r in results)},
             }
         row["status"] = _status(error, results, epochs)
         row["error"] = error.strip().splitlines()[-1][:300] if error else ""

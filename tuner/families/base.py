@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 REPORT_COLUMNS = frozenset({
     "trial", "status", "error", "epoch", "epochs", "best_epoch", "loss_value",
     "epoch_seconds", "peak_memory_gb", "memory_measured", "estimate_gb", "estimate_total_gb",
-    "gpu_fraction", "pareto", "started_at", "setup_at", "first_step_at", "ended_at"})
+    "gpu_fraction", "pareto", "started_at", "setup_at", "first_step_at", "ended_at", "tflops",
+    "eval_seconds"})
 
 
 @dataclass(frozen=True)
