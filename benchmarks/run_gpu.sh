@@ -3,7 +3,7 @@
 # kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory,
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
-# bert4rec, bert4rec-quality).
+# bert4rec, bert4rec-quality, step-profile).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -138,6 +138,10 @@ for stage in "$@"; do
         --bert4rec-epochs 60 \
         --variants ${B4_VARIANTS:-3e-3:0:4:0.2:0 3e-3:0:4:0.2:0.2} --out-dir "$out" 2>&1 \
         | tail -16 ;;
+    step-profile)  # issue 18's two bar settings, profiled (the paper's, the tuner's corner)
+      python3 -m benchmarks.step_profile --bf16 --out-dir "$out" 2>&1 | tail -30
+      python3 -m benchmarks.step_profile --bf16 --hidden 64 --max-len 200 --batch-size 1024 \
+        --tag d64 --out-dir "$out" 2>&1 | tail -30 ;;
     train-ml20m)
       for precision in fp32 bf16; do
         for loss in ce_minus cce_minus; do
