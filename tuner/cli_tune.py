@@ -95,7 +95,7 @@ def default_space(dataset: str, family: Family) -> str:
 
 def run_tune(args: argparse.Namespace) -> None:
     from cce_tune.tuner.loggers import require_mlflow
-    from cce_tune.tuner.report import is_complete, write_reports
+    from cce_tune.tuner.report import is_complete, was_interrupted, write_reports
     from cce_tune.tuner.run_dir import RUN_FILE, TuneSettings
     from cce_tune.tuner.search import space_for
 
@@ -139,6 +139,8 @@ def run_tune(args: argparse.Namespace) -> None:
     reports = write_reports(out)
     print(f"reports: {reports} (summary.md, pareto.csv, report.html)")
     print((reports / "summary.md").read_text())
+    if was_interrupted(out):  # Ray stops gracefully on Ctrl-C; a script still learns of it
+        raise KeyboardInterrupt
 
 
 def _check_budget_fits_the_gpu(budget_bytes: int, address: str | None) -> None:

@@ -15,6 +15,8 @@ from cce_tune.tuner.run_dir import (
     COMPLETED,
     CONVERGED,
     FAILED,
+    INTERRUPTED,
+    NOT_STARTED,
     OUT_OF_MEMORY,
     STOPPED_EARLY,
     ended_state,
@@ -36,8 +38,10 @@ class ProgressTable(Callback):
     """Shows each trial's knobs, status and last epoch as the run goes."""
 
     def __init__(self, trials: int, budget_bytes: int, family: Family, epochs: int,
-                 searched: tuple[str, ...] | None = None, live: bool | None = None) -> None:
+                 searched: tuple[str, ...] | None = None, live: bool | None = None,
+                 run_dir: Path | None = None) -> None:
         self.trials = trials
+        self.run_dir = run_dir  # whose trials a resume finds there
         self.epochs = epochs  # the cap: a trial that ends before it was stopped early
         self.budget_bytes = budget_bytes
         self.family = family
@@ -53,6 +57,8 @@ class ProgressTable(Callback):
         return {**self.__dict__, "_live": None}
 
     def setup(self, **info) -> None:
+        if not self.rows and getattr(self, "run_dir", None) is not None:
+            self._number_earlier_trials()
         if self.use_live and self._live is None:
             from rich.live import Live
 
@@ -67,10 +73,27 @@ class ProgressTable(Callback):
     def on_experiment_end(self, trials, **info) -> None:
         self.close()
 
+    def _number_earlier_trials(self) -> None:
+        """On a resume: the interrupted run's trials keep their numbers, in the order they
+        started, and those that ended count as ended (Ray restores this callback as it was
+        pickled when the run began, before any trial)."""
+        from cce_tune.tuner.report import load_trials
+
+        trials = load_trials(self.run_dir, self.family, self.epochs)
+        if trials.empty:
+            return
+        if "started_at" in trials:
+            trials = trials.sort_values("started_at", na_position="last")
+        for trial, status in zip(trials["trial"], trials["status"], strict=True):
+            self.rows[trial] = _Row(len(self.rows) + 1, {}, status)
+        self.done = int((~trials["status"].isin([INTERRUPTED, NOT_STARTED])).sum())
+
     def _row(self, trial) -> _Row:
         if trial.trial_id not in self.rows:
             self.rows[trial.trial_id] = _Row(len(self.rows) + 1, dict(trial.config))
-        return self.rows[trial.trial_id]
+        row = self.rows[trial.trial_id]
+        row.config = row.config or dict(trial.config)  # an earlier trial, numbered on resume
+        return row
 
     def _event(self, trial, status: str | None, text: str) -> None:
         row = self._row(trial)

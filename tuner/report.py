@@ -36,6 +36,7 @@ from cce_tune.tuner.run_dir import (
     ended_state,
     error_state,
     objective_values,
+    resume_times,
 )
 from cce_tune.tuner.units import GB
 
@@ -218,10 +219,11 @@ def _rejected(run_dir: Path) -> int:
     return sum(1 for _ in path.open()) if path.is_file() else 0
 
 
-def trial_gaps(trials: pd.DataFrame) -> pd.DataFrame:
+def trial_gaps(trials: pd.DataFrame, resumes: list[float] = ()) -> pd.DataFrame:
     """Per trial started in a slot another one freed, the seconds from that end to its first
     step (`total`): the tuner's own overhead between trials, in parts: `ray` until the trial
-    function starts, `setup` until model and data are on the device, `first_step`."""
+    function starts, `setup` until model and data are on the device, `first_step`. A gap a
+    `resumes` time falls in is the run's interruption, not overhead: left out."""
     columns = ["total", "ray", "setup", "first_step"]
     if "started_at" not in trials:
         return pd.DataFrame(columns=columns)
@@ -229,7 +231,7 @@ def trial_gaps(trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, trial in timed.iterrows():
         before = timed[timed["ended_at"] <= trial["started_at"] + 1e-3]["ended_at"]
-        if before.empty:
+        if before.empty or any(before.max() <= t <= trial["started_at"] for t in resumes):
             continue
         setup_at = trial.get("setup_at", math.nan)
         rows.append([trial["first_step_at"] - before.max(), trial["started_at"] - before.max(),
@@ -261,7 +263,7 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
             recommended: pd.Series | None, rejected: int) -> str:
     counts = trials["status"].value_counts().to_dict()
     family = settings.family
-    gaps = trial_gaps(trials)
+    gaps = trial_gaps(trials, resume_times(settings.run_dir))
     lines = [
         f"# cce-tune: {settings.dataset_name}, budget {settings.budget_bytes / GB:g} GB",
         "",
@@ -323,6 +325,14 @@ def is_complete(settings: TuneSettings) -> bool:
     """Whether every trial of the run has ended (nothing left for --resume to do)."""
     trials = load_trials(settings.run_dir, settings.family, settings.epochs)
     return not trials.empty and _unfinished(settings, trials) == 0
+
+
+def was_interrupted(run_dir: Path) -> bool:
+    """Whether a trial of the run was cut off mid-way: a Ctrl-C, as a run that merely
+    stopped launching (its time budget) ends every trial it started."""
+    settings = TuneSettings.load(run_dir)
+    trials = load_trials(run_dir, settings.family, settings.epochs)
+    return not trials.empty and bool((trials["status"] == INTERRUPTED).any())
 
 
 def _unfinished(settings: TuneSettings, trials: pd.DataFrame) -> int:

@@ -20,6 +20,9 @@ MLFLOW_DB, MLFLOW_ARTIFACTS = "mlflow.db", "mlflow-artifacts"  # with --mlflow
 # Every point of the space's grid (discrete knobs) with its estimate, written at the start:
 # the reports draw the budget's edge from it.
 MEMORY_GRID_FILE = "memory-grid.jsonl"
+# When each `--resume` began (seconds since the epoch, a line each): the time between an
+# interruption and its resume is no trial's overhead.
+RESUMES_FILE = "resumes.txt"
 REPORT_DIR = "report"
 # Every trial's every epoch (report/history.csv): what `cce-tune replay` replays early
 # stopping from, and what the quality-against-cost chart draws.
@@ -49,6 +52,11 @@ def objective_values(results: list[dict[str, Any]], quality: str) -> dict[str, f
 def error_state(error: str) -> str:
     """What became of a trial that raised `error` (its traceback's text)."""
     return OUT_OF_MEMORY if "out of memory" in error.lower() else FAILED
+
+
+def resume_times(run_dir: Path) -> list[float]:
+    path = Path(run_dir) / RESUMES_FILE
+    return [float(line) for line in path.read_text().split()] if path.is_file() else []
 
 
 def ended_state(last_result: dict[str, Any], epochs: int) -> str:

@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from cce_tune.tuner.run_dir import (
     JOURNAL_FILE,
     MEMORY_GRID_FILE,
     REJECTED_FILE,
+    RESUMES_FILE,
     TuneSettings,
     objective_values,
 )
@@ -216,6 +218,9 @@ def tune(settings: TuneSettings, resume: bool = False, verbose: bool = False) ->
         if not resume:
             check_space_fits(space, settings, target)
             settings.save()
+        else:
+            with open(run_dir / RESUMES_FILE, "a") as out:
+                out.write(f"{time.time()}\n")
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # experiment state every 2 s
         _quiet(not verbose)
         _run(settings, run_dir, space, target, resume)
@@ -245,7 +250,8 @@ def _run(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Targ
         print(f"Ray dashboard: http://{context.dashboard_url} (it asks for a token: "
               "`ray get-auth-token` prints it)")
     progress = ProgressTable(settings.trials, settings.budget_bytes, settings.family,
-                             settings.epochs, searched=tuple(p.name for p in space.params))
+                             settings.epochs, searched=tuple(p.name for p in space.params),
+                             run_dir=run_dir)
     try:
         if resume:
             tuner = ray_tune.Tuner.restore(str(run_dir), trainable=trainable,

@@ -4,6 +4,7 @@ from rich.console import Console
 
 from cce_tune.tuner.families import get
 from cce_tune.tuner.progress import ProgressTable
+from tests.tuner.run_dirs import fake_sasrec_run
 
 RESULT = {"epoch": 2, "ndcg10": 0.4321, "epoch_seconds": 3.25, "peak_memory_gb": 1.5,
           "memory_measured": True, "estimate_gb": 1.6}
@@ -85,3 +86,21 @@ def test_a_trial_ended_before_the_cap_is_stopped_early(capsys):
     progress.on_trial_result(0, [], a, RESULT)  # epoch 2 of at most 5
     progress.on_trial_complete(0, [], a)
     assert capsys.readouterr().out.splitlines()[-1] == "[  1/1] stopped early at epoch 2 (1 ended)"
+
+
+def test_a_resumed_run_numbers_on_from_its_earlier_trials(tmp_path, capsys):
+    """Ray restores the callback as pickled before any trial ran: the run's folder says
+    which trials there were and which ended."""
+    run_dir = fake_sasrec_run(tmp_path)
+    cut = run_dir / "trial_00002" / "result.json"
+    cut.write_text(cut.read_text().splitlines()[0] + "\n")  # interrupted after epoch 1
+    progress = ProgressTable(5, 40 * 10**9, get("sasrec"), 2, live=False, run_dir=run_dir)
+    progress.setup()
+    again, new = trial("00002", batch_size=256), trial("e0f1", batch_size=64)
+    progress.on_trial_start(0, [], again)
+    progress.on_trial_start(0, [], new)
+    progress.on_trial_result(0, [], new, RESULT)
+    progress.on_trial_complete(0, [], new)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[  3/5] start") and lines[1].startswith("[  4/5] start")
+    assert lines[-1] == "[  4/5] completed at epoch 2 (3 ended)"

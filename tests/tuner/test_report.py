@@ -24,6 +24,14 @@ def test_trial_gaps_split_the_way_from_the_freed_slot_to_the_first_step():
         assert gaps[column].tolist() == pytest.approx(values), column
 
 
+def test_a_gap_a_resume_falls_in_is_the_interruption_not_overhead():
+    trials = pd.DataFrame({"trial": ["a", "b"], "started_at": [0.0, 60.0],
+                           "setup_at": [0.5, 60.5], "first_step_at": [1.0, 61.0],
+                           "ended_at": [10.0, 70.0]})
+    assert trial_gaps(trials)["total"].tolist() == [51.0]
+    assert trial_gaps(trials, resumes=[55.0]).empty
+
+
 def test_trial_gaps_of_runs_without_timings_are_empty():
     assert trial_gaps(pd.DataFrame({"trial": ["a"]})).empty
 

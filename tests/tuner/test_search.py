@@ -174,7 +174,7 @@ def test_a_run_writes_every_report_and_survives_an_out_of_memory_trial(tmp_path,
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_without_losing_or_rerunning_trials(tmp_path):
+def test_a_killed_run_resumes_without_losing_or_rerunning_trials(tmp_path, capsys):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "cce_tune.tuner.cli", *SMALL, "--trials", "6",
                "--out", str(run_dir)]
@@ -192,10 +192,14 @@ def test_a_killed_run_resumes_without_losing_or_rerunning_trials(tmp_path):
     # The interrupted run's summary says it is partial and how to go on.
     assert "Partial run" in (run_dir / "report" / "summary.md").read_text()
     assert f"cce-tune tune --resume {run_dir}" in rest
+    cut = (pd.read_csv(run_dir / "report" / "trials.csv")["status"] == "interrupted").any()
+    assert driver.returncode == (130 if cut else 0)  # a script learns the run was cut short
     before = {p.parent.name: p.read_text() for p in run_dir.glob("trial_*/result.json")
               if p.read_text().count("\n") == 2}  # trials that finished both epochs
     assert len(before) >= 2
+    capsys.readouterr()
     run_cli("--resume", str(run_dir))
+    assert "(6 ended)" in capsys.readouterr().out  # the live count goes on from the first run
     trials = pd.read_csv(run_dir / "report" / "trials.csv")
     assert len(trials) == 6 and trials["status"].isin(["completed", "stopped early"]).all()
     assert "Partial run" not in (run_dir / "report" / "summary.md").read_text()
