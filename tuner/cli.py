@@ -27,7 +27,29 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line and where to look, not the whole usage."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{_other_model_hint(message)} "
+                     f"(see {self.prog} --help)\n")
+
+
+def _other_model_hint(message: str) -> str:
+    """For flags this model lacks: the models that have them (each lists only its own)."""
+    if not message.startswith("unrecognized arguments:"):
+        return ""
+    flags = [word.split("=")[0] for word in message.split(":", 1)[1].split()
+             if word.startswith("--")]
+    hints = []
+    for flag in flags:
+        owners = [name for name in names() if flag in _flags_of(name)]
+        if owners:
+            hints.append(f"{flag} is a flag of --model {' or '.join(owners)}")
+    return f"; {', '.join(hints)}" if hints else ""
+
+
+def _flags_of(model: str) -> set[str]:
+    parser = build_parser(model)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {flag for command in commands.choices.values() for action in command._actions
+            for flag in action.option_strings}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -45,7 +45,9 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
                             "unless --resume)")
     group.add_argument("--space", help=f"a preset ({', '.join(PRESETS)}) or a YAML file "
                                        "(default: the dataset's preset, else the model's)")
-    group.add_argument("--trials", type=positive_int, default=16)
+    group.add_argument("--trials", type=positive_int, default=16,
+                       help="trials to evaluate, proposals over the budget not counted "
+                            "(default: 16)")
     group.add_argument("--time-budget", type=duration, help="stop launching after this long")
     group.add_argument("--grace", type=duration, default=60.0,
                        help="training time a trial gets before early stopping may stop it; "
@@ -70,7 +72,8 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
                             "pip install 'cce-tune[mlflow]')")
     group.add_argument("--memory-profile", type=Path,
                        help="coefficients from `verify-memory --calibrate`")
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--seed", type=int, default=0,
+                       help="of the search and of every trial's training (default: 0)")
     group.add_argument("-v", "--verbose", action="store_true",
                        help="show Ray's and Optuna's own messages and trial tracebacks")
     return parser
@@ -78,7 +81,8 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
 
 def add_report_parser(commands) -> None:
     parser = commands.add_parser("report", help="rebuild RUN_DIR/report from a run")
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="a tuning run's folder (its --out)")
 
 
 def default_space(dataset: str, family: Family) -> str:

@@ -1,8 +1,10 @@
+import argparse
 import json
 
 import pytest
 
-from cce_tune.tuner.cli import main
+from cce_tune.tuner.cli import build_parser, main
+from cce_tune.tuner.families import names
 
 
 def test_train_writes_json(tmp_path, capsys):
@@ -108,3 +110,19 @@ def test_estimate_states_its_caps_and_the_solvers_limit(capsys):
     assert "the batch is capped at the dataset's 1,000 users" in capsys.readouterr().out
     assert main(["estimate", *shape, "--gpu-mem", "40GB", "--solve", "batch-size"]) == 0
     assert "(the largest value tried) still fits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model", names())
+def test_every_flag_of_every_command_says_what_it_does(model):
+    parser = build_parser(model)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        silent = [a.option_strings[0] if a.option_strings else a.dest for a in command._actions
+                  if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not silent, f"{model} {name}: {silent}"
+
+
+def test_another_models_flag_names_the_model_that_has_it(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--mask-prob", "0.3"])
+    assert "--mask-prob is a flag of --model bert4rec" in capsys.readouterr().err

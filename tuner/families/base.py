@@ -181,8 +181,10 @@ class Family(ABC):
         """`cce-tune train`'s arguments after `--model`: the family's and the run's."""
         self.add_arguments(parser, "train")
         group = parser.add_argument_group("run")
-        group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-        group.add_argument("--seed", type=int, default=0)
+        group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                           help="where to train (default: auto, a CUDA GPU if there is one)")
+        group.add_argument("--seed", type=int, default=0,
+                           help="of initialisation, batches and negatives (default: 0)")
         group.add_argument("--out", type=Path, help="write the results as JSON here")
 
     def train_argv(self, data: Any, config: Any) -> list[str]:
