@@ -60,7 +60,14 @@ class Param:
                                           int(math.log2(high)))
         if self.kind == "int":
             return trial.suggest_int(self.name, low, high)
-        return trial.suggest_float(self.name, low, high, log=self.kind == "log_uniform")
+        return self._readable(trial.suggest_float(self.name, low, high,
+                                                  log=self.kind == "log_uniform"))
+
+    def _readable(self, value: float) -> float:
+        """A continuous value to 4 significant digits, within the bounds: what a trial trains
+        with and its command shows (`--lr 0.0009487`, not `--lr 0.0009486832980505138`)."""
+        low, high = self.values
+        return min(max(float(f"{value:.4g}"), low), high)
 
     @property
     def ordered(self) -> bool:
@@ -86,7 +93,8 @@ class Param:
             return [2**e for e in range(int(math.log2(low)), int(math.log2(high)) + 1)]
         if self.kind == "int":
             return list(range(low, high + 1))
-        return [math.sqrt(low * high) if self.kind == "log_uniform" else (low + high) / 2]
+        return [self._readable(math.sqrt(low * high) if self.kind == "log_uniform"
+                               else (low + high) / 2)]
 
     def smallest(self) -> list:
         """The values the smallest configurations take: the low end of a number, every
