@@ -27,9 +27,9 @@ def knobs_text(config: dict[str, Any], columns: tuple[tuple[str, str], ...],
 
 
 def short(value: Any) -> str:
-    """A knob's value in a name: floats to two digits (a learning rate), None as nothing."""
+    """A knob's value in a name: floats to two significant digits, None as nothing."""
     if isinstance(value, float):
-        return f"{value:.1e}"
+        return f"{value:.2g}"
     return "" if value is None else str(value)
 
 

@@ -15,7 +15,7 @@ def test_a_trials_name_is_its_id_and_the_knobs_it_has():
     trial = SimpleNamespace(trial_id="ab12cd34",
                             config={"batch_size": 256, "negatives": 128, "lr": 0.003,
                                     "estimate_bytes": 10**9})
-    assert TrialNamer(COLUMNS)(trial) == "trial_ab12cd34 B=256 N=128 lr=3.0e-03"
+    assert TrialNamer(COLUMNS)(trial) == "trial_ab12cd34 B=256 N=128 lr=0.003"
     assert TrialNamer(COLUMNS)(SimpleNamespace(trial_id="x", config={})) == "trial_x"
 
 
