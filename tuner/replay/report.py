@@ -52,7 +52,8 @@ def headline(comparison: Comparison) -> list[str]:
                  else "seeds " + ",".join(map(str, seeds)))
     return [
         f"table {table.source}: {len(table.points)} points from {table.rows - table.left_out} "
-        f"rows ({table.left_out} left out), {budget}; knobs {', '.join(table.knobs)}",
+        f"rows ({table.left_out} left out: stopped early, interrupted, failed or without a "
+        f"quality), {budget}; knobs {', '.join(table.knobs)}",
         f"best feasible {table.quality} {c.best.quality:.4f} (median over its seeds) at "
         f"{_params(c.best)}; within {WITHIN:.0%}: >= "
         f"{target_quality(c.best.quality):.4f}; true front {len(c.front)} points",
