@@ -50,7 +50,7 @@ def test_a_budget_beyond_a_gpu_of_the_cluster_is_refused(tmp_path, capsys):
         cluster.shutdown()
     printed = capsys.readouterr()
     assert ("(nvidia-smi gave no answer there); --gpu-mem is not checked against it"
-            in printed.out)
+            in printed.err)
     assert ("--gpu-mem 50.00 GB is more than a GPU of the cluster has (42.95 GB on NVIDIA "
             "A100-SXM4-40GB, node ") in printed.err
     assert not (tmp_path / "run").exists()
