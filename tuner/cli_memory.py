@@ -14,6 +14,7 @@ from cce_tune.tuner.allocator import allocator_setting
 from cce_tune.tuner.arguments import data_options, memory_size
 from cce_tune.tuner.data import counts
 from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.families import get, names
 from cce_tune.tuner.memory import (
     SOLVE_LIMIT,
     DatasetShape,
@@ -23,7 +24,7 @@ from cce_tune.tuner.memory import (
     solve,
     with_knob,
 )
-from cce_tune.tuner.memory_grid import GRIDS, MODEL_GRIDS
+from cce_tune.tuner.memory_grid import GRIDS
 from cce_tune.tuner.sequences.config import TrainConfig
 
 
@@ -92,7 +93,8 @@ def add_verify_parser(commands) -> None:
     parser = commands.add_parser(
         "verify-memory", help="measure real training steps on the GPU against the estimate")
     models = parser.add_mutually_exclusive_group()
-    models.add_argument("--model", choices=tuple(MODEL_GRIDS), default="sasrec",
+    models.add_argument("--model", choices=tuple(n for n in names() if get(n).memory_grid),
+                        default="sasrec",
                         help="measure this model's grid (default: sasrec)")
     models.add_argument("--grid", choices=tuple(GRIDS),
                         help="measure this grid by name (tiny: a quick check end to end)")
@@ -108,7 +110,7 @@ def add_verify_parser(commands) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> None:
-    args.grid = args.grid or MODEL_GRIDS[args.model]
+    args.grid = args.grid or get(args.model).memory_grid
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
     started = time.perf_counter()
     if args.reestimate:

@@ -172,5 +172,3 @@ def bert4rec_grid() -> list[GridPoint]:
 
 GRIDS: dict[str, Callable[[], list[GridPoint]]] = {"default": default_grid, "tiny": tiny_grid,
                                                    "bert4rec": bert4rec_grid}
-# `verify-memory --model`: the grid that covers each model's terms.
-MODEL_GRIDS = {"sasrec": "default", "bert4rec": "bert4rec"}

@@ -106,6 +106,8 @@ class Family(ABC):
     grid: ClassVar[tuple[str, str]]  # the two knobs of the report's configuration grid
     knobs: ClassVar[tuple[Knob, ...]]
     default_space: ClassVar[str]  # the preset tuned when a dataset has none of its own
+    # The grid `verify-memory --model NAME` measures (`tuner.memory_grid.GRIDS`); None: none.
+    memory_grid: ClassVar[str | None] = None
 
     @property
     def objectives(self) -> dict[str, str]:

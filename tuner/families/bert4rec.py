@@ -64,6 +64,7 @@ class BERT4RecFamily(sasrec.SASRecFamily):
     columns = (*sasrec.SASRecFamily.columns, ("mask_prob", "mask"), ("last_item_prob", "last"))
     knobs = KNOBS
     default_space = "bert4rec"
+    memory_grid = "bert4rec"
     target_class = BERT4RecTarget
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:

@@ -173,6 +173,7 @@ class SASRecFamily(Family):
     grid = ("batch_size", "negatives")
     knobs = KNOBS
     default_space = "default"
+    memory_grid = "default"
     target_class = SASRecTarget
 
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
