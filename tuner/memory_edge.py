@@ -92,5 +92,13 @@ def spread(points: list[dict[str, Any]], space: SearchSpace, count: int) -> list
 
 def edge_seeds(space: SearchSpace, target: Target, limit: float, count: int,
                grid: list[tuple[dict[str, Any], float]] | None = None) -> list[dict[str, Any]]:
-    """`count` configurations on the budget's edge, spread along it, to evaluate first."""
-    return spread(edge(space, target, limit, grid), space, count) if count else []
+    """`count` configurations on the budget's edge, spread along it, to evaluate first; none
+    where the budget does not bind (every grid point fits): there is no edge then, only the
+    grid's largest corner, the slowest configurations (replaying a 16-trial CPU run, starting
+    there cut the hypervolume after 8 trials from 0.96 to 0.08)."""
+    if not count:
+        return []
+    grid = estimated_grid(space, target) if grid is None else grid
+    if all(total <= limit for _, total in grid):
+        return []
+    return spread(edge(space, target, limit, grid), space, count)

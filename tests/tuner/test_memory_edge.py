@@ -54,6 +54,14 @@ def test_edge_seeds_start_from_the_largest_and_spread_along_the_edge():
     assert {s["loss"] for s in seeds} == {"ce_minus", "cce_minus"}
 
 
+def test_a_budget_that_does_not_bind_has_no_edge_to_start_from():
+    """Every point fits: the 'edge' would be the grid's largest corner, the slowest runs."""
+    largest = max(Bytes().estimate(p).total for p in SPACE.grid()
+                  if not (p["batch_size"] == 1024 and p["max_len"] == 200))
+    assert edge_seeds(SPACE, Bytes(), largest, 4) == []
+    assert len(edge_seeds(SPACE, Bytes(), largest - 1, 4)) == 4
+
+
 def test_spread_of_fewer_points_than_asked_returns_them_all_the_largest_first():
     small = SPACE.grid()[0]
     points = [small, {**small, "negatives": 128}]
