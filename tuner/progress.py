@@ -15,8 +15,6 @@ from cce_tune.tuner.run_dir import (
     COMPLETED,
     CONVERGED,
     FAILED,
-    INTERRUPTED,
-    NOT_STARTED,
     OUT_OF_MEMORY,
     STOPPED_EARLY,
     ended_state,
@@ -77,7 +75,7 @@ class ProgressTable(Callback):
         """On a resume: the interrupted run's trials keep their numbers, in the order they
         started, and those that ended count as ended (Ray restores this callback as it was
         pickled when the run began, before any trial)."""
-        from cce_tune.tuner.report import load_trials
+        from cce_tune.tuner.report import ended_count, load_trials
 
         trials = load_trials(self.run_dir, self.family, self.epochs)
         if trials.empty:
@@ -86,7 +84,7 @@ class ProgressTable(Callback):
             trials = trials.sort_values("started_at", na_position="last")
         for trial, status in zip(trials["trial"], trials["status"], strict=True):
             self.rows[trial] = _Row(len(self.rows) + 1, {}, status)
-        self.done = int((~trials["status"].isin([INTERRUPTED, NOT_STARTED])).sum())
+        self.done = ended_count(trials)
 
     def _row(self, trial) -> _Row:
         if trial.trial_id not in self.rows:

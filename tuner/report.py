@@ -337,10 +337,11 @@ def was_interrupted(run_dir: Path) -> bool:
 
 def _unfinished(settings: TuneSettings, trials: pd.DataFrame) -> int:
     """Trials interrupted, waiting, or never proposed before the run stopped."""
-    return len(trials) - _ended(trials) + max(settings.trials - len(trials), 0)
+    return len(trials) - ended_count(trials) + max(settings.trials - len(trials), 0)
 
 
-def _ended(trials: pd.DataFrame) -> int:
+def ended_count(trials: pd.DataFrame) -> int:
+    """Trials that ended (not interrupted, not waiting to start)."""
     return int((~trials["status"].isin([INTERRUPTED, NOT_STARTED])).sum())
 
 
@@ -348,7 +349,7 @@ def _partial(settings: TuneSettings, trials: pd.DataFrame) -> list[str]:
     """A warning and the resume command when the run stopped before all its trials ended."""
     if _unfinished(settings, trials) == 0:
         return []
-    return [f"**Partial run**: {_ended(trials)} of {settings.trials} trials ended. "
+    return [f"**Partial run**: {ended_count(trials)} of {settings.trials} trials ended. "
             "Resume it with", "", "    " + resume_command(settings.run_dir), ""]
 
 
