@@ -25,6 +25,13 @@ class BERT4RecConfig(SASRecConfig):
         return self.num_items + 1
 
 
+def mean_masked(length, mask_prob: float):
+    """The masked positions a sequence of `length` >= 1 real items expects (a number, or a
+    tensor of lengths): max(1, Binomial(length, p)) has mean p l + (1 - p)^l, the forced
+    one making up for the chance of none."""
+    return mask_prob * length + (1 - mask_prob) ** length
+
+
 def masked_capacity(batch: int, length: int, mask_prob: float) -> int:
     """The most masked positions a training batch of `batch` sequences of `length` may hold.
 
@@ -35,7 +42,7 @@ def masked_capacity(batch: int, length: int, mask_prob: float) -> int:
     """
     p, n = mask_prob, length
     none = (1 - p) ** n  # a full sequence draws no mask and gets one
-    mean = batch * (n * p + none)
+    mean = batch * mean_masked(n, p)
     # Var(max(1, X)) <= Var(X) + P(X = 0) for X ~ Binomial(n, p): the forced one adds at
     # most a Bernoulli's variance, however it correlates.
     sd = math.sqrt(batch * (n * p * (1 - p) + none))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cce_tune.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig
-from cce_tune.models.bert4rec_config import masked_capacity
+from cce_tune.models.bert4rec_config import masked_capacity, mean_masked
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.flops import candidates, epoch_flops
@@ -90,9 +90,8 @@ class Cloze:
     def expected_masked(self, lengths: torch.Tensor) -> float:
         """The loss's tokens an epoch, expected: per sequence of l >= 1 real items, max(1,
         Binomial(l, p)) (mean p l + (1 - p)^l), or 1 in the last-item share."""
-        p, last = self.config.mask_prob, self.config.last_item_prob
-        real = lengths[lengths > 0].to(torch.float64)
-        random = p * real + (1 - p) ** real
+        last = self.config.last_item_prob
+        random = mean_masked(lengths[lengths > 0].to(torch.float64), self.config.mask_prob)
         return ((1 - last) * random + last).sum().item()
 
     @property
