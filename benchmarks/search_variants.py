@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
-import statistics
 from pathlib import Path
 
 from cce_tune.tuner.arguments import memory_size
-from cce_tune.tuner.replay.compare import feasible_points, limit_gb
-from cce_tune.tuner.replay.metrics import Normaliser, search_metrics
-from cce_tune.tuner.replay.simulate import ReplaySettings, simulate
+from cce_tune.tuner.replay.compare import compare, limit_gb
+from cce_tune.tuner.replay.simulate import ReplaySettings
 from cce_tune.tuner.replay.table import load_table
 from cce_tune.tuner.strategies import Strategy
 
@@ -52,27 +49,24 @@ def main() -> None:
     table = load_table(args.table)
     settings = ReplaySettings(trials=args.trials, limit_gb=limit_gb(args.gpu_mem, args.margin),
                               grace_seconds=args.grace)
-    feasible = feasible_points(table, settings.limit_gb)
-    best = max(feasible, key=lambda p: p.quality)
-    normaliser = Normaliser(feasible)
-    volume = normaliser.volume(feasible)
+    variants = [variant(every, edge) for every, edge in itertools.product(args.every,
+                                                                           args.edge_points)]
+    comparison = compare(table, variants, range(args.seeds), settings)
+    checkpoints = comparison.checkpoints
     budget = f"{args.gpu_mem / 1e9:g} GB" if args.gpu_mem else "no budget"
     lines = [f"# Search variants on {args.table} ({budget})", "",
              f"{args.seeds} seeds, {args.trials} evaluated trials each, ASHA grace "
-             f"{args.grace:g} s; best feasible {best.quality:.4f}.", "",
-             "| variant | reached | median trials to 1 % | HV@8 | HV@16 | HV@32 |",
-             "|---|---|---|---|---|---|"]
+             f"{args.grace:g} s; best feasible {comparison.best.quality:.4f}.", "",
+             "| variant | reached | median trials to 1 % | "
+             + " | ".join(f"HV@{k}" for k in checkpoints) + " |",
+             "|---|---|---|" + "---|" * len(checkpoints)]
+    for name, summary in comparison.summaries.items():
+        trials = summary.trials_to_within
+        lines.append(f"| {name} | {summary.seeds - summary.not_reached}/{summary.seeds} | "
+                     f"{'not reached' if trials is None else trials} | "
+                     + " | ".join(f"{summary.hypervolume_share[k]:.2f}" for k in checkpoints)
+                     + " |")
     print("\n".join(lines), flush=True)
-    for every, edge_points in itertools.product(args.every, args.edge_points):
-        strategy = variant(every, edge_points)
-        runs = [search_metrics(simulate(table, strategy, seed, settings), best.quality,
-                               normaliser, volume, (8, 16, 32)) for seed in range(args.seeds)]
-        trials = statistics.median(r.trials_to_within or math.inf for r in runs)
-        shares = [statistics.median(r.hypervolume_share[k] for r in runs) for k in (8, 16, 32)]
-        lines.append(f"| {strategy.name} | {sum(r.trials_to_within is not None for r in runs)}"
-                     f"/{args.seeds} | {'not reached' if math.isinf(trials) else trials} | "
-                     + " | ".join(f"{s:.2f}" for s in shares) + " |")
-        print(lines[-1], flush=True)
     if args.out:
         args.out.write_text("\n".join(lines) + "\n\n    python -m benchmarks.search_variants "
                             + " ".join(_argv(args)) + "\n")

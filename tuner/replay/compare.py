@@ -24,7 +24,7 @@ from cce_tune.tuner.replay.metrics import (
 )
 from cce_tune.tuner.replay.simulate import ReplaySettings, simulate
 from cce_tune.tuner.replay.table import Point, Table
-from cce_tune.tuner.strategies import STRATEGIES
+from cce_tune.tuner.strategies import STRATEGIES, Strategy
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,14 @@ def feasible_points(table: Table, limit_gb: float) -> list[Point]:
     return feasible
 
 
-def compare(table: Table, strategies: Sequence[str], seeds: Iterable[int],
+def compare(table: Table, strategies: Sequence[str | Strategy], seeds: Iterable[int],
             settings: ReplaySettings, progress=None) -> Comparison:
-    """Replay each strategy once per seed; `progress(strategy, seed)` is called before each
-    search, if given."""
-    unknown = [name for name in strategies if name not in STRATEGIES]
+    """Replay each strategy (by name in `STRATEGIES`, or a variant's own) once per seed;
+    `progress(strategy, seed)` is called before each search, if given."""
+    unknown = [s for s in strategies if isinstance(s, str) and s not in STRATEGIES]
     if unknown:
         raise CceTuneError(f"strategy {unknown[0]!r}: choose from {', '.join(STRATEGIES)}")
+    strategies = [STRATEGIES[s] if isinstance(s, str) else s for s in strategies]
     seeds = tuple(seeds)
     feasible = feasible_points(table, settings.limit_gb)
     best = max(feasible, key=lambda p: p.quality)
@@ -72,15 +73,15 @@ def compare(table: Table, strategies: Sequence[str], seeds: Iterable[int],
     true_volume = normaliser.volume(feasible)
     checkpoints = checkpoints_for(settings.trials)
     runs = {}
-    for name in strategies:
+    for strategy in strategies:
         metrics = []
         for seed in seeds:
             if progress is not None:
-                progress(name, seed)
-            log = simulate(table, STRATEGIES[name], seed, settings)
+                progress(strategy.name, seed)
+            log = simulate(table, strategy, seed, settings)
             metrics.append(search_metrics(log, best.quality, normaliser, true_volume,
                                           checkpoints))
-        runs[name] = tuple(metrics)
+        runs[strategy.name] = tuple(metrics)
     return Comparison(table, settings, seeds, checkpoints, tuple(feasible), best,
                       tuple(pareto_front(feasible)), true_volume, runs,
                       {name: summarise(metrics) for name, metrics in runs.items()})
