@@ -3,7 +3,8 @@
 # kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory,
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
-# bert4rec, bert4rec-quality, step-profile).
+# bert4rec, bert4rec-quality, step-profile, step-compiled,
+# batching-quality, memory-check).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -58,6 +59,9 @@ for stage in "$@"; do
         --dtype bf16 --variants "full catalog" --block-n 32 64 --stages 2 3 2>&1 | tail -6 ;;
     memory) python3 -m cce_tune.tuner.cli verify-memory --grid default --out "$out" --calibrate \
         2>&1 | tee "$out/memory.log" | tail -40 ;;
+    memory-check)  # the default grid against the committed calibration, nothing refitted
+      python3 -m cce_tune.tuner.cli verify-memory --grid default --out "$out" \
+        2>&1 | tee "$out/memory-check.log" | tail -40 ;;
     memory-default-allocator)  # the same grid under the allocator's default setting
       PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False python3 -m cce_tune.tuner.cli verify-memory \
         --grid default --out "$out" --tag default-allocator 2>&1 \
@@ -138,10 +142,19 @@ for stage in "$@"; do
         --bert4rec-epochs 60 \
         --variants ${B4_VARIANTS:-3e-3:0:4:0.2:0 3e-3:0:4:0.2:0.2} --out-dir "$out" 2>&1 \
         | tail -16 ;;
+    step-compiled)  # the same with the model compiled by torch.compile
+      python3 -m benchmarks.step_profile --bf16 --epoch --compile --tag compiled \
+        --out-dir "$out" 2>&1 | tail -30
+      python3 -m benchmarks.step_profile --bf16 --epoch --compile --hidden 64 --max-len 200 \
+        --batch-size 1024 --tag d64-compiled --out-dir "$out" 2>&1 | tail -30 ;;
     step-profile)  # issue 18's two bar settings, profiled (the paper's, the tuner's corner)
-      python3 -m benchmarks.step_profile --bf16 --out-dir "$out" 2>&1 | tail -30
-      python3 -m benchmarks.step_profile --bf16 --hidden 64 --max-len 200 --batch-size 1024 \
-        --tag d64 --out-dir "$out" 2>&1 | tail -30 ;;
+      python3 -m benchmarks.step_profile --bf16 --epoch --out-dir "$out" 2>&1 | tail -30
+      python3 -m benchmarks.step_profile --bf16 --epoch --random-batches --tag random \
+        --out-dir "$out" 2>&1 | tail -30
+      python3 -m benchmarks.step_profile --bf16 --epoch --hidden 64 --max-len 200 \
+        --batch-size 1024 --tag d64 --out-dir "$out" 2>&1 | tail -30 ;;
+    batching-quality)  # does grouping users by length cost quality?
+      python3 -m benchmarks.batching_quality --bf16 --out-dir "$out" 2>&1 | tail -12 ;;
     train-ml20m)
       for precision in fp32 bf16; do
         for loss in ce_minus cce_minus; do

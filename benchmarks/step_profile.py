@@ -21,29 +21,34 @@ import json
 import math
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from benchmarks.kernels import command_line, gpu_slug
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
+from cce_tune.tuner.sequences.batching import Batch, epoch_batches
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
-from cce_tune.tuner.sequences.train import Setup
+from cce_tune.tuner.sequences.train import Setup, train
 
 PHASES = ("forward and loss", "backward", "optimizer")
 # A kernel's part, by the first of these patterns its lower-cased name holds (in this order:
 # "multi_tensor_apply" holds "mul", the loss's Triton kernels are all "cce_..._kernel",
-# "..._rows_kernel" or "draw_negatives_kernel").
+# "..._rows_kernel" or "draw_negatives_kernel", the embedding's backward is "sum_and_scatter",
+# cuBLAS's Hopper GEMMs are "nvjet_...").
 PARTS = (
     ("attention", ("attention", "fmha", "flash")),
     ("loss", ("cce_", "rows_kernel", "draw_negatives", "log_softmax", "nll", "cross_entropy")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
-    ("matrix products", ("gemm", "cutlass", "xmma", "matmul", "addmm", "linear")),
-    ("norms, dropout, element-wise", ("norm", "dropout", "elementwise", "vectorized",
-                                      "gelu", "relu", "where", "add", "mul", "copy")),
     ("gathers and scatters", ("index", "gather", "scatter", "embedding", "sort", "unique")),
+    ("matrix products", ("gemm", "cutlass", "xmma", "matmul", "addmm", "linear", "nvjet")),
+    ("norms, dropout, element-wise", ("norm", "dropout", "elementwise", "vectorized",
+                                      "gelu", "relu", "where", "add", "mul", "copy",
+                                      "reduce")),
 )
 
 
@@ -54,39 +59,57 @@ def part_of(kernel: str) -> str:
                 "other")
 
 
-def profiled_step(setup: Setup, batch: torch.Tensor) -> None:
-    """One optimizer step, its phases named for the profiler."""
+def profiled_step(setup: Setup, batch: Batch, marks: list[torch.cuda.Event] | None) -> None:
+    """One optimizer step, its phases named for the profiler and (on a GPU) bounded by
+    device events: a phase's device time is the span between its marks."""
+
+    def mark() -> None:
+        if marks is not None:
+            marks.append(torch.cuda.Event(enable_timing=True))
+            marks[-1].record()
+
+    mark()
     setup.optimizer.zero_grad(set_to_none=True)
-    with record_function("forward and loss"), setup.autocast:
-        loss = setup.batches.loss(setup.model, setup.loss_fn, batch)
-    with record_function("backward"):
+    with record_function(PHASES[0]), setup.autocast:
+        loss = setup.batches.loss(setup.model, setup.loss_fn, batch.users,
+                                  batch.width) * batch.weight
+    mark()
+    with record_function(PHASES[1]):
         loss.backward()
-    with record_function("optimizer"):
+    mark()
+    with record_function(PHASES[2]):
         setup.optimizer.step()
+    mark()
 
 
-def profile_steps(setup: Setup, batches: list[torch.Tensor]) -> dict:
+def profile_steps(setup: Setup, batches: list[Batch]) -> dict:
     """Wall ms per step, and device ms per step by phase and by part."""
     cuda = setup.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    marks: list[torch.cuda.Event] | None = [] if cuda else None
     if cuda:
         torch.cuda.synchronize()
     with profile(activities=activities) as prof:
         started = time.perf_counter()
         for batch in batches:
-            profiled_step(setup, batch)
+            profiled_step(setup, batch, marks)
         if cuda:
             torch.cuda.synchronize()
         wall_ms = (time.perf_counter() - started) * 1e3 / len(batches)
     steps = len(batches)
-    phases, parts, kernels = {}, defaultdict(float), defaultdict(float)
+    phases = {phase: {"host_ms": 0.0, "device_ms": math.nan} for phase in PHASES}
     for event in prof.key_averages():
-        device_us = getattr(event, "device_time_total", getattr(event, "cuda_time_total", 0))
-        if event.key in PHASES:
-            phases[event.key] = {"host_ms": event.cpu_time_total / 1e3 / steps,
-                                 "device_ms": device_us / 1e3 / steps}
+        if event.key in PHASES and event.cpu_time_total > 0:
+            phases[event.key]["host_ms"] = event.cpu_time_total / 1e3 / steps
+    if marks:
+        for i, phase in enumerate(PHASES):
+            spans = [marks[4 * s + i].elapsed_time(marks[4 * s + i + 1]) for s in range(steps)]
+            phases[phase]["device_ms"] = sum(spans) / steps
+    parts, kernels = defaultdict(float), defaultdict(float)
     for event in prof.events():
-        if cuda and event.device_type == torch.autograd.DeviceType.CUDA:
+        # The phases' own ranges appear on the device timeline too: they are not kernels.
+        if cuda and event.device_type == torch.autograd.DeviceType.CUDA \
+                and event.name not in PHASES:
             ms = event.time_range.elapsed_us() / 1e3 / steps
             parts[part_of(event.name)] += ms
             kernels[event.name] += ms
@@ -95,7 +118,24 @@ def profile_steps(setup: Setup, batches: list[torch.Tensor]) -> dict:
     return {"wall_ms": wall_ms, "device_ms": device_ms,
             "host_gap_ms": max(wall_ms - device_ms, 0.0) if cuda else math.nan,
             "phases": phases, "parts": dict(parts),
+            "padding": padding_share(setup, batches),
             "top_kernels": [{"name": name[:120], "ms": ms} for name, ms in top]}
+
+
+def padding_share(setup: Setup, batches: list[Batch]) -> float:
+    """Of the positions the profiled steps computed, the share that held no item."""
+    computed = sum(len(b.users) * b.width for b in batches)
+    real = sum(int(setup.lengths[b.users.cpu().numpy()].sum()) for b in batches)
+    return 1 - real / computed
+
+
+def epoch_figures(config: TrainConfig, data) -> dict:
+    """What `cce-tune train` reports for the second epoch (the first compiles kernels)."""
+    result = train(replace(config, epochs=2, patience=0), data, final_test=False)
+    epoch = result.epochs[-1]
+    return {"epoch_s": epoch.seconds, "tokens_per_s": epoch.tokens_per_s,
+            "epoch_tflops": epoch.tflops, "eval_s": epoch.eval_seconds,
+            "ndcg10": epoch.valid.ndcg10, "peak_bytes": epoch.peak_memory_bytes or math.nan}
 
 
 def main() -> None:
@@ -114,6 +154,11 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--random-batches", action="store_true",
+                        help="users in random order (default: grouped by length, as trained)")
+    parser.add_argument("--epoch", action="store_true",
+                        help="also train two epochs and report the second, as `train` does")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
@@ -128,14 +173,16 @@ def main() -> None:
     kind = ClozeConfig if args.model == "bert4rec" else TrainConfig
     config = kind(loss=loss, batch_size=args.batch_size, max_len=args.max_len,
                   hidden=args.hidden, num_blocks=args.blocks, num_heads=args.heads,
-                  bf16=args.bf16, device=args.device)
+                  bf16=args.bf16, batch_by_length=not args.random_batches, compile=args.compile,
+                  device=args.device)
     setup = Setup(config, data)
-    order = torch.randperm(data.num_users, device=setup.device)
-    batches = [order[i:i + config.batch_size]
-               for i in range(0, len(order) - config.batch_size + 1, config.batch_size)]
+    # The batches an epoch trains on, full ones only (the last of an epoch may be short).
+    batches = [batch for batch in epoch_batches(
+        setup.lengths, config.batch_size, np.random.default_rng(0), config.batch_by_length,
+        config.max_len, setup.device) if len(batch.users) == config.batch_size]
     setup.model.train()
     for batch in batches[:args.warmup]:
-        setup.step(batch)
+        setup.step(batch.users, batch.width)
     timed = [batches[(args.warmup + i) % len(batches)] for i in range(args.steps)]
     result = profile_steps(setup, timed)
     steps_per_epoch = math.ceil(data.num_users / config.batch_size)
@@ -143,13 +190,17 @@ def main() -> None:
     result |= {"tflops": flops_per_step / (result["wall_ms"] / 1e3) / 1e12,
                "epoch_s_estimate": result["wall_ms"] / 1e3 * steps_per_epoch,
                "flops_per_step": flops_per_step}
-    device = torch.cuda.get_device_name() if setup.device.type == "cuda" else "cpu"
+    cuda = setup.device.type == "cuda"
+    del setup  # its memory, before the epoch's own
+    if args.epoch:
+        result["epoch"] = epoch_figures(config, data)
+    device = torch.cuda.get_device_name() if cuda else "cpu"
     command = command_line("benchmarks.step_profile", args)
     text = markdown(result, command, device)
     print(text)
     if args.out_dir is not None:
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        slug = gpu_slug() if setup.device.type == "cuda" else "cpu"
+        slug = gpu_slug() if cuda else "cpu"
         stem = args.out_dir / "-".join(filter(None, ["step-profile", slug, args.tag]))
         stem.with_suffix(".json").write_text(json.dumps(
             {"command": command, "device": device, "torch": torch.__version__, **result},
@@ -162,8 +213,17 @@ def markdown(result: dict, command: str, device: str) -> str:
              f"Wall {result['wall_ms']:.2f} ms a step (an epoch about "
              f"{result['epoch_s_estimate']:.1f} s), device kernels {result['device_ms']:.2f} ms,"
              f" host gaps {result['host_gap_ms']:.2f} ms; {result['tflops']:.2f} TFLOP/s of "
-             "model FLOPs (`tuner/sequences/flops.py`) over the wall time.", "",
-             "| phase | host ms | device ms |", "|---|---|---|"]
+             "model FLOPs (`tuner/sequences/flops.py`) over the wall time; "
+             f"{result['padding']:.0%} of the computed positions were padding.", ""]
+    if "epoch" in result:
+        epoch = result["epoch"]
+        lines += [f"A whole epoch as `cce-tune train` reports it (the second; the first "
+                  f"compiles): {epoch['epoch_s']:.2f} s training, "
+                  f"{epoch['tokens_per_s'] / 1e6:.2f} M real tokens/s, "
+                  f"{epoch['epoch_tflops']:.1f} TFLOP/s, evaluation {epoch['eval_s']:.2f} s, "
+                  f"peak {epoch['peak_bytes'] / 2**30:.2f} GiB, "
+                  f"validation NDCG@10 {epoch['ndcg10']:.4f}.", ""]
+    lines += ["| phase | host ms | device ms |", "|---|---|---|"]
     for phase in PHASES:
         figures = result["phases"].get(phase, {"host_ms": math.nan, "device_ms": math.nan})
         lines.append(f"| {phase} | {figures['host_ms']:.2f} | {figures['device_ms']:.2f} |")

@@ -85,12 +85,17 @@ class SASRec(nn.Module):
         return self.item_emb.weight
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        """(batch, length) item ids, left-padded with 0 -> (batch, length, hidden)."""
-        length = items.shape[1]
-        if length > self.config.max_len:
-            raise ValueError(f"sequence length {length} exceeds max_len {self.config.max_len}")
+        """(batch, length) item ids, left-padded with 0 -> (batch, length, hidden).
+
+        Positions count from the right: the last column is position max_len - 1 whatever
+        `length` is, so a batch cut to its longest sequence (`tuner.sequences.batching`)
+        gives the same outputs as its full windows.
+        """
+        length, max_len = items.shape[1], self.config.max_len
+        if length > max_len:
+            raise ValueError(f"sequence length {length} exceeds max_len {max_len}")
         real = items != 0
-        positions = torch.arange(length, device=items.device)
+        positions = torch.arange(max_len - length, max_len, device=items.device)
         x = self.item_emb(items) * math.sqrt(self.config.hidden) + self.pos_emb(positions)
         x = self.drop(x) * real.unsqueeze(-1)
         bias = attention_bias(real, _compute_dtype(x), self.causal)

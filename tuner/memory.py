@@ -226,8 +226,7 @@ def estimate(config: TrainConfig, shape: DatasetShape,
             ),
         },
         "optimizer step": {
-            "gradients": params,
-            "Adam temporaries": params,  # foreach Adam's sqrt of the second moments
+            "gradients": params,  # Adam is fused on the GPU: no temporaries
         },
         "evaluation": _evaluation(config, model.inference_extra, shape, autocast, act_scale),
     }

@@ -71,3 +71,14 @@ def test_masked_capacity_by_hand():
     assert masked_capacity(100, 50, 0.2) == -(-(mean + 6 * sd) // 1) == 1170
     assert masked_capacity(4, 1, 0.2) == 4  # never more than every position
     assert masked_capacity(1000, 2, 0.01) >= 1000  # at least one a sequence
+
+
+def test_a_batch_cut_to_its_longest_sequence_gives_the_same_outputs():
+    """Bidirectional attention too: the cut columns are padding, which no position sees."""
+    torch.manual_seed(0)
+    net = BERT4Rec(BERT4RecConfig(num_items=30, max_len=8, hidden=16, num_heads=2)).eval()
+    items = torch.randint(1, 32, (3, 8))
+    items[0, :5], items[1, :3], items[2, :2] = 0, 0, 0  # longest: 6 real items
+    full, cut = net(items), net(items[:, -6:])
+    real = items[:, -6:] != 0
+    torch.testing.assert_close(cut[real], full[:, -6:][real])

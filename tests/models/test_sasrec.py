@@ -51,3 +51,13 @@ def test_too_long_sequence_is_refused():
         assert "exceeds max_len 8" in str(error)
     else:
         raise AssertionError("no error")
+
+
+def test_a_batch_cut_to_its_longest_sequence_gives_the_same_outputs():
+    """Positions count from the right end, so dropping columns of padding changes nothing."""
+    net = model()
+    items = torch.randint(1, 31, (3, 8))
+    items[0, :5], items[1, :3], items[2, :4] = 0, 0, 0  # longest: 5 real items
+    full, cut = net(items), net(items[:, -5:])
+    real = items[:, -5:] != 0
+    torch.testing.assert_close(cut[real], full[:, -5:][real])

@@ -31,6 +31,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = False
+    # Batches of users of similar length, each cut to its longest sequence
+    # (`tuner.sequences.batching`); else users in random order (batches are cut all the same).
+    batch_by_length: bool = True
+    # The encoder compiled by torch.compile (norms, dropout and element-wise work fused, far
+    # fewer launches; the first step waits for the compile). The memory model describes
+    # the eager step.
+    compile: bool = False
     exclude_seen: bool = True
     eval_batch_size: int = 1024
 

@@ -49,7 +49,7 @@ class NextItem:
         self.histories = {split: sequences.windows(split, config.max_len)
                           for split in ("valid", "test")}
         self.flops_per_epoch = epoch_flops(
-            (self.inputs != 0).sum(1), self.tokens_per_epoch, config.hidden,
+            self.lengths, self.tokens_per_epoch, config.hidden,
             config.num_blocks, causal=True,
             candidate_items=candidates(config.loss, sequences.num_items))
 
@@ -58,10 +58,19 @@ class NextItem:
         """Positions trained on per epoch: real predicted items."""
         return int((self.targets != 0).sum())
 
-    def loss(self, model: nn.Module, loss_fn: Loss, batch: torch.Tensor) -> torch.Tensor:
-        hidden = model(self.inputs[batch])
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Real items of each user's training input."""
+        return (self.inputs != 0).sum(1)
+
+    def loss(self, model: nn.Module, loss_fn: Loss, batch: torch.Tensor,
+             width: int | None = None) -> torch.Tensor:
+        """The loss of the users in `batch`, their windows cut to the last `width` columns
+        (all of them by default)."""
+        width = width or self.config.max_len
+        hidden = model(self.inputs[:, -width:][batch])
         return loss_fn(hidden.reshape(-1, self.config.hidden), model.output_embedding,
-                       self.targets[batch].reshape(-1))
+                       self.targets[:, -width:][batch].reshape(-1))
 
 
 class Cloze:
@@ -82,7 +91,7 @@ class Cloze:
         # position predicts it.
         self.histories = {split: self._with_mask(sequences.windows(split, config.max_len - 1))
                           for split in ("valid", "test")}
-        lengths = (self.windows != 0).sum(1)
+        lengths = self.lengths
         self.flops_per_epoch = epoch_flops(
             lengths, self.expected_masked(lengths), config.hidden, config.num_blocks,
             causal=False, candidate_items=candidates(config.loss, sequences.num_items))
@@ -100,18 +109,27 @@ class Cloze:
         the loss's tokens; one a sequence in the `last_item_prob` share)."""
         return int((self.windows != 0).sum())
 
-    def batch(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The users in `batch` as (masked inputs (B, L), flat indices of the masked
-        positions (M,), their items (M,))."""
-        items = self.windows[batch]
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Real items of each user's training sequence."""
+        return (self.windows != 0).sum(1)
+
+    def batch(self, batch: torch.Tensor, width: int | None = None,
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The users in `batch`, their windows cut to the last `width` columns (all by
+        default), as (masked inputs (B, width), flat indices of the masked positions (M,),
+        their items (M,)). The cap on masked positions is the full windows': cutting off
+        padding changes no real item."""
+        items = self.windows[:, -(width or self.config.max_len):][batch]
         capacity = masked_capacity(len(batch), self.config.max_len, self.config.mask_prob)
         mask = cloze_mask(items, self.config.mask_prob, capacity, self.config.last_item_prob)
         positions = mask.view(-1).nonzero().squeeze(1)
         targets = items.view(-1)[positions]
         return items.masked_fill_(mask, self.mask_token), positions, targets
 
-    def loss(self, model: nn.Module, loss_fn: Loss, batch: torch.Tensor) -> torch.Tensor:
-        inputs, positions, targets = self.batch(batch)
+    def loss(self, model: nn.Module, loss_fn: Loss, batch: torch.Tensor,
+             width: int | None = None) -> torch.Tensor:
+        inputs, positions, targets = self.batch(batch, width)
         hidden = model(inputs).view(-1, self.config.hidden).index_select(0, positions)
         return loss_fn(hidden, model.output_embedding, targets)
 

@@ -19,6 +19,7 @@ import torch
 from cce_tune.kernels.losses import make_loss
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.sequences.batching import epoch_batches
 from cce_tune.tuner.sequences.config import TrainConfig
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.evaluate import RankingMetrics, evaluate, popularity_scorer
@@ -80,23 +81,38 @@ class Setup:
         torch.manual_seed(config.seed)
         objective = OBJECTIVES[config.model]
         self.model = objective.build_model(config, data.num_items).to(device)
+        if config.compile:
+            # In place, so state_dict keys stay the module's; dynamic, so batch widths and
+            # sizes share one compiled graph.
+            self.model.compile(dynamic=True)
         self.loss_fn = make_loss(config.loss, data.num_items)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        # Fused on the GPU: one kernel for every parameter instead of a dozen launches per
+        # tensor, which once a step is cut to its real tokens the host could not keep up with.
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
+                                          fused=device.type == "cuda")
         # The batch builder: the dataset's training arrays and a batch's loss.
         self.batches = objective(config, DeviceSequences(data, device))
+        # Real items per user, on the host: batch widths without a wait for the GPU.
+        self.lengths = self.batches.lengths.cpu().numpy()
         self.scorers = {split: _model_scorer(self.model, self.batches.histories[split])
                         for split in ("valid", "test")}
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16)
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """The loss of the users in `batch`, with the graph for its backward."""
+    def forward(self, batch: torch.Tensor, width: int | None = None,
+                weight: float = 1.0) -> torch.Tensor:
+        """The loss of the users in `batch` times `weight`, with the graph for its
+        backward; their windows cut to their last `width` columns
+        (`tuner.sequences.batching`; all by default, the widest step, which the memory
+        model describes)."""
         self.optimizer.zero_grad(set_to_none=True)  # before the forward: no stale gradients
         with self.autocast:
-            return self.batches.loss(self.model, self.loss_fn, batch)
+            loss = self.batches.loss(self.model, self.loss_fn, batch, width)
+        return loss if weight == 1.0 else loss * weight
 
-    def step(self, batch: torch.Tensor) -> torch.Tensor:
+    def step(self, batch: torch.Tensor, width: int | None = None,
+             weight: float = 1.0) -> torch.Tensor:
         """One optimizer step on `batch`; returns the loss, detached."""
-        loss = self.forward(batch)
+        loss = self.forward(batch, width, weight)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -150,11 +166,12 @@ def train(
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
-        order = torch.as_tensor(rng.permutation(data.num_users), device=device)
+        batches = epoch_batches(setup.lengths, config.batch_size, rng, config.batch_by_length,
+                                config.max_len, device)
         total_loss = torch.zeros((), device=device)
         steps = 0
-        for first in range(0, data.num_users, config.batch_size):
-            total_loss += setup.step(order[first:first + config.batch_size])
+        for batch in batches:
+            total_loss += setup.step(batch.users, batch.width, batch.weight)
             steps += 1
             if on_milestone is not None and epoch == steps == 1:
                 on_milestone("first step")

@@ -19,7 +19,8 @@ SASREC = {"loss": "cce_minus", "negatives": 777, "negative_mode": "tile",
           "tile_size": 32, "temperature": 0.37, "in_kernel_negatives": True,
           "sampled_softmax": True, "gbce_t": 0.5, "batch_size": 48, "max_len": 17,
           "hidden": 24, "blocks": 3, "heads": 2, "dropout": 0.123456789,
-          "lr": 0.000123456789, "bf16": True, "epochs": 7, "patience": 4,
+          "lr": 0.000123456789, "bf16": True, "random_batches": True, "compile": True,
+          "epochs": 7, "patience": 4,
           "eval_batch_size": 99, "seed": 5, "include_seen": True}
 OTHER = {
     "sasrec": SASREC,

@@ -1,0 +1,80 @@
+"""Length-grouped batches: every user once an epoch, each batch as wide as its longest
+sequence needs, far less padding than random batches, and the same loss as full windows."""
+
+import numpy as np
+import pytest
+import torch
+
+from cce_tune.kernels import LossConfig
+from cce_tune.tuner.data import DataOptions, load
+from cce_tune.tuner.sequences.batching import WIDTH_MULTIPLE, batch_width, epoch_batches
+from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.train import Setup
+
+# A long-tailed length distribution, like MovieLens's: most users short, a few long.
+LENGTHS = np.random.default_rng(0).geometric(1 / 40, size=5000).clip(max=300)
+
+
+def padded_positions(batches, lengths: np.ndarray) -> int:
+    return sum(len(b.users) * b.width - lengths[b.users.numpy()].sum() for b in batches)
+
+
+@pytest.mark.parametrize("by_length", [True, False])
+def test_every_user_once_in_a_batch_wide_enough(by_length):
+    batches = epoch_batches(LENGTHS, 64, np.random.default_rng(1), by_length, 256,
+                            torch.device("cpu"))
+    users = torch.cat([b.users for b in batches]).numpy()
+    assert sorted(users) == list(range(len(LENGTHS)))
+    assert all(len(b.users) == 64 for b in batches[:-1]) or by_length
+    assert sum(len(b.users) < 64 for b in batches) <= 1
+    for b in batches:
+        longest = LENGTHS[b.users.numpy()].max()
+        assert b.width == min(256, -(-longest // WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
+
+
+def test_grouping_by_length_cuts_most_padding_and_reshuffles_every_epoch():
+    rng = np.random.default_rng(2)
+    random = epoch_batches(LENGTHS, 64, rng, False, 300, torch.device("cpu"))
+    first = epoch_batches(LENGTHS, 64, rng, True, 300, torch.device("cpu"))
+    second = epoch_batches(LENGTHS, 64, rng, True, 300, torch.device("cpu"))
+    assert padded_positions(first, LENGTHS) < 0.2 * padded_positions(random, LENGTHS)
+    assert not torch.equal(first[0].users, second[0].users)
+    # Batches are shuffled, not served from the longest down.
+    widths = [b.width for b in first]
+    assert widths != sorted(widths, reverse=True) and widths != sorted(widths)
+
+
+@pytest.mark.parametrize("by_length", [True, False])
+def test_every_token_of_an_epoch_weighs_the_same(by_length):
+    """A batch's mean loss times its weight: a token's weight is its batch's weight over
+    the batch's tokens, the same for every batch, and the weights average 1."""
+    batches = epoch_batches(LENGTHS, 64, np.random.default_rng(3), by_length, 300,
+                            torch.device("cpu"))
+    per_token = [b.weight / LENGTHS[b.users.numpy()].sum() for b in batches]
+    np.testing.assert_allclose(per_token, per_token[0])
+    assert np.mean([b.weight for b in batches]) == pytest.approx(1.0)
+
+
+def test_width_is_never_zero_nor_past_the_window():
+    assert batch_width(np.array([0, 0]), 50) == WIDTH_MULTIPLE
+    assert batch_width(np.array([3, 49]), 50) == 50
+    assert batch_width(np.array([17]), 512) == 32
+
+
+@pytest.mark.parametrize("loss", ["ce", "ce_minus"])
+def test_a_cut_batch_has_the_full_windows_loss(loss):
+    """The same users, model and negatives: SASRec's loss over the cut windows is the full
+    one (BERT4Rec's masks are drawn per position, so its cut batch draws others: its model's
+    outputs are compared in `tests/models`)."""
+    data = load(DataOptions("synthetic"))
+    config = TrainConfig(loss=LossConfig(loss, num_negatives=8, negative_mode="shared"),
+                         max_len=48, hidden=16, dropout=0.0, device="cpu")
+    setup = Setup(config, data)
+    users = torch.as_tensor(np.argsort(setup.lengths)[:16])  # the shortest: a cut to make
+    width = batch_width(setup.lengths[users.numpy()], config.max_len)
+    assert width < config.max_len  # the test cuts something
+    losses = []
+    for cut in (None, width):
+        torch.manual_seed(0)  # the same negatives and masks
+        losses.append(setup.forward(users, cut))
+    torch.testing.assert_close(losses[1], losses[0])
