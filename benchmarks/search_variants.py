@@ -1,5 +1,7 @@
-"""The tuner's search with other settings, replayed on a measured table: how often the climb
-climbs (`ClimbingSampler.every`) against how many budget-edge points start it.
+"""The tuner's search with other settings, replayed on a measured table: what plans the
+proposals TPE does not make (a climb from the best trial, or the quality fit's best point,
+`tuner.surrogate`), how often (`PlannedSampler.every`), and how many budget-edge points
+start it.
 
     python -m benchmarks.search_variants benchmarks/results/replay/ml-1m-cce-h200 --gpu-mem 3GB
 
@@ -15,22 +17,28 @@ import itertools
 from pathlib import Path
 
 from cce_tune.tuner.arguments import memory_size
+from cce_tune.tuner.climb import next_neighbour
 from cce_tune.tuner.replay.compare import compare, limit_gb
 from cce_tune.tuner.replay.simulate import ReplaySettings
 from cce_tune.tuner.replay.table import load_table
 from cce_tune.tuner.strategies import Strategy
+from cce_tune.tuner.surrogate import predicted_best
+
+# What makes the planned proposals: a climb from the best trial, or the fit's best point.
+PLANNERS = {"climb": next_neighbour, "surrogate": predicted_best}
 
 
-def variant(every: int, edge_points: int) -> Strategy:
+def variant(planner: str, every: int, edge_points: int) -> Strategy:
     import optuna
 
-    from cce_tune.tuner.climb import ClimbingSampler
+    from cce_tune.tuner.climb import PlannedSampler
 
     def sampler(seed: int | None):
-        return ClimbingSampler(optuna.samplers.TPESampler(seed=seed), every=every)
+        return PlannedSampler(optuna.samplers.TPESampler(seed=seed), every=every,
+                               planner=PLANNERS[planner])
 
-    return Strategy(f"every {every}, {edge_points} edge points", "", sampler, veto=True,
-                    edge_points=edge_points)
+    return Strategy(f"{planner} every {every}, {edge_points} edge points", "", sampler,
+                    veto=True, edge_points=edge_points)
 
 
 def main() -> None:
@@ -38,6 +46,8 @@ def main() -> None:
     parser.add_argument("table", type=Path)
     parser.add_argument("--gpu-mem", type=memory_size, help="the budget (default: none)")
     parser.add_argument("--margin", type=float, default=0.9)
+    parser.add_argument("--planners", nargs="+", choices=tuple(PLANNERS),
+                        default=list(PLANNERS))
     parser.add_argument("--every", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--edge-points", type=int, nargs="+", default=[0, 2, 4, 8])
     parser.add_argument("--seeds", type=int, default=30)
@@ -49,8 +59,8 @@ def main() -> None:
     table = load_table(args.table)
     settings = ReplaySettings(trials=args.trials, limit_gb=limit_gb(args.gpu_mem, args.margin),
                               grace_seconds=args.grace)
-    variants = [variant(every, edge) for every, edge in itertools.product(args.every,
-                                                                           args.edge_points)]
+    variants = [variant(planner, every, edge) for planner, every, edge in itertools.product(
+        args.planners, args.every, args.edge_points)]
     comparison = compare(table, variants, range(args.seeds), settings)
     checkpoints = comparison.checkpoints
     budget = f"{args.gpu_mem / 1e9:g} GB" if args.gpu_mem else "no budget"
@@ -76,7 +86,9 @@ def _argv(args: argparse.Namespace) -> list[str]:
     words = [str(args.table)]
     if args.gpu_mem:
         words += ["--gpu-mem", f"{args.gpu_mem / 1e9:g}GB", "--margin", f"{args.margin:g}"]
-    return words + ["--seeds", str(args.seeds), "--trials", str(args.trials)]
+    return words + ["--planners", *args.planners, "--every", *map(str, args.every),
+                    "--edge-points", *map(str, args.edge_points), "--seeds", str(args.seeds),
+                    "--trials", str(args.trials)]
 
 
 if __name__ == "__main__":

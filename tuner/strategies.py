@@ -8,10 +8,11 @@ in `STRATEGIES`.
   first epoch's training seconds (see `simulate.oom_cost`), and Optuna is told it failed
   (as Ray's OptunaSearch tells an errored trial), so TPE learns nothing from it.
 - `cce-tune`: the tuner's own: `cce_tune_sampler` (multi-objective TPE, which honours the
-  constraint the define-by-run function sets, wrapped so that every other proposal climbs
-  from the best trial: `climb.ClimbingSampler`), started from EDGE_POINTS configurations on
-  the budget's edge (`memory_edge`), with the veto: a proposal over the budget is told to
-  Optuna as complete and infeasible, with how far over the budget it is.
+  constraint the define-by-run function sets, wrapped so that every other proposal is the
+  untried point a fit of quality over the ordered knobs ranks best: `climb.PlannedSampler`
+  with `surrogate.predicted_best`), started from EDGE_POINTS configurations on the budget's
+  edge (`memory_edge`), with the veto: a proposal over the budget is told to Optuna as
+  complete and infeasible, with how far over the budget it is.
 
     >>> STRATEGIES["cce-tune"].sampler(0)
 """
@@ -27,15 +28,17 @@ EDGE_POINTS = 4
 
 
 def cce_tune_sampler(seed: int | None) -> Any:
-    """The tuner's sampler: multi-objective TPE, seeded, every other proposal a climb from the
-    best trial. TPE reads the constraint each trial sets (`Trial.set_constraint`, Optuna >=
-    5), so proposals told infeasible with how far over the budget they were steer it away
-    from the region. The tuner and `cce-tune replay` both build it here."""
+    """The tuner's sampler: multi-objective TPE, seeded, every other proposal the best point
+    of a fit of quality (`tuner.surrogate`). TPE reads the constraint each trial sets
+    (`Trial.set_constraint`, Optuna >= 5), so proposals told infeasible with how far over
+    the budget they were steer it away from the region. The tuner and `cce-tune replay` both
+    build it here."""
     import optuna
 
-    from cce_tune.tuner.climb import ClimbingSampler
+    from cce_tune.tuner.climb import PlannedSampler
+    from cce_tune.tuner.surrogate import predicted_best
 
-    return ClimbingSampler(optuna.samplers.TPESampler(seed=seed))
+    return PlannedSampler(optuna.samplers.TPESampler(seed=seed), planner=predicted_best)
 
 
 def _random(seed: int | None) -> Any:

@@ -4,7 +4,7 @@ budget's edge."""
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from cce_tune.tuner.climb import ClimbingSampler, neighbours, next_neighbour
+from cce_tune.tuner.climb import PlannedSampler, neighbours, next_neighbour
 
 DISTRIBUTIONS = {"batch_size_log2": IntDistribution(5, 10), "max_len": CategoricalDistribution(
     [50, 100, 200]), "loss": CategoricalDistribution(["ce", "cce_minus"]),
@@ -44,7 +44,7 @@ def test_the_climb_starts_from_the_best_feasible_trial_and_skips_tried_points():
 
 
 def test_every_other_proposal_climbs_and_the_others_are_tpes():
-    sampler = ClimbingSampler(optuna.samplers.TPESampler(seed=0), every=2)
+    sampler = PlannedSampler(optuna.samplers.TPESampler(seed=0), every=2)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     study.add_trial(optuna.trial.create_trial(params=BEST, distributions=DISTRIBUTIONS,
                                               values=[0.3, 1.0]))
