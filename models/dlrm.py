@@ -37,6 +37,15 @@ def dot_interaction(vectors: torch.Tensor) -> torch.Tensor:
     return products[:, rows, cols]
 
 
+def interact(x: torch.Tensor, pooled: torch.Tensor, interaction: str) -> torch.Tensor:
+    """The top MLP's input: the bottom MLP's output (batch, d) beside, with "dot", every
+    pair's dot product among it and the pooled vectors (batch, tables, d), or with "cat",
+    the pooled vectors themselves."""
+    if interaction == "dot":
+        return torch.cat([x, dot_interaction(torch.cat([x.unsqueeze(1), pooled], dim=1))], 1)
+    return torch.cat([x, pooled.reshape(x.shape[0], -1)], dim=1)
+
+
 def bag_of_each_id(starts: torch.Tensor, num_ids: int) -> torch.Tensor:
     """(num_ids,) the bag (sample) each id belongs to, from the bags' CSR start offsets."""
     sizes = torch.diff(starts, append=starts.new_full((1,), num_ids))  # no copy from the host
@@ -64,6 +73,26 @@ class _BagsWithSGD(torch.autograd.Function):
         return None, None, None, None
 
 
+def pool(tables: nn.EmbeddingBag, first_rows: tuple[int, ...], indices: list[torch.Tensor],
+         offsets: list[torch.Tensor], table_lr: float | None = None) -> torch.Tensor:
+    """Sum-pooled lookups of several tables held as row ranges of one EmbeddingBag (table i
+    starts at row `first_rows[i]`) -> (batch, tables, d). With `table_lr`, the backward
+    updates the looked-up rows by SGD in place (`_BagsWithSGD`).
+
+    Offsets into the fused table are added as Python numbers: a tensor made from host
+    values would be a copy that waits for the GPU, every step.
+    """
+    batch, count = len(offsets[0]), len(indices)
+    id_starts = itertools.accumulate((len(ids) for ids in indices[:-1]), initial=0)
+    ids = torch.cat([ids + first for ids, first in zip(indices, first_rows, strict=True)])
+    starts = torch.cat([bags + start for bags, start in zip(offsets, id_starts, strict=True)])
+    if table_lr is not None and torch.is_grad_enabled():
+        flat = _BagsWithSGD.apply(tables.weight, ids, starts, table_lr)
+    else:
+        flat = tables(ids, starts)
+    return flat.view(count, batch, -1).transpose(0, 1)
+
+
 class DLRM(nn.Module):
     def __init__(self, config: DLRMConfig) -> None:
         super().__init__()
@@ -86,27 +115,11 @@ class DLRM(nn.Module):
 
     def forward(self, dense: torch.Tensor, indices: list[torch.Tensor],
                 offsets: list[torch.Tensor]) -> torch.Tensor:
-        """dense (batch, dense features); per table, ids and offsets -> logits (batch,).
-
-        Offsets into the fused table are added as Python numbers: a tensor made from host
-        values would be a copy that waits for the GPU, every step.
-        """
-        x = self.bottom(dense)
-        batch, tables = x.shape[0], len(indices)
-        id_starts = itertools.accumulate((len(ids) for ids in indices[:-1]), initial=0)
-        ids = torch.cat([ids + first for ids, first in zip(indices, self.first_rows, strict=True)])
-        starts = torch.cat([bags + start for bags, start in zip(offsets, id_starts, strict=True)])
-        if self.table_lr is not None and self.training and torch.is_grad_enabled():
-            flat = _BagsWithSGD.apply(self.tables.weight, ids, starts, self.table_lr)
-        else:
-            flat = self.tables(ids, starts)
-        pooled = flat.view(tables, batch, -1).transpose(0, 1)
-        if self.config.interaction == "dot":
-            vectors = torch.cat([x.unsqueeze(1), pooled], dim=1)
-            features = torch.cat([x, dot_interaction(vectors)], dim=1)
-        else:
-            features = torch.cat([x, pooled.reshape(batch, -1)], dim=1)
-        return self.top(features).squeeze(1)
+        """dense (batch, dense features); per table, ids and offsets -> logits (batch,)."""
+        pooled = pool(self.tables, self.first_rows, indices, offsets,
+                      self.table_lr if self.training else None)
+        return self.top(interact(self.bottom(dense), pooled, self.config.interaction)
+                        ).squeeze(1)
 
     def table(self, index: int) -> torch.Tensor:
         """Table `index`'s rows (a view of the fused weight)."""
