@@ -4,7 +4,7 @@
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
 # bert4rec, bert4rec-quality, step-profile, step-compiled,
-# batching-quality, memory-check).
+# batching-quality, memory-check, dlrm-hybrid).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -154,6 +154,12 @@ for stage in "$@"; do
         --out-dir "$out" 2>&1 | tail -30
       python3 -m benchmarks.step_profile --bf16 --epoch --hidden 64 --max-len 200 \
         --batch-size 1024 --tag d64 --out-dir "$out" 2>&1 | tail -30 ;;
+    dlrm-hybrid)  # DLRM's benchmark over 1, 2, 4 ... GPUs (as many as the machine has)
+      gpus=$(nvidia-smi -L | wc -l)
+      for world in 1 2 4 8; do
+        (( world <= gpus )) || break
+        python3 -m benchmarks.dlrm_hybrid --world "$world" --out-dir "$out" 2>&1 | tail -12
+      done ;;
     batching-quality)  # does grouping users by length cost quality?
       python3 -m benchmarks.batching_quality --bf16 --out-dir "$out" 2>&1 | tail -12 ;;
     train-ml20m)

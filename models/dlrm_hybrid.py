@@ -6,8 +6,10 @@ A step over a global batch of B samples on W ranks: every rank pools the whole b
 of its own tables (B x its tables x d); the all-to-all hands each rank, from every table, the
 pooled vectors of its slice of the batch (B / W samples); the bottom MLP, the interaction and
 the top MLP run on the slice, and DistributedDataParallel averages their gradients. The
-all-to-all is `torch.distributed.nn.functional.all_to_all_single`, whose backward sends each
-table's gradient back to its owner, which alone updates its rows. NCCL on GPUs, gloo on CPUs.
+all-to-all is PyTorch's functional collective with autograd (`all_to_all_single_autograd`,
+what `torch.distributed.nn.functional`'s deprecation points to), whose backward sends each
+table's gradient back to its owner, which alone updates its rows. NCCL on GPUs, gloo on
+CPUs.
 
 Each rank's loss is the mean over its slice, so the MLPs' averaged gradient is the global
 batch's; a table's gradient, though, sums every rank's slice mean, W times the global
@@ -26,7 +28,7 @@ import itertools
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.nn.functional import all_to_all_single
+from torch.distributed._functional_collectives import all_to_all_single_autograd
 from torch.nn.parallel import DistributedDataParallel
 
 from cce_tune.models.dlrm import DLRM, interact, mlp, pool
@@ -125,10 +127,9 @@ class HybridDLRM(nn.Module):
                       [offsets[t] for t in self.local],
                       self.table_lr if self.training else None)  # (batch, local, d)
         send = pooled.reshape(self.world, -1)  # rank w's slice: row w
-        received = all_to_all_single(
-            pooled.new_empty(part * len(self.owners) * d), send.reshape(-1),
-            output_split_sizes=[part * count * d for count in self.counts],
-            input_split_sizes=[part * len(self.local) * d] * self.world, group=self.group)
+        received = all_to_all_single_autograd(
+            send.reshape(-1), [part * count * d for count in self.counts],
+            [part * len(self.local) * d] * self.world, self.group or dist.group.WORLD)
         vectors = torch.cat([chunk.view(part, count, d) for chunk, count in zip(
             received.split([part * count * d for count in self.counts]), self.counts,
             strict=True)], dim=1).index_select(1, self.table_order)

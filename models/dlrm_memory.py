@@ -59,3 +59,31 @@ def step_bytes(config: DLRMConfig, batch: int, lookups: int) -> dict[str, int]:
     return {"batch on device": inputs, "MLP activations": mlp, "embedding bags": bags,
             "interaction": interaction, "sparse gradients": sparse_grads,
             "MLP gradients": dense_parameter_bytes(config)}
+
+
+def hybrid_step_bytes(config: DLRMConfig, local_tables: int, world: int, batch: int,
+                      lookups: int) -> dict[str, int]:
+    """One hybrid-parallel step's bytes on a rank that holds `local_tables` of the tables
+    (`models.dlrm_hybrid`), `batch` the global batch: its tables pool the whole batch, the
+    MLPs and the interaction see its slice (batch / world) of every table's vectors."""
+    d, tables, part = config.embedding_dim, len(config.table_sizes), batch // world
+    ids = batch * lookups  # per table
+    inputs = (allocation(part * config.dense_features, 4) + allocation(part, 4)
+              + local_tables * (allocation(ids, 8) + allocation(batch, 8)))
+    widths = [*config.bottom[1:], *config.top]
+    mlp = sum(2 * allocation(part * w, 4) for w in widths) + allocation(
+        part * config.interaction_dim, 4)
+    bags = (2 * allocation(local_tables * ids, 8) + 3 * allocation(local_tables * batch, 8)
+            + 2 * allocation(local_tables * batch * d, 4))
+    # What is sent (the pooled vectors in batch order), what arrives, and the arrival put
+    # in table order (a concatenation, then a selection).
+    exchange = allocation(batch * local_tables * d, 4) + 3 * allocation(part * tables * d, 4)
+    n = config.num_vectors
+    interaction = (allocation(part * n * d, 4) + allocation(part * n * n, 4)
+                   + allocation(part * n * (n - 1) // 2, 4))
+    sparse_grads = allocation(local_tables * ids * d, 4) + allocation(local_tables * ids, 8)
+    # DistributedDataParallel reduces the MLP gradients through buckets of its own.
+    return {"batch on device": inputs, "MLP activations": mlp, "embedding bags": bags,
+            "all-to-all": exchange, "interaction": interaction, "sparse gradients": sparse_grads,
+            "MLP gradients": dense_parameter_bytes(config),
+            "gradient buckets": dense_parameter_bytes(config)}

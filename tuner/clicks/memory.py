@@ -8,6 +8,7 @@ from __future__ import annotations
 from cce_tune.models.dlrm_config import DLRMConfig
 from cce_tune.models.dlrm_memory import (
     dense_parameter_bytes,
+    hybrid_step_bytes,
     optimizer_state_bytes,
     step_bytes,
     table_bytes,
@@ -28,6 +29,35 @@ def estimate_dlrm(config: DLRMConfig, batch: int, lookups: int, sparse_optimizer
         **optimizer_state_bytes(config, sparse_optimizer, dense_optimizer),
         "library workspaces": profile.workspace_bytes * (2 if cuda_graph else 1),
         **step_bytes(config, batch, lookups),
+    }
+    peak = sum(terms.values())
+    reserved = int(peak * (1 + profile.fragmentation))
+    return MemoryBreakdown(terms, "training step", {"training step": peak}, peak, reserved,
+                           reserved + profile.context_bytes)
+
+
+def estimate_hybrid_rank(config: DLRMConfig, owners: tuple[int, ...], rank: int, batch: int,
+                         lookups: int, sparse_optimizer: str = "sgd",
+                         dense_optimizer: str = "sgd",
+                         profile: MemoryProfile | None = None) -> MemoryBreakdown:
+    """Peak of a hybrid-parallel training step on `rank` (`models.dlrm_hybrid`: table t on
+    rank `owners[t]`, `batch` the global batch): its tables and their optimizer state, the
+    replicated MLPs, and its step's bytes. NCCL's own buffers are outside PyTorch's
+    allocator and not counted."""
+    profile = profile or DEFAULT_PROFILE
+    world = max(owners) + 1
+    local = DLRMConfig(table_sizes=tuple(rows for rows, owner in zip(
+        config.table_sizes, owners, strict=True) if owner == rank), bottom=config.bottom,
+        top=config.top, embedding_dim=config.embedding_dim, interaction=config.interaction)
+    terms = {
+        "embedding tables": sum(table_bytes(local)),
+        "MLP parameters": dense_parameter_bytes(config),
+        "table optimizer state": optimizer_state_bytes(local, sparse_optimizer, "sgd")[
+            "table optimizer state"],
+        "MLP optimizer state": optimizer_state_bytes(config, "sgd", dense_optimizer)[
+            "MLP optimizer state"],
+        "library workspaces": profile.workspace_bytes,
+        **hybrid_step_bytes(config, len(local.table_sizes), world, batch, lookups),
     }
     peak = sum(terms.values())
     reserved = int(peak * (1 + profile.fragmentation))
