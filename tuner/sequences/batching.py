@@ -39,6 +39,7 @@ class Batch:
     users: torch.Tensor  # user ids, on the training device
     width: int  # the last columns of the windows that hold every real item of `users`
     weight: float = 1.0  # real items of `users` over the epoch's mean per batch
+    host_users: np.ndarray | None = None  # the same ids on the host
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
@@ -63,7 +64,7 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
         users = order[start:start + batch_size]
         batches.append(Batch(on_device[start:start + batch_size],
                              batch_width(lengths[users], max_width),
-                             lengths[users].sum() / mean_tokens))
+                             lengths[users].sum() / mean_tokens, users))
     return batches
 
 

@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from cce_tune.kernels.losses import make_loss
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.sequences.batching import epoch_batches
 from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.data_parallel import rank_share, replicate, world_size
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.evaluate import RankingMetrics, evaluate, popularity_scorer
 from cce_tune.tuner.sequences.objectives import OBJECTIVES
@@ -96,6 +98,9 @@ class Setup:
         self.lengths = self.batches.lengths.cpu().numpy()
         self.scorers = {split: _model_scorer(self.model, self.batches.histories[split])
                         for split in ("valid", "test")}
+        # What a training step calls: the model, or its data-parallel replica
+        # (`tuner.sequences.data_parallel`).
+        self.step_model: torch.nn.Module = self.model
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16)
 
     def forward(self, batch: torch.Tensor, width: int | None = None,
@@ -106,7 +111,7 @@ class Setup:
         model describes)."""
         self.optimizer.zero_grad(set_to_none=True)  # before the forward: no stale gradients
         with self.autocast:
-            loss = self.batches.loss(self.model, self.loss_fn, batch, width)
+            loss = self.batches.loss(self.step_model, self.loss_fn, batch, width)
         return loss if weight == 1.0 else loss * weight
 
     def step(self, batch: torch.Tensor, width: int | None = None,
@@ -146,9 +151,14 @@ def train(
     `on_milestone` is called with "setup" once model, optimizer and data are on the device,
     and with "first step" once the first optimizer step is queued (tuning times the way
     from one trial's end to the next one's first step). Without `final_test` (tuning, which
-    selects on validation), test and popularity metrics are left out.
+    selects on validation), test and popularity metrics are left out. Called on every rank
+    of a process group of several ranks, each trains its share of every batch
+    (`tuner.sequences.data_parallel`).
     """
     setup = Setup(config, data)
+    world = world_size()  # with a process group of several ranks: data parallel
+    if world > 1:
+        setup.step_model = replicate(setup.model, setup.device)
     if on_milestone is not None:
         on_milestone("setup")
     device = setup.device
@@ -171,10 +181,17 @@ def train(
         total_loss = torch.zeros((), device=device)
         steps = 0
         for batch in batches:
+            if world > 1:
+                batch = rank_share(batch, setup.lengths, dist.get_rank(), world, config.max_len)
+                if batch is None:
+                    continue
             total_loss += setup.step(batch.users, batch.width, batch.weight)
             steps += 1
             if on_milestone is not None and epoch == steps == 1:
                 on_milestone("first step")
+        if world > 1:  # the shares' weighted losses add up to the batches'
+            dist.all_reduce(total_loss)
+            total_loss /= world
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started

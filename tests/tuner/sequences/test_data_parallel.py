@@ -1,0 +1,65 @@
+"""Data-parallel training: each batch's users shared out with weights that add up to the
+batch's loss, and two gloo processes training SASRec as one process does, epoch for epoch."""
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from cce_tune.kernels import LossConfig
+from cce_tune.tuner.data import DataOptions, load
+from cce_tune.tuner.sequences.batching import epoch_batches
+from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.data_parallel import rank_share
+from cce_tune.tuner.sequences.train import train
+
+CONFIG = TrainConfig(loss=LossConfig("ce"), batch_size=96, max_len=30, hidden=16, num_heads=2,
+                     dropout=0.0, lr=3e-3, epochs=2, device="cpu")
+LENGTHS = np.random.default_rng(0).integers(1, 60, size=500)
+
+
+def test_shares_split_every_batch_and_weigh_as_its_tokens():
+    batches = epoch_batches(LENGTHS, 64, np.random.default_rng(0), True, 30, torch.device("cpu"))
+    for batch in batches:
+        shares = [rank_share(batch, LENGTHS, rank, 3, 30) for rank in range(3)]
+        assert np.array_equal(np.concatenate([s.host_users for s in shares]), batch.host_users)
+        assert torch.equal(torch.cat([s.users for s in shares]), batch.users)
+        # the weights of the shares' mean losses, over the ranks, make the batch's
+        tokens = [LENGTHS[s.host_users].sum() for s in shares]
+        assert sum(s.weight / 3 for s in shares) == pytest.approx(batch.weight * sum(
+            t / sum(tokens) for t in tokens))
+        assert all(s.width <= batch.width for s in shares)
+    short = batches[-1].__class__(batches[-1].users[:2], 16, 1.0, batches[-1].host_users[:2])
+    assert rank_share(short, LENGTHS, 0, 3, 30) is None  # fewer users than ranks
+
+
+def rank_worker(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        result = train(CONFIG, load(DataOptions("synthetic")), final_test=False)
+        if rank == 0:
+            torch.save({"losses": [e.loss for e in result.epochs],
+                        "ndcg10": [e.valid.ndcg10 for e in result.epochs]}, f"{out}/ranks.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_train_as_one_process_does(tmp_path):
+    mp.spawn(rank_worker, args=(free_port(), str(tmp_path)), nprocs=2)
+    ranks = torch.load(tmp_path / "ranks.pt")
+    single = train(CONFIG, load(DataOptions("synthetic")), final_test=False)
+    np.testing.assert_allclose(ranks["losses"], [e.loss for e in single.epochs], rtol=1e-4)
+    np.testing.assert_allclose(ranks["ndcg10"], [e.valid.ndcg10 for e in single.epochs],
+                               atol=2e-3)
+    assert single.epochs[1].loss < single.epochs[0].loss  # it trained

@@ -1,0 +1,58 @@
+"""Data-parallel training of a sequence model over the ranks of a torch.distributed process
+group: one trial on several GPUs (NCCL), or several CPU processes (gloo).
+
+Every rank draws the same epoch of batches (the run's seed), takes its share of each batch's
+users (`rank_share`: contiguous, cut to the share's own longest sequence), and steps on it
+under DistributedDataParallel, which averages the gradients. A share's loss is weighted by
+its tokens over its batch's, times the ranks: the averaged gradient is then the one-process
+step's on the whole batch, exactly where the loss sees every real token (SASRec;
+BERT4Rec's masked count is random, weighted by its real items). Negatives and dropout are
+drawn per rank, so they differ from one process's. A last batch of fewer users than ranks is
+left out on every rank.
+
+`tuner.sequences.train.train` calls `replicate` when a process group of several ranks is
+initialised; evaluation runs on every rank over every user (the same weights, the same
+figures).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from cce_tune.tuner.sequences.batching import Batch, batch_width
+
+
+def world_size() -> int:
+    """Ranks of the initialised process group; 1 without one."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class Replicated(DistributedDataParallel):
+    """The model under DistributedDataParallel, still giving the loss its item table."""
+
+    @property
+    def output_embedding(self) -> torch.Tensor:
+        return self.module.output_embedding
+
+
+def replicate(model: torch.nn.Module, device: torch.device) -> Replicated:
+    return Replicated(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def rank_share(batch: Batch, lengths: np.ndarray, rank: int, world: int,
+               max_width: int) -> Batch | None:
+    """This rank's users of `batch`, their width, and their loss weight; None for a batch
+    of fewer users than ranks."""
+    if batch.host_users is None:
+        raise ValueError("a batch without its users on the host cannot be shared out")
+    if len(batch.host_users) < world:
+        return None
+    bounds = np.linspace(0, len(batch.host_users), world + 1).astype(int)
+    start, stop = bounds[rank], bounds[rank + 1]
+    mine = batch.host_users[start:stop]
+    tokens = lengths[batch.host_users].sum()
+    weight = batch.weight * world * lengths[mine].sum() / tokens if tokens else 0.0
+    return Batch(batch.users[start:stop], batch_width(lengths[mine], max_width), weight, mine)
