@@ -206,19 +206,24 @@ class SASRecFamily(Family):
 
     def run_train(self, args: argparse.Namespace) -> None:
         from cce_tune.tuner.data import load
+        from cce_tune.tuner.sequences.data_parallel import process_group_from_env
         from cce_tune.tuner.sequences.report import print_epoch, print_header, print_summary
-        from cce_tune.tuner.sequences.train import train
+        from cce_tune.tuner.sequences.train import resolve_device, train
 
         config = self.run_config(args)
-        data = load(data_options(args))
-        print(data.summary())
-        print_header()
-        result = train(config, data, on_epoch=print_epoch)
-        print_summary(result)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(result.to_dict(), indent=2, default=str))
-            print(f"results written to {args.out}")
+        # Under torchrun, every rank trains its share and rank 0 speaks for all.
+        with process_group_from_env(resolve_device(config.device)) as rank:
+            data = load(data_options(args))
+            if rank == 0:
+                print(data.summary())
+                print_header()
+            result = train(config, data, on_epoch=print_epoch if rank == 0 else None)
+        if rank == 0:
+            print_summary(result)
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+                print(f"results written to {args.out}")
 
     def run_estimate(self, args: argparse.Namespace) -> None:
         from cce_tune.tuner.cli_memory import run_sequence_estimate

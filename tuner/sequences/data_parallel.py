@@ -12,10 +12,17 @@ left out on every rank.
 
 `tuner.sequences.train.train` calls `replicate` when a process group of several ranks is
 initialised; evaluation runs on every rank over every user (the same weights, the same
-figures).
+figures). `cce-tune train` launched by torchrun joins torchrun's group
+(`process_group_from_env`):
+
+    torchrun --nproc_per_node 2 -m cce_tune.tuner.cli train --dataset ml-20m ...
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -39,7 +46,8 @@ class Replicated(DistributedDataParallel):
 
 
 def replicate(model: torch.nn.Module, device: torch.device) -> Replicated:
-    return Replicated(model, device_ids=[device.index] if device.type == "cuda" else None)
+    cuda = device.type == "cuda"
+    return Replicated(model, device_ids=[torch.cuda.current_device()] if cuda else None)
 
 
 def rank_share(batch: Batch, lengths: np.ndarray, rank: int, world: int,
@@ -56,3 +64,21 @@ def rank_share(batch: Batch, lengths: np.ndarray, rank: int, world: int,
     tokens = lengths[batch.host_users].sum()
     weight = batch.weight * world * lengths[mine].sum() / tokens if tokens else 0.0
     return Batch(batch.users[start:stop], batch_width(lengths[mine], max_width), weight, mine)
+
+
+@contextmanager
+def process_group_from_env(device: torch.device) -> Iterator[int]:
+    """Under torchrun (WORLD_SIZE > 1), join its process group for the duration, NCCL with
+    each local rank on its own GPU, else gloo; yields this process's rank (0 when alone)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield 0
+        return
+    cuda = device.type == "cuda"
+    if cuda:
+        os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast off: the device notes
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        yield dist.get_rank()
+    finally:
+        dist.destroy_process_group()

@@ -1,8 +1,11 @@
 """Data-parallel training: each batch's users shared out with weights that add up to the
 batch's loss, and two gloo processes training SASRec as one process does, epoch for epoch."""
 
+import json
 import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cce_tune.kernels import LossConfig
+from cce_tune.tuner.cli import main
 from cce_tune.tuner.data import DataOptions, load
 from cce_tune.tuner.sequences.batching import epoch_batches
 from cce_tune.tuner.sequences.config import TrainConfig
@@ -63,3 +67,22 @@ def test_two_gloo_ranks_train_as_one_process_does(tmp_path):
     np.testing.assert_allclose(ranks["ndcg10"], [e.valid.ndcg10 for e in single.epochs],
                                atol=2e-3)
     assert single.epochs[1].loss < single.epochs[0].loss  # it trained
+
+
+def test_cce_tune_train_under_torchrun_trains_as_one_process(tmp_path):
+    """The user's way: `torchrun --nproc_per_node 2 -m cce_tune.tuner.cli train ...`; rank
+    0 prints and writes the results, which match a plain run's."""
+    flags = ["train", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "96",
+             "--max-len", "30", "--hidden", "16", "--heads", "2", "--dropout", "0", "--loss",
+             "ce", "--lr", "3e-3", "--device", "cpu"]
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(free_port()), "-m", "cce_tune.tuner.cli", *flags,
+         "--out", str(tmp_path / "dp.json")], capture_output=True, text=True, timeout=300)
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    assert launched.stdout.count("results written to") == 1  # rank 0 alone speaks
+    assert main([*flags, "--out", str(tmp_path / "one.json")]) == 0
+    dp, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("dp", "one"))
+    np.testing.assert_allclose([e["loss"] for e in dp["epochs"]],
+                               [e["loss"] for e in one["epochs"]], rtol=1e-4)
+    assert dp["test"]["ndcg10"] == pytest.approx(one["test"]["ndcg10"], abs=2e-3)
