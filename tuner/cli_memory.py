@@ -55,13 +55,15 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
     size from the cache or metadata, or --num-users / --num-items), or --solve's answer."""
     if args.solve and not args.gpu_mem:
         raise CceTuneError("--solve needs --gpu-mem, the budget to solve against")
+    if args.solve and args.gpus > 1:
+        raise CceTuneError("--solve solves for one GPU; leave out --gpus")
     shape = dataset_shape(args)
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
     solved = None
     if args.solve:
         solved = solve(config, shape, args.gpu_mem, args.solve, profile)
         config = with_knob(config, args.solve, solved)
-    breakdown = estimate(config, shape, profile)
+    breakdown = estimate(config, shape, profile, gpus=args.gpus)
     if args.json:
         out = {"dataset": args.dataset, "users": shape.num_users, "items": shape.num_items,
                **breakdown.to_dict()}
@@ -74,7 +76,8 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
     print(f"{args.dataset}: {shape.num_users:,} users, {shape.num_items:,} items; "
           f"B={config.batch_size} L={config.max_len} d={config.hidden} "
           f"loss={config.loss.name} N={config.loss.num_negatives}"
-          f"{' bf16' if config.bf16 else ''}")
+          f"{' bf16' if config.bf16 else ''}"
+          + (f"; one of {args.gpus} GPUs, data parallel" if args.gpus > 1 else ""))
     if config.batch_size > shape.num_users:
         print(f"the batch is capped at the dataset's {shape.num_users:,} users: a step never "
               "holds more")

@@ -183,12 +183,15 @@ MODEL_TERMS = {"sasrec": _sasrec_terms, "bert4rec": _bert4rec_terms}
 
 
 def estimate(config: TrainConfig, shape: DatasetShape,
-             profile: MemoryProfile | None = None) -> MemoryBreakdown:
+             profile: MemoryProfile | None = None, gpus: int = 1) -> MemoryBreakdown:
     """Peak GPU memory of training `config` on a dataset of `shape`, in closed form; the
-    config's `model` (SASRec, BERT4Rec) says whose terms."""
+    config's `model` (SASRec, BERT4Rec) says whose terms. With `gpus` > 1, the peak of one
+    GPU of a data-parallel run (`tuner.sequences.data_parallel`): its share of each batch
+    (the largest, ceil(B / gpus) users), the whole model, and DistributedDataParallel's
+    gradient buckets (a copy of the gradients it reduces through)."""
     profile = profile or DEFAULT_PROFILE
     autocast = config.bf16
-    batch = min(config.batch_size, shape.num_users)
+    batch = -(-min(config.batch_size, shape.num_users) // gpus)
     model = MODEL_TERMS[config.model](config, shape, batch)
 
     params = model.params
@@ -198,6 +201,8 @@ def estimate(config: TrainConfig, shape: DatasetShape,
         "dataset on device": model.dataset,
         "library workspaces": profile.workspace_bytes,
     }
+    if gpus > 1:
+        persistent["gradient buckets"] = params
     base = sum(persistent.values())
     activations = model.activations
     loss = loss_memory(config.loss, model.loss_tokens, shape.num_items, config.hidden, autocast)

@@ -263,3 +263,18 @@ def test_estimate_dlrm_prints_the_breakdown_and_a_table_wise_split(capsys):
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["fits"] is False and result["gpus_for_a_table_wise_split"] == 4
+
+
+def test_a_data_parallel_gpu_holds_its_share_of_the_batch_and_gradient_buckets():
+    config = TrainConfig(loss=LossConfig("ce"), batch_size=256, max_len=100, hidden=64)
+    shape = DatasetShape(num_users=10_000, num_items=3_000)
+    one, two = estimate(config, shape), estimate(config, shape, gpus=2)
+    half = estimate(replace(config, batch_size=128), shape)
+    assert two.terms["gradient buckets"] == one.terms["parameters"]
+    assert "gradient buckets" not in one.terms
+    # the step's phases are those of half the batch, plus the buckets
+    for phase in ("forward", "backward"):
+        assert two.phases[phase] == half.phases[phase] + two.terms["gradient buckets"]
+    # an odd batch: the largest share
+    odd = estimate(replace(config, batch_size=255), shape, gpus=2)
+    assert odd.phases["backward"] == two.phases["backward"]

@@ -193,6 +193,9 @@ class SASRecFamily(Family):
             group.add_argument("--num-items", type=positive_int, help="items of the catalog")
             group.add_argument("--solve", choices=tuple(SOLVABLE),
                                help="with --gpu-mem: the largest value of this knob that fits")
+            group.add_argument("--gpus", type=positive_int, default=1,
+                               help="GPUs training one model data parallel (torchrun): the "
+                                    "estimate is one GPU's (default: 1)")
 
     def data_options(self, args: argparse.Namespace) -> DataOptions:
         return data_options(args)
