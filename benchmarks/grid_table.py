@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmarks.kernels import command_line
@@ -35,6 +36,7 @@ from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, counts, load
 from cce_tune.tuner.memory import DatasetShape, estimate
 from cce_tune.tuner.run_dir import COMPLETED, CONVERGED, FAILED, OUT_OF_MEMORY
+from cce_tune.tuner.sequences.batching import epoch_batches
 from cce_tune.tuner.sequences.config import TrainConfig
 from cce_tune.tuner.sequences.train import CLEAR_OF_POPULARITY
 from cce_tune.tuner.units import GB
@@ -136,24 +138,25 @@ def solo_epoch_seconds(config: TrainConfig, data, steps: int) -> float:
     from cce_tune.tuner.sequences.train import Setup
 
     setup = Setup(config, data)
-    order = torch.randperm(data.num_users, device=setup.device)
-    batches = [order[i:i + config.batch_size]
-               for i in range(0, data.num_users, config.batch_size)]
+    # The trainer's own batches (grouped by length, cut, weighted), in its random order.
+    batches = epoch_batches(setup.lengths, config.batch_size, np.random.default_rng(0),
+                            config.batch_by_length, config.max_len, setup.device,
+                            setup.loss_tokens)
     for batch in batches[:3]:
-        setup.step(batch)
+        setup.step(batch.users, batch.width, batch.weight)
     timed = [batches[i % len(batches)] for i in range(steps)]
     if setup.device.type == "cuda":
         torch.cuda.synchronize()
     begin = time.perf_counter()
     for batch in timed:
-        setup.step(batch)
+        setup.step(batch.users, batch.width, batch.weight)
     if setup.device.type == "cuda":
         torch.cuda.synchronize()
     per_step = (time.perf_counter() - begin) / steps
     del setup
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return per_step * math.ceil(data.num_users / config.batch_size)
+    return per_step * len(batches)
 
 
 def kept_runs(table: Path, base: TrainConfig, points: list[Point]) -> list[dict]:
@@ -162,9 +165,14 @@ def kept_runs(table: Path, base: TrainConfig, points: list[Point]) -> list[dict]
     counted patience from another margin over popularity is kept with a note (only runs
     stalled that close to popularity would have stopped otherwise)."""
     earlier = json.loads((table / "grid.json").read_text())
-    if earlier["base"] != json.loads(json.dumps(asdict(base), default=str)):
-        raise SystemExit(f"--resume {table}: its runs had another base config "
-                         f"({earlier['base']}); resume with the settings it was measured with")
+    now = json.loads(json.dumps(asdict(base), default=str))
+    if earlier["base"] != now:
+        differ = ", ".join(f"{key}: {earlier['base'].get(key, 'absent')} then, "
+                           f"{now.get(key, 'absent')} now"
+                           for key in sorted(set(earlier["base"]) | set(now))
+                           if earlier["base"].get(key) != now.get(key))
+        raise SystemExit(f"--resume {table}: its runs had another base config ({differ}); "
+                         "resume with the settings and trainer it was measured with")
     margin = earlier.get("clear_of_popularity")
     if margin != CLEAR_OF_POPULARITY:
         print(f"note: {table}'s runs counted patience once {margin or 'any margin'} x "

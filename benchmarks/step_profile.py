@@ -179,7 +179,8 @@ def main() -> None:
     # The batches an epoch trains on, full ones only (the last of an epoch may be short).
     batches = [batch for batch in epoch_batches(
         setup.lengths, config.batch_size, np.random.default_rng(0), config.batch_by_length,
-        config.max_len, setup.device) if len(batch.users) == config.batch_size]
+        config.max_len, setup.device, setup.loss_tokens)
+        if len(batch.users) == config.batch_size]
     setup.model.train()
     for batch in batches[:args.warmup]:
         setup.step(batch.users, batch.width)

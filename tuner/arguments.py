@@ -164,8 +164,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             "seconds for the compile, and memory estimates describe the "
                             "uncompiled step")
     group.add_argument("--random-batches", action="store_true",
-                       help="users in plain random order (default: batches of users of "
-                            "similar length, each cut to its longest sequence)")
+                       help="users in random order (default: batches of users of similar "
+                            "length); either way a batch is cut to its longest sequence")
     group.add_argument("--eval-batch-size", type=positive_int, default=1024,
                        help="users ranked at once in evaluation (default: 1024)")
 

@@ -50,6 +50,11 @@ class PlannedSampler(BaseSampler):
         self.planner = planner or next_neighbour
         self._plans: dict[int, dict[str, Any]] = {}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A sampler pickled by a run started before planners existed climbed: resumed, it
+        # goes on climbing.
+        self.__dict__.update({"planner": next_neighbour, **state})
+
     def reseed_rng(self) -> None:
         self.base.reseed_rng()
 
@@ -138,3 +143,8 @@ def neighbours(params: dict[str, Any],
 
 def key(params: dict[str, Any]) -> tuple:
     return tuple(sorted((name, repr(value)) for name, value in params.items()))
+
+
+# The class's name in runs started before it took other planners: their searcher state,
+# pickled by Ray, unpickles under it when such a run is resumed.
+ClimbingSampler = PlannedSampler

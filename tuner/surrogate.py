@@ -8,8 +8,9 @@ models each parameter apart and needs many trials to learn a direction; a climb 
 best trial finds it one step at a time. A least-squares fit of quality on each ordered
 knob's rank, its square and the pairwise products (plus a column per category), with a
 ridge penalty so that a few trials give a near-linear trend, proposes where the trend points
-after three trials. Proposals over the budget are vetoed as any other and count as tried, so
-the next plan is the best point that fits.
+after three trials. Proposals over the budget are vetoed as any other and count as tried (by
+the grid's knobs: whatever their learning rate or dropout), so the next plan is the best
+point that fits.
 
 Used as a `climb.PlannedSampler` planner, so Optuna's TPE still makes the other proposals.
 """
@@ -27,7 +28,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial
 
-from cce_tune.tuner.climb import evaluated, key, tried
+from cce_tune.tuner.climb import evaluated, key
 
 MIN_TRIALS = 3  # evaluated trials before the fit proposes
 MAX_GRID = 20_000  # larger grids are not enumerated: the proposal is TPE's
@@ -37,7 +38,8 @@ RIDGE = 0.1  # on features in [0, 1]: a few trials fit a near-linear trend
 def predicted_best(trials: list[FrozenTrial]) -> dict[str, Any] | None:
     """The untried configuration of the grid the trials' distributions span that the fit
     predicts best; None before MIN_TRIALS evaluated trials, for a grid over MAX_GRID points,
-    or once every point was tried. Continuous parameters keep the best trial's value."""
+    or once every point was tried (at any value of the continuous parameters, which keep the
+    best trial's value)."""
     done = evaluated(trials)
     if len(done) < MIN_TRIALS:
         return None
@@ -47,10 +49,11 @@ def predicted_best(trials: list[FrozenTrial]) -> dict[str, Any] | None:
     axes = {name: values for name, values in axes.items() if values is not None}
     if not axes or np.prod([len(v) for v in axes.values()]) > MAX_GRID:
         return None
-    seen = tried(trials)
-    grid = [dict(zip(axes, point, strict=True)) | fixed
-            for point in itertools.product(*axes.values())]
-    grid = [point for point in grid if key(point) not in seen]
+    # Tried by the grid's knobs alone: a point tried (or vetoed) at another learning rate or
+    # dropout is tried, as the memory it needs does not depend on those.
+    seen = {key({name: t.params.get(name) for name in axes}) for t in trials if t.params}
+    grid = [dict(zip(axes, point, strict=True)) for point in itertools.product(*axes.values())]
+    grid = [point | fixed for point in grid if key(point) not in seen]
     if not grid:
         return None
     observed = [t for t in done if all(t.params.get(name) in axes[name] for name in axes)]

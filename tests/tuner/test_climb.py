@@ -61,3 +61,21 @@ def test_every_other_proposal_climbs_and_the_others_are_tpes():
     # trial numbers 1 and 3 climb from the best (number 0): its first untried neighbours
     assert proposals[0] == {**BEST, "max_len": 200}
     assert proposals[2] == {**BEST, "batch_size_log2": 9}
+
+
+def test_a_sampler_pickled_before_planners_existed_resumes_climbing():
+    """A run started under the old class name and state resumes: it unpickles and climbs."""
+    import pickle
+
+    from cce_tune.tuner import climb
+
+    sampler = PlannedSampler(optuna.samplers.TPESampler(seed=0))
+    del sampler.__dict__["planner"]  # the state as the old class pickled it
+    climb.PlannedSampler.__qualname__ = "ClimbingSampler"  # pickled under the old name
+    try:
+        pickled = pickle.dumps(sampler)
+    finally:
+        climb.PlannedSampler.__qualname__ = "PlannedSampler"
+    assert b"ClimbingSampler" in pickled
+    restored = pickle.loads(pickled)
+    assert isinstance(restored, climb.PlannedSampler) and restored.planner is next_neighbour

@@ -71,6 +71,17 @@ def test_a_tried_or_vetoed_point_is_not_proposed_again():
     assert abs(second["batch_size_log2"] - 5) + abs(second["negatives_log2"] - 11) <= 1
 
 
+def test_a_vetoed_point_stays_tried_when_the_best_trial_changes_its_learning_rate():
+    trials = random_trials(0, 6)
+    vetoed = predicted_best(study_with(trials).get_trials())
+    better = {**trials[0], "lr": 7e-3, "negatives_log2": 11, "batch_size_log2": 6}
+    plan = predicted_best(study_with([*trials, vetoed, better], over_budget=[vetoed])
+                          .get_trials())
+    ordered = ("batch_size_log2", "negatives_log2", "max_len", "loss")
+    assert {k: plan[k] for k in ordered} != {k: vetoed[k] for k in ordered}
+    assert plan["lr"] == 7e-3  # the new best's
+
+
 def test_the_fit_recovers_a_quadratic_in_the_ranks():
     features = Features({"a": [1, 2, 3, 4, 5], "b": [10, 20, 30], "c": ["x", "y"]})
     rng = np.random.default_rng(0)

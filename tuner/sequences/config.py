@@ -31,8 +31,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = False
-    # Batches of users of similar length, each cut to its longest sequence
-    # (`tuner.sequences.batching`); else users in random order (batches are cut all the same).
+    # Batches of users of similar length (`tuner.sequences.batching`); else users in random
+    # order. Either way each batch is cut to its longest sequence and weighted by its tokens.
     batch_by_length: bool = True
     # The encoder compiled by torch.compile (norms, dropout and element-wise work fused, far
     # fewer launches; the first step waits for the compile). The memory model describes

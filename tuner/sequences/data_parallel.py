@@ -6,7 +6,7 @@ users (`rank_share`: contiguous, cut to the share's own longest sequence), and s
 under DistributedDataParallel, which averages the gradients. A share's loss is weighted by
 its tokens over its batch's, times the ranks: the averaged gradient is then the one-process
 step's on the whole batch, exactly where the loss sees every real token (SASRec;
-BERT4Rec's masked count is random, weighted by its real items). Negatives and dropout are
+BERT4Rec's masked count is random, weighted by its expectation). Negatives and dropout are
 drawn per rank, so they differ from one process's. A last batch of fewer users than ranks is
 left out on every rank.
 
@@ -50,10 +50,10 @@ def replicate(model: torch.nn.Module, device: torch.device) -> Replicated:
     return Replicated(model, device_ids=[torch.cuda.current_device()] if cuda else None)
 
 
-def rank_share(batch: Batch, lengths: np.ndarray, rank: int, world: int,
+def rank_share(batch: Batch, lengths: np.ndarray, tokens: np.ndarray, rank: int, world: int,
                max_width: int) -> Batch | None:
-    """This rank's users of `batch`, their width, and their loss weight; None for a batch
-    of fewer users than ranks."""
+    """This rank's users of `batch`, their width (by `lengths`), and their loss weight (by
+    the loss `tokens` each user brings); None for a batch of fewer users than ranks."""
     if batch.host_users is None:
         raise ValueError("a batch without its users on the host cannot be shared out")
     if len(batch.host_users) < world:
@@ -61,8 +61,8 @@ def rank_share(batch: Batch, lengths: np.ndarray, rank: int, world: int,
     bounds = np.linspace(0, len(batch.host_users), world + 1).astype(int)
     start, stop = bounds[rank], bounds[rank + 1]
     mine = batch.host_users[start:stop]
-    tokens = lengths[batch.host_users].sum()
-    weight = batch.weight * world * lengths[mine].sum() / tokens if tokens else 0.0
+    total = tokens[batch.host_users].sum()
+    weight = float(batch.weight * world * tokens[mine].sum() / total) if total else 0.0
     return Batch(batch.users[start:stop], batch_width(lengths[mine], max_width), weight, mine)
 
 

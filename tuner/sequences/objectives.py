@@ -63,6 +63,11 @@ class NextItem:
         """Real items of each user's training input."""
         return (self.inputs != 0).sum(1)
 
+    @property
+    def loss_tokens(self) -> torch.Tensor:
+        """The loss's tokens each user brings: one a real input item."""
+        return self.lengths
+
     def loss(self, model: nn.Module, loss_fn: Loss, batch: torch.Tensor,
              width: int | None = None) -> torch.Tensor:
         """The loss of the users in `batch`, their windows cut to the last `width` columns
@@ -91,17 +96,18 @@ class Cloze:
         # position predicts it.
         self.histories = {split: self._with_mask(sequences.windows(split, config.max_len - 1))
                           for split in ("valid", "test")}
-        lengths = self.lengths
         self.flops_per_epoch = epoch_flops(
-            lengths, self.expected_masked(lengths), config.hidden, config.num_blocks,
+            self.lengths, self.loss_tokens.sum().item(), config.hidden, config.num_blocks,
             causal=False, candidate_items=candidates(config.loss, sequences.num_items))
 
-    def expected_masked(self, lengths: torch.Tensor) -> float:
-        """The loss's tokens an epoch, expected: per sequence of l >= 1 real items, max(1,
-        Binomial(l, p)) (mean p l + (1 - p)^l), or 1 in the last-item share."""
+    @property
+    def loss_tokens(self) -> torch.Tensor:
+        """The loss's tokens each user brings, expected: for l >= 1 real items, max(1,
+        Binomial(l, p)) (mean p l + (1 - p)^l), or 1 in the last-item share; 0 for none."""
+        lengths = self.lengths.to(torch.float64)
         last = self.config.last_item_prob
-        random = mean_masked(lengths[lengths > 0].to(torch.float64), self.config.mask_prob)
-        return ((1 - last) * random + last).sum().item()
+        random = mean_masked(lengths.clamp(min=1), self.config.mask_prob)
+        return torch.where(lengths > 0, (1 - last) * random + last, 0.0)
 
     @property
     def tokens_per_epoch(self) -> int:

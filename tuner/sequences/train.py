@@ -94,8 +94,10 @@ class Setup:
                                           fused=device.type == "cuda")
         # The batch builder: the dataset's training arrays and a batch's loss.
         self.batches = objective(config, DeviceSequences(data, device))
-        # Real items per user, on the host: batch widths without a wait for the GPU.
+        # Real items and loss tokens per user, on the host: batch widths and weights
+        # without a wait for the GPU.
         self.lengths = self.batches.lengths.cpu().numpy()
+        self.loss_tokens = self.batches.loss_tokens.cpu().numpy()
         self.scorers = {split: _model_scorer(self.model, self.batches.histories[split])
                         for split in ("valid", "test")}
         # What a training step calls: the model, or its data-parallel replica
@@ -177,12 +179,13 @@ def train(
             torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
         batches = epoch_batches(setup.lengths, config.batch_size, rng, config.batch_by_length,
-                                config.max_len, device)
+                                config.max_len, device, setup.loss_tokens)
         total_loss = torch.zeros((), device=device)
         steps = 0
         for batch in batches:
             if world > 1:
-                batch = rank_share(batch, setup.lengths, dist.get_rank(), world, config.max_len)
+                batch = rank_share(batch, setup.lengths, setup.loss_tokens, dist.get_rank(),
+                                   world, config.max_len)
                 if batch is None:
                     continue
             total_loss += setup.step(batch.users, batch.width, batch.weight)

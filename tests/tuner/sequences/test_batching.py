@@ -55,6 +55,28 @@ def test_every_token_of_an_epoch_weighs_the_same(by_length):
     assert np.mean([b.weight for b in batches]) == pytest.approx(1.0)
 
 
+def test_a_small_dataset_still_draws_new_batches_every_epoch():
+    """One group (users < GROUP batches): sorted by width, users of a width in random order,
+    so batch-mates change from epoch to epoch."""
+    rng = np.random.default_rng(4)
+    epochs = [epoch_batches(LENGTHS, 128, rng, True, 300, torch.device("cpu"))
+              for _ in range(2)]
+    mates = [{user: set(b.host_users) for b in batches for user in b.host_users}
+             for batches in epochs]
+    kept = np.mean([len(mates[0][u] & mates[1][u]) / len(mates[0][u]) for u in mates[0]])
+    assert kept < 0.5
+
+
+def test_users_with_nothing_to_train_on_are_left_out_and_weights_count_loss_tokens():
+    lengths = np.array([0, 3, 5, 0, 7, 2])
+    tokens = np.array([0.0, 1.0, 1.0, 0.0, 2.0, 1.0])  # e.g. BERT4Rec's expected masks
+    batches = epoch_batches(lengths, 2, np.random.default_rng(0), True, 16,
+                            torch.device("cpu"), tokens)
+    assert sorted(np.concatenate([b.host_users for b in batches])) == [1, 2, 4, 5]
+    for b in batches:
+        assert b.weight == pytest.approx(tokens[b.host_users].sum() / (5 / 2))
+
+
 def test_width_is_never_zero_nor_past_the_window():
     assert batch_width(np.array([0, 0]), 50) == WIDTH_MULTIPLE
     assert batch_width(np.array([3, 49]), 50) == 50

@@ -29,7 +29,7 @@ LENGTHS = np.random.default_rng(0).integers(1, 60, size=500)
 def test_shares_split_every_batch_and_weigh_as_its_tokens():
     batches = epoch_batches(LENGTHS, 64, np.random.default_rng(0), True, 30, torch.device("cpu"))
     for batch in batches:
-        shares = [rank_share(batch, LENGTHS, rank, 3, 30) for rank in range(3)]
+        shares = [rank_share(batch, LENGTHS, LENGTHS, rank, 3, 30) for rank in range(3)]
         assert np.array_equal(np.concatenate([s.host_users for s in shares]), batch.host_users)
         assert torch.equal(torch.cat([s.users for s in shares]), batch.users)
         # the weights of the shares' mean losses, over the ranks, make the batch's
@@ -38,7 +38,7 @@ def test_shares_split_every_batch_and_weigh_as_its_tokens():
             t / sum(tokens) for t in tokens))
         assert all(s.width <= batch.width for s in shares)
     short = batches[-1].__class__(batches[-1].users[:2], 16, 1.0, batches[-1].host_users[:2])
-    assert rank_share(short, LENGTHS, 0, 3, 30) is None  # fewer users than ranks
+    assert rank_share(short, LENGTHS, LENGTHS, 0, 3, 30) is None  # fewer users than ranks
 
 
 def rank_worker(rank: int, port: int, out: str) -> None:
