@@ -125,10 +125,10 @@ def report(ranks: list[dict], args: argparse.Namespace, steps: int,
              f"{seconds:.2f} s ({seconds / steps * 1e3:.2f} ms a step).", "",
              "| rank | tables | peak GB | estimate GB | error |", "|---|---|---|---|---|"]
     for r in ranks:
-        peak = r["peak_bytes"]
+        peak = r["peak_bytes"]  # None on CPUs: nothing measures it
         error = f"{r['estimate_bytes'] / peak - 1:+.1%}" if peak else "-"
         lines.append(f"| {r['rank']} | {', '.join(map(str, r['tables']))} | "
-                     f"{peak / GB if peak else float('nan'):.3f} | "
+                     f"{f'{peak / GB:.3f}' if peak else '-'} | "
                      f"{r['estimate_bytes'] / GB:.3f} | {error} |")
     text = "\n".join(lines) + "\n"
     print(text)

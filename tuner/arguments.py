@@ -160,9 +160,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     group.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
     group.add_argument("--compile", action="store_true",
                        help="compile the model with torch.compile: fused norms, dropout and "
-                            "element-wise work, fewer launches; the first step waits tens of "
-                            "seconds for the compile, and memory estimates describe the "
-                            "uncompiled step")
+                            "element-wise work, fewer launches; the first step waits for the "
+                            "compile (tens of seconds on a GPU, minutes on a CPU), and memory "
+                            "estimates describe the uncompiled step")
     group.add_argument("--random-batches", action="store_true",
                        help="users in random order (default: batches of users of similar "
                             "length); either way a batch is cut to its longest sequence")

@@ -199,7 +199,8 @@ def budget_edge(run_dir: Path, grid: tuple[str, str], at: pd.Series | None,
                 limit_gb: float) -> pd.DataFrame | None:
     """Along the first grid knob, the largest value of the second that fits the budget (by
     the estimates written at the start), the other knobs at `at`'s values (the recommended
-    trial's); None without those estimates or a trial to take the other knobs from."""
+    trial's); None without those estimates or a trial to take the other knobs from, or where
+    the budget does not bind (every point fits: the "edge" would be the space's own)."""
     path = run_dir / MEMORY_GRID_FILE
     if at is None or not path.is_file():
         return None
@@ -211,7 +212,9 @@ def budget_edge(run_dir: Path, grid: tuple[str, str], at: pd.Series | None,
         if estimates[knob].nunique() > 1:  # a searched discrete knob: the trial's value
             estimates = estimates[estimates[knob] == at.get(knob)]
     fits = estimates[estimates["estimate_total_gb"] <= limit_gb]
-    return fits.groupby(x)[y].max().reset_index() if not fits.empty else None
+    if fits.empty or len(fits) == len(estimates):
+        return None
+    return fits.groupby(x)[y].max().reset_index()
 
 
 def _rejected(run_dir: Path) -> int:

@@ -120,15 +120,17 @@ def test_the_budget_edge_is_drawn_at_the_recommended_trials_other_knobs(tmp_path
     that fit under margin x budget, at the recommended trial's sequence length."""
     run_dir = fake_sasrec_run(tmp_path / "run")  # budget 40 GB: the limit is 36 GB
     rows = [{"batch_size": b, "negatives": n, "max_len": m, "lr": 1e-3,
-             "estimate_total_gb": b * n * m / 2e5}
+             "estimate_total_gb": b * n * m / 1e5}
             for b in (64, 128, 256) for n in (128, 256, 512) for m in (50, 100)]
     (run_dir / "memory-grid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recommended = pd.Series({"max_len": 100})
     edge = budget_edge(run_dir, ("batch_size", "negatives"), recommended, 36.0)
-    # at L = 100: 64 x 512 x 100 / 2e5 = 16 GB fits, 128 x 512 = 32.8 fits, 256 x 256 = 32.8
-    assert edge.to_dict("list") == {"batch_size": [64, 128, 256], "negatives": [512, 512, 256]}
+    # at L = 100: 64 x 512 x 100 / 1e5 = 32.8 GB fits, 128 x 256 = 32.8, 256 x 128 = 32.8
+    assert edge.to_dict("list") == {"batch_size": [64, 128, 256], "negatives": [512, 256, 128]}
     assert budget_edge(run_dir, ("batch_size", "negatives"), None, 36.0) is None
     assert "budget edge" in (write_reports(run_dir) / "report.html").read_text()
+    # a budget that nothing in the space reaches draws no edge: it would be the space's
+    assert budget_edge(run_dir, ("batch_size", "negatives"), recommended, 400.0) is None
 
 
 def test_a_trial_restarted_by_a_resume_keeps_its_restarts_epochs_only(tmp_path):

@@ -219,6 +219,9 @@ class SASRecFamily(Family):
             data = load(data_options(args))
             if rank == 0:
                 print(data.summary())
+                if config.compile:
+                    print("--compile: the first epoch waits for torch.compile (tens of seconds "
+                          "on a GPU, minutes on a CPU) and its times include it", flush=True)
                 print_header()
             result = train(config, data, on_epoch=print_epoch if rank == 0 else None)
         if rank == 0:

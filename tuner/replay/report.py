@@ -97,7 +97,7 @@ def markdown(comparison: Comparison, command: str) -> str:
              *("| " + " | ".join(line) + " |" for line in body)]
     return "\n".join(["# cce-tune replay", "", "```", command, "```", "",
                       *(f"- {line}" for line in headline(comparison)), "", *table, "",
-                      LEGEND + ".", "", "Definitions: `cce_tune/tuner/replay/metrics.py`.", ""])
+                      LEGEND + ".", "", "Definitions: `tuner/replay/metrics.py`.", ""])
 
 
 def to_json(comparison: Comparison, command: str) -> dict:
