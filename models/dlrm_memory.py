@@ -38,26 +38,7 @@ def optimizer_state_bytes(config: DLRMConfig, sparse_optimizer: str,
 
 def step_bytes(config: DLRMConfig, batch: int, lookups: int) -> dict[str, int]:
     """One training step's bytes beyond parameters and optimizer state."""
-    d, tables = config.embedding_dim, len(config.table_sizes)
-    ids = batch * lookups  # per table
-    inputs = (allocation(batch * config.dense_features, 4) + allocation(batch, 4)
-              + tables * (allocation(ids, 8) + allocation(batch, 8)))
-    widths = [*config.bottom[1:], *config.top]
-    # Each layer keeps its Linear output and its ReLU output for the backward.
-    mlp = sum(2 * allocation(batch * w, 4) for w in widths) + allocation(
-        batch * config.interaction_dim, 4)
-    n = config.num_vectors
-    # One EmbeddingBag over all tables: the shifted ids and bag starts, each id's bag
-    # (offset2bag), each bag's size, the pooled output and its (batch, n, d) arrangement.
-    bags = (2 * allocation(tables * ids, 8) + 3 * allocation(tables * batch, 8)
-            + 2 * allocation(tables * batch * d, 4))
-    interaction = (allocation(batch * n * d, 4) + allocation(batch * n * n, 4)
-                   + allocation(batch * n * (n - 1) // 2, 4))
-    # The sparse table gradient: an (ids, d) block of values and the ids, for all tables;
-    # SGD adds it into the table uncoalesced (measured on an H100: no second copy).
-    sparse_grads = allocation(tables * ids * d, 4) + allocation(tables * ids, 8)
-    return {"batch on device": inputs, "MLP activations": mlp, "embedding bags": bags,
-            "interaction": interaction, "sparse gradients": sparse_grads,
+    return {**_step_bytes(config, batch, batch, len(config.table_sizes), lookups),
             "MLP gradients": dense_parameter_bytes(config)}
 
 
@@ -67,23 +48,37 @@ def hybrid_step_bytes(config: DLRMConfig, local_tables: int, world: int, batch: 
     (`models.dlrm_hybrid`), `batch` the global batch: its tables pool the whole batch, the
     MLPs and the interaction see its slice (batch / world) of every table's vectors."""
     d, tables, part = config.embedding_dim, len(config.table_sizes), batch // world
-    ids = batch * lookups  # per table
-    inputs = (allocation(part * config.dense_features, 4) + allocation(part, 4)
-              + local_tables * (allocation(ids, 8) + allocation(batch, 8)))
-    widths = [*config.bottom[1:], *config.top]
-    mlp = sum(2 * allocation(part * w, 4) for w in widths) + allocation(
-        part * config.interaction_dim, 4)
-    bags = (2 * allocation(local_tables * ids, 8) + 3 * allocation(local_tables * batch, 8)
-            + 2 * allocation(local_tables * batch * d, 4))
+    terms = _step_bytes(config, part, batch, local_tables, lookups)
     # What is sent (the pooled vectors in batch order), what arrives, and the arrival put
     # in table order (a concatenation, then a selection).
-    exchange = allocation(batch * local_tables * d, 4) + 3 * allocation(part * tables * d, 4)
+    terms["all-to-all"] = (allocation(batch * local_tables * d, 4)
+                           + 3 * allocation(part * tables * d, 4))
+    # DistributedDataParallel reduces the MLP gradients through buckets of its own.
+    return {**terms, "MLP gradients": dense_parameter_bytes(config),
+            "gradient buckets": dense_parameter_bytes(config)}
+
+
+def _step_bytes(config: DLRMConfig, part: int, batch: int, tables: int,
+                lookups: int) -> dict[str, int]:
+    """A step's activations: the MLPs and the interaction over `part` samples, the lookups
+    of `tables` tables over `batch` samples (the same on one device)."""
+    d = config.embedding_dim
+    ids = batch * lookups  # per table
+    inputs = (allocation(part * config.dense_features, 4) + allocation(part, 4)
+              + tables * (allocation(ids, 8) + allocation(batch, 8)))
+    widths = [*config.bottom[1:], *config.top]
+    # Each layer keeps its Linear output and its ReLU output for the backward.
+    mlp = sum(2 * allocation(part * w, 4) for w in widths) + allocation(
+        part * config.interaction_dim, 4)
     n = config.num_vectors
+    # One EmbeddingBag over the tables: the shifted ids and bag starts, each id's bag
+    # (offset2bag), each bag's size, the pooled output and its (batch, n, d) arrangement.
+    bags = (2 * allocation(tables * ids, 8) + 3 * allocation(tables * batch, 8)
+            + 2 * allocation(tables * batch * d, 4))
     interaction = (allocation(part * n * d, 4) + allocation(part * n * n, 4)
                    + allocation(part * n * (n - 1) // 2, 4))
-    sparse_grads = allocation(local_tables * ids * d, 4) + allocation(local_tables * ids, 8)
-    # DistributedDataParallel reduces the MLP gradients through buckets of its own.
+    # The sparse table gradient: an (ids, d) block of values and the ids, for the tables;
+    # SGD adds it into the table uncoalesced (measured on an H100: no second copy).
+    sparse_grads = allocation(tables * ids * d, 4) + allocation(tables * ids, 8)
     return {"batch on device": inputs, "MLP activations": mlp, "embedding bags": bags,
-            "all-to-all": exchange, "interaction": interaction, "sparse gradients": sparse_grads,
-            "MLP gradients": dense_parameter_bytes(config),
-            "gradient buckets": dense_parameter_bytes(config)}
+            "interaction": interaction, "sparse gradients": sparse_grads}

@@ -127,7 +127,8 @@ def _quality_over_grid(family, completed: pd.DataFrame,
                         log_x=numeric[x], log_y=numeric[y], color_continuous_scale="Viridis",
                         labels={x: _title(x), y: _title(y),
                                 "best": f"best {family.quality_label}"},
-                        title=f"Best {family.quality_label} over {_title(x)} x {_title(y)}")
+                        title=f"Best {family.quality_label} over {_title(x)} x {_title(y)} "
+                              "(xN: N trials there)")
     figure.update_traces(textposition="top center")
     shown = [cells]
     if edge is not None and all(numeric.values()):
