@@ -130,7 +130,7 @@ for stage in "$@"; do
         echo "memory grid not run (B4_MEMORY=0)" >"$out/memory-bert4rec.log"
       fi
       python3 -m cce_tune.tuner.cli --model bert4rec --gpu-mem 3GB --dataset synthetic-ml-1m \
-        --trials 16 --epochs 30 --time-budget "${B4_TUNE_SECONDS:-180}s" \
+        --trials 16 --epochs 60 --time-budget "${B4_TUNE_SECONDS:-180}s" \
         --out "$out/tune-bert4rec" 2>&1 | tee "$out/tune-bert4rec.log" \
         | grep -v "^\[.*epoch" | tail -40
       wait
