@@ -1,9 +1,6 @@
 """DLRM's hybrid parallelism: tables placed one rank each, and two gloo processes training
 step for step as one process does on the whole batch (losses, MLPs and every table)."""
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -15,6 +12,7 @@ from cce_tune.models.dlrm_config import DLRMConfig
 from cce_tune.models.dlrm_hybrid import HybridDLRM, place_tables
 from cce_tune.tuner.clicks.batches import ClickGenerator, ClickSpec
 from cce_tune.tuner.clicks.rowwise_adagrad import RowWiseAdagrad
+from tests.gloo import free_port, gloo_group
 
 SIZES = (50, 7, 30, 12, 20)
 STEPS, BATCH, WORLD = 4, 16, 2
@@ -63,9 +61,7 @@ def batches(seed: int) -> list:
 
 
 def rank_worker(rank: int, port: int, interaction: str, optimizer: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
+    with gloo_group(rank, WORLD, port):
         torch.manual_seed(0)
         model = DLRM(config(interaction))
         owners = place_tables(SIZES, WORLD)
@@ -80,14 +76,6 @@ def rank_worker(rank: int, port: int, interaction: str, optimizer: str, out: str
         torch.save({"losses": losses / WORLD, "tables": tables,
                     "bottom": hybrid.bottom.module.state_dict(),
                     "top": hybrid.top.module.state_dict()}, f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("interaction,optimizer", [("dot", "sgd"), ("cat", "adagrad")])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,7 +51,10 @@ def cached(key: dict, build: Callable[[], SequenceData]) -> SequenceData:
             )
     data = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part.npz")
+    # A partial file of this process's own: processes preparing the same data at once (the
+    # ranks of a torchrun, trials) each write theirs and the last replace wins; one shared
+    # name had one's replace find the file already moved.
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part.npz")
     np.savez(partial, name=data.name, num_items=data.num_items, offsets=data.offsets,
              items=data.items)
     partial.replace(path)

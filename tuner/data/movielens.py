@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -76,7 +77,9 @@ def fetch(spec: MovieLensSpec, raw_dir: Path, url: str | None = None) -> None:
     archive = raw_dir / f"{spec.name}.zip"
     url = url or spec.url
     if not archive.is_file():
-        partial = archive.with_suffix(".zip.part")
+        # This process's own partial file: two processes downloading at once (torchrun's
+        # ranks) each finish theirs, and the last rename wins.
+        partial = archive.with_suffix(f".zip.{os.getpid()}.part")
         try:
             with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
                 size = response.headers.get("Content-Length")
@@ -88,7 +91,7 @@ def fetch(spec: MovieLensSpec, raw_dir: Path, url: str | None = None) -> None:
                 f"{spec.name}: could not download {url} ({error}); download it by hand and "
                 f"pass --data-dir with the extracted folder"
             ) from None
-        partial.rename(archive)
+        partial.replace(archive)
     digest = _md5(archive)
     if digest != spec.md5:
         archive.unlink()

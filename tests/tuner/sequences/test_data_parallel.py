@@ -2,15 +2,12 @@
 batch's loss, and two gloo processes training SASRec as one process does, epoch for epoch."""
 
 import json
-import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cce_tune.kernels import LossConfig
@@ -20,6 +17,7 @@ from cce_tune.tuner.sequences.batching import epoch_batches
 from cce_tune.tuner.sequences.config import TrainConfig
 from cce_tune.tuner.sequences.data_parallel import rank_share
 from cce_tune.tuner.sequences.train import train
+from tests.gloo import free_port, gloo_group
 
 CONFIG = TrainConfig(loss=LossConfig("ce"), batch_size=96, max_len=30, hidden=16, num_heads=2,
                      dropout=0.0, lr=3e-3, epochs=2, device="cpu")
@@ -42,21 +40,11 @@ def test_shares_split_every_batch_and_weigh_as_its_tokens():
 
 
 def rank_worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
+    with gloo_group(rank, 2, port):
         result = train(CONFIG, load(DataOptions("synthetic")), final_test=False)
         if rank == 0:
             torch.save({"losses": [e.loss for e in result.epochs],
                         "ndcg10": [e.valid.ndcg10 for e in result.epochs]}, f"{out}/ranks.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_ranks_train_as_one_process_does(tmp_path):
