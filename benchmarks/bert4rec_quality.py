@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.kernels import command_line, gpu_slug
+from benchmarks.run_arguments import add_convergence_arguments
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
@@ -111,23 +112,13 @@ def within(curve: list[dict], seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="synthetic-ml-1m")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--loss", default="cce", help="both models' loss (full catalog)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--max-len", type=int, default=200)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    add_convergence_arguments(parser, loss_help="both models' loss (full catalog)")
     parser.add_argument("--variants", nargs="+", type=Variant.parse,
                         default=[Variant.parse("1e-3:0.1:2:0.2")],
                         help="BERT4Rec's settings, each LR:DROPOUT:HEADS:MASK_PROB[:LAST_ITEM_"
                              "PROB] (SASRec: --lr, dropout 0.2, one head)")
     parser.add_argument("--epochs", type=int, default=50, help="SASRec's cap")
     parser.add_argument("--bert4rec-epochs", type=int, default=100, help="BERT4Rec's cap")
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out-dir", type=Path, default=None)
     args = parser.parse_args()
 
     data = load(DataOptions(args.dataset))
