@@ -12,14 +12,12 @@ excluded). Writes batching-quality-<gpu>.json and .md under --out-dir.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from pathlib import Path
 
 import torch
 
-from benchmarks.kernels import command_line, gpu_slug
-from benchmarks.run_arguments import add_convergence_arguments
+from benchmarks.convergence_runs import add_convergence_arguments, save_rows
+from benchmarks.kernels import command_line
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
 from cce_tune.tuner.sequences.config import TrainConfig
@@ -57,17 +55,8 @@ def main() -> None:
             rows.append({"seed": seed, "order": order, **run(config, data)})
             print(rows[-1], flush=True)
         if args.out_dir is not None:  # seed by seed: a run cut short keeps its seeds
-            save(rows, command, device, args.out_dir)
+            save_rows("batching-quality", rows, command, device, args.out_dir, markdown)
     print(markdown(rows, command, device))
-
-
-def save(rows: list[dict], command: str, device: str, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    slug = gpu_slug() if torch.cuda.is_available() else "cpu"
-    stem = out_dir / f"batching-quality-{slug}"
-    stem.with_suffix(".json").write_text(json.dumps(
-        {"command": command, "device": device, "rows": rows}, indent=1))
-    stem.with_suffix(".md").write_text(markdown(rows, command, device))
 
 
 def markdown(rows: list[dict], command: str, device: str) -> str:

@@ -20,15 +20,13 @@ Writes bert4rec-quality-<gpu>.json and .md under --out-dir.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
-from benchmarks.kernels import command_line, gpu_slug
-from benchmarks.run_arguments import add_convergence_arguments
+from benchmarks.convergence_runs import add_convergence_arguments, save_rows
+from benchmarks.kernels import command_line
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
@@ -136,17 +134,8 @@ def main() -> None:
             rows.append(compare(seed, str(variant), sasrec, bert4rec))
             print(f"seed {seed}, BERT4Rec {variant}: {rows[-1]['summary']}", flush=True)
         if args.out_dir is not None:  # seed by seed: a run cut short keeps its seeds
-            save(rows, command, device, args.out_dir)
+            save_rows("bert4rec-quality", rows, command, device, args.out_dir, markdown)
     print(markdown(rows, command, device))
-
-
-def save(rows: list[dict], command: str, device: str, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"bert4rec-quality-{gpu_slug() if torch.cuda.is_available() else 'cpu'}"
-    (out_dir / f"{stem}.json").write_text(json.dumps(
-        {"command": command, "device": device, "torch": torch.__version__, "rows": rows},
-        indent=1, default=str))
-    (out_dir / f"{stem}.md").write_text(markdown(rows, command, device))
 
 
 def markdown(rows: list[dict], command: str, device: str) -> str:

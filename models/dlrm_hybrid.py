@@ -127,12 +127,13 @@ class HybridDLRM(nn.Module):
                       [offsets[t] for t in self.local],
                       self.table_lr if self.training else None)  # (batch, local, d)
         send = pooled.reshape(self.world, -1)  # rank w's slice: row w
+        arriving = [part * count * d for count in self.counts]  # from each rank
         received = all_to_all_single_autograd(
-            send.reshape(-1), [part * count * d for count in self.counts],
-            [part * len(self.local) * d] * self.world, self.group or dist.group.WORLD)
+            send.reshape(-1), arriving, [part * len(self.local) * d] * self.world,
+            self.group or dist.group.WORLD)
         vectors = torch.cat([chunk.view(part, count, d) for chunk, count in zip(
-            received.split([part * count * d for count in self.counts]), self.counts,
-            strict=True)], dim=1).index_select(1, self.table_order)
+            received.split(arriving), self.counts, strict=True)],
+            dim=1).index_select(1, self.table_order)
         vectors = _ScaleGradient.apply(vectors, 1.0 / self.world)
         return self.top(interact(self.bottom(dense), vectors, self.config.interaction)
                         ).squeeze(1)

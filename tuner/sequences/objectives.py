@@ -45,6 +45,7 @@ class NextItem:
         windows = sequences.windows("train", config.max_len + 1)
         self.inputs = windows[:, :-1]
         self.targets = torch.where(self.inputs == 0, 0, windows[:, 1:])
+        self.lengths = (self.inputs != 0).sum(1)  # real items of each user's input
         # The items before each split's target, whose last position predicts it.
         self.histories = {split: sequences.windows(split, config.max_len)
                           for split in ("valid", "test")}
@@ -57,11 +58,6 @@ class NextItem:
     def tokens_per_epoch(self) -> int:
         """Positions trained on per epoch: real predicted items."""
         return int((self.targets != 0).sum())
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        """Real items of each user's training input."""
-        return (self.inputs != 0).sum(1)
 
     @property
     def loss_tokens(self) -> torch.Tensor:
@@ -92,6 +88,7 @@ class Cloze:
         self.config = config
         self.mask_token = sequences.num_items + 1
         self.windows = sequences.windows("train", config.max_len)
+        self.lengths = (self.windows != 0).sum(1)  # real items of each user's sequence
         # The last max_len - 1 items before each split's target, then the mask token, whose
         # position predicts it.
         self.histories = {split: self._with_mask(sequences.windows(split, config.max_len - 1))
@@ -114,11 +111,6 @@ class Cloze:
         """Positions the encoder reads per epoch: real items (about `mask_prob` of them are
         the loss's tokens; one a sequence in the `last_item_prob` share)."""
         return int((self.windows != 0).sum())
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        """Real items of each user's training sequence."""
-        return (self.windows != 0).sum(1)
 
     def batch(self, batch: torch.Tensor, width: int | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
