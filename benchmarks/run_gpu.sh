@@ -155,16 +155,18 @@ for stage in "$@"; do
       python3 -m benchmarks.step_profile --bf16 --epoch --hidden 64 --max-len 200 \
         --batch-size 1024 --tag d64 --out-dir "$out" 2>&1 | tail -30 ;;
     tune-ml20m)  # issue 14's GPU tuning run on the calibrated ml-20m preset (TUNE_SECONDS:
-      # how long it launches trials); the run folder comes back whole for tuning-bars
+      # how long it launches trials); the run folder comes back packed, and stays unpacked in
+      # /tmp for a tuning-bars stage of the same call
       python3 -m cce_tune.tuner.cli data --dataset synthetic-ml-20m
       python3 -m cce_tune.tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 \
         --bf16 --time-budget "${TUNE_SECONDS:-420}s" --no-dashboard --out "$out/tune-ml20m" \
         2>&1 | tee "$out/tune-ml20m.log" | grep -v "^\[.*epoch" | tail -40
-      tar czf "$out/tune-ml20m.tgz" -C "$out" tune-ml20m && rm -rf "$out/tune-ml20m" ;;
+      tar czf "$out/tune-ml20m.tgz" -C "$out" tune-ml20m
+      rm -rf /tmp/tune-ml20m && mv "$out/tune-ml20m" /tmp/ ;;
     tuning-bars)  # ... and its bars: stopped-early shares, the recommendation retrained
-      # (RUN: the run folder, unpacked from tune-ml20m.tgz and carried)
-      python3 -m benchmarks.tuning_run_bars "$RUN" --seeds 101 102 103 --out-dir "$out" \
-        2>&1 | tail -20 ;;
+      # (RUN: the run folder; by default the one tune-ml20m left in /tmp)
+      python3 -m benchmarks.tuning_run_bars "${RUN:-/tmp/tune-ml20m}" --seeds 101 102 103 \
+        --out-dir "$out" 2>&1 | tail -20 ;;
     dlrm-hybrid)  # DLRM's benchmark over 1, 2, 4 ... GPUs (as many as the machine has)
       gpus=$(nvidia-smi -L | wc -l)
       for world in 1 2 4 8; do

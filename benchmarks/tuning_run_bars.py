@@ -20,12 +20,13 @@ import argparse
 import json
 import shlex
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from cce_tune.tuner.cli import main as cce_tune
 from cce_tune.tuner.report import knee, load_trials
 from cce_tune.tuner.run_dir import REPORT_DIR, STOPPED_EARLY, TuneSettings
 
@@ -53,17 +54,28 @@ def recommended(run_dir: Path) -> tuple[str, float]:
 
 
 def retrain(command: str, seeds: list[int], extra: list[str]) -> list[float]:
-    """The command's best validation NDCG@10 with each seed, `extra` flags appended."""
-    out = []
+    """The command's best validation NDCG@10 with each seed, `extra` flags appended. The seeds
+    train at once, each in its own process (its own memory cap), as a user would start them
+    side by side on one GPU: quality does not depend on the clock."""
     with tempfile.TemporaryDirectory() as scratch:
+        runs = []
         for seed in seeds:
             result = Path(scratch) / f"seed{seed}.json"
             argv = [*shlex.split(command)[1:], *extra, "--seed", str(seed), "--out", str(result)]
-            if cce_tune(argv) != 0:
-                raise RuntimeError(f"retraining failed: cce-tune {' '.join(argv)}")
+            log = open(Path(scratch) / f"seed{seed}.log", "w")  # noqa: SIM115 (closed below)
+            runs.append((argv, result, log, subprocess.Popen(
+                [sys.executable, "-m", "cce_tune.tuner.cli", *argv], stdout=log,
+                stderr=subprocess.STDOUT)))
+        out = []
+        for argv, result, log, process in runs:
+            process.wait()
+            log.close()
+            if process.returncode != 0:
+                raise RuntimeError(f"retraining failed: cce-tune {shlex.join(argv)}\n"
+                                   + Path(log.name).read_text()[-2000:])
             epochs = json.loads(result.read_text())["epochs"]
             out.append(max(epoch["valid"]["ndcg10"] for epoch in epochs))
-    return out
+        return out
 
 
 def main() -> None:
