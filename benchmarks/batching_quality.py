@@ -1,5 +1,7 @@
 """Does grouping users by length cost quality? SASRec trained to convergence with batches of
-users of similar length (the default) and with users in random order, seed by seed.
+users of similar length (the default) and with users in random order, seed by seed; with
+`--cuda-graphs`, also grouped batches replayed from CUDA graphs (the same step, launched
+at once: it must learn the same).
 
     python -m benchmarks.batching_quality --bf16 --out-dir benchmarks/results
 
@@ -23,7 +25,9 @@ from cce_tune.tuner.data import DataOptions, load
 from cce_tune.tuner.sequences.config import TrainConfig
 from cce_tune.tuner.sequences.train import train
 
-ORDERS = {"by length": True, "random": False}
+# How each variant's batches are built and stepped: TrainConfig fields.
+ORDERS = {"by length": {"batch_by_length": True}, "random": {"batch_by_length": False}}
+GRAPHED = {"by length, CUDA graphs": {"batch_by_length": True, "cuda_graphs": True}}
 
 
 def run(config: TrainConfig, data) -> dict:
@@ -39,7 +43,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_convergence_arguments(parser)
     parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="also the grouped batches replayed from CUDA graphs")
     args = parser.parse_args()
+    variants = {**ORDERS, **(GRAPHED if args.cuda_graphs else {})}
 
     data = load(DataOptions(args.dataset))
     print(data.summary(), flush=True)
@@ -47,11 +54,11 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     rows = []
     for seed in args.seeds:
-        for order, by_length in ORDERS.items():
+        for order, fields in variants.items():
             config = TrainConfig(loss=LossConfig(args.loss), batch_size=args.batch_size,
                                  max_len=args.max_len, hidden=args.hidden, lr=args.lr,
                                  epochs=args.epochs, patience=args.patience, bf16=args.bf16,
-                                 batch_by_length=by_length, seed=seed, device=args.device)
+                                 seed=seed, device=args.device, **fields)
             rows.append({"seed": seed, "order": order, **run(config, data)})
             print(rows[-1], flush=True)
         if args.out_dir is not None:  # seed by seed: a run cut short keeps its seeds
@@ -72,7 +79,7 @@ def markdown(rows: list[dict], command: str, device: str) -> str:
               f"{r['median_epoch_seconds']:.2f} |" for r in rows]
     lines += ["", "| order | median valid | median test | median train s | median epoch s |",
               "|---|---|---|---|---|"]
-    for order in ORDERS:
+    for order in {**ORDERS, **GRAPHED}:
         mine = [r for r in rows if r["order"] == order]
         if mine:
             lines.append("| {} | {:.4f} | {:.4f} | {:.1f} | {:.2f} |".format(order, *(

@@ -4,7 +4,7 @@
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
 # bert4rec, bert4rec-quality, step-profile, step-compiled,
-# batching-quality, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars).
+# batching-quality, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -173,8 +173,25 @@ for stage in "$@"; do
         (( world <= gpus )) || break
         python3 -m benchmarks.dlrm_hybrid --world "$world" --out-dir "$out" 2>&1 | tail -12
       done ;;
-    batching-quality)  # does grouping users by length cost quality?
-      python3 -m benchmarks.batching_quality --bf16 --out-dir "$out" 2>&1 | tail -12 ;;
+    batching-quality)  # does grouping users by length cost quality? (and replaying graphs?)
+      python3 -m benchmarks.batching_quality --bf16 --cuda-graphs --out-dir "$out" 2>&1 \
+        | tail -14 ;;
+    step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside
+      # the eager epoch (whole logs in the archive); the graph tests and the kernels' first
+      python3 -m pytest -q -x tests/tuner/sequences/test_graphed_steps.py \
+        tests/kernels/test_fused.py 2>&1 | tail -4
+      profile() {  # the figures' lines here, the whole output in the log
+        python3 -m benchmarks.step_profile --bf16 --epoch --out-dir "$out/step-graphs" "$@" \
+          2>&1 | tee -a "$out/step-graphs/log" | grep -E "^(Wall|A whole|Traceback|\w*Error)"
+      }
+      mkdir -p "$out/step-graphs"
+      for graphs in "" --cuda-graphs; do
+        profile $graphs --tag "${graphs:+graphs}"
+        profile $graphs --hidden 64 --max-len 200 --batch-size 1024 --tag "d64${graphs:+-graphs}"
+      done
+      timeout 150 bash -c "$(declare -f profile); out=$out; profile --cuda-graphs --compile \
+        --tag graphs-compiled"
+      tar czf "$out/step-graphs.tgz" -C "$out" step-graphs && rm -rf "$out/step-graphs" ;;
     train-ml20m)
       for precision in fp32 bf16; do
         for loss in ce_minus cce_minus; do

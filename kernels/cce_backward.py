@@ -22,6 +22,7 @@ from cce_tune.kernels.cce_scores import (
     adjust_scores,
     gradient_rows,
     item_rows,
+    load_seed,
     negative_block,
     negative_ids,
     positive_scores,
@@ -39,19 +40,20 @@ def upstream_gradient(grad_ptr, grad_stride, totals_ptr, offs_t, valid, inv_temp
     return g
 
 
-# Not specialised on a value: each step has a fresh seed, each epoch a ragged last batch.
-@triton.jit(do_not_specialize=["num_tokens", "seed"])
+# Not specialised on a value: each epoch has a ragged last batch.
+@triton.jit(do_not_specialize=["num_tokens"])
 def cce_minus_backward_hidden_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     lse_ptr, pos_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, dh_ptr, dh_row_stride,
     de_ptr, de_row_stride, owner_ptr,
-    num_tokens, dim, num_negatives, num_items, tile_size, seed, scale, inv_temperature,
+    num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, inv_temperature,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
     ITEMS_HERE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
+    seed = load_seed(seed_ptr, ID_SOURCE)
     offs_t, t_mask, offs_d, d_mask, h, targets = token_block(
         h_ptr, h_row_stride, targets_ptr, pid * BLOCK_T, num_tokens, dim, BLOCK_T, BLOCK_D)
     valid = t_mask & (targets != 0)
@@ -102,18 +104,20 @@ def cce_minus_backward_hidden_kernel(
              dh.to(dh_ptr.dtype.element_ty), mask=t_mask[:, None] & d_mask[None, :])
 
 
-# Not specialised on a value: each step has a fresh seed, each epoch a ragged last batch.
-@triton.jit(do_not_specialize=["num_tokens", "seed"])
+# Not specialised on a value: each epoch has a ragged last batch.
+@triton.jit(do_not_specialize=["num_tokens"])
 def cce_minus_backward_items_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     lse_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, de_ptr, de_row_stride, owner_ptr,
-    num_tokens, dim, num_negatives, num_items, tokens_per_chunk, seed, scale, inv_temperature,
+    num_tokens, dim, num_negatives, num_items, tokens_per_chunk, seed_ptr, scale,
+    inv_temperature,
     ID_SOURCE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
     HAS_LOG_Q: tl.constexpr,
     SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     chunk = tl.program_id(1)
+    seed = load_seed(seed_ptr, ID_SOURCE)
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < num_negatives
     offs_d = tl.arange(0, BLOCK_D)

@@ -10,20 +10,26 @@ sum and count of non-padding tokens, so the mean needs no pass over per-token lo
 import triton
 import triton.language as tl
 
-from cce_tune.kernels.cce_scores import negative_block, positive_scores, token_block
+from cce_tune.kernels.cce_scores import (
+    load_seed,
+    negative_block,
+    positive_scores,
+    token_block,
+)
 
 
-# Not specialised on a value: each step has a fresh seed, each epoch a ragged last batch.
-@triton.jit(do_not_specialize=["num_tokens", "seed"])
+# Not specialised on a value: each epoch has a ragged last batch.
+@triton.jit(do_not_specialize=["num_tokens"])
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr,
-    num_tokens, dim, num_negatives, num_items, tile_size, seed, scale, log2_others,
+    num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, log2_others,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
+    seed = load_seed(seed_ptr, ID_SOURCE)
     offs_t, t_mask, offs_d, d_mask, h, targets = token_block(
         h_ptr, h_row_stride, targets_ptr, pid * BLOCK_T, num_tokens, dim, BLOCK_T, BLOCK_D)
 

@@ -2,7 +2,9 @@
 
 Negative ids come from one of three sources (`ID_SOURCE`): an explicit id tensor, the whole
 catalog in order (full-catalog CE), or Philox random numbers regenerated from a seed, so
-that neither the forward nor the backward pass needs a tokens x N id tensor.
+that neither the forward nor the backward pass needs a tokens x N id tensor. The seed is read
+from device memory, not passed by value: a training step replayed from a CUDA graph then
+draws new negatives each time (a value would be frozen into the graph).
 
 Scores, log-sum-exps and log-Q values inside the kernels are in log2 units (natural log
 times log2(e)): `tl.exp2` is the hardware's exponential, and folding log2(e) into the
@@ -50,10 +52,20 @@ def negative_ids(ids_ptr, ids_row, ids_row_stride, offs_n, n_mask, num_negatives
     return tl.where(n_mask, ids.to(tl.int64), 0)
 
 
-# Not specialised on the seed's value: each step draws a fresh one.
-@triton.jit(do_not_specialize=["seed"])
-def draw_negatives_kernel(out_ptr, num_negatives, num_items, seed, BLOCK_N: tl.constexpr):
+@triton.jit
+def load_seed(seed_ptr, ID_SOURCE: tl.constexpr):
+    """The Philox seed (one int32 in memory) when ids are random, else 0 (nothing read)."""
+    seed = 0
+    if ID_SOURCE == 2:
+        seed = tl.load(seed_ptr)
+    return seed
+
+
+@triton.jit
+def draw_negatives_kernel(out_ptr, num_negatives, num_items, seed_ptr,
+                          BLOCK_N: tl.constexpr):
     """Writes row `program_id(0)` of the ids that IDS_RANDOM makes the loss kernels draw."""
+    seed = tl.load(seed_ptr)
     row = tl.program_id(0)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < num_negatives

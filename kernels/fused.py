@@ -47,7 +47,8 @@ class InKernelNegatives:
     and tile modes the table is small ((tokens / tile) x N) and is drawn once per forward
     as int32 with the same formula: regenerating it in every program of every pass measured
     slower (benchmarks/results/passes-h100.md). `seed=None` draws one from torch's
-    generator, so `torch.manual_seed` makes runs repeatable.
+    generator on the tensors' device, so `torch.manual_seed` makes runs repeatable; the
+    kernels read it from memory, so a step replayed from a CUDA graph draws anew each time.
     """
 
     num_negatives: int
@@ -130,7 +131,6 @@ class _Plan:
     items_in_hidden: bool  # the hidden pass adds the negatives' gradient; no item pass
     num_negatives: int
     num_items: int
-    seed: int
     inv_temperature: float
     log2_others: float
     has_log_q: bool
@@ -175,7 +175,7 @@ def _check_inputs(hidden, item_emb, targets) -> None:
                          "use kernels.reference on the CPU")
 
 
-def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negatives, seed,
+def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negatives,
           temperature, has_log_q, sampled_softmax) -> _Plan:
     block_d = max(16, triton.next_power_of_2(hidden.shape[1]))
     if tiled and (tile_size < 16 or tile_size & (tile_size - 1)):
@@ -192,7 +192,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     return _Plan(
         id_source=id_source, gather=gather, tiled=tiled, tile_size=tile_size,
         items_in_hidden=items_in_hidden,
-        num_negatives=num_negatives, num_items=item_emb.shape[0] - 1, seed=seed,
+        num_negatives=num_negatives, num_items=item_emb.shape[0] - 1,
         inv_temperature=1.0 / temperature, log2_others=math.log2(max(1, item_emb.shape[0] - 2)),
         has_log_q=has_log_q, sampled_softmax=sampled_softmax,
         precision=precision_for(hidden.dtype), blocks=blocks, block_d=block_d,
@@ -226,7 +226,7 @@ class _CCEMinus(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, item_emb, targets, ids, log_q, plan: _Plan, reduction: str):
+    def forward(ctx, hidden, item_emb, targets, ids, seed, log_q, plan: _Plan, reduction: str):
         hidden, item_emb = _rows(hidden), _rows(item_emb)
         targets = targets.contiguous()  # the kernels index it by token
         tokens = hidden.shape[0]
@@ -239,11 +239,12 @@ class _CCEMinus(torch.autograd.Function):
             ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
             loss, lse, pos, shift, partials,
             tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
-            plan.seed, plan.scale, plan.log2_others,
+            seed, plan.scale, plan.log2_others,
             GATHER=plan.gather, TILED=plan.tiled, **plan.constants("forward"),
         )
         totals = None if reduction == "none" else partials.sum(1)
-        ctx.save_for_backward(hidden, item_emb, targets, ids, log_q, lse, pos, shift, totals)
+        ctx.save_for_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
+                              totals)
         ctx.plan, ctx.mean = plan, reduction == "mean"
         if reduction == "none":
             return loss
@@ -251,7 +252,7 @@ class _CCEMinus(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        hidden, item_emb, targets, ids, log_q, lse, pos, shift, totals = ctx.saved_tensors
+        hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, totals = ctx.saved_tensors
         plan: _Plan = ctx.plan
         tokens, dim = hidden.shape
         grad_loss = grad_loss.float()
@@ -270,8 +271,8 @@ class _CCEMinus(torch.autograd.Function):
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg, ids_stride,
             log_q_arg, lse, pos, shift, grad_loss, grad_stride, totals_arg,
             d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), owners_arg,
-            tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, plan.seed,
-            plan.scale, plan.inv_temperature, GATHER=plan.gather, TILED=plan.tiled,
+            tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, seed, plan.scale,
+            plan.inv_temperature, GATHER=plan.gather, TILED=plan.tiled,
             ITEMS_HERE=plan.items_in_hidden, COMPACT=owners is not None, MEAN=ctx.mean,
             **plan.constants("hidden"),
         )
@@ -282,13 +283,13 @@ class _CCEMinus(torch.autograd.Function):
                 hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg,
                 ids_stride, log_q_arg, lse, shift, grad_loss, grad_stride, totals_arg,
                 d_items, d_items.stride(0), owners_arg, tokens, dim, plan.num_negatives,
-                plan.num_items, chunk, plan.seed, plan.scale, plan.inv_temperature,
+                plan.num_items, chunk, seed, plan.scale, plan.inv_temperature,
                 COMPACT=owners is not None, MEAN=ctx.mean, **plan.constants("items"),
             )
         d_items = d_items.to(item_emb.dtype)  # frees the float32 rows before the table exists
         if owners is not None:
             d_items = expand_gradient(owners, d_items)
-        return d_hidden, d_items, None, None, None, None, None
+        return d_hidden, d_items, None, None, None, None, None, None
 
 
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:
@@ -333,16 +334,15 @@ def cce_minus(
                              f"{NEGATIVE_MODES}")
         mode, num_negatives = negatives.mode, negatives.num_negatives
         tile_size = negatives.tile_size if mode == "tile" else None
-        seed = (negatives.seed if negatives.seed is not None
-                else int(torch.randint(0, 2**31 - 1, ())))
+        seed = _seed(negatives.seed, hidden.device)
         if mode == "per_position":
             ids, id_source = None, IDS_RANDOM
         else:
-            ids = _draw_ids(replace(negatives, seed=seed), hidden.shape[0],
-                            item_emb.shape[0] - 1, hidden.device, torch.int32)
+            ids = _draw_ids(negatives, seed, hidden.shape[0], item_emb.shape[0] - 1,
+                            torch.int32)
             id_source = IDS_EXPLICIT
     else:
-        ids, id_source, seed = negatives, IDS_EXPLICIT, 0
+        ids, id_source, seed = negatives, IDS_EXPLICIT, targets  # the seed is not read
         if ids.dtype.is_floating_point or ids.dim() not in (1, 2):
             raise ValueError(f"negatives must be integer ids, (N,) or (rows, N); got "
                              f"{ids.dtype} {tuple(ids.shape)}")
@@ -360,10 +360,10 @@ def cce_minus(
                          f"got {tuple(log_q.shape)}")
     plan = _plan(hidden, item_emb, id_source=id_source, gather=mode == "per_position",
                  tiled=mode == "tile", tile_size=tile_size or 1, num_negatives=num_negatives,
-                 seed=seed, temperature=temperature, has_log_q=log_q is not None,
+                 temperature=temperature, has_log_q=log_q is not None,
                  sampled_softmax=sampled_softmax)
     log_q = None if log_q is None else (log_q.float() * LOG2E).contiguous()
-    return _CCEMinus.apply(hidden, item_emb, targets, ids, log_q, plan,
+    return _CCEMinus.apply(hidden, item_emb, targets, ids, seed, log_q, plan,
                            check_reduction(reduction))
 
 
@@ -379,9 +379,9 @@ def cce(
     _check_inputs(hidden, item_emb, targets)
     num_items = item_emb.shape[0] - 1
     plan = _plan(hidden, item_emb, id_source=IDS_CATALOG, gather=False, tiled=False,
-                 tile_size=1, num_negatives=num_items, seed=0, temperature=temperature,
+                 tile_size=1, num_negatives=num_items, temperature=temperature,
                  has_log_q=False, sampled_softmax=False)
-    return _CCEMinus.apply(hidden, item_emb, targets, None, None, plan,
+    return _CCEMinus.apply(hidden, item_emb, targets, None, targets, None, plan,
                            check_reduction(reduction))
 
 
@@ -392,21 +392,30 @@ def in_kernel_ids(
     layout `cce_minus` accepts: for checking and debugging, never needed to train."""
     if negatives.seed is None:
         raise ValueError("in_kernel_ids needs InKernelNegatives with a seed")
-    return _draw_ids(negatives, num_tokens, num_items, torch.device(device), torch.int64)
+    return _draw_ids(negatives, _seed(negatives.seed, torch.device(device)), num_tokens,
+                     num_items, torch.int64)
 
 
-def _draw_ids(negatives: InKernelNegatives, num_tokens: int, num_items: int,
-              device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _seed(seed: int | None, device: torch.device) -> torch.Tensor:
+    """The kernels' Philox seed as one int32 on `device`: `seed`, or drawn there from torch's
+    generator (no wait for the device, and a graph replay draws anew)."""
+    if seed is None:
+        return torch.randint(0, 2**31 - 1, (1,), dtype=torch.int32, device=device)
+    return torch.full((1,), seed, dtype=torch.int32, device=device)
+
+
+def _draw_ids(negatives: InKernelNegatives, seed: torch.Tensor, num_tokens: int,
+              num_items: int, dtype: torch.dtype) -> torch.Tensor:
     if negatives.mode == "shared":
         rows = 1
     elif negatives.mode == "tile":
         rows = triton.cdiv(num_tokens, negatives.tile_size)
     else:
         rows = num_tokens
-    ids = _output((rows, negatives.num_negatives), dtype, device)
+    ids = _output((rows, negatives.num_negatives), dtype, seed.device)
     block_n = 64
     draw_negatives_kernel[(rows, triton.cdiv(negatives.num_negatives, block_n))](
-        ids, negatives.num_negatives, num_items, negatives.seed, BLOCK_N=block_n)
+        ids, negatives.num_negatives, num_items, seed, BLOCK_N=block_n)
     return ids[0] if negatives.mode == "shared" else ids
 
 

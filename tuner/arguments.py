@@ -163,6 +163,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             "element-wise work, fewer launches; the first step waits for the "
                             "compile (tens of seconds on a GPU, minutes on a CPU), and memory "
                             "estimates describe the uncompiled step")
+    group.add_argument("--cuda-graphs", action="store_true",
+                       help="replay each training step from a CUDA graph, one per batch shape: "
+                            "the host launches a whole step at once (SASRec on a GPU; a "
+                            "shape's first two batches run eagerly and capture it)")
     group.add_argument("--random-batches", action="store_true",
                        help="users in random order (default: batches of users of similar "
                             "length); either way a batch is cut to its longest sequence")
@@ -194,6 +198,7 @@ def train_config(args: argparse.Namespace, **run) -> TrainConfig:
         num_blocks=args.blocks, num_heads=args.heads, dropout=args.dropout, lr=args.lr,
         epochs=args.epochs, patience=args.patience, bf16=args.bf16,
         batch_by_length=not args.random_batches, compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
         eval_batch_size=args.eval_batch_size, **run,
     )
 

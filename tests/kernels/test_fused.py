@@ -14,6 +14,7 @@ from cce_tune.kernels import (
     in_kernel_ids,
     reference,
 )
+from cce_tune.kernels.cce_scores import draw_negatives_kernel
 from cce_tune.kernels.compact import UNTOUCHED
 from tests.kernels.problems import grads, make_problem
 
@@ -122,6 +123,31 @@ def test_in_kernel_ids_are_uniform_over_the_catalog_and_follow_the_seed():
     counts = torch.bincount(first.flatten().cpu(), minlength=11)
     assert counts[0] == 0 and (counts[1:] > 1600).all() and (counts[1:] < 2400).all()
     assert len(torch.unique(first, dim=0)) == 5  # rows differ
+
+
+def test_the_seed_is_read_from_device_memory():
+    """What a step replayed from a CUDA graph relies on: the same launch, a new seed written
+    in place, new ids."""
+    seed = torch.full((1,), 3, dtype=torch.int32, device=DEVICE)
+    ids = torch.empty((4, 64), dtype=torch.int64, device=DEVICE)
+    draw_negatives_kernel[(4, 1)](ids, 64, 1000, seed, BLOCK_N=64)
+    first = ids.clone()
+    seed.fill_(4)
+    draw_negatives_kernel[(4, 1)](ids, 64, 1000, seed, BLOCK_N=64)
+    assert torch.equal(first, in_kernel_ids(InKernelNegatives(64, "per_position", seed=3), 4,
+                                            1000, DEVICE))
+    assert not torch.equal(first, ids)
+
+
+def test_unseeded_negatives_follow_torchs_generator():
+    problem = fp32_problem("per_position")
+    negatives = InKernelNegatives(21, mode="per_position")
+
+    def loss(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return cce_minus(problem.hidden, problem.emb, problem.targets, negatives)
+
+    assert torch.equal(loss(0), loss(0)) and not torch.equal(loss(0), loss(1))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

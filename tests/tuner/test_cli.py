@@ -31,6 +31,8 @@ def test_data_prints_summary(capsys):
     (["train", "--loss", "bce", "--negatives", "4"], "bce takes exactly one negative"),
     (["train", "--hidden", "30", "--heads", "4"], "hidden size 30 is not divisible by 4 heads"),
     (["train", "--dataset", "ml-1m", "--data-dir", "/nonexistent"], "no ratings.dat in"),
+    (["train", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA GPU"),
+    (["train", "--model", "bert4rec", "--cuda-graphs"], "BERT4Rec's masked positions differ"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert main(argv) == 2

@@ -61,6 +61,7 @@ KNOBS = (
     Knob("lr", "--lr", "lr", float),
     Knob("bf16", "--bf16", "bf16", bool),
     Knob("compile", "--compile", "compile", bool, searchable=False),
+    Knob("cuda_graphs", "--cuda-graphs", "cuda_graphs", bool, searchable=False),
     Knob("random_batches", "--random-batches", "batch_by_length", bool, searchable=False,
          negated=True),
     Knob("epochs", "--epochs", "epochs", int, searchable=False),
@@ -210,12 +211,16 @@ class SASRecFamily(Family):
     def run_train(self, args: argparse.Namespace) -> None:
         from cce_tune.tuner.data import load
         from cce_tune.tuner.sequences.data_parallel import process_group_from_env
+        from cce_tune.tuner.sequences.graphed_steps import check_graphable
         from cce_tune.tuner.sequences.report import print_epoch, print_header, print_summary
         from cce_tune.tuner.sequences.train import resolve_device, train
 
         config = self.run_config(args)
+        device = resolve_device(config.device)
+        if config.cuda_graphs:  # before any data is read
+            check_graphable(device)
         # Under torchrun, every rank trains its share and rank 0 speaks for all.
-        with process_group_from_env(resolve_device(config.device)) as rank:
+        with process_group_from_env(device) as rank:
             data = load(data_options(args))
             if rank == 0:
                 print(data.summary())

@@ -38,8 +38,15 @@ class TrainConfig:
     # fewer launches; the first step waits for the compile). The memory model describes
     # the eager step.
     compile: bool = False
+    # Steps replayed from CUDA graphs, one per batch shape (`tuner.sequences.graphed_steps`):
+    # the host launches a whole step at once. SASRec on a GPU.
+    cuda_graphs: bool = False
     exclude_seen: bool = True
     eval_batch_size: int = 1024
+
+
+CLOZE_GRAPHS = ("--cuda-graphs: BERT4Rec's masked positions differ in number from batch to "
+                "batch, which a graph cannot replay; use it with --model sasrec")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class ClozeConfig(TrainConfig):
     last_item_prob: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.cuda_graphs:
+            raise ValueError(CLOZE_GRAPHS)
         if not 0 < self.mask_prob < 1:
             raise ValueError(f"mask probability must be in (0, 1), got {self.mask_prob}")
         if not 0 <= self.last_item_prob <= 1:

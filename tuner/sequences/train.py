@@ -25,6 +25,7 @@ from cce_tune.tuner.sequences.config import TrainConfig
 from cce_tune.tuner.sequences.data_parallel import rank_share, replicate, world_size
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.evaluate import RankingMetrics, evaluate, popularity_scorer
+from cce_tune.tuner.sequences.graphed_steps import GraphedSteps, check_graphable
 from cce_tune.tuner.sequences.objectives import OBJECTIVES
 
 
@@ -80,6 +81,8 @@ class Setup:
         self.device = device = resolve_device(config.device)
         if config.bf16 and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
             raise CceTuneError("--bf16 needs a CUDA GPU with bfloat16 support")
+        if config.cuda_graphs:
+            check_graphable(device)
         torch.manual_seed(config.seed)
         objective = OBJECTIVES[config.model]
         self.model = objective.build_model(config, data.num_items).to(device)
@@ -90,8 +93,10 @@ class Setup:
         self.loss_fn = make_loss(config.loss, data.num_items)
         # Fused on the GPU: one kernel for every parameter instead of a dozen launches per
         # tensor, which once a step is cut to its real tokens the host could not keep up with.
+        # Capturable: its step count on the device, for a step replayed from a CUDA graph.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
-                                          fused=device.type == "cuda")
+                                          fused=device.type == "cuda",
+                                          capturable=config.cuda_graphs)
         # The batch builder: the dataset's training arrays and a batch's loss.
         self.batches = objective(config, DeviceSequences(data, device))
         # Real items and loss tokens per user, on the host: batch widths and weights
@@ -103,21 +108,23 @@ class Setup:
         # What a training step calls: the model, or its data-parallel replica
         # (`tuner.sequences.data_parallel`).
         self.step_model: torch.nn.Module = self.model
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16)
+        # No cache of cast weights under capture: a graph must not keep a cast from its warm-up.
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16,
+                                       cache_enabled=not config.cuda_graphs)
 
     def forward(self, batch: torch.Tensor, width: int | None = None,
-                weight: float = 1.0) -> torch.Tensor:
+                weight: float | torch.Tensor = 1.0) -> torch.Tensor:
         """The loss of the users in `batch` times `weight`, with the graph for its
         backward; their windows cut to their last `width` columns
         (`tuner.sequences.batching`; all by default, the widest step, which the memory
-        model describes)."""
+        model describes). A tensor `weight` is read on the device (a graph's input)."""
         self.optimizer.zero_grad(set_to_none=True)  # before the forward: no stale gradients
         with self.autocast:
             loss = self.batches.loss(self.step_model, self.loss_fn, batch, width)
-        return loss if weight == 1.0 else loss * weight
+        return loss * weight if torch.is_tensor(weight) or weight != 1.0 else loss
 
     def step(self, batch: torch.Tensor, width: int | None = None,
-             weight: float = 1.0) -> torch.Tensor:
+             weight: float | torch.Tensor = 1.0) -> torch.Tensor:
         """One optimizer step on `batch`; returns the loss, detached."""
         loss = self.forward(batch, width, weight)
         loss.backward()
@@ -160,7 +167,11 @@ def train(
     setup = Setup(config, data)
     world = world_size()  # with a process group of several ranks: data parallel
     if world > 1:
+        if config.cuda_graphs:
+            check_graphable(setup.device, world)
         setup.step_model = replicate(setup.model, setup.device)
+    # What trains and evaluates: the setup, or its steps replayed from CUDA graphs.
+    runner = GraphedSteps(setup) if config.cuda_graphs else setup
     if on_milestone is not None:
         on_milestone("setup")
     device = setup.device
@@ -176,7 +187,8 @@ def train(
         setup.model.train()
         if device.type == "cuda":
             torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats(device)
+            if not config.cuda_graphs:  # a graph's memory stays held: the peak since it began
+                torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
         batches = epoch_batches(setup.lengths, config.batch_size, rng, config.batch_by_length,
                                 config.max_len, device, setup.loss_tokens)
@@ -188,7 +200,7 @@ def train(
                                    world, config.max_len)
                 if batch is None:
                     continue
-            total_loss += setup.step(batch.users, batch.width, batch.weight)
+            total_loss += runner.step(batch.users, batch.width, batch.weight)
             steps += 1
             if on_milestone is not None and epoch == steps == 1:
                 on_milestone("first step")
@@ -198,7 +210,7 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        valid = setup.evaluate("valid", data)
+        valid = runner.evaluate("valid", data)
         eval_seconds = time.perf_counter() - started - seconds
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         stalled = best.update(epoch, valid.ndcg10)
@@ -216,7 +228,7 @@ def train(
     if not final_test:
         return TrainResult(config, data.name, str(device), epochs, None, None, None)
     best.restore()
-    test = setup.evaluate("test", data)
+    test = runner.evaluate("test", data)
     baseline = {"valid": popular or _popularity(data, config, device),
                 "test": _popularity(data, config, device, "test")}
     return TrainResult(config, data.name, str(device), epochs, test, baseline["valid"],

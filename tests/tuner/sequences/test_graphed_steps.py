@@ -1,0 +1,59 @@
+"""Steps replayed from CUDA graphs train as eager steps do (GPU only: graphs are CUDA's)."""
+
+from dataclasses import replace
+
+import pytest
+
+from cce_tune.kernels import LossConfig
+from cce_tune.tuner.data import DataOptions, load
+from cce_tune.tuner.sequences import graphed_steps
+from cce_tune.tuner.sequences.train import TrainConfig, train
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture
+def captures(monkeypatch):
+    """How many graphs the runs capture."""
+    shapes = []
+    capture = graphed_steps.GraphedSteps._capture
+
+    def counted(self, users, width):
+        shapes.append((len(users), width))
+        return capture(self, users, width)
+
+    monkeypatch.setattr(graphed_steps.GraphedSteps, "_capture", counted)
+    return shapes
+
+
+def runs(config: TrainConfig):
+    data = load(DataOptions("synthetic"))
+    return (train(config, data, final_test=False),
+            train(replace(config, cuda_graphs=True), data, final_test=False))
+
+
+def test_graphs_replay_the_eager_step(captures):
+    """Full-catalog CE without dropout has no randomness: the same losses, epoch by epoch,
+    up to the order of atomic adds."""
+    config = TrainConfig(loss=LossConfig("cce"), batch_size=64, max_len=40, hidden=32,
+                         dropout=0.0, epochs=3, device="cuda")
+    eager, graphed = runs(config)
+    assert len(captures) >= 2 and len(set(captures)) == len(captures)
+    for a, b in zip(eager.epochs, graphed.epochs, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=1e-3)
+        assert b.valid.ndcg10 == pytest.approx(a.valid.ndcg10, rel=0.02)
+
+
+def test_graphs_draw_new_negatives_and_dropout_each_replay(captures):
+    """With in-kernel negatives and dropout a replay must draw anew: a graph that froze one
+    draw would fit it and its loss would fall far below the eager run's."""
+    config = TrainConfig(loss=LossConfig("cce_minus", num_negatives=64,
+                                         in_kernel_negatives=True),
+                         batch_size=64, max_len=40, hidden=32, dropout=0.2, epochs=3,
+                         bf16=True, device="cuda")
+    eager, graphed = runs(config)
+    assert captures
+    for a, b in zip(eager.epochs, graphed.epochs, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=0.05)
+    assert graphed.epochs[-1].valid.ndcg10 > 0.9 * eager.epochs[-1].valid.ndcg10
+    assert graphed.epochs[-1].peak_memory_bytes <= 1.2 * eager.epochs[0].peak_memory_bytes
