@@ -189,8 +189,6 @@ for stage in "$@"; do
         profile $graphs --tag "${graphs:+graphs}"
         profile $graphs --hidden 64 --max-len 200 --batch-size 1024 --tag "d64${graphs:+-graphs}"
       done
-      timeout 150 bash -c "$(declare -f profile); out=$out; profile --cuda-graphs --compile \
-        --tag graphs-compiled"
       tar czf "$out/step-graphs.tgz" -C "$out" step-graphs && rm -rf "$out/step-graphs" ;;
     train-ml20m)
       for precision in fp32 bf16; do
