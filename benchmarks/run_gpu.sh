@@ -116,7 +116,8 @@ for stage in "$@"; do
       python3 -m benchmarks.grid_table --dataset synthetic-ml-1m --name ml-1m-torch-d128 \
         --losses ce_minus --hidden 128 --batch-sizes 16 32 64 128 256 512 1024 \
         --negatives 64 256 1024 4096 --max-lens 50 200 --bf16 --workers 12 \
-        --time-limit "${GRID_SECONDS:-100}" --out-dir "$out/replay" 2>&1 \
+        --time-limit "${GRID_SECONDS:-100}" --out-dir "$out/replay" \
+        ${GRID_RESUME:+--resume "$GRID_RESUME"} 2>&1 \
         | tee "$out/grid-2.log" | grep -v "^\[" | tail -8
       tar czf "$out/replay-2.tgz" -C "$out" replay && rm -rf "$out/replay" ;;
     bert4rec)  # issue 15's memory grid, beside (peaks are per process) a 16-trial tuning run

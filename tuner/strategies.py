@@ -67,6 +67,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("tpe", "plain multi-objective TPE: over-budget proposals run out of memory",
              _plain_tpe, veto=False),
     Strategy("cce-tune", "the tuner's search: multi-objective TPE with the memory constraint "
-             f"and veto, starting from {EDGE_POINTS} points on the budget's edge where it binds",
+             "and veto, every other proposal the untried point a fit of quality ranks best, "
+             f"starting from {EDGE_POINTS} points on the budget's edge where it binds",
              cce_tune_sampler, veto=True, edge_points=EDGE_POINTS),
 )}
