@@ -45,8 +45,11 @@ def stopped_shares(trials: pd.DataFrame, small: int, large: int) -> dict[str, di
 def recommended(run_dir: Path) -> tuple[str, float]:
     """The summary's recommended command and the recommended trial's quality."""
     report = run_dir / REPORT_DIR
-    command = next(line for line in (report / "summary.md").read_text().splitlines()
-                   if line.startswith("cce-tune train"))
+    command = next((line for line in (report / "summary.md").read_text().splitlines()
+                    if line.startswith("cce-tune train")), None)
+    if command is None:
+        raise SystemExit(f"{run_dir}: no recommended configuration (no trial ran to its end; "
+                         f"see {report / 'summary.md'})")
     settings = TuneSettings.load(run_dir)
     front = pd.read_csv(report / "pareto.csv", dtype={"trial": str})
     family = settings.family

@@ -48,7 +48,9 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
     group.add_argument("--trials", type=positive_int, default=16,
                        help="trials to evaluate, proposals over the budget not counted "
                             "(default: 16)")
-    group.add_argument("--time-budget", type=duration, help="stop launching after this long")
+    group.add_argument("--time-budget", type=duration,
+                       help="propose no trial after this long from the run's start; those "
+                            "running train to their end")
     group.add_argument("--grace", type=duration, default=60.0,
                        help="training time a trial gets before early stopping may stop it; "
                             "trials are compared at equal training time, then at 3x, 9x... "

@@ -27,6 +27,7 @@ from cce_tune.tuner.run_dir import (
     HISTORY_FILE,
     INTERRUPTED,
     LAST_EPOCH,
+    LAUNCHES_STOPPED_FILE,
     MEMORY_GRID_FILE,
     NOT_STARTED,
     RAN_TO_THE_END,
@@ -275,6 +276,9 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         + "(" + ", ".join(f"{n} {status}" for status, n in counts.items()) + "); only "
         f"those that ran to their end (converged, or completed the cap of {settings.epochs} "
         "epochs) are compared",
+        *([f"- the time budget ({launches_stopped(settings.run_dir):g} s) ran out after "
+           f"{len(trials)} launches: no more were proposed, and those running ran to their "
+           "end"] if launches_stopped(settings.run_dir) is not None else []),
         f"- proposals rejected before launch by the memory model: {rejected}",
         f"- launched only below {settings.margin:.0%} of the budget by the estimate",
     ]
@@ -339,8 +343,16 @@ def was_interrupted(run_dir: Path) -> bool:
 
 
 def _unfinished(settings: TuneSettings, trials: pd.DataFrame) -> int:
-    """Trials interrupted, waiting, or never proposed before the run stopped."""
-    return len(trials) - ended_count(trials) + max(settings.trials - len(trials), 0)
+    """Trials interrupted, waiting, or never proposed before the run stopped (unless the
+    search stopped proposing: its time budget ran out)."""
+    unproposed = 0 if launches_stopped(settings.run_dir) else settings.trials - len(trials)
+    return len(trials) - ended_count(trials) + max(unproposed, 0)
+
+
+def launches_stopped(run_dir: Path) -> float | None:
+    """The time budget (seconds) after which the search stopped launching, if it did."""
+    path = Path(run_dir) / LAUNCHES_STOPPED_FILE
+    return float(path.read_text()) if path.is_file() else None
 
 
 def ended_count(trials: pd.DataFrame) -> int:

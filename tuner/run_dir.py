@@ -23,6 +23,10 @@ MEMORY_GRID_FILE = "memory-grid.jsonl"
 # When each `--resume` began (seconds since the epoch, a line each): the time between an
 # interruption and its resume is no trial's overhead.
 RESUMES_FILE = "resumes.txt"
+# Written when the search stops launching because its time budget (`--time-budget`) ran
+# out: the trials it never proposed are not missing, and `--resume` finishes only what was
+# interrupted. Holds the budget in seconds.
+LAUNCHES_STOPPED_FILE = "time-budget-spent.txt"
 REPORT_DIR = "report"
 # Every trial's every epoch (report/history.csv): what `cce-tune replay` replays early
 # stopping from, and what the quality-against-cost chart draws.

@@ -40,6 +40,7 @@ from cce_tune.tuner.memory_edge import edge_seeds, estimated_grid
 from cce_tune.tuner.progress import ProgressTable
 from cce_tune.tuner.run_dir import (
     JOURNAL_FILE,
+    LAUNCHES_STOPPED_FILE,
     MEMORY_GRID_FILE,
     REJECTED_FILE,
     RESUMES_FILE,
@@ -79,10 +80,15 @@ def _constrain(trial, over_budget_bytes: float) -> None:
 
 
 class BudgetedSearch(Searcher):
-    """Wraps `OptunaSearch`: proposals over the budget never reach Ray Tune."""
+    """Wraps `OptunaSearch`: proposals over the budget never reach Ray Tune, and none at all
+    once `launch_until` (a time.time(), the run's start plus its `--time-budget`) has passed:
+    the trials already running end as they would (Ray Tune's own time budget would stop them
+    mid-training, so none would count on the front)."""
 
     def __init__(self, searcher, limit: float, run_dir: Path, device_bytes: int | None,
-                 gpus_per_trial: float | None, max_rejections: int, quality: str) -> None:
+                 gpus_per_trial: float | None, max_rejections: int, quality: str,
+                 launch_until: float | None = None, time_budget_s: float | None = None,
+                 ) -> None:
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
         self.quality = quality
@@ -91,6 +97,7 @@ class BudgetedSearch(Searcher):
         self.device_bytes = device_bytes
         self.gpus_per_trial = gpus_per_trial
         self.max_rejections = max_rejections
+        self.launch_until, self.time_budget_s = launch_until, time_budget_s
         self.rejected = 0
         self._inner_ids: dict[str, str] = {}
         self._epochs: dict[str, dict] = {}  # each running trial's results by epoch
@@ -99,6 +106,9 @@ class BudgetedSearch(Searcher):
         return self.searcher.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str) -> dict | None:
+        if self.launch_until is not None and time.time() >= self.launch_until:
+            (self.run_dir / LAUNCHES_STOPPED_FILE).write_text(f"{self.time_budget_s}\n")
+            return self.FINISHED
         for attempt in range(self.max_rejections):
             inner_id = f"{trial_id}~{attempt}"
             config = self.searcher.suggest(inner_id)
@@ -287,14 +297,16 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
         metric=list(family.objectives), mode=list(family.objectives.values()),
         sampler=sampler, storage=storage, study_name="cce-tune", seed=settings.seed,
         points_to_evaluate=[space.optuna_params(point) for point in edge] or None)
+    budget = settings.time_budget_s
     search = BudgetedSearch(optuna_search, settings.budget_limit, run_dir, device_bytes,
-                            settings.gpus_per_trial, settings.max_rejections, family.quality)
+                            settings.gpus_per_trial, settings.max_rejections, family.quality,
+                            launch_until=None if budget is None else time.time() + budget,
+                            time_budget_s=budget)
     scheduler = make_scheduler(family.quality, settings.grace_seconds)
     return ray_tune.Tuner(
         trainable,
         tune_config=ray_tune.TuneConfig(
             search_alg=search, scheduler=scheduler, num_samples=settings.trials,
-            time_budget_s=settings.time_budget_s,
             # a reused actor keeps the name of its first trial (trial_names.py)
             reuse_actors=not settings.actor_per_trial,
             trial_name_creator=TrialNamer(family.columns), trial_dirname_creator=trial_dirname),

@@ -70,6 +70,21 @@ def test_a_complete_run_is_not_partial(tmp_path):
     assert "Partial run" not in summary and "3 of 3 trials (3 completed)" in summary
 
 
+def test_a_run_whose_time_budget_ran_out_is_not_partial(tmp_path):
+    """Asked for 5 trials, 3 launched before the time budget: the other 2 are not missing."""
+    from dataclasses import replace
+
+    from cce_tune.tuner.run_dir import LAUNCHES_STOPPED_FILE, TuneSettings
+
+    run_dir = fake_sasrec_run(tmp_path / "run")
+    replace(TuneSettings.load(run_dir), trials=5).save()
+    assert "**Partial run**" in (write_reports(run_dir) / "summary.md").read_text()
+    (run_dir / LAUNCHES_STOPPED_FILE).write_text("600.0\n")
+    summary = (write_reports(run_dir) / "summary.md").read_text()
+    assert "Partial run" not in summary
+    assert "the time budget (600 s) ran out after 3 launches" in summary
+
+
 def test_resuming_a_complete_run_rebuilds_its_reports_without_running(tmp_path, capsys):
     from cce_tune.tuner.cli import main
 

@@ -74,6 +74,28 @@ def test_over_budget_proposals_are_never_suggested(tmp_path):
     assert all(t.state.name == "COMPLETE" for t in infeasible)
 
 
+def test_nothing_is_proposed_once_the_time_budget_has_run_out(tmp_path):
+    """`--time-budget` stops the proposals; Ray Tune's own budget would stop running trials
+    mid-training instead."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    def search(launch_until: float) -> BudgetedSearch:
+        space = load_space("synthetic", knobs_of)
+        target = SASRecTarget(TrainConfig(epochs=2), DatasetShape(2_000, 500), None)
+        inner = OptunaSearch(space=SpaceSampler(space, target, 1e12),
+                             metric=["ndcg10", "epoch_seconds", "peak_memory_gb"],
+                             mode=["max", "min", "min"],
+                             sampler=optuna.samplers.TPESampler(seed=0))
+        return BudgetedSearch(inner, 1e12, tmp_path, None, None, max_rejections=5,
+                              quality="ndcg10", launch_until=launch_until, time_budget_s=60)
+
+    assert "batch_size" in search(time.time() + 60).suggest("t0")
+    assert not (tmp_path / "time-budget-spent.txt").exists()
+    assert search(time.time() - 1).suggest("t1") == BudgetedSearch.FINISHED
+    assert (tmp_path / "time-budget-spent.txt").read_text() == "60\n"
+
+
 def test_optuna_is_told_what_the_reports_score_a_trial_by(tmp_path):
     """The best quality a trial reached (not its last epoch's, lower once validation has
     stalled), its median epoch time and its highest peak, as the reports score it."""
