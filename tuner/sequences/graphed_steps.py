@@ -85,7 +85,7 @@ class GraphedSteps:
     def borrowed_pool(self):
         """Allocations in the graphs' pool, whose blocks are free between replays: work done
         between epochs needs no memory beside what the graphs hold."""
-        with torch.cuda.use_mem_pool(self.pool, self.setup.device):
+        with torch.cuda.use_mem_pool(self.pool, self.setup.device.index):
             yield
 
     def _eager(self, users: torch.Tensor, width: int, weight: float) -> torch.Tensor:
