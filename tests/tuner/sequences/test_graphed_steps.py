@@ -46,7 +46,9 @@ def test_graphs_replay_the_eager_step(captures):
 
 def test_graphs_draw_new_negatives_and_dropout_each_replay(captures):
     """With in-kernel negatives and dropout a replay must draw anew: a graph that froze one
-    draw would fit it and its loss would fall far below the eager run's."""
+    draw would fit it, and its loss would fall below the eager run's. Memory: the graphs
+    hold what the eager step needs, plus the capture stream's library workspaces (about
+    64 MB on the H200 at both of issue 18's settings, `benchmarks/results/step-h200.md`)."""
     config = TrainConfig(loss=LossConfig("cce_minus", num_negatives=64,
                                          in_kernel_negatives=True),
                          batch_size=64, max_len=40, hidden=32, dropout=0.2, epochs=3,
@@ -55,5 +57,5 @@ def test_graphs_draw_new_negatives_and_dropout_each_replay(captures):
     assert captures
     for a, b in zip(eager.epochs, graphed.epochs, strict=True):
         assert b.loss == pytest.approx(a.loss, rel=0.05)
-    assert graphed.epochs[-1].valid.ndcg10 > 0.9 * eager.epochs[-1].valid.ndcg10
-    assert graphed.epochs[-1].peak_memory_bytes <= 1.2 * eager.epochs[0].peak_memory_bytes
+    eager_peak = max(epoch.peak_memory_bytes for epoch in eager.epochs)
+    assert graphed.epochs[-1].peak_memory_bytes <= eager_peak + 128 * 2**20
