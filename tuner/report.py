@@ -27,7 +27,6 @@ from cce_tune.tuner.run_dir import (
     HISTORY_FILE,
     INTERRUPTED,
     LAST_EPOCH,
-    LAUNCHES_STOPPED_FILE,
     MEMORY_GRID_FILE,
     NOT_STARTED,
     RAN_TO_THE_END,
@@ -36,6 +35,7 @@ from cce_tune.tuner.run_dir import (
     TuneSettings,
     ended_state,
     error_state,
+    launches_stopped,
     objective_values,
     resume_times,
 )
@@ -348,11 +348,6 @@ def _unfinished(settings: TuneSettings, trials: pd.DataFrame) -> int:
     unproposed = 0 if launches_stopped(settings.run_dir) else settings.trials - len(trials)
     return len(trials) - ended_count(trials) + max(unproposed, 0)
 
-
-def launches_stopped(run_dir: Path) -> float | None:
-    """The time budget (seconds) after which the search stopped launching, if it did."""
-    path = Path(run_dir) / LAUNCHES_STOPPED_FILE
-    return float(path.read_text()) if path.is_file() else None
 
 
 def ended_count(trials: pd.DataFrame) -> int:

@@ -15,7 +15,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from cce_tune.tuner.early_stopping import COST
-from cce_tune.tuner.run_dir import RAN_TO_THE_END, TuneSettings
+from cce_tune.tuner.run_dir import RAN_TO_THE_END, TuneSettings, launches_stopped
 from cce_tune.tuner.units import GB
 
 LEGEND_ON_TOP = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}
@@ -45,9 +45,12 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
     completed = trials[trials["status"].isin(RAN_TO_THE_END)]
     budget_gb = settings.budget_bytes / GB
     counts = ", ".join(f"{n} {status}" for status, n in trials["status"].value_counts().items())
+    budget_s = launches_stopped(settings.run_dir)
+    spent = ("" if budget_s is None else f" The time budget ({budget_s:g} s) ran out after "
+             f"{len(trials)} launches; those running trained to their end.")
     parts = [f"<h1>cce-tune: {html.escape(settings.dataset_name)}, budget {budget_gb:g} GB</h1>",
              f"<p>{len(trials)} of {settings.trials} trials ({counts}); {len(front)} on the "
-             "Pareto front of those that ran to their end.</p>",
+             f"Pareto front of those that ran to their end.{spent}</p>",
              _recommended(family, recommended, command)]
     figures = [figure for figure in (
         _quality_by_memory(family, completed, front, budget_gb),

@@ -58,6 +58,12 @@ def error_state(error: str) -> str:
     return OUT_OF_MEMORY if "out of memory" in error.lower() else FAILED
 
 
+def launches_stopped(run_dir: Path) -> float | None:
+    """The time budget (seconds) after which the search stopped proposing, if it did."""
+    path = Path(run_dir) / LAUNCHES_STOPPED_FILE
+    return float(path.read_text()) if path.is_file() else None
+
+
 def resume_times(run_dir: Path) -> list[float]:
     path = Path(run_dir) / RESUMES_FILE
     return [float(line) for line in path.read_text().split()] if path.is_file() else []

@@ -83,6 +83,8 @@ def test_a_run_whose_time_budget_ran_out_is_not_partial(tmp_path):
     summary = (write_reports(run_dir) / "summary.md").read_text()
     assert "Partial run" not in summary
     assert "the time budget (600 s) ran out after 3 launches" in summary
+    html = (run_dir / "report" / "report.html").read_text()
+    assert "The time budget (600 s) ran out after 3 launches" in html
 
 
 def test_resuming_a_complete_run_rebuilds_its_reports_without_running(tmp_path, capsys):
