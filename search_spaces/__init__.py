@@ -5,9 +5,9 @@
     >>> space = load_space("ml-20m", lambda model: get(model).space_knobs)  # or a YAML path
     >>> params = space.suggest(optuna_trial)      # {'batch_size': 512, 'negatives': 4096, ...}
 
-A file has `params`, each one distribution, and optionally `fixed` values, a `description`
-and the `model` it tunes (`sasrec`, the default, `dlrm`, or any registered family), whose
-knobs are the ones allowed:
+A file has `params`, each one distribution, and optionally `fixed` values, `scale` rules, a
+`description` and the `model` it tunes (`sasrec`, the default, `dlrm`, or any registered
+family), whose knobs are the ones allowed:
 
     params:
       batch_size: {powers_of_two: [64, 1024]}   # 64, 128, ..., 1024 (ordered for the sampler)
@@ -17,6 +17,14 @@ knobs are the ones allowed:
       blocks: {int: [1, 3]}
     fixed:
       loss: cce_minus
+    scale:
+      lr: {by: batch_size, reference: 128, power: 0.5}
+
+A `scale` rule makes a searched real knob relative to another: the value drawn is the one at
+`by` = `reference`, and a trial trains with value x (by / reference) ** power. With the
+square-root rule for Adam's learning rate (Malladi et al., NeurIPS 2022; our replay tables
+were measured with it), a batch of 2,048 is not paired with the learning rate of a batch of
+128, which left large batches on a plateau when the two were drawn apart.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ PRESETS = tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
 # model families), so the loader is given them rather than importing it.
 KnobsOf = Callable[[str], Mapping[str, type]]
 KINDS = ("choices", "powers_of_two", "int", "uniform", "log_uniform")
+SCALE_KEYS = ("by", "reference", "power")
 
 
 class SpaceError(ValueError):
@@ -105,15 +114,33 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Scale:
+    """A searched real knob relative to another one: value x (by / reference) ** power."""
+
+    knob: str
+    by: str
+    reference: float
+    power: float
+
+    def factor(self, config: dict[str, Any]) -> float:
+        return (config[self.by] / self.reference) ** self.power
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     name: str
     params: tuple[Param, ...]
     fixed: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     model: str = "sasrec"
+    scales: tuple[Scale, ...] = ()
 
     def suggest(self, trial) -> dict[str, Any]:
-        return {**self.fixed, **{p.name: p.suggest(trial) for p in self.params}}
+        """A configuration drawn from an Optuna trial, scaled knobs at their trained value."""
+        config = {**self.fixed, **{p.name: p.suggest(trial) for p in self.params}}
+        for scale in self.scales:
+            config[scale.knob] = float(f"{config[scale.knob] * scale.factor(config):.4g}")
+        return config
 
     def grid(self) -> list[dict[str, Any]]:
         """Every configuration of the discrete parameters, continuous ones at their middle."""
@@ -122,8 +149,13 @@ class SearchSpace:
                 for values in itertools.product(*(p.grid() for p in self.params))]
 
     def optuna_params(self, config: dict[str, Any]) -> dict[str, Any]:
-        """A configuration as Optuna's parameters, for `enqueue_trial`."""
-        return {p.optuna_name(): p.optuna_value(config[p.name]) for p in self.params}
+        """A configuration as Optuna's parameters, for `enqueue_trial`: a scaled knob's
+        drawn value (its trained one over the scale's factor), kept within its bounds."""
+        drawn = dict(config)
+        for scale in self.scales:
+            low, high = next(p for p in self.params if p.name == scale.knob).values
+            drawn[scale.knob] = min(max(config[scale.knob] / scale.factor(config), low), high)
+        return {p.optuna_name(): p.optuna_value(drawn[p.name]) for p in self.params}
 
     def smallest_corners(self) -> list[dict[str, Any]]:
         """Configurations with every number at its low end: if none fits a budget, nothing
@@ -159,10 +191,10 @@ def parse_space(spec: Any, name: str, where: str, knobs_of: KnobsOf) -> SearchSp
     if not isinstance(spec, dict):
         raise SpaceError(f"{where}: expected a mapping with `params` (and optionally `fixed`, "
                          "`description`, `model`)")
-    unknown = set(spec) - {"params", "fixed", "description", "model"}
+    unknown = set(spec) - {"params", "fixed", "scale", "description", "model"}
     if unknown:
         raise SpaceError(f"{where}: unknown top-level key {sorted(unknown)[0]!r}; allowed: "
-                         "params, fixed, description, model")
+                         "params, fixed, scale, description, model")
     model = spec.get("model", "sasrec")
     try:
         knobs = knobs_of(str(model))
@@ -179,7 +211,37 @@ def parse_space(spec: Any, name: str, where: str, knobs_of: KnobsOf) -> SearchSp
     both = set(fixed) & {p.name for p in params}
     if both:
         raise SpaceError(f"{where}: {sorted(both)[0]!r} is both searched and fixed")
-    return SearchSpace(name, params, fixed, str(spec.get("description", "")), model)
+    scale_spec = spec.get("scale") or {}
+    if not isinstance(scale_spec, dict):
+        raise SpaceError(f"{where}: `scale` must be a mapping of knob names")
+    scales = tuple(_scale(key, value, where, params, fixed)
+                   for key, value in scale_spec.items())
+    return SearchSpace(name, params, fixed, str(spec.get("description", "")), model, scales)
+
+
+def _scale(key: str, spec: Any, where: str, params: tuple[Param, ...],
+           fixed: dict[str, Any]) -> Scale:
+    path = f"scale.{key}"
+    searched = {p.name: p for p in params}
+    if key not in searched or searched[key].kind not in ("uniform", "log_uniform"):
+        raise SpaceError(f"{where}: {path}: only a searched real knob (uniform or "
+                         f"log_uniform in params) can be scaled, not {key!r}")
+    if not isinstance(spec, dict) or set(spec) != set(SCALE_KEYS):
+        raise SpaceError(f"{where}: {path}: give {', '.join(SCALE_KEYS)}, e.g. "
+                         "{by: batch_size, reference: 128, power: 0.5}")
+    by = spec["by"]
+    if by in searched:
+        numeric = searched[by].kind != "choices" or _numbers(searched[by].values)
+    else:
+        numeric = by in fixed and _numbers([fixed[by]])
+    if by == key or not numeric:
+        raise SpaceError(f"{where}: {path}.by: {by!r} is not another numeric knob of the "
+                         "space")
+    reference, power = spec["reference"], spec["power"]
+    if not _numbers([reference, power]) or reference <= 0:
+        raise SpaceError(f"{where}: {path}: reference must be a positive number and power a "
+                         f"number, got {reference!r} and {power!r}")
+    return Scale(key, by, float(reference), float(power))
 
 
 def _knob(key: str, where: str, path: str, knobs: Mapping[str, type]) -> type:
