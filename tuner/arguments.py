@@ -47,6 +47,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def gpus_per_trial(text: str) -> float:
+    """A share of one GPU (0 < x <= 1), or a whole number of GPUs for a data-parallel trial."""
+    value = positive_float(text)
+    if value > 1 and not value.is_integer():
+        raise argparse.ArgumentTypeError(
+            f"{value:g} is neither a share of one GPU (at most 1) nor a whole number of GPUs "
+            "(2, 3, ...) for a data-parallel trial")
+    return value
+
+
 def probability(text: str) -> float:
     value = parse_number(text, float, "a number")
     if not 0 <= value < 1:

@@ -7,7 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from cce_tune.tuner.arguments import memory_size, parse_number, positive_float, positive_int
+from cce_tune.tuner.arguments import (
+    gpus_per_trial,
+    memory_size,
+    parse_number,
+    positive_int,
+)
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import Family, get
 from cce_tune.tuner.units import format_bytes
@@ -58,8 +63,10 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
     group.add_argument("--margin", type=fraction, default=0.9,
                        help="launch only trials estimated under this share of the budget "
                             "(default: 0.9)")
-    group.add_argument("--gpus-per-trial", type=positive_float,
-                       help="fixed GPUs per trial (default: a fraction by the estimate)")
+    group.add_argument("--gpus-per-trial", type=gpus_per_trial,
+                       help="fixed GPUs per trial: a share of one (0.5), or 2 or more for "
+                            "data-parallel trials through Ray Train, the budget then per GPU "
+                            "(default: a share by the estimate)")
     group.add_argument("--out", type=Path, help="RUN_DIR (default: runs/<dataset>-<time>)")
     group.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue an interrupted run; other search options are its own")

@@ -48,7 +48,7 @@ from cce_tune.tuner.run_dir import (
     objective_values,
 )
 from cce_tune.tuner.strategies import STRATEGIES, cce_tune_sampler
-from cce_tune.tuner.trial import TrialSettings
+from cce_tune.tuner.trial import TrialSettings, data_parallel_workers
 from cce_tune.tuner.trial_names import TrialNamer, named_actor_class
 from cce_tune.tuner.units import GB, format_bytes
 
@@ -244,6 +244,8 @@ def _run(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Targ
     from ray import tune as ray_tune
 
     context = _start_ray(settings)
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    _check_gpus_per_trial(settings.gpus_per_trial, cluster_gpus)
     device_bytes = local_gpu_bytes()
     if device_bytes is None and ray.cluster_resources().get("GPU", 0) and (
             settings.gpus_per_trial is None):  # a cluster's GPUs, unseen from this driver
@@ -269,7 +271,7 @@ def _run(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Targ
                                            restart_errored=False)
         else:
             tuner = _new_tuner(settings, run_dir, space, target, device_bytes, trainable,
-                               progress)
+                               progress, cluster_gpus)
         tuner.fit()
     finally:
         progress.close()
@@ -277,7 +279,8 @@ def _run(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Targ
 
 
 def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Target,
-               device_bytes: int | None, trainable, progress: ProgressTable):
+               device_bytes: int | None, trainable, progress: ProgressTable,
+               cluster_gpus: float):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray import tune as ray_tune
@@ -307,6 +310,10 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
         trainable,
         tune_config=ray_tune.TuneConfig(
             search_alg=search, scheduler=scheduler, num_samples=settings.trials,
+            # Data-parallel trials hold a CPU each while their workers wait for GPUs: no
+            # more of them at once than the GPUs serve, or waiting ones would starve the rest.
+            max_concurrent_trials=_parallel_trials_at_once(settings.gpus_per_trial,
+                                                           cluster_gpus),
             # a reused actor keeps the name of its first trial (trial_names.py)
             reuse_actors=not settings.actor_per_trial,
             trial_name_creator=TrialNamer(family.columns), trial_dirname_creator=trial_dirname),
@@ -333,6 +340,8 @@ class _Resources:
 
     def __call__(self, config: dict) -> dict:
         fraction = config.get("gpu_fraction", 0.0)
+        if data_parallel_workers(fraction) > 1:  # its Ray Train workers take the GPUs
+            return {"cpu": 1}
         return {"cpu": self.cpus_per_trial, "gpu": fraction} if fraction else {
             "cpu": self.cpus_per_trial}
 
@@ -360,10 +369,12 @@ def _quiet(quiet: bool) -> None:
 def _start_ray(settings: TuneSettings):
     import ray
 
+    # Every worker of the job, a data-parallel trial's too: NVLink multicast off (NCCL).
+    runtime_env = {"env_vars": {"NCCL_NVLS_ENABLE": "0"}}
     if settings.address:
-        return ray.init(address=settings.address)
+        return ray.init(address=settings.address, runtime_env=runtime_env)
     options = {"dashboard_host": "127.0.0.1", "configure_logging": False,
-               "log_to_driver": False}
+               "log_to_driver": False, "runtime_env": runtime_env}
     try:
         return ray.init(include_dashboard=settings.dashboard, **options)
     except Exception as error:  # Ray without its dashboard packages refuses to start
@@ -373,6 +384,22 @@ def _start_ray(settings: TuneSettings):
         print(f"cce-tune: the Ray dashboard cannot start ({error}); install ray[default] for "
               "it. Going on without it.")
         return ray.init(include_dashboard=False, **options)
+
+
+def _parallel_trials_at_once(gpus_per_trial: float | None, cluster_gpus: float) -> int | None:
+    """How many data-parallel trials the cluster's GPUs serve at once; None (Ray's choice)
+    for trials of one GPU or less."""
+    workers = data_parallel_workers(gpus_per_trial)
+    return max(1, int(cluster_gpus // workers)) if workers > 1 else None
+
+
+def _check_gpus_per_trial(gpus_per_trial: float | None, cluster_gpus: float) -> None:
+    """A data-parallel trial needs that many GPUs in the cluster, else it would wait forever."""
+    workers = data_parallel_workers(gpus_per_trial)
+    if workers > 1 and cluster_gpus < workers:
+        raise CceTuneError(f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster has "
+                           f"{cluster_gpus:g} GPUs; ask for at most that many, or join a "
+                           "larger cluster with --address")
 
 
 def local_gpu_bytes() -> int | None:

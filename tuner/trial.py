@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,24 @@ class TrialSettings:
     gpus_per_trial: float | None  # None: fractions by each trial's estimate
 
 
+def data_parallel_workers(gpus_per_trial: float | None) -> int:
+    """The ranks a trial trains on: its GPUs when it asks for two or more (a whole number,
+    as the command line checks), else one."""
+    return int(gpus_per_trial) if gpus_per_trial and gpus_per_trial >= 2 else 1
+
+
 class TrialRun:
     """What every trial does around its trainer: caps the process at the budget (the
     allocator refuses to grow past it, whatever the GPU has), injects a requested fault,
-    times the milestones and reports an epoch with them."""
+    times the milestones and reports an epoch with them (to Tune, or through `report`:
+    `ray.train.report` on a data-parallel trial's workers)."""
 
-    def __init__(self, config: dict[str, Any], settings: TrialSettings) -> None:
+    def __init__(self, config: dict[str, Any], settings: TrialSettings,
+                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
         import torch
+        from ray import tune
+
+        self._report = report or tune.report
 
         use_expandable_segments()  # a remote cluster's workers get no driver environment
         self.started = time.time()
@@ -71,12 +83,11 @@ class TrialRun:
         them, and LAST_EPOCH true if the trainer stops after it for a reason of its own),
         with memory (measured, else estimated), the training seconds so far, and timings."""
         import ray
-        from ray import tune
 
         estimate = self.config["estimate_bytes"]
         self.train_seconds += metrics["epoch_seconds"]
         capped = self.epochs is not None and metrics["epoch"] >= self.epochs
-        tune.report({
+        self._report({
             **metrics,
             LAST_EPOCH: bool(metrics.get(LAST_EPOCH)) or capped,
             COST: self.train_seconds,

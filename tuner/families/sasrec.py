@@ -37,6 +37,7 @@ from cce_tune.tuner.memory import (
 )
 from cce_tune.tuner.sequences import trial
 from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.trial import data_parallel_workers
 
 if TYPE_CHECKING:
     from cce_tune.search_spaces import SearchSpace
@@ -135,8 +136,9 @@ class SASRecTarget:
     configure = staticmethod(config_from_params)
 
     def __init__(self, base: TrainConfig, shape: DatasetShape, profile: MemoryProfile | None,
-                 data=None) -> None:
+                 data=None, gpus: int = 1) -> None:
         self.base, self.shape, self.profile, self.data = base, shape, profile, data
+        self.gpus = gpus  # a data-parallel trial's: the estimate is one GPU's of them
 
     def __getstate__(self) -> dict:
         # Ray pickles the searcher (and this with it) into RUN_DIR for --resume, which needs
@@ -148,7 +150,7 @@ class SASRecTarget:
         return self.configure(params, self.base)
 
     def estimate(self, config: TrainConfig) -> MemoryBreakdown:
-        return estimate(config, self.shape, self.profile)
+        return estimate(config, self.shape, self.profile, gpus=self.gpus)
 
     def describe(self) -> str:
         return self.data.summary()
@@ -256,7 +258,7 @@ class SASRecFamily(Family):
 
         data = load(settings.data)
         return self.target_class(settings.base, DatasetShape(data.num_users, data.num_items),
-                                 profile, data)
+                                 profile, data, data_parallel_workers(settings.gpus_per_trial))
 
     def config_from_params(self, params: dict[str, Any], base: TrainConfig) -> TrainConfig:
         return self.target_class.configure(params, base)
