@@ -35,10 +35,15 @@ def test_trials_spread_over_the_nodes_of_a_cluster_joined_with_address(tmp_path)
 
 
 @pytest.mark.slow
-def test_a_trial_over_two_gpus_trains_data_parallel_through_ray_train(tmp_path):
+def test_a_trial_over_two_gpus_trains_data_parallel_through_ray_train(tmp_path,
+                                                                       monkeypatch):
     """`--gpus-per-trial 2`: each trial a Ray Train run of two workers (a fake GPU each; on
     this CPU machine they form a gloo group), whose epochs reach Tune and the reports."""
     from ray.cluster_utils import Cluster
+
+    from cce_tune.tuner.sequences.parallel_trial import BACKEND_ENV
+
+    monkeypatch.setenv(BACKEND_ENV, "gloo")  # the cluster's processes inherit it
 
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 3, "num_gpus": 2, "include_dashboard": False})

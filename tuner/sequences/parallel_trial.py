@@ -11,18 +11,22 @@ describes for one of `workers` GPUs (`tuner.memory.estimate(gpus=...)`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.trial import TrialSettings
 
+# The workers' process-group backend; unset, Ray's choice: NCCL, as the workers have GPUs.
+# The tests set gloo, their cluster's GPUs being fake.
+BACKEND_ENV = "CCE_TUNE_DDP_BACKEND"
+
 
 def run_parallel_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings,
                        configure: Callable[[dict[str, Any], Any], Any], workers: int) -> None:
     """Train `config` on `workers` GPUs through a Ray Train run, reporting to this trial."""
     import ray
-    import torch
     from ray import tune
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -33,9 +37,7 @@ def run_parallel_trial(config: dict[str, Any], data: SequenceData, settings: Tri
         _train_worker,
         train_loop_config={"config": config, "data": ray.put(data), "settings": settings,
                            "configure": configure},
-        # NCCL where this node has GPUs; gloo on a node without (a cluster's fake GPUs in
-        # the tests): the workers then train on their CPUs.
-        torch_config=TorchConfig(backend="nccl" if torch.cuda.is_available() else "gloo"),
+        torch_config=TorchConfig(backend=os.environ.get(BACKEND_ENV)),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=True,
                                      resources_per_worker={"CPU": 1, "GPU": 1}),
         run_config=RunConfig(name=f"train_{context.get_trial_id()}",
