@@ -131,6 +131,9 @@ def padding_share(setup: Setup, batches: list[Batch]) -> float:
 
 def epoch_figures(config: TrainConfig, data) -> dict:
     """What `cce-tune train` reports for the second epoch (the first compiles kernels)."""
+    if torch.cuda.is_available():  # the profiled steps' cache and peaks are not the epoch's
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     result = train(replace(config, epochs=2, patience=0), data, final_test=False)
     epoch = result.epochs[-1]
     # What the process held at most (the allocator's reserve): where graphs keep a pool of

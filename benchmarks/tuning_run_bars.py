@@ -58,8 +58,8 @@ def recommended(run_dir: Path) -> tuple[str, float]:
 
 def retrain(command: str, seeds: list[int], extra: list[str]) -> list[float]:
     """The command's best validation NDCG@10 with each seed, `extra` flags appended. The seeds
-    train at once, each in its own process (its own memory cap), as a user would start them
-    side by side on one GPU: quality does not depend on the clock."""
+    train at once, each in its own process, as a user would start them side by side on one
+    GPU (quality does not depend on the clock; the GPU must hold them all)."""
     with tempfile.TemporaryDirectory() as scratch:
         runs = []
         for seed in seeds:
@@ -69,10 +69,11 @@ def retrain(command: str, seeds: list[int], extra: list[str]) -> list[float]:
             runs.append((argv, result, log, subprocess.Popen(
                 [sys.executable, "-m", "cce_tune.tuner.cli", *argv], stdout=log,
                 stderr=subprocess.STDOUT)))
-        out = []
-        for argv, result, log, process in runs:
+        for *_, log, process in runs:  # all of them, before their folder goes
             process.wait()
             log.close()
+        out = []
+        for argv, result, log, process in runs:
             if process.returncode != 0:
                 raise RuntimeError(f"retraining failed: cce-tune {shlex.join(argv)}\n"
                                    + Path(log.name).read_text()[-2000:])

@@ -56,6 +56,11 @@ class InKernelNegatives:
     tile_size: int = 128
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.seed is not None and not 0 <= self.seed < 2**31:
+            raise ValueError(f"seed must be in [0, 2**31) (an int32 on the device), got "
+                             f"{self.seed}")
+
 
 # Bytes of (hidden + pipelined item) tiles a program may stage, by input element size. The
 # compiler stages more than these tiles: measured on an H100 (232 KB per block), fp16 at

@@ -143,10 +143,15 @@ class SearchSpace:
         return config
 
     def grid(self) -> list[dict[str, Any]]:
-        """Every configuration of the discrete parameters, continuous ones at their middle."""
+        """Every configuration of the discrete parameters, continuous ones at their middle
+        (a scaled one at its middle times its rule, as a trial trains it)."""
         names = [p.name for p in self.params]
-        return [{**self.fixed, **dict(zip(names, values, strict=True))}
-                for values in itertools.product(*(p.grid() for p in self.params))]
+        points = [{**self.fixed, **dict(zip(names, values, strict=True))}
+                  for values in itertools.product(*(p.grid() for p in self.params))]
+        for point in points:
+            for scale in self.scales:
+                point[scale.knob] = float(f"{point[scale.knob] * scale.factor(point):.4g}")
+        return points
 
     def optuna_params(self, config: dict[str, Any]) -> dict[str, Any]:
         """A configuration as Optuna's parameters, for `enqueue_trial`: a scaled knob's
@@ -214,13 +219,13 @@ def parse_space(spec: Any, name: str, where: str, knobs_of: KnobsOf) -> SearchSp
     scale_spec = spec.get("scale") or {}
     if not isinstance(scale_spec, dict):
         raise SpaceError(f"{where}: `scale` must be a mapping of knob names")
-    scales = tuple(_scale(key, value, where, params, fixed)
+    scales = tuple(_scale(key, value, where, params, fixed, set(scale_spec))
                    for key, value in scale_spec.items())
     return SearchSpace(name, params, fixed, str(spec.get("description", "")), model, scales)
 
 
 def _scale(key: str, spec: Any, where: str, params: tuple[Param, ...],
-           fixed: dict[str, Any]) -> Scale:
+           fixed: dict[str, Any], scaled: set[str]) -> Scale:
     path = f"scale.{key}"
     searched = {p.name: p for p in params}
     if key not in searched or searched[key].kind not in ("uniform", "log_uniform"):
@@ -230,6 +235,9 @@ def _scale(key: str, spec: Any, where: str, params: tuple[Param, ...],
         raise SpaceError(f"{where}: {path}: give {', '.join(SCALE_KEYS)}, e.g. "
                          "{by: batch_size, reference: 128, power: 0.5}")
     by = spec["by"]
+    if by in scaled and by != key:
+        raise SpaceError(f"{where}: {path}.by: {by!r} is scaled itself; scale by a knob "
+                         "that is not")
     if by in searched:
         numeric = searched[by].kind != "choices" or _numbers(searched[by].values)
     else:
@@ -238,9 +246,10 @@ def _scale(key: str, spec: Any, where: str, params: tuple[Param, ...],
         raise SpaceError(f"{where}: {path}.by: {by!r} is not another numeric knob of the "
                          "space")
     reference, power = spec["reference"], spec["power"]
-    if not _numbers([reference, power]) or reference <= 0:
-        raise SpaceError(f"{where}: {path}: reference must be a positive number and power a "
-                         f"number, got {reference!r} and {power!r}")
+    values = list(searched[by].values) if by in searched else [fixed[by]]
+    if not _numbers([reference, power]) or reference <= 0 or min(values) <= 0:
+        raise SpaceError(f"{where}: {path}: reference must be a positive number, power a "
+                         f"number and {by} positive, got {reference!r} and {power!r}")
     return Scale(key, by, float(reference), float(power))
 
 

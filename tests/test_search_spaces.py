@@ -39,21 +39,37 @@ def test_a_scaled_knob_trains_at_its_drawn_value_times_the_rule():
         "batch_size_log2": 11, "lr": 0.001}
     # a trained value whose drawn one would leave the bounds is enqueued at the bound
     assert space.optuna_params({"batch_size": 2048, "lr": 0.0009487})["lr"] == 3e-4
+    # the grid (the memory edge's seeds) trains as a trial would: the middle lr, scaled
+    assert [point["lr"] for point in space.grid()] == [0.0009487, 0.001342, 0.001897, 0.002683,
+                                                       0.003795]
+    assert space.optuna_params(space.grid()[-1])["lr"] == pytest.approx(0.0009487, rel=1e-3)
 
 
 @pytest.mark.parametrize("scale,message", [
-    ({"dropout": {"by": "batch_size", "reference": 128, "power": 0.5}},
+    ({"batch_size": {"by": "lr", "reference": 128, "power": 0.5}},
      "only a searched real knob"),
     ({"lr": {"by": "batch_size", "reference": 128}}, "give by, reference, power"),
     ({"lr": {"by": "lr", "reference": 128, "power": 0.5}}, "not another numeric knob"),
     ({"lr": {"by": "loss", "reference": 128, "power": 0.5}}, "not another numeric knob"),
     ({"lr": {"by": "batch_size", "reference": 0, "power": 0.5}},
      "reference must be a positive number"),
+    ({"lr": {"by": "batch_size", "reference": 128, "power": True}},
+     "reference must be a positive number, power a number"),
+    ({"lr": {"by": "dropout", "reference": 0.1, "power": 1},
+      "dropout": {"by": "batch_size", "reference": 128, "power": 1}}, "is scaled itself"),
 ])
 def test_a_bad_scale_rule_names_the_key_and_what_is_allowed(scale, message):
     from cce_tune.search_spaces import SpaceError
+    params = {**SCALED["params"], "dropout": {"uniform": [0.1, 0.4]}}
     with pytest.raises(SpaceError, match=message):
-        scaled_space({**SCALED, "fixed": {"loss": "ce"}, "scale": scale})
+        scaled_space({"params": params, "fixed": {"loss": "ce"}, "scale": scale})
+
+
+def test_a_scale_by_a_knob_that_can_be_zero_is_refused():
+    from cce_tune.search_spaces import SpaceError
+    with pytest.raises(SpaceError, match="max_len positive"):
+        scaled_space({"params": {**SCALED["params"], "max_len": {"choices": [0, 50]}},
+                      "scale": {"lr": {"by": "max_len", "reference": 50, "power": 1}}})
 
 
 def test_the_presets_scale_the_learning_rate_with_the_batch():

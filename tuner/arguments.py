@@ -175,8 +175,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             "estimates describe the uncompiled step")
     group.add_argument("--cuda-graphs", action="store_true",
                        help="replay each training step from a CUDA graph, one per batch shape: "
-                            "the host launches a whole step at once (SASRec on a GPU; a "
-                            "shape's first two batches run eagerly and capture it)")
+                            "the host launches a whole step at once (SASRec on a GPU, `train` "
+                            "only; a shape's first batch runs eagerly, its second is captured)")
     group.add_argument("--random-batches", action="store_true",
                        help="users in random order (default: batches of users of similar "
                             "length); either way a batch is cut to its longest sequence")

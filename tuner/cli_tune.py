@@ -54,8 +54,8 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
                        help="trials to evaluate, proposals over the budget not counted "
                             "(default: 16)")
     group.add_argument("--time-budget", type=duration,
-                       help="propose no trial after this long from the run's start; those "
-                            "running train to their end")
+                       help="propose no trial after this long from the search's start; "
+                            "those running train to their end")
     group.add_argument("--grace", type=duration, default=60.0,
                        help="training time a trial gets before early stopping may stop it; "
                             "trials are compared at equal training time, then at 3x, 9x... "
@@ -129,6 +129,10 @@ def run_tune(args: argparse.Namespace) -> None:
                                "e.g. --gpu-mem 40GB")
         if args.mlflow:
             require_mlflow()
+        if getattr(args, "cuda_graphs", False):
+            raise CceTuneError("--cuda-graphs is for `cce-tune train` only for now: a graph "
+                               "keeps a memory pool that the memory model, which vets every "
+                               "trial, does not describe yet")
         _check_budget_fits_the_gpu(args.gpu_mem, args.address)
         family = get(args.model)
         data = family.data_options(args)

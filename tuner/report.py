@@ -277,8 +277,8 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         f"those that ran to their end (converged, or completed the cap of {settings.epochs} "
         "epochs) are compared",
         *([f"- the time budget ({launches_stopped(settings.run_dir):g} s) ran out after "
-           f"{len(trials)} launches: no more were proposed, and those running ran to their "
-           "end"] if launches_stopped(settings.run_dir) is not None else []),
+           f"{len(trials)} launches: no more were proposed"]
+          if launches_stopped(settings.run_dir) is not None else []),
         f"- proposals rejected before launch by the memory model: {rejected}",
         f"- launched only below {settings.margin:.0%} of the budget by the estimate",
     ]
@@ -345,7 +345,8 @@ def was_interrupted(run_dir: Path) -> bool:
 def _unfinished(settings: TuneSettings, trials: pd.DataFrame) -> int:
     """Trials interrupted, waiting, or never proposed before the run stopped (unless the
     search stopped proposing: its time budget ran out)."""
-    unproposed = 0 if launches_stopped(settings.run_dir) else settings.trials - len(trials)
+    stopped = launches_stopped(settings.run_dir) is not None
+    unproposed = 0 if stopped else settings.trials - len(trials)
     return len(trials) - ended_count(trials) + max(unproposed, 0)
 
 

@@ -47,7 +47,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
     counts = ", ".join(f"{n} {status}" for status, n in trials["status"].value_counts().items())
     budget_s = launches_stopped(settings.run_dir)
     spent = ("" if budget_s is None else f" The time budget ({budget_s:g} s) ran out after "
-             f"{len(trials)} launches; those running trained to their end.")
+             f"{len(trials)} launches: no more were proposed.")
     parts = [f"<h1>cce-tune: {html.escape(settings.dataset_name)}, budget {budget_gb:g} GB</h1>",
              f"<p>{len(trials)} of {settings.trials} trials ({counts}); {len(front)} on the "
              f"Pareto front of those that ran to their end.{spent}</p>",

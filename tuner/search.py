@@ -81,9 +81,10 @@ def _constrain(trial, over_budget_bytes: float) -> None:
 
 class BudgetedSearch(Searcher):
     """Wraps `OptunaSearch`: proposals over the budget never reach Ray Tune, and none at all
-    once `launch_until` (a time.time(), the run's start plus its `--time-budget`) has passed:
-    the trials already running end as they would (Ray Tune's own time budget would stop them
-    mid-training, so none would count on the front)."""
+    once `launch_until` (a time.time(): when the search began, plus `--time-budget`) has
+    passed: the trials already running end as they would (Ray Tune's own time budget would
+    stop them mid-training, so none would count on the front). A proposal made before then
+    may still wait for a free GPU and start after it."""
 
     def __init__(self, searcher, limit: float, run_dir: Path, device_bytes: int | None,
                  gpus_per_trial: float | None, max_rejections: int, quality: str,

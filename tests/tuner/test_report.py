@@ -84,7 +84,7 @@ def test_a_run_whose_time_budget_ran_out_is_not_partial(tmp_path):
     assert "Partial run" not in summary
     assert "the time budget (600 s) ran out after 3 launches" in summary
     html = (run_dir / "report" / "report.html").read_text()
-    assert "The time budget (600 s) ran out after 3 launches" in html
+    assert "The time budget (600 s) ran out after 3 launches: no more were proposed" in html
 
 
 def test_resuming_a_complete_run_rebuilds_its_reports_without_running(tmp_path, capsys):

@@ -83,10 +83,14 @@ class GraphedSteps:
 
     @contextmanager
     def borrowed_pool(self):
-        """Allocations in the graphs' pool, whose blocks are free between replays: work done
-        between epochs needs no memory beside what the graphs hold."""
-        with torch.cuda.use_mem_pool(self.pool, self.setup.device.index):
+        """Work between epochs on the capture stream, its allocations in the graphs' pool,
+        whose blocks are free between replays (the allocator hands a free block only to
+        its own stream): it needs no memory beside what the graphs hold."""
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream), torch.cuda.use_mem_pool(
+                self.pool, self.setup.device.index):
             yield
+        torch.cuda.current_stream().wait_stream(self.stream)
 
     def _eager(self, users: torch.Tensor, width: int, weight: float) -> torch.Tensor:
         self.stream.wait_stream(torch.cuda.current_stream())

@@ -39,8 +39,8 @@ class EpochResult:
     tokens_per_s: float
     tflops: float  # model FLOPs (`tuner.sequences.flops`) per training second, in 1e12
     eval_seconds: float  # the validation that followed
-    # torch.cuda.max_memory_allocated over the epoch's training and validation: what a
-    # memory budget must hold
+    # torch.cuda.max_memory_allocated over the epoch's training and validation (since
+    # training began, with CUDA graphs, which keep their memory): what a budget must hold
     peak_memory_bytes: int | None
     # The last epoch because validation stopped improving for `patience` epochs.
     converged: bool = False
@@ -187,7 +187,9 @@ def train(
         setup.model.train()
         if device.type == "cuda":
             torch.cuda.synchronize()
-            if not config.cuda_graphs:  # a graph's memory stays held: the peak since it began
+            # Graphs hold their memory from their capture on: their peak is the one since
+            # training began.
+            if epoch == 1 or not config.cuda_graphs:
                 torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
         batches = epoch_batches(setup.lengths, config.batch_size, rng, config.batch_by_length,
