@@ -32,7 +32,7 @@ def test_data_prints_summary(capsys):
     (["train", "--hidden", "30", "--heads", "4"], "hidden size 30 is not divisible by 4 heads"),
     (["train", "--dataset", "ml-1m", "--data-dir", "/nonexistent"], "no ratings.dat in"),
     (["train", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA GPU"),
-    (["train", "--model", "bert4rec", "--cuda-graphs"], "BERT4Rec's masked positions differ"),
+    (["train", "--model", "bert4rec", "--cuda-graphs"], "BERT4Rec's step has not been replayed"),
     (["tune", "--gpu-mem", "40GB", "--cuda-graphs"], "--cuda-graphs is for `cce-tune train`"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):

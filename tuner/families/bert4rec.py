@@ -21,7 +21,7 @@ from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 DEFAULTS = ClozeConfig()
 CLOZE_KNOBS = (Knob("mask_prob", "--mask-prob", "mask_prob", float),
                Knob("last_item_prob", "--last-item-prob", "last_item_prob", float))
-# Not SASRec's CUDA graphs: the cloze task's masked positions vary from batch to batch.
+# Not SASRec's CUDA graphs, not yet (`ClozeConfig`).
 KNOBS = (*(k for k in sasrec.KNOBS if k.name != "cuda_graphs"), *CLOZE_KNOBS)
 
 

@@ -45,8 +45,9 @@ class TrainConfig:
     eval_batch_size: int = 1024
 
 
-CLOZE_GRAPHS = ("--cuda-graphs: BERT4Rec's masked positions differ in number from batch to "
-                "batch, which a graph cannot replay; use it with --model sasrec")
+CLOZE_GRAPHS = ("--cuda-graphs: BERT4Rec's step has not been replayed from graphs on a GPU "
+                "yet (its masking no longer waits for the device, but nothing has checked it "
+                "there); use it with --model sasrec")
 
 
 @dataclass(frozen=True)

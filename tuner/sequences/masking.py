@@ -14,8 +14,8 @@ def cloze_mask(items: torch.Tensor, mask_prob: float, capacity: int | None = Non
     With `capacity` (at least the number of sequences), masks beyond it are dropped at
     random, never a sequence's first, so that the loss never sees more tokens than the
     memory model allowed for (`models.bert4rec_config.masked_capacity`: a batch reaches
-    that bound with probability under 1e-9). Draws from torch's generator, so
-    `torch.manual_seed` makes it repeatable.
+    that bound with probability under 1e-9); nothing is read back from the device for it.
+    Draws from torch's generator, so `torch.manual_seed` makes it repeatable.
     """
     real = items != 0
     mask = (torch.rand(items.shape, device=items.device) < mask_prob) & real
@@ -30,13 +30,20 @@ def cloze_mask(items: torch.Tensor, mask_prob: float, capacity: int | None = Non
         last = real & (positions == (real * positions).argmax(1, keepdim=True))
         mask = torch.where(last_only, last, mask)
     if capacity is not None:
-        excess = int(mask.sum()) - capacity
-        if excess > 0:
-            first = mask & (mask.cumsum(1) == 1)
-            extra = (mask & ~first).flatten().nonzero().squeeze(1)
-            if excess > len(extra):
-                raise ValueError(f"capacity {capacity} is under the {int(first.sum())} "
-                                 "sequences that need a masked position")
-            drop = extra[torch.randperm(len(extra), device=items.device)[:excess]]
-            mask.view(-1)[drop] = False
+        mask = _within(mask, capacity)
     return mask
+
+
+def _within(mask: torch.Tensor, capacity: int) -> torch.Tensor:
+    """`mask` with at most `capacity` positions: every sequence's first, then a uniform
+    random choice of the others (the `capacity` highest of random keys, firsts keyed above
+    them all), without a count read back from the device."""
+    if capacity < len(mask):
+        raise ValueError(f"capacity {capacity} is under the {len(mask)} sequences that may "
+                         "need a masked position")
+    first = mask & (mask.cumsum(1) == 1)
+    keys = torch.rand(mask.shape, device=mask.device).masked_fill_(first, 2.0)
+    keys = keys.masked_fill_(~mask, -1.0).view(-1)
+    top = keys.topk(min(capacity, keys.numel()))
+    kept = torch.zeros_like(mask).view(-1)
+    return kept.scatter_(0, top.indices, top.values >= 0).view(mask.shape)

@@ -115,14 +115,18 @@ class Cloze:
     def batch(self, batch: torch.Tensor, width: int | None = None,
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The users in `batch`, their windows cut to the last `width` columns (all by
-        default), as (masked inputs (B, width), flat indices of the masked positions (M,),
-        their items (M,)). The cap on masked positions is the full windows': cutting off
-        padding changes no real item."""
+        default), as (masked inputs (B, width), flat indices of the masked positions, their
+        items), both of the cap's length C: past the masked positions, index 0 with item 0,
+        which the loss ignores as padding. A fixed length, so no step waits for the device
+        to count its masks. The cap is the full windows' (`masked_capacity`, which the
+        memory model counts): cutting off padding changes no real item."""
         items = self.windows[:, -(width or self.config.max_len):][batch]
         capacity = masked_capacity(len(batch), self.config.max_len, self.config.mask_prob)
         mask = cloze_mask(items, self.config.mask_prob, capacity, self.config.last_item_prob)
-        positions = mask.view(-1).nonzero().squeeze(1)
-        targets = items.view(-1)[positions]
+        positions = torch.nonzero_static(mask.view(-1), size=capacity, fill_value=-1)[:, 0]
+        masked = positions >= 0
+        positions = positions.clamp_(min=0)
+        targets = items.view(-1)[positions].masked_fill_(~masked, 0)
         return items.masked_fill_(mask, self.mask_token), positions, targets
 
     def loss(self, model: nn.Module, loss_fn: Loss, batch: torch.Tensor,

@@ -24,7 +24,7 @@ SASREC = {"loss": "cce_minus", "negatives": 777, "negative_mode": "tile",
           "eval_batch_size": 99, "seed": 5, "include_seen": True}
 OTHER = {
     "sasrec": SASREC,
-    # (no CUDA graphs: the cloze task's masked positions vary from batch to batch)
+    # (no CUDA graphs: not yet for BERT4Rec)
     "bert4rec": {**{k: v for k, v in SASREC.items() if k != "cuda_graphs"},
                  "mask_prob": 0.123456789, "last_item_prob": 0.25},
     "dlrm": {"batch_size": 48, "embedding_dim": 24, "mlp_bot": "64-32", "mlp_top": "128",

@@ -52,13 +52,28 @@ def test_capacity_drops_extra_masks_but_keeps_one_per_sequence():
     torch.manual_seed(3)
     free = cloze_mask(items, 0.9)
     torch.manual_seed(3)
-    rows = int((items != 0).any(1).sum())
+    rows = len(items)
     capped = cloze_mask(items, 0.9, capacity=rows + 5)
     assert int(free.sum()) > rows + 5 and int(capped.sum()) == rows + 5
     assert not (capped & ~free).any()
     assert (capped.sum(1)[(items != 0).any(1)] >= 1).all()
-    with pytest.raises(ValueError, match="capacity"):
+    torch.manual_seed(3)
+    assert torch.equal(cloze_mask(items, 0.9, capacity=items.numel()), free)  # room for all
+    with pytest.raises(ValueError, match="capacity 63 is under the 64 sequences"):
         cloze_mask(items, 0.9, capacity=rows - 1)
+
+
+def test_capacity_keeps_a_uniform_choice_of_the_extra_masks():
+    """Over many draws every extra (not first) masked position survives the cap about as
+    often as any other."""
+    items = torch.arange(1, 9).repeat(2, 1)  # two full sequences of 8
+    kept = torch.zeros(items.shape)
+    for seed in range(400):
+        torch.manual_seed(seed)
+        kept += cloze_mask(items, 0.999, capacity=6).float()
+    assert (kept[:, 0] == 400).all()  # each sequence's first masked position, always
+    extra = kept[:, 1:] / 400  # 4 of the 14 others a draw
+    assert ((extra - 4 / 14).abs() < 0.08).all(), extra
 
 
 def test_last_item_samples_mask_the_last_real_item_alone():
@@ -98,9 +113,13 @@ def test_validation_and_test_items_never_enter_training_inputs():
         unmasked = [i if i != objective.mask_token else None for i in row.tolist() if i != 0]
         assert len(unmasked) == len(train_part)
         assert all(u in (None, t) for u, t in zip(unmasked, train_part, strict=True))
+    # The masked positions, then (to the cap's fixed length) index 0 with target 0: padding.
+    masked = targets != 0
+    assert masked.sum() == (inputs == objective.mask_token).sum() < len(targets)
+    assert not masked[masked.sum():].any() and (positions[~masked] == 0).all()
     flat = torch.as_tensor(objective.windows).view(-1)
-    assert torch.equal(targets, flat[positions])
-    assert (inputs.view(-1)[positions] == objective.mask_token).all()
+    assert torch.equal(targets[masked], flat[positions[masked]])
+    assert (inputs.view(-1)[positions[masked]] == objective.mask_token).all()
     for split, holdout in (("valid", 2), ("test", 1)):
         history = objective.histories[split]
         assert (history[:, -1] == objective.mask_token).all()
