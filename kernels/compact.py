@@ -69,13 +69,15 @@ def expand_rows_kernel(owner_ptr, acc_ptr, acc_row_stride, out_ptr, out_row_stri
 
 
 def compact_accumulator(targets: torch.Tensor, ids: torch.Tensor | None, num_rows: int,
-                        dim: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+                        dim: int, always: bool = False,
+                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(owners, zeroed float32 accumulator) when the batch names fewer positions than the
-    table has rows, else None (a dense accumulator: full catalog, ids drawn per position in
-    the kernels, or at least as many ids as rows). `owners` (num_rows,) int32; the
-    accumulator has a row per position: `len(targets) + ids.numel()`. `targets` contiguous,
-    `ids` (N,) or (rows, N) with contiguous rows."""
-    if ids is None or len(targets) + ids.numel() >= num_rows:
+    table has rows (or `always`, where ids exist), else None (a dense accumulator: full
+    catalog, ids drawn per position in the kernels, or at least as many ids as rows).
+    `owners` (num_rows,) int32; the accumulator has a row per position:
+    `len(targets) + ids.numel()`. `targets` contiguous, `ids` (N,) or (rows, N) with
+    contiguous rows."""
+    if ids is None or (len(targets) + ids.numel() >= num_rows and not always):
         return None
     positions = len(targets) + ids.numel()
     owners = torch.full((num_rows,), UNTOUCHED, dtype=torch.int32, device=targets.device)
@@ -86,6 +88,17 @@ def compact_accumulator(targets: torch.Tensor, ids: torch.Tensor | None, num_row
         positions, owners, accumulator, accumulator.stride(0), dim, BLOCK=block,
         BLOCK_D=min(64, triton.next_power_of_2(dim)))
     return owners, accumulator
+
+
+def sparse_gradient(targets: torch.Tensor, ids: torch.Tensor, accumulator: torch.Tensor,
+                    num_rows: int) -> torch.Tensor:
+    """The (num_rows, d) table gradient as a sparse COO tensor, uncoalesced: an entry per
+    position, its row the one the position names, its value the accumulator's row. Only
+    owners' rows hold gradient (the others stay zero), so duplicates sum to the dense
+    gradient, and no count is read back from the device to build it."""
+    rows = torch.cat([targets.view(-1).long(), ids.reshape(-1).long()])
+    return torch.sparse_coo_tensor(rows[None], accumulator, (num_rows, accumulator.shape[1]),
+                                   check_invariants=False)  # rows are ids of the table
 
 
 def expand_gradient(owners: torch.Tensor, accumulator: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from cce_tune.kernels.cce_scores import (
     draw_negatives_kernel,
     precision_for,
 )
-from cce_tune.kernels.compact import compact_accumulator, expand_gradient
+from cce_tune.kernels.compact import compact_accumulator, expand_gradient, sparse_gradient
 from cce_tune.kernels.config import NEGATIVE_MODES
 from cce_tune.kernels.reference import check_reduction
 
@@ -140,6 +140,7 @@ class _Plan:
     log2_others: float
     has_log_q: bool
     sampled_softmax: bool
+    sparse_item_grad: bool  # the table's gradient as a sparse tensor of the touched rows
     precision: str
     blocks: dict[str, Blocks]  # by kernel
     block_d: int
@@ -181,7 +182,7 @@ def _check_inputs(hidden, item_emb, targets) -> None:
 
 
 def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negatives,
-          temperature, has_log_q, sampled_softmax) -> _Plan:
+          temperature, has_log_q, sampled_softmax, sparse_item_grad=False) -> _Plan:
     block_d = max(16, triton.next_power_of_2(hidden.shape[1]))
     if tiled and (tile_size < 16 or tile_size & (tile_size - 1)):
         raise ValueError(f"tile_size must be a power of two >= 16, got {tile_size}")
@@ -199,7 +200,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
         items_in_hidden=items_in_hidden,
         num_negatives=num_negatives, num_items=item_emb.shape[0] - 1,
         inv_temperature=1.0 / temperature, log2_others=math.log2(max(1, item_emb.shape[0] - 2)),
-        has_log_q=has_log_q, sampled_softmax=sampled_softmax,
+        has_log_q=has_log_q, sampled_softmax=sampled_softmax, sparse_item_grad=sparse_item_grad,
         precision=precision_for(hidden.dtype), blocks=blocks, block_d=block_d,
     )
 
@@ -264,7 +265,8 @@ class _CCEMinus(torch.autograd.Function):
         grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
         totals_arg = totals if totals is not None else lse  # read only for the mean
         d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
-        owners, d_items = (compact_accumulator(targets, ids, item_emb.shape[0], dim)
+        owners, d_items = (compact_accumulator(targets, ids, item_emb.shape[0], dim,
+                                               always=plan.sparse_item_grad)
                            or (None, torch.zeros(item_emb.shape, dtype=torch.float32,
                                                  device=hidden.device)))
         owners_arg = targets if owners is None else owners  # unused pointer when dense
@@ -292,7 +294,9 @@ class _CCEMinus(torch.autograd.Function):
                 COMPACT=owners is not None, MEAN=ctx.mean, **plan.constants("items"),
             )
         d_items = d_items.to(item_emb.dtype)  # frees the float32 rows before the table exists
-        if owners is not None:
+        if plan.sparse_item_grad:
+            d_items = sparse_gradient(targets, ids, d_items, item_emb.shape[0])
+        elif owners is not None:
             d_items = expand_gradient(owners, d_items)
         return d_hidden, d_items, None, None, None, None, None, None
 
@@ -326,11 +330,16 @@ def cce_minus(
     temperature: float = 1.0,
     log_q: torch.Tensor | None = None,
     sampled_softmax: bool = False,
+    sparse_item_grad: bool = False,
 ) -> torch.Tensor:
     """Fused `kernels.reference.ce_minus`: same arguments, same result, no logits in memory.
 
     `negatives` is an id tensor, (N,) shared, (tokens, N) per position, or (tiles, N) with
     `tile_size`, or an `InKernelNegatives` to draw them inside the kernels.
+    `sparse_item_grad` returns `item_emb`'s gradient as a sparse tensor of the rows the
+    batch touches (as `nn.Embedding(sparse=True)` does): with a catalog of millions, the
+    dense (rows, d) gradient would be most of the step's memory. It needs the negatives'
+    ids: explicit, or drawn in the shared and tile modes, not per position in the kernels.
     """
     _check_inputs(hidden, item_emb, targets)
     if isinstance(negatives, InKernelNegatives):
@@ -360,13 +369,16 @@ def cce_minus(
             if ids.shape[0] != rows:
                 raise ValueError(f"{mode} negatives need {rows} rows, got {ids.shape[0]}")
         ids = _rows(ids)
+    if sparse_item_grad and ids is None:
+        raise ValueError("sparse_item_grad needs the negatives' ids: the shared or tile mode, "
+                         "or explicit ids; per position in the kernels, no id is stored")
     if log_q is not None and log_q.shape != item_emb.shape[:1]:
         raise ValueError(f"log_q needs one value per row of item_emb ({item_emb.shape[0]}), "
                          f"got {tuple(log_q.shape)}")
     plan = _plan(hidden, item_emb, id_source=id_source, gather=mode == "per_position",
                  tiled=mode == "tile", tile_size=tile_size or 1, num_negatives=num_negatives,
                  temperature=temperature, has_log_q=log_q is not None,
-                 sampled_softmax=sampled_softmax)
+                 sampled_softmax=sampled_softmax, sparse_item_grad=sparse_item_grad)
     log_q = None if log_q is None else (log_q.float() * LOG2E).contiguous()
     return _CCEMinus.apply(hidden, item_emb, targets, ids, seed, log_q, plan,
                            check_reduction(reduction))
@@ -428,10 +440,11 @@ class CCEMinus(nn.Module):
     """`cce_minus` as a module, configured once: `CCEMinus(temperature=0.5)(h, e, t, negs)`."""
 
     def __init__(self, *, tile_size: int | None = None, reduction: str = "mean",
-                 temperature: float = 1.0, sampled_softmax: bool = False) -> None:
+                 temperature: float = 1.0, sampled_softmax: bool = False,
+                 sparse_item_grad: bool = False) -> None:
         super().__init__()
         self.options = dict(tile_size=tile_size, reduction=reduction, temperature=temperature,
-                            sampled_softmax=sampled_softmax)
+                            sampled_softmax=sampled_softmax, sparse_item_grad=sparse_item_grad)
 
     def forward(self, hidden, item_emb, targets, negatives, log_q=None) -> torch.Tensor:
         return cce_minus(hidden, item_emb, targets, negatives, log_q=log_q, **self.options)

@@ -56,18 +56,25 @@ def ce(
     return reduce(loss, targets, reduction)
 
 
+def _rows(item_emb: torch.Tensor, ids: torch.Tensor, sparse: bool) -> torch.Tensor:
+    """`item_emb[ids]`; with `sparse`, its gradient a sparse tensor of those rows."""
+    return F.embedding(ids, item_emb, sparse=True) if sparse else item_emb[ids]
+
+
 def _negative_scores(
-    hidden: torch.Tensor, item_emb: torch.Tensor, negatives: torch.Tensor, tile_size: int | None
+    hidden: torch.Tensor, item_emb: torch.Tensor, negatives: torch.Tensor, tile_size: int | None,
+    sparse: bool = False,
 ) -> torch.Tensor:
     """(tokens, N) scores of each token against its negatives."""
+    rows = _rows(item_emb, negatives, sparse)
     if negatives.dim() == 1:
-        return hidden @ item_emb[negatives].T
+        return hidden @ rows.T
     if tile_size is None:  # per position: a (tokens, N, d) gather
-        return torch.einsum("td,tnd->tn", hidden, item_emb[negatives])
+        return torch.einsum("td,tnd->tn", hidden, rows)
     tokens, dim = hidden.shape
     tiles = negatives.shape[0]
     padded = F.pad(hidden, (0, 0, 0, tiles * tile_size - tokens)).view(tiles, tile_size, dim)
-    scores = torch.bmm(padded, item_emb[negatives].transpose(1, 2))
+    scores = torch.bmm(padded, rows.transpose(1, 2))
     return scores.reshape(tiles * tile_size, -1)[:tokens]
 
 
@@ -82,6 +89,7 @@ def ce_minus(
     temperature: float = 1.0,
     log_q: torch.Tensor | None = None,
     sampled_softmax: bool = False,
+    sparse_item_grad: bool = False,
 ) -> torch.Tensor:
     """Cross-entropy over the positive and N sampled negatives (softmax over 1 + N).
 
@@ -89,11 +97,15 @@ def ce_minus(
     item's log sampling probability, subtracted from every score so that popularity-sampled
     negatives are unbiased. `sampled_softmax` adds log((V - 1) / kept negatives) to negative
     scores, so that CE with uniform negatives estimates the full-catalog CE.
+    `sparse_item_grad` gathers rows as `nn.Embedding(sparse=True)` does: `item_emb`'s
+    gradient is a sparse tensor of the rows the batch touches.
     """
     tokens = hidden.shape[0]
     neg_ids = per_token(negatives, tokens, tile_size).expand(tokens, -1)
-    positive = _wide((hidden * item_emb[targets]).sum(-1)) / temperature
-    negative = _wide(_negative_scores(hidden, item_emb, negatives, tile_size)) / temperature
+    positive = _wide((hidden * _rows(item_emb, targets, sparse_item_grad)).sum(-1))
+    positive = positive / temperature
+    negative = _wide(_negative_scores(hidden, item_emb, negatives, tile_size,
+                                      sparse_item_grad)) / temperature
     if log_q is not None:
         positive = positive - log_q[targets]
         negative = negative - log_q[neg_ids]

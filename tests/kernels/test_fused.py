@@ -125,6 +125,41 @@ def test_in_kernel_ids_are_uniform_over_the_catalog_and_follow_the_seed():
     assert len(torch.unique(first, dim=0)) == 5  # rows differ
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_sparse_item_gradients_hold_the_dense_ones(mode):
+    """The table's gradient as a sparse tensor: an entry per position (targets, then ids),
+    summing to the dense gradient; the reference gathers as nn.Embedding(sparse=True)."""
+    problem = fp32_problem(mode)
+    wide = make_problem_like(problem, torch.float64)
+    dense = grads(reference.ce_minus, wide, tile_size=problem.tile_size)
+    loss, d_hidden, d_items = grads(cce_minus, problem, tile_size=problem.tile_size,
+                                    sparse_item_grad=True)
+    assert d_items.is_sparse
+    assert d_items._nnz() == len(problem.targets) + problem.negatives.numel()
+    errors = relative_errors((loss, d_hidden, d_items.to_dense()), dense)
+    assert all(error < 1e-5 for error in errors), errors
+    reference_sparse = grads(reference.ce_minus, wide, tile_size=problem.tile_size,
+                             sparse_item_grad=True)[2]
+    assert reference_sparse.is_sparse
+    assert torch.allclose(reference_sparse.to_dense(), dense[2])
+
+
+def test_sparse_item_gradients_of_ids_drawn_in_the_kernels():
+    problem = fp32_problem("tile")
+    negatives = InKernelNegatives(21, mode="tile", tile_size=16, seed=11)
+    ids = in_kernel_ids(negatives, 37, problem.num_items, DEVICE)
+    d_items = grads(lambda h, e, t, n: cce_minus(h, e, t, negatives, sparse_item_grad=True),
+                    problem)[2]
+    expected = grads(lambda h, e, t, n: reference.ce_minus(h, e, t, ids.to(h.device),
+                                                           tile_size=16),
+                     make_problem_like(problem, torch.float64))[2]
+    assert relative_errors([d_items.to_dense()], [expected])[0] < 1e-5
+    per_position = InKernelNegatives(21, mode="per_position")
+    with pytest.raises(ValueError, match="sparse_item_grad needs the negatives' ids"):
+        cce_minus(problem.hidden, problem.emb, problem.targets, per_position,
+                  sparse_item_grad=True)
+
+
 def test_the_seed_is_read_from_device_memory():
     """What a step replayed from a CUDA graph relies on: the same launch, a new seed written
     in place, new ids."""
@@ -229,7 +264,7 @@ def test_large_catalog_accumulates_touched_rows_only(mode, monkeypatch):
     compact_calls = []
     compact = fused_module.compact_accumulator
     monkeypatch.setattr(fused_module, "compact_accumulator",
-                        lambda *a: compact_calls.append(compact(*a)) or compact_calls[-1])
+                        lambda *a, **k: compact_calls.append(compact(*a, **k)) or compact_calls[-1])
     problem = fp32_problem(mode, num_items=2000)
     check(cce_minus, reference.ce_minus, problem, tile_size=problem.tile_size)
     owners, accumulator = compact_calls[-1]
