@@ -232,7 +232,10 @@ def _scale(key: str, spec: Any, where: str, params: tuple[Param, ...],
         raise SpaceError(f"{where}: {path}: only a searched real knob (uniform or "
                          f"log_uniform in params) can be scaled, not {key!r}")
     if not isinstance(spec, dict) or set(spec) != set(SCALE_KEYS):
-        raise SpaceError(f"{where}: {path}: give {', '.join(SCALE_KEYS)}, e.g. "
+        unknown = sorted(set(spec) - set(SCALE_KEYS)) if isinstance(spec, dict) else []
+        raise SpaceError(f"{where}: {path}: "
+                         + (f"unknown key {unknown[0]!r}; " if unknown else "")
+                         + f"give {', '.join(SCALE_KEYS)}, e.g. "
                          "{by: batch_size, reference: 128, power: 0.5}")
     by = spec["by"]
     if by in scaled and by != key:
@@ -246,10 +249,14 @@ def _scale(key: str, spec: Any, where: str, params: tuple[Param, ...],
         raise SpaceError(f"{where}: {path}.by: {by!r} is not another numeric knob of the "
                          "space")
     reference, power = spec["reference"], spec["power"]
+    if not _numbers([reference]) or reference <= 0:
+        raise SpaceError(f"{where}: {path}.reference: {reference!r} is not a positive number")
+    if not _numbers([power]):
+        raise SpaceError(f"{where}: {path}.power: {power!r} is not a number (0.5: square root)")
     values = list(searched[by].values) if by in searched else [fixed[by]]
-    if not _numbers([reference, power]) or reference <= 0 or min(values) <= 0:
-        raise SpaceError(f"{where}: {path}: reference must be a positive number, power a "
-                         f"number and {by} positive, got {reference!r} and {power!r}")
+    if min(values) <= 0:
+        raise SpaceError(f"{where}: {path}.by: {by} takes {min(values)}; scaling needs it "
+                         "positive")
     return Scale(key, by, float(reference), float(power))
 
 

@@ -49,12 +49,14 @@ def test_a_scaled_knob_trains_at_its_drawn_value_times_the_rule():
     ({"batch_size": {"by": "lr", "reference": 128, "power": 0.5}},
      "only a searched real knob"),
     ({"lr": {"by": "batch_size", "reference": 128}}, "give by, reference, power"),
+    ({"lr": {"by": "batch_size", "reference": 128, "power": 0.5, "base": 1}},
+     "unknown key 'base'; give by, reference, power"),
     ({"lr": {"by": "lr", "reference": 128, "power": 0.5}}, "not another numeric knob"),
     ({"lr": {"by": "loss", "reference": 128, "power": 0.5}}, "not another numeric knob"),
     ({"lr": {"by": "batch_size", "reference": 0, "power": 0.5}},
-     "reference must be a positive number"),
-    ({"lr": {"by": "batch_size", "reference": 128, "power": True}},
-     "reference must be a positive number, power a number"),
+     "scale.lr.reference: 0 is not a positive number"),
+    ({"lr": {"by": "batch_size", "reference": 128, "power": "half"}},
+     "scale.lr.power: 'half' is not a number"),
     ({"lr": {"by": "dropout", "reference": 0.1, "power": 1},
       "dropout": {"by": "batch_size", "reference": 128, "power": 1}}, "is scaled itself"),
 ])
@@ -67,7 +69,7 @@ def test_a_bad_scale_rule_names_the_key_and_what_is_allowed(scale, message):
 
 def test_a_scale_by_a_knob_that_can_be_zero_is_refused():
     from cce_tune.search_spaces import SpaceError
-    with pytest.raises(SpaceError, match="max_len positive"):
+    with pytest.raises(SpaceError, match="max_len takes 0; scaling needs it positive"):
         scaled_space({"params": {**SCALED["params"], "max_len": {"choices": [0, 50]}},
                       "scale": {"lr": {"by": "max_len", "reference": 50, "power": 1}}})
 

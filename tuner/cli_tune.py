@@ -25,7 +25,11 @@ def duration(text: str) -> float:
     unit = text[-1:].lower()
     scale = DURATION_UNITS.get(unit, 1)
     number = text[:-1] if unit in DURATION_UNITS else text
-    value = parse_number(number, float, "a duration; write e.g. 600, 30m or 2h")
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; write e.g. 600, 90s, 30m or 2h") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be longer than 0")
     return value * scale
@@ -134,6 +138,8 @@ def run_tune(args: argparse.Namespace) -> None:
                                "keeps a memory pool that the memory model, which vets every "
                                "trial, does not describe yet")
         _check_budget_fits_the_gpu(args.gpu_mem, args.address)
+        if not args.address:  # this machine's GPUs, before anything is written
+            _check_local_gpus_per_trial(args.gpus_per_trial)
         family = get(args.model)
         data = family.data_options(args)
         dataset = family.data_name(data)
@@ -176,6 +182,14 @@ def _check_budget_fits_the_gpu(budget_bytes: int, address: str | None) -> None:
         raise CceTuneError(f"--gpu-mem {format_bytes(budget_bytes)} is more than this "
                            f"machine's GPU has ({format_bytes(total)} on "
                            f"{torch.cuda.get_device_name(0)}); give at most that")
+
+
+def _check_local_gpus_per_trial(gpus_per_trial: float | None) -> None:
+    import torch
+
+    from cce_tune.tuner.search import _check_gpus_per_trial
+
+    _check_gpus_per_trial(gpus_per_trial, torch.cuda.device_count())
 
 
 def _check_budget_fits_the_cluster(budget_bytes: int, address: str) -> None:

@@ -111,12 +111,12 @@ class ProgressTable(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self._row(trial).result = result
+        memory = (f"peak allocated {result['peak_memory_gb']:.2f} GB (estimate "
+                  f"{result['estimate_gb']:.2f} GB)" if result['memory_measured'] else
+                  f"estimated peak {result['estimate_gb']:.2f} GB (no GPU measured it)")
         self._event(trial, None, (
             f"epoch {result['epoch']}  {self.family.quality_label} "
-            f"{result[self.family.quality]:.4f}  {result['epoch_seconds']:.1f} s  "
-            f"peak allocated {result['peak_memory_gb']:.2f} GB "
-            f"({'measured' if result['memory_measured'] else 'estimated'}; "
-            f"estimate {result['estimate_gb']:.2f} GB)"))
+            f"{result[self.family.quality]:.4f}  {result['epoch_seconds']:.1f} s  {memory}"))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.done += 1

@@ -47,6 +47,8 @@ def test_bad_input_is_one_clear_line(argv, message, capsys):
     (["train", "--batch-size", "0"], "0 must be at least 1"),
     (["train", "--dropout", "1.5"], "1.5 must be in [0, 1)"),
     (["train", "--loss", "softmax"], "invalid choice: 'softmax'"),
+    (["tune", "--time-budget", "2hours"], "'2hours' is not a duration; write e.g. 600, 90s"),
+    (["tune", "--time-budget", "0m"], "'0m' must be longer than 0"),
 ])
 def test_bad_arguments_name_value_and_valid_range(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

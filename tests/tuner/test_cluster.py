@@ -64,17 +64,24 @@ def test_a_trial_over_two_gpus_trains_data_parallel_through_ray_train(tmp_path,
         assert all(e["ranks"] == 2 for e in epochs)  # rank 0 of a group of two reported
 
 
-def test_gpus_per_trial_is_a_share_of_one_or_a_whole_number(capsys):
+def test_gpus_per_trial_is_a_share_of_one_or_a_whole_number(capsys, tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         main(["--dataset", "synthetic", "--gpus-per-trial", "1.5"])
     assert "1.5 is neither a share of one GPU" in capsys.readouterr().err
+    # more than this machine has: refused before Ray starts or anything is written
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    run_dir = tmp_path / "run"
+    assert main(["--dataset", "synthetic", "--gpu-mem", "40GB", "--gpus-per-trial", "2",
+                 "--out", str(run_dir)]) == 2
+    assert "there are 1 GPUs to train on" in capsys.readouterr().err
+    assert not run_dir.exists()
 
 
 def test_more_gpus_per_trial_than_the_cluster_has_is_refused():
     from cce_tune.tuner.errors import CceTuneError
     from cce_tune.tuner.search import _check_gpus_per_trial, _parallel_trials_at_once
 
-    with pytest.raises(CceTuneError, match="--gpus-per-trial 4: the Ray cluster has 2 GPUs"):
+    with pytest.raises(CceTuneError, match="--gpus-per-trial 4: there are 2 GPUs to train"):
         _check_gpus_per_trial(4.0, 2.0)
     _check_gpus_per_trial(0.5, 0.0)  # a share of one GPU: Ray places it, or waits
     assert _parallel_trials_at_once(2.0, 5.0) == 2 and _parallel_trials_at_once(1.0, 5.0) is None

@@ -31,7 +31,7 @@ def test_without_a_terminal_each_event_is_a_line(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("[  1/2] start  loss=cce_minus  B=512  N=4096  L=50  d=64  "
                                "lr=0.001")
-    assert "NDCG@10 0.4321  3.2 s  peak allocated 1.50 GB (measured; estimate 1.60 GB)" in (
+    assert "NDCG@10 0.4321  3.2 s  peak allocated 1.50 GB (estimate 1.60 GB)" in (
         lines[2])
     assert "estimate 4.00 GB of the 40.00 GB budget (with CUDA context" in lines[0]
     assert lines[3] == "[  1/2] completed at epoch 2 (1 ended)"

@@ -24,8 +24,11 @@ BACKEND_ENV = "CCE_TUNE_DDP_BACKEND"
 
 
 def run_parallel_trial(config: dict[str, Any], data: SequenceData, settings: TrialSettings,
-                       configure: Callable[[dict[str, Any], Any], Any], workers: int) -> None:
-    """Train `config` on `workers` GPUs through a Ray Train run, reporting to this trial."""
+                       configure: Callable[[dict[str, Any], Any], Any], workers: int,
+                       train: Callable[..., None]) -> None:
+    """Train `config` on `workers` GPUs through a Ray Train run, reporting to this trial:
+    each worker calls `train(run, config, data, settings, configure)` (the single-GPU
+    trial's training, `tuner.sequences.trial.train_and_report`)."""
     import ray
     from ray import tune
     from ray.train import RunConfig, ScalingConfig
@@ -36,7 +39,7 @@ def run_parallel_trial(config: dict[str, Any], data: SequenceData, settings: Tri
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"config": config, "data": ray.put(data), "settings": settings,
-                           "configure": configure},
+                           "configure": configure, "train": train},
         torch_config=TorchConfig(backend=os.environ.get(BACKEND_ENV)),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=True,
                                      resources_per_worker={"CPU": 1, "GPU": 1}),
@@ -52,10 +55,9 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     import ray
     import ray.train
 
-    from cce_tune.tuner.sequences.trial import train_and_report
     from cce_tune.tuner.trial import TrialRun
 
     config = loop_config["config"]
     run = TrialRun(config, loop_config["settings"], report=ray.train.report)
-    train_and_report(run, config, ray.get(loop_config["data"]), loop_config["settings"],
-                     loop_config["configure"])
+    loop_config["train"](run, config, ray.get(loop_config["data"]), loop_config["settings"],
+                         loop_config["configure"])

@@ -24,7 +24,7 @@ def run_trial(config: dict[str, Any], data: SequenceData, settings: TrialSetting
     if workers > 1:
         from cce_tune.tuner.sequences.parallel_trial import run_parallel_trial
 
-        run_parallel_trial(config, data, settings, configure, workers)
+        run_parallel_trial(config, data, settings, configure, workers, train_and_report)
         return
     train_and_report(TrialRun(config, settings), config, data, settings, configure)
 
