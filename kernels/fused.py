@@ -178,7 +178,7 @@ def _check_inputs(hidden, item_emb, targets) -> None:
         raise ValueError(f"hidden is {hidden.dtype} but item_emb is {item_emb.dtype}")
     if not hidden.is_cuda and not _interpreted():
         raise ValueError("the fused losses run on CUDA tensors (or under TRITON_INTERPRET=1); "
-                         "use kernels.reference on the CPU")
+                         "use cce_tune.kernels.reference on the CPU")
 
 
 def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negatives,
