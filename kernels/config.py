@@ -38,6 +38,9 @@ class LossConfig:
     sampled_softmax: bool = False
     gbce_t: float = 0.75
     in_kernel_negatives: bool = False  # cce_minus: draw negatives inside the kernel
+    # The item table's gradient as a sparse tensor of the rows a batch touches (the loss's
+    # and the input lookup's), stepped by SparseAdam: for catalogs of millions of items.
+    sparse_item_grad: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
@@ -58,3 +61,11 @@ class LossConfig:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if self.in_kernel_negatives and self.name != "cce_minus":
             raise ValueError(f"in-kernel negatives need loss cce_minus, not {self.name}")
+        if self.sparse_item_grad and self.name not in ("ce_minus", "cce_minus"):
+            raise ValueError(f"sparse item gradients need loss ce_minus or cce_minus, not "
+                             f"{self.name}")
+        if (self.sparse_item_grad and self.in_kernel_negatives
+                and self.negative_mode == "per_position"):
+            raise ValueError("sparse item gradients need the negatives' ids, which in-kernel "
+                             "negatives per position never store: use the tile or shared "
+                             "mode, or leave out --in-kernel-negatives")

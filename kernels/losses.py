@@ -46,10 +46,13 @@ class SequenceLoss(nn.Module):
         config = self.config
         fused = config.name in FUSED_LOSSES and _fused_available(hidden, config.name)
         name = FUSED_LOSSES.get(config.name, config.name)
+        sparse = config.sparse_item_grad
         if fused and torch.is_autocast_enabled(hidden.device.type):
-            # Autocast does not reach inside a custom kernel: cast as it would for a matmul.
+            # Autocast does not reach inside a custom kernel: cast as it would for a matmul
+            # (the table by a cast that passes a sparse gradient back, which `.to` does not).
             dtype = torch.get_autocast_dtype(hidden.device.type)
-            hidden, item_emb = hidden.to(dtype), item_emb.to(dtype)
+            hidden = hidden.to(dtype)
+            item_emb = _CastTable.apply(item_emb, dtype) if sparse else item_emb.to(dtype)
         if name == "ce":
             ce = cce if fused else reference.ce
             return ce(hidden, item_emb, targets, temperature=config.temperature)
@@ -59,18 +62,36 @@ class SequenceLoss(nn.Module):
                                           config.tile_size)
             return cce_minus(hidden, item_emb, targets, negatives,
                              temperature=config.temperature,
-                             sampled_softmax=config.sampled_softmax)
+                             sampled_softmax=config.sampled_softmax, sparse_item_grad=sparse)
         negatives = self.sample(hidden.shape[0], hidden.device)
         if name == "ce_minus":
             ce_minus = cce_minus if fused else reference.ce_minus
             return ce_minus(
                 hidden, item_emb, targets, negatives, tile_size=tile_size,
                 temperature=config.temperature, sampled_softmax=config.sampled_softmax,
+                sparse_item_grad=sparse,
             )
         if config.name == "bce":
             return reference.bce(hidden, item_emb, targets, negatives)
         return reference.gbce(hidden, item_emb, targets, negatives, tile_size=tile_size,
                               t=config.gbce_t)
+
+
+class _CastTable(torch.autograd.Function):
+    """`table.to(dtype)` whose backward casts a sparse gradient's values back (autograd's own
+    cast refuses a sparse gradient)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        ctx.dtype = table.dtype
+        return table.to(dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        if grad.is_sparse:
+            return torch.sparse_coo_tensor(grad._indices(), grad._values().to(ctx.dtype),
+                                           grad.shape, check_invariants=False), None
+        return grad.to(ctx.dtype), None
 
 
 def make_loss(config: LossConfig, num_items: int) -> nn.Module:

@@ -70,7 +70,7 @@ class SASRec(nn.Module):
         super().__init__()
         self.config = config
         self.item_emb = nn.Embedding(config.num_items + 1 + self.extra_rows, config.hidden,
-                                     padding_idx=0)
+                                     padding_idx=0, sparse=config.sparse_embedding)
         self.pos_emb = nn.Embedding(config.max_len, config.hidden)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_blocks))

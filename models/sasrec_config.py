@@ -13,6 +13,9 @@ class SASRecConfig:
     num_blocks: int = 2
     num_heads: int = 1
     dropout: float = 0.2
+    # The item table's gradient from the input lookup as a sparse tensor (nn.Embedding's
+    # sparse=True), to meet a loss that returns its own sparse: no dense (rows, d) gradient.
+    sparse_embedding: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden % self.num_heads:

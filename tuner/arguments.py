@@ -137,6 +137,11 @@ def add_loss_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--in-kernel-negatives", action="store_true",
                        help="cce_minus: draw negatives inside the kernel from a seed, so no id "
                             "tensor exists")
+    group.add_argument("--sparse-item-grad", action="store_true",
+                       help="ce_minus, cce_minus: the item table's gradient as a sparse tensor "
+                            "of the rows a batch touches, stepped by SparseAdam (Adam for the "
+                            "rest): for catalogs of millions (`train` only: the memory model "
+                            "does not describe it yet)")
 
 
 # A tuning trial trains until validation stops improving, so that a large batch that needs
@@ -191,6 +196,7 @@ def loss_config(args: argparse.Namespace) -> LossConfig:
             negative_mode=args.negative_mode, tile_size=args.tile_size,
             temperature=args.temperature, sampled_softmax=args.sampled_softmax,
             gbce_t=args.gbce_t, in_kernel_negatives=args.in_kernel_negatives,
+            sparse_item_grad=args.sparse_item_grad,
         )
     except ValueError as error:
         raise CceTuneError(str(error)) from None
@@ -199,16 +205,16 @@ def loss_config(args: argparse.Namespace) -> LossConfig:
 def train_config(args: argparse.Namespace, **run) -> TrainConfig:
     """The training config the loss and model arguments describe; `run` adds device, seed..."""
     loss = loss_config(args)
-    try:
+    try:  # the model's and the run's own checks, a combination they refuse
         SASRecConfig(num_items=1, hidden=args.hidden, num_heads=args.heads)
+        return TrainConfig(
+            loss=loss, batch_size=args.batch_size, max_len=args.max_len, hidden=args.hidden,
+            num_blocks=args.blocks, num_heads=args.heads, dropout=args.dropout, lr=args.lr,
+            epochs=args.epochs, patience=args.patience, bf16=args.bf16,
+            batch_by_length=not args.random_batches, compile=args.compile,
+            cuda_graphs=args.cuda_graphs,
+            eval_batch_size=args.eval_batch_size, **run,
+        )
     except ValueError as error:
         raise CceTuneError(str(error)) from None
-    return TrainConfig(
-        loss=loss, batch_size=args.batch_size, max_len=args.max_len, hidden=args.hidden,
-        num_blocks=args.blocks, num_heads=args.heads, dropout=args.dropout, lr=args.lr,
-        epochs=args.epochs, patience=args.patience, bf16=args.bf16,
-        batch_by_length=not args.random_batches, compile=args.compile,
-        cuda_graphs=args.cuda_graphs,
-        eval_batch_size=args.eval_batch_size, **run,
-    )
 

@@ -53,6 +53,9 @@ def dataset_shape(args: argparse.Namespace) -> DatasetShape:
 def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None:
     """The estimate of a sequence model's training `config` on the arguments' dataset (its
     size from the cache or metadata, or --num-users / --num-items), or --solve's answer."""
+    if config.loss.sparse_item_grad:
+        raise CceTuneError("--sparse-item-grad: the memory model does not describe sparse item "
+                           "gradients yet; estimate without it")
     if args.solve and not args.gpu_mem:
         raise CceTuneError("--solve needs --gpu-mem, the budget to solve against")
     if args.solve and args.gpus > 1:

@@ -34,6 +34,11 @@ def test_data_prints_summary(capsys):
     (["train", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA GPU"),
     (["train", "--model", "bert4rec", "--cuda-graphs"], "BERT4Rec's step has not been replayed"),
     (["tune", "--gpu-mem", "40GB", "--cuda-graphs"], "--cuda-graphs is for `cce-tune train`"),
+    (["tune", "--gpu-mem", "40GB", "--sparse-item-grad"],
+     "--sparse-item-grad is for `cce-tune train`"),
+    (["estimate", "--sparse-item-grad"], "does not describe sparse item gradients yet"),
+    (["train", "--loss", "gbce", "--sparse-item-grad"],
+     "sparse item gradients need loss ce_minus or cce_minus, not gbce"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert main(argv) == 2

@@ -44,6 +44,11 @@ class TrainConfig:
     exclude_seen: bool = True
     eval_batch_size: int = 1024
 
+    def __post_init__(self) -> None:
+        if self.cuda_graphs and self.loss.sparse_item_grad:
+            raise ValueError("--cuda-graphs and --sparse-item-grad do not combine: SparseAdam "
+                             "counts the touched rows on the host, which a graph cannot replay")
+
 
 CLOZE_GRAPHS = ("--cuda-graphs: BERT4Rec's step has not been replayed from graphs on a GPU "
                 "yet (its masking no longer waits for the device, but nothing has checked it "
@@ -64,6 +69,7 @@ class ClozeConfig(TrainConfig):
     last_item_prob: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.cuda_graphs:
             raise ValueError(CLOZE_GRAPHS)
         if not 0 < self.mask_prob < 1:

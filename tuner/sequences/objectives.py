@@ -144,7 +144,8 @@ class Cloze:
 def _encoder(kind: type[SASRecConfig], config: TrainConfig, num_items: int) -> SASRecConfig:
     """The encoder's config (SASRec's fields, or BERT4Rec's, the same) from a run's."""
     return kind(num_items=num_items, max_len=config.max_len, hidden=config.hidden,
-                num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout)
+                num_blocks=config.num_blocks, num_heads=config.num_heads, dropout=config.dropout,
+                sparse_embedding=config.loss.sparse_item_grad)
 
 
 OBJECTIVES: dict[str, type[NextItem] | type[Cloze]] = {

@@ -9,6 +9,7 @@ module, what a batch feeds it, what it ranks from) is their objective
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -91,12 +92,7 @@ class Setup:
             # sizes share one compiled graph.
             self.model.compile(dynamic=True)
         self.loss_fn = make_loss(config.loss, data.num_items)
-        # Fused on the GPU: one kernel for every parameter instead of a dozen launches per
-        # tensor, which once a step is cut to its real tokens the host could not keep up with.
-        # Capturable: its step count on the device, for a step replayed from a CUDA graph.
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
-                                          fused=device.type == "cuda",
-                                          capturable=config.cuda_graphs)
+        self.optimizer = _optimizer(self.model, config, device)
         # The batch builder: the dataset's training arrays and a batch's loss.
         self.batches = objective(config, DeviceSequences(data, device))
         # Real items and loss tokens per user, on the host: batch widths and weights
@@ -141,6 +137,35 @@ class Setup:
                             batch_size=self.config.eval_batch_size, device=self.device)
 
 
+def _optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
+    """Adam, fused on the GPU: one kernel for every parameter instead of a dozen launches per
+    tensor, which once a step is cut to its real tokens the host could not keep up with;
+    capturable (its step count on the device) for a step replayed from a CUDA graph. With a
+    sparse item gradient, SparseAdam steps the item table (only the rows a batch touched)."""
+    adam = functools.partial(torch.optim.Adam, lr=config.lr, fused=device.type == "cuda",
+                             capturable=config.cuda_graphs)
+    if not config.loss.sparse_item_grad:
+        return adam(model.parameters())
+    table = model.item_emb.weight
+    return TableApart(torch.optim.SparseAdam([table], lr=config.lr),
+                      adam([p for p in model.parameters() if p is not table]))
+
+
+class TableApart:
+    """One optimizer's interface over two: the item table's and every other parameter's."""
+
+    def __init__(self, table: torch.optim.Optimizer, others: torch.optim.Optimizer) -> None:
+        self.parts = (table, others)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
+
+
 def train(
     config: TrainConfig,
     data: SequenceData,
@@ -169,6 +194,9 @@ def train(
     if world > 1:
         if config.cuda_graphs:
             check_graphable(setup.device, world)
+        if config.loss.sparse_item_grad:
+            raise CceTuneError("--sparse-item-grad does not combine with data-parallel "
+                               "training (NCCL reduces no sparse gradient): leave it out there")
         setup.step_model = replicate(setup.model, setup.device)
     # What trains and evaluates: the setup, or its steps replayed from CUDA graphs.
     runner = GraphedSteps(setup) if config.cuda_graphs else setup
