@@ -4,7 +4,8 @@
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
 # bert4rec, bert4rec-quality, step-profile, step-compiled,
-# batching-quality, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs).
+# batching-quality, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
+# sparse-item-grad).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -177,6 +178,8 @@ for stage in "$@"; do
     batching-quality)  # does grouping users by length cost quality? (and replaying graphs?)
       python3 -m benchmarks.batching_quality --bf16 --cuda-graphs --out-dir "$out" 2>&1 \
         | tail -14 ;;
+    sparse-item-grad)  # issue 19's bar: a loss step's memory with the item gradient dense, sparse
+      python3 -m benchmarks.sparse_item_grad --out-dir "$out" 2>&1 | tail -8 ;;
     step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside
       # the eager epoch (whole logs in the archive); the graph tests and the kernels' first
       python3 -m pytest -q -x tests/tuner/sequences/test_graphed_steps.py \

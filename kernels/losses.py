@@ -52,7 +52,7 @@ class SequenceLoss(nn.Module):
             # (the table by a cast that passes a sparse gradient back, which `.to` does not).
             dtype = torch.get_autocast_dtype(hidden.device.type)
             hidden = hidden.to(dtype)
-            item_emb = _CastTable.apply(item_emb, dtype) if sparse else item_emb.to(dtype)
+            item_emb = cast_table(item_emb, dtype) if sparse else item_emb.to(dtype)
         if name == "ce":
             ce = cce if fused else reference.ce
             return ce(hidden, item_emb, targets, temperature=config.temperature)
@@ -92,6 +92,11 @@ class _CastTable(torch.autograd.Function):
             return torch.sparse_coo_tensor(grad._indices(), grad._values().to(ctx.dtype),
                                            grad.shape, check_invariants=False), None
         return grad.to(ctx.dtype), None
+
+
+def cast_table(table: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`table.to(dtype)` for a table whose gradient comes back sparse."""
+    return _CastTable.apply(table, dtype)
 
 
 def make_loss(config: LossConfig, num_items: int) -> nn.Module:
