@@ -5,10 +5,13 @@ backward, optimizer step of the item table) with the table's gradient dense (Ada
     python -m benchmarks.sparse_item_grad --out-dir benchmarks/results
 
 As the trainer does it: a float32 table, cast to bf16 for the fused loss (`cce_minus`, tile
-negatives drawn in the kernel), hidden states in bf16. A first step allocates the optimizer's
-state; the second is measured: its peak above what was allocated before it (table, state,
-inputs), and its time. The bar: the sparse peak at most 1/10 of the dense one at 131,072
-tokens, N = 4,095, d = 256, 1M and 10M items. Results: sparse-item-grad-<gpu>.json and .md.
+or shared negatives drawn in the kernel), hidden states in bf16. The sparse gradient has an
+entry per position the batch names where those are fewer than the rows: tile negatives name
+about tokens / 128 x N of them (4.3 M at the bar's point), shared ones N. A first step
+allocates the optimizer's state; the second is measured: its peak above what was allocated
+before it (table, state, inputs), and its time. The bar: the sparse peak at most 1/10 of
+the dense one at 131,072 tokens, N = 4,095, d = 256, 1M and 10M items. Results:
+sparse-item-grad-<gpu>.json and .md.
 """
 
 from __future__ import annotations
@@ -25,15 +28,15 @@ from cce_tune.kernels import InKernelNegatives, cce_minus
 from cce_tune.kernels.losses import cast_table
 
 
-def step_figures(catalog: int, tokens: int, negatives: int, dim: int, sparse: bool,
-                 device: torch.device) -> dict:
+def step_figures(catalog: int, mode: str, tokens: int, negatives: int, dim: int,
+                 sparse: bool, device: torch.device) -> dict:
     """Peak above the step's start (bytes, CUDA only) and seconds of the second step."""
     table = torch.nn.Parameter(torch.randn(catalog + 1, dim, device=device) * dim**-0.5)
     optimizer = (torch.optim.SparseAdam([table]) if sparse
                  else torch.optim.Adam([table], fused=device.type == "cuda"))
     hidden = torch.randn(tokens, dim, device=device, dtype=torch.bfloat16)
     targets = torch.randint(1, catalog + 1, (tokens,), device=device)
-    drawn = InKernelNegatives(negatives, mode="tile", tile_size=128)
+    drawn = InKernelNegatives(negatives, mode=mode, tile_size=128)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
 
     def step() -> None:
@@ -54,12 +57,14 @@ def step_figures(catalog: int, tokens: int, negatives: int, dim: int, sparse: bo
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     peak = torch.cuda.max_memory_allocated() - before if cuda else None
-    return {"catalog": catalog, "sparse": sparse, "step_ms": seconds * 1e3, "peak_bytes": peak}
+    return {"catalog": catalog, "mode": mode, "sparse": sparse, "step_ms": seconds * 1e3,
+            "peak_bytes": peak}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalogs", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--modes", nargs="+", default=["tile", "shared"])
     parser.add_argument("--tokens", type=int, default=131_072)
     parser.add_argument("--negatives", type=int, default=4095)
     parser.add_argument("--dim", type=int, default=256)
@@ -70,12 +75,13 @@ def main() -> None:
     device = torch.device(args.device)
     rows = []
     for catalog in args.catalogs:
-        for sparse in (False, True):
-            rows.append(step_figures(catalog, args.tokens, args.negatives, args.dim, sparse,
-                                     device))
-            print(rows[-1], flush=True)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+        for mode in args.modes:
+            for sparse in (False, True):
+                rows.append(step_figures(catalog, mode, args.tokens, args.negatives, args.dim,
+                                         sparse, device))
+                print(rows[-1], flush=True)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     text = markdown(rows, command_line("benchmarks.sparse_item_grad", args), name)
     print(text)
@@ -90,14 +96,15 @@ def main() -> None:
 
 def markdown(rows: list[dict], command: str, device: str) -> str:
     lines = [f"# Item gradients dense and sparse: {device}", "", f"    {command}", "",
-             "| catalog | gradient | step ms | peak above the step's start | sparse / dense |",
-             "|---|---|---|---|---|"]
-    dense = {row["catalog"]: row for row in rows if not row["sparse"]}
+             "| catalog | negatives | gradient | step ms | peak above the step's start | "
+             "sparse / dense |", "|---|---|---|---|---|---|"]
+    dense = {(row["catalog"], row["mode"]): row for row in rows if not row["sparse"]}
     for row in rows:
         peak = row["peak_bytes"]
-        base = dense[row["catalog"]]["peak_bytes"]
+        base = dense[row["catalog"], row["mode"]]["peak_bytes"]
         ratio = f"{peak / base:.3f}" if row["sparse"] and peak and base else ""
-        lines.append(f"| {row['catalog']:,} | {'sparse' if row['sparse'] else 'dense'} | "
+        lines.append(f"| {row['catalog']:,} | {row['mode']} | "
+                     f"{'sparse' if row['sparse'] else 'dense'} | "
                      f"{row['step_ms']:.1f} | "
                      + (f"{peak / 2**30:.2f} GiB" if peak is not None else "-")
                      + f" | {ratio} |")

@@ -69,15 +69,13 @@ def expand_rows_kernel(owner_ptr, acc_ptr, acc_row_stride, out_ptr, out_row_stri
 
 
 def compact_accumulator(targets: torch.Tensor, ids: torch.Tensor | None, num_rows: int,
-                        dim: int, always: bool = False,
-                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
+                        dim: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(owners, zeroed float32 accumulator) when the batch names fewer positions than the
-    table has rows (or `always`, where ids exist), else None (a dense accumulator: full
-    catalog, ids drawn per position in the kernels, or at least as many ids as rows).
-    `owners` (num_rows,) int32; the accumulator has a row per position:
-    `len(targets) + ids.numel()`. `targets` contiguous, `ids` (N,) or (rows, N) with
-    contiguous rows."""
-    if ids is None or (len(targets) + ids.numel() >= num_rows and not always):
+    table has rows, else None (a dense accumulator: full catalog, ids drawn per position in
+    the kernels, or at least as many ids as rows). `owners` (num_rows,) int32; the
+    accumulator has a row per position: `len(targets) + ids.numel()`. `targets` contiguous,
+    `ids` (N,) or (rows, N) with contiguous rows."""
+    if ids is None or len(targets) + ids.numel() >= num_rows:
         return None
     positions = len(targets) + ids.numel()
     owners = torch.full((num_rows,), UNTOUCHED, dtype=torch.int32, device=targets.device)
@@ -90,13 +88,18 @@ def compact_accumulator(targets: torch.Tensor, ids: torch.Tensor | None, num_row
     return owners, accumulator
 
 
-def sparse_gradient(targets: torch.Tensor, ids: torch.Tensor, accumulator: torch.Tensor,
+def sparse_gradient(targets: torch.Tensor, ids: torch.Tensor | None, accumulator: torch.Tensor,
                     num_rows: int) -> torch.Tensor:
-    """The (num_rows, d) table gradient as a sparse COO tensor, uncoalesced: an entry per
-    position, its row the one the position names, its value the accumulator's row. Only
-    owners' rows hold gradient (the others stay zero), so duplicates sum to the dense
-    gradient, and no count is read back from the device to build it."""
-    rows = torch.cat([targets.view(-1).long(), ids.reshape(-1).long()])
+    """The (num_rows, d) table gradient as a sparse COO tensor, uncoalesced, no count read
+    back from the device. From a compact accumulator (a row per position: `ids` given), an
+    entry per position, its row the one the position names: only owners' rows hold gradient
+    (the others stay zero), so duplicates sum to the dense gradient. From a dense one (the
+    batch names as many positions as the table has rows, or more: nothing to save), an
+    entry per table row."""
+    if ids is None:
+        rows = torch.arange(num_rows, device=accumulator.device)
+    else:
+        rows = torch.cat([targets.view(-1).long(), ids.reshape(-1).long()])
     return torch.sparse_coo_tensor(rows[None], accumulator, (num_rows, accumulator.shape[1]),
                                    check_invariants=False)  # rows are ids of the table
 

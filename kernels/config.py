@@ -38,8 +38,9 @@ class LossConfig:
     sampled_softmax: bool = False
     gbce_t: float = 0.75
     in_kernel_negatives: bool = False  # cce_minus: draw negatives inside the kernel
-    # The item table's gradient as a sparse tensor of the rows a batch touches (the loss's
-    # and the input lookup's), stepped by SparseAdam: for catalogs of millions of items.
+    # The item table's gradient as a sparse tensor (the loss's and the input lookup's),
+    # stepped by SparseAdam: less memory where a batch names fewer positions than the
+    # catalog has rows.
     sparse_item_grad: bool = False
 
     def __post_init__(self) -> None:

@@ -265,8 +265,7 @@ class _CCEMinus(torch.autograd.Function):
         grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
         totals_arg = totals if totals is not None else lse  # read only for the mean
         d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
-        owners, d_items = (compact_accumulator(targets, ids, item_emb.shape[0], dim,
-                                               always=plan.sparse_item_grad)
+        owners, d_items = (compact_accumulator(targets, ids, item_emb.shape[0], dim)
                            or (None, torch.zeros(item_emb.shape, dtype=torch.float32,
                                                  device=hidden.device)))
         owners_arg = targets if owners is None else owners  # unused pointer when dense
@@ -295,7 +294,8 @@ class _CCEMinus(torch.autograd.Function):
             )
         d_items = d_items.to(item_emb.dtype)  # frees the float32 rows before the table exists
         if plan.sparse_item_grad:
-            d_items = sparse_gradient(targets, ids, d_items, item_emb.shape[0])
+            d_items = sparse_gradient(targets, None if owners is None else ids, d_items,
+                                      item_emb.shape[0])
         elif owners is not None:
             d_items = expand_gradient(owners, d_items)
         return d_hidden, d_items, None, None, None, None, None, None
@@ -336,10 +336,12 @@ def cce_minus(
 
     `negatives` is an id tensor, (N,) shared, (tokens, N) per position, or (tiles, N) with
     `tile_size`, or an `InKernelNegatives` to draw them inside the kernels.
-    `sparse_item_grad` returns `item_emb`'s gradient as a sparse tensor of the rows the
-    batch touches (as `nn.Embedding(sparse=True)` does): with a catalog of millions, the
-    dense (rows, d) gradient would be most of the step's memory. It needs the negatives'
-    ids: explicit, or drawn in the shared and tile modes, not per position in the kernels.
+    `sparse_item_grad` returns `item_emb`'s gradient as a sparse tensor (as
+    `nn.Embedding(sparse=True)` does): an entry per position the batch names (targets and
+    ids) where they are fewer than the table's rows, which is where it saves memory (shared
+    negatives, or a catalog far larger than the batch's ids), else an entry per row. It needs
+    the negatives' ids: explicit, or drawn in the shared and tile modes, not per position in
+    the kernels.
     """
     _check_inputs(hidden, item_emb, targets)
     if isinstance(negatives, InKernelNegatives):

@@ -138,10 +138,11 @@ def add_loss_arguments(parser: argparse.ArgumentParser) -> None:
                        help="cce_minus: draw negatives inside the kernel from a seed, so no id "
                             "tensor exists")
     group.add_argument("--sparse-item-grad", action="store_true",
-                       help="ce_minus, cce_minus: the item table's gradient as a sparse tensor "
-                            "of the rows a batch touches, stepped by SparseAdam (Adam for the "
-                            "rest): for catalogs of millions (`train` only: the memory model "
-                            "does not describe it yet)")
+                       help="ce_minus, cce_minus, SASRec: the item table's gradient as a "
+                            "sparse tensor of the positions a batch names, stepped by "
+                            "SparseAdam (Adam for the rest): less memory where they are few "
+                            "beside the catalog (`train` only: the memory model does not "
+                            "describe it yet)")
 
 
 # A tuning trial trains until validation stops improving, so that a large batch that needs

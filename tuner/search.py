@@ -398,8 +398,8 @@ def _check_gpus_per_trial(gpus_per_trial: float | None, cluster_gpus: float) -> 
     """A data-parallel trial needs that many GPUs in the cluster, else it would wait forever."""
     workers = data_parallel_workers(gpus_per_trial)
     if workers > 1 and cluster_gpus < workers:
-        raise CceTuneError(f"--gpus-per-trial {gpus_per_trial:g}: there are {cluster_gpus:g} "
-                           "GPUs to train on (this machine's, or with --address the Ray "
+        raise CceTuneError(f"--gpus-per-trial {gpus_per_trial:g}: GPUs to train on: "
+                           f"{cluster_gpus:g} (this machine's, or with --address the Ray "
                            "cluster's); ask for at most that many, or join a larger cluster "
                            "with --address")
 

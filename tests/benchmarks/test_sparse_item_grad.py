@@ -12,5 +12,6 @@ def test_the_benchmark_writes_its_table(tmp_path, monkeypatch):
         "--dim", "16", "--device", "cpu", "--out-dir", str(tmp_path)])
     sparse_item_grad.main()
     rows = json.loads((tmp_path / "sparse-item-grad-cpu.json").read_text())["rows"]
-    assert [(r["catalog"], r["sparse"]) for r in rows] == [(300, False), (300, True)]
-    assert "| 300 | sparse |" in (tmp_path / "sparse-item-grad-cpu.md").read_text()
+    assert [(r["mode"], r["sparse"]) for r in rows] == [
+        ("tile", False), ("tile", True), ("shared", False), ("shared", True)]
+    assert "| 300 | shared | sparse |" in (tmp_path / "sparse-item-grad-cpu.md").read_text()

@@ -39,6 +39,7 @@ def test_data_prints_summary(capsys):
     (["estimate", "--sparse-item-grad"], "does not describe sparse item gradients yet"),
     (["train", "--loss", "gbce", "--sparse-item-grad"],
      "sparse item gradients need loss ce_minus or cce_minus, not gbce"),
+    (["train", "--model", "bert4rec", "--sparse-item-grad"], "not for BERT4Rec yet"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert main(argv) == 2

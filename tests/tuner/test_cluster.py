@@ -73,7 +73,7 @@ def test_gpus_per_trial_is_a_share_of_one_or_a_whole_number(capsys, tmp_path, mo
     run_dir = tmp_path / "run"
     assert main(["--dataset", "synthetic", "--gpu-mem", "40GB", "--gpus-per-trial", "2",
                  "--out", str(run_dir)]) == 2
-    assert "there are 1 GPUs to train on" in capsys.readouterr().err
+    assert "GPUs to train on: 1 (this machine's" in capsys.readouterr().err
     assert not run_dir.exists()
 
 
@@ -81,7 +81,7 @@ def test_more_gpus_per_trial_than_the_cluster_has_is_refused():
     from cce_tune.tuner.errors import CceTuneError
     from cce_tune.tuner.search import _check_gpus_per_trial, _parallel_trials_at_once
 
-    with pytest.raises(CceTuneError, match="--gpus-per-trial 4: there are 2 GPUs to train"):
+    with pytest.raises(CceTuneError, match="--gpus-per-trial 4: GPUs to train on: 2"):
         _check_gpus_per_trial(4.0, 2.0)
     _check_gpus_per_trial(0.5, 0.0)  # a share of one GPU: Ray places it, or waits
     assert _parallel_trials_at_once(2.0, 5.0) == 2 and _parallel_trials_at_once(1.0, 5.0) is None

@@ -72,6 +72,10 @@ class ClozeConfig(TrainConfig):
         super().__post_init__()
         if self.cuda_graphs:
             raise ValueError(CLOZE_GRAPHS)
+        if self.loss.sparse_item_grad:
+            raise ValueError("--sparse-item-grad: not for BERT4Rec yet (its item table is "
+                             "scored without the mask token's row, a slice whose backward "
+                             "takes no sparse gradient); use it with --model sasrec")
         if not 0 < self.mask_prob < 1:
             raise ValueError(f"mask probability must be in (0, 1), got {self.mask_prob}")
         if not 0 <= self.last_item_prob <= 1:

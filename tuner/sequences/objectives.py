@@ -117,11 +117,12 @@ class Cloze:
         """The users in `batch`, their windows cut to the last `width` columns (all by
         default), as (masked inputs (B, width), flat indices of the masked positions, their
         items), both of the cap's length C: past the masked positions, index 0 with item 0,
-        which the loss ignores as padding. A fixed length, so no step waits for the device
-        to count its masks. The cap is the full windows' (`masked_capacity`, which the
-        memory model counts): cutting off padding changes no real item."""
-        items = self.windows[:, -(width or self.config.max_len):][batch]
-        capacity = masked_capacity(len(batch), self.config.max_len, self.config.mask_prob)
+        which the loss ignores as padding. A length known on the host, so no step waits for
+        the device to count its masks. The cap is that of full sequences of the batch's
+        width (`masked_capacity`), at most the full windows' that the memory model counts."""
+        width = width or self.config.max_len
+        items = self.windows[:, -width:][batch]
+        capacity = masked_capacity(len(batch), width, self.config.mask_prob)
         mask = cloze_mask(items, self.config.mask_prob, capacity, self.config.last_item_prob)
         positions = torch.nonzero_static(mask.view(-1), size=capacity, fill_value=-1)[:, 0]
         masked = positions >= 0
