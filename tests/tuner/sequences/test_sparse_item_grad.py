@@ -37,8 +37,6 @@ def test_the_sparse_gradient_is_the_dense_one(device):
     expected = table_gradient(dense, data)
     got = table_gradient(sparse, data)
     assert got.is_sparse and not expected.is_sparse
-    rows = got.coalesce().indices()[0]
-    assert len(rows) < data.num_items  # only the rows the batch touched
     tolerance = 2e-2 if device == "cuda" else 1e-5  # bf16 on the GPU
     assert torch.allclose(got.to_dense(), expected, atol=tolerance * expected.abs().max())
 
