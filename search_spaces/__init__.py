@@ -137,21 +137,20 @@ class SearchSpace:
 
     def suggest(self, trial) -> dict[str, Any]:
         """A configuration drawn from an Optuna trial, scaled knobs at their trained value."""
-        config = {**self.fixed, **{p.name: p.suggest(trial) for p in self.params}}
-        for scale in self.scales:
-            config[scale.knob] = float(f"{config[scale.knob] * scale.factor(config):.4g}")
-        return config
+        return self._scaled({**self.fixed, **{p.name: p.suggest(trial) for p in self.params}})
 
     def grid(self) -> list[dict[str, Any]]:
         """Every configuration of the discrete parameters, continuous ones at their middle
         (a scaled one at its middle times its rule, as a trial trains it)."""
         names = [p.name for p in self.params]
-        points = [{**self.fixed, **dict(zip(names, values, strict=True))}
-                  for values in itertools.product(*(p.grid() for p in self.params))]
-        for point in points:
-            for scale in self.scales:
-                point[scale.knob] = float(f"{point[scale.knob] * scale.factor(point):.4g}")
-        return points
+        return [self._scaled({**self.fixed, **dict(zip(names, values, strict=True))})
+                for values in itertools.product(*(p.grid() for p in self.params))]
+
+    def _scaled(self, config: dict[str, Any]) -> dict[str, Any]:
+        """`config` with each scaled knob at its trained value, to 4 significant digits."""
+        for scale in self.scales:
+            config[scale.knob] = float(f"{config[scale.knob] * scale.factor(config):.4g}")
+        return config
 
     def optuna_params(self, config: dict[str, Any]) -> dict[str, Any]:
         """A configuration as Optuna's parameters, for `enqueue_trial`: a scaled knob's

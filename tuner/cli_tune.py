@@ -188,9 +188,9 @@ def _check_budget_fits_the_gpu(budget_bytes: int, address: str | None) -> None:
 def _check_local_gpus_per_trial(gpus_per_trial: float | None) -> None:
     import torch
 
-    from cce_tune.tuner.search import _check_gpus_per_trial
+    from cce_tune.tuner.search import check_gpus_per_trial
 
-    _check_gpus_per_trial(gpus_per_trial, torch.cuda.device_count())
+    check_gpus_per_trial(gpus_per_trial, torch.cuda.device_count())
 
 
 def _check_budget_fits_the_cluster(budget_bytes: int, address: str) -> None:

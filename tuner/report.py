@@ -268,6 +268,7 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
     counts = trials["status"].value_counts().to_dict()
     family = settings.family
     gaps = trial_gaps(trials, resume_times(settings.run_dir))
+    budget_s = launches_stopped(settings.run_dir)
     lines = [
         f"# cce-tune: {settings.dataset_name}, budget {settings.budget_bytes / GB:g} GB",
         "",
@@ -276,9 +277,8 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         + "(" + ", ".join(f"{n} {status}" for status, n in counts.items()) + "); only "
         f"those that ran to their end (converged, or completed the cap of {settings.epochs} "
         "epochs) are compared",
-        *([f"- the time budget ({launches_stopped(settings.run_dir):g} s) ran out after "
-           f"{len(trials)} launches: no more were proposed"]
-          if launches_stopped(settings.run_dir) is not None else []),
+        *([f"- the time budget ({budget_s:g} s) ran out after {len(trials)} launches: no "
+           "more were proposed"] if budget_s is not None else []),
         f"- proposals rejected before launch by the memory model: {rejected}",
         f"- launched only below {settings.margin:.0%} of the budget by the estimate",
     ]
@@ -348,7 +348,6 @@ def _unfinished(settings: TuneSettings, trials: pd.DataFrame) -> int:
     stopped = launches_stopped(settings.run_dir) is not None
     unproposed = 0 if stopped else settings.trials - len(trials)
     return len(trials) - ended_count(trials) + max(unproposed, 0)
-
 
 
 def ended_count(trials: pd.DataFrame) -> int:

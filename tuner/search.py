@@ -246,9 +246,9 @@ def _run(settings: TuneSettings, run_dir: Path, space: SearchSpace, target: Targ
 
     context = _start_ray(settings)
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
-    _check_gpus_per_trial(settings.gpus_per_trial, cluster_gpus)
+    check_gpus_per_trial(settings.gpus_per_trial, cluster_gpus)
     device_bytes = local_gpu_bytes()
-    if device_bytes is None and ray.cluster_resources().get("GPU", 0) and (
+    if device_bytes is None and cluster_gpus and (
             settings.gpus_per_trial is None):  # a cluster's GPUs, unseen from this driver
         settings = replace(settings, gpus_per_trial=1.0)
     trial_settings = TrialSettings(base=settings.base, budget_bytes=settings.budget_bytes,
@@ -394,7 +394,7 @@ def _parallel_trials_at_once(gpus_per_trial: float | None, cluster_gpus: float) 
     return max(1, int(cluster_gpus // workers)) if workers > 1 else None
 
 
-def _check_gpus_per_trial(gpus_per_trial: float | None, cluster_gpus: float) -> None:
+def check_gpus_per_trial(gpus_per_trial: float | None, cluster_gpus: float) -> None:
     """A data-parallel trial needs that many GPUs in the cluster, else it would wait forever."""
     workers = data_parallel_workers(gpus_per_trial)
     if workers > 1 and cluster_gpus < workers:

@@ -79,9 +79,9 @@ def test_gpus_per_trial_is_a_share_of_one_or_a_whole_number(capsys, tmp_path, mo
 
 def test_more_gpus_per_trial_than_the_cluster_has_is_refused():
     from cce_tune.tuner.errors import CceTuneError
-    from cce_tune.tuner.search import _check_gpus_per_trial, _parallel_trials_at_once
+    from cce_tune.tuner.search import _parallel_trials_at_once, check_gpus_per_trial
 
     with pytest.raises(CceTuneError, match="--gpus-per-trial 4: GPUs to train on: 2"):
-        _check_gpus_per_trial(4.0, 2.0)
-    _check_gpus_per_trial(0.5, 0.0)  # a share of one GPU: Ray places it, or waits
+        check_gpus_per_trial(4.0, 2.0)
+    check_gpus_per_trial(0.5, 0.0)  # a share of one GPU: Ray places it, or waits
     assert _parallel_trials_at_once(2.0, 5.0) == 2 and _parallel_trials_at_once(1.0, 5.0) is None

@@ -86,18 +86,22 @@ class GraphedSteps:
         """Work between epochs on the capture stream, its allocations in the graphs' pool,
         whose blocks are free between replays (the allocator hands a free block only to
         its own stream): it needs no memory beside what the graphs hold."""
+        with self._on_capture_stream(), torch.cuda.use_mem_pool(self.pool,
+                                                                self.setup.device.index):
+            yield
+
+    @contextmanager
+    def _on_capture_stream(self):
+        """Work on the capture stream, ordered after what was queued before and before
+        what is queued after."""
         self.stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.stream), torch.cuda.use_mem_pool(
-                self.pool, self.setup.device.index):
+        with torch.cuda.stream(self.stream):
             yield
         torch.cuda.current_stream().wait_stream(self.stream)
 
     def _eager(self, users: torch.Tensor, width: int, weight: float) -> torch.Tensor:
-        self.stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.stream):
-            loss = self.setup.step(users, width, weight)
-        torch.cuda.current_stream().wait_stream(self.stream)
-        return loss
+        with self._on_capture_stream():
+            return self.setup.step(users, width, weight)
 
     def _capture(self, users: torch.Tensor, width: int) -> _Graph:
         static_users = users.clone()
