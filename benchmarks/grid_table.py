@@ -140,7 +140,7 @@ def solo_epoch_seconds(config: TrainConfig, data, steps: int) -> float:
     setup = Setup(config, data)
     # The trainer's own batches (grouped by length, cut, weighted), in its random order.
     batches = epoch_batches(setup.lengths, config.batch_size, np.random.default_rng(0),
-                            config.batch_by_length, config.max_len, setup.device,
+                            config.batches, config.max_len, setup.device,
                             setup.loss_tokens)
     for batch in batches[:3]:
         setup.step(batch.users, batch.width, batch.weight)

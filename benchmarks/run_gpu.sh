@@ -5,7 +5,7 @@
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
 # bert4rec, bert4rec-quality, step-profile, step-compiled,
 # batching-quality, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
-# sparse-item-grad).
+# step-packed, sparse-item-grad).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -152,7 +152,7 @@ for stage in "$@"; do
         --batch-size 1024 --tag d64-compiled --out-dir "$out" 2>&1 | tail -30 ;;
     step-profile)  # issue 18's two bar settings, profiled (the paper's, the tuner's corner)
       python3 -m benchmarks.step_profile --bf16 --epoch --out-dir "$out" 2>&1 | tail -30
-      python3 -m benchmarks.step_profile --bf16 --epoch --random-batches --tag random \
+      python3 -m benchmarks.step_profile --bf16 --epoch --batches random --tag random \
         --out-dir "$out" 2>&1 | tail -30
       python3 -m benchmarks.step_profile --bf16 --epoch --hidden 64 --max-len 200 \
         --batch-size 1024 --tag d64 --out-dir "$out" 2>&1 | tail -30 ;;
@@ -175,9 +175,10 @@ for stage in "$@"; do
         (( world <= gpus )) || break
         python3 -m benchmarks.dlrm_hybrid --world "$world" --out-dir "$out" 2>&1 | tail -12
       done ;;
-    batching-quality)  # does grouping users by length cost quality? (and replaying graphs?)
-      python3 -m benchmarks.batching_quality --bf16 --cuda-graphs --out-dir "$out" 2>&1 \
-        | tail -14 ;;
+    batching-quality)  # does the way users share a batch cost quality? (and replaying graphs?)
+      python3 -m benchmarks.batching_quality --bf16 --seeds 0 1 2 3 4 --workers 8 \
+        --variants random packed "packed, CUDA graphs" "by length" --out-dir "$out" 2>&1 \
+        | tail -30 ;;
     sparse-item-grad)  # issue 19's bar: a loss step's memory with the item gradient dense, sparse
       python3 -m benchmarks.sparse_item_grad --out-dir "$out" 2>&1 | tail -8 ;;
     step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside
@@ -194,6 +195,21 @@ for stage in "$@"; do
         profile $graphs --hidden 64 --max-len 200 --batch-size 1024 --tag "d64${graphs:+-graphs}"
       done
       tar czf "$out/step-graphs.tgz" -C "$out" step-graphs && rm -rf "$out/step-graphs" ;;
+    step-packed)  # issue 18: packed batches, eager and graphed, at the two bar settings; and
+      # the graphed compiled step (grouped and packed) against the 5 % bar
+      profile() {
+        python3 -m benchmarks.step_profile --bf16 --epoch --out-dir "$out/step-packed" "$@" \
+          2>&1 | tee -a "$out/step-packed/log" | grep -E "^(Wall|A whole|Traceback|\w*Error)"
+      }
+      mkdir -p "$out/step-packed"
+      for graphs in "" --cuda-graphs; do
+        profile --batches packed $graphs --tag "packed${graphs:+-graphs}"
+        profile --batches packed $graphs --hidden 64 --max-len 200 --batch-size 1024 \
+          --tag "d64-packed${graphs:+-graphs}"
+      done
+      profile --cuda-graphs --compile --tag graphs-compiled
+      profile --batches packed --cuda-graphs --compile --tag packed-graphs-compiled
+      tar czf "$out/step-packed.tgz" -C "$out" step-packed && rm -rf "$out/step-packed" ;;
     train-ml20m)
       for precision in fp32 bf16; do
         for loss in ce_minus cce_minus; do

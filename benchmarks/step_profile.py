@@ -32,7 +32,7 @@ from benchmarks.kernels import command_line, gpu_slug
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
 from cce_tune.tuner.sequences.batching import Batch, epoch_batches
-from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
+from cce_tune.tuner.sequences.config import ORDERS, ClozeConfig, TrainConfig
 from cce_tune.tuner.sequences.train import Setup, train
 
 PHASES = ("forward and loss", "backward", "optimizer")
@@ -124,7 +124,7 @@ def profile_steps(setup: Setup, batches: list[Batch]) -> dict:
 
 def padding_share(setup: Setup, batches: list[Batch]) -> float:
     """Of the positions the profiled steps computed, the share that held no item."""
-    computed = sum(len(b.users) * b.width for b in batches)
+    computed = sum(b.positions for b in batches)
     real = sum(int(setup.lengths[b.users.cpu().numpy()].sum()) for b in batches)
     return 1 - real / computed
 
@@ -165,8 +165,9 @@ def main() -> None:
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="the epoch's steps replayed from CUDA graphs (the profiled steps "
                              "run eagerly)")
-    parser.add_argument("--random-batches", action="store_true",
-                        help="users in random order (default: grouped by length, as trained)")
+    parser.add_argument("--batches", choices=ORDERS, default="length",
+                        help="which users share a batch (default: grouped by length, as "
+                             "`train` does)")
     parser.add_argument("--epoch", action="store_true",
                         help="also train two epochs and report the second, as `train` does")
     parser.add_argument("--device", default="auto")
@@ -183,7 +184,7 @@ def main() -> None:
     kind = ClozeConfig if args.model == "bert4rec" else TrainConfig
     config = kind(loss=loss, batch_size=args.batch_size, max_len=args.max_len,
                   hidden=args.hidden, num_blocks=args.blocks, num_heads=args.heads,
-                  bf16=args.bf16, batch_by_length=not args.random_batches, compile=args.compile,
+                  bf16=args.bf16, batches=args.batches, compile=args.compile,
                   device=args.device)
     # The profile's steps run eagerly (a replayed graph is one opaque launch to the profiler);
     # the epoch of --epoch trains as configured.
@@ -191,7 +192,7 @@ def main() -> None:
     setup = Setup(config, data)
     # The batches an epoch trains on, full ones only (the last of an epoch may be short).
     batches = [batch for batch in epoch_batches(
-        setup.lengths, config.batch_size, np.random.default_rng(0), config.batch_by_length,
+        setup.lengths, config.batch_size, np.random.default_rng(0), config.batches,
         config.max_len, setup.device, setup.loss_tokens)
         if len(batch.users) == config.batch_size]
     setup.model.train()

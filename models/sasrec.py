@@ -2,6 +2,8 @@
 
 `forward` returns hidden states, not scores: the loss owns the output projection onto the
 (shared) item embeddings, so a fused loss can score items without materialising logits.
+Given a `Packed` layout, `forward` runs several users' sequences laid end to end with no
+padding (`models.packing`), each attending only to itself.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from cce_tune.models.packing import Packed, packed_attention
 from cce_tune.models.sasrec_config import SASRecConfig, bias_columns
 
 # Not cuDNN's attention: it builds an execution plan per shape and thread, which on an H100
@@ -29,7 +32,12 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
         self.out = nn.Linear(config.hidden, config.hidden)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layout: torch.Tensor | Packed) -> torch.Tensor:
+        """x: (batch, length, hidden) with `layout` the additive bias (`attention_bias`), or
+        (tokens, hidden) of packed sequences with their `Packed` layout."""
+        if isinstance(layout, Packed):
+            return self._packed(x, layout)
+        bias = layout
         batch, length, hidden = x.shape
         q, k, v = self.qkv(x).split(hidden, dim=2)
         shape = (batch, length, self.num_heads, hidden // self.num_heads)
@@ -39,6 +47,11 @@ class CausalSelfAttention(nn.Module):
                 q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
             )
         return self.out(y.transpose(1, 2).reshape(batch, length, hidden))
+
+    def _packed(self, x: torch.Tensor, layout: Packed) -> torch.Tensor:
+        tokens, hidden = x.shape
+        q, k, v = self.qkv(x).view(tokens, 3, self.num_heads, -1).unbind(1)
+        return self.out(packed_attention(q, k, v, layout).reshape(tokens, hidden))
 
 
 class Block(nn.Module):
@@ -57,8 +70,8 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm_attn(x), bias))
+    def forward(self, x: torch.Tensor, layout: torch.Tensor | Packed) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm_attn(x), layout))
         return x + self.drop(self.ffn(self.norm_ffn(x)))
 
 
@@ -84,23 +97,41 @@ class SASRec(nn.Module):
         """Rows score items: row 0 is padding and is never a class."""
         return self.item_emb.weight
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
+    def forward(self, items: torch.Tensor, positions: torch.Tensor | None = None,
+                layout: Packed | None = None) -> torch.Tensor:
         """(batch, length) item ids, left-padded with 0 -> (batch, length, hidden).
 
         Positions count from the right: the last column is position max_len - 1 whatever
         `length` is, so a batch cut to its longest sequence (`tuner.sequences.batching`)
         gives the same outputs as its full windows.
+
+        Packed: (tokens,) item ids of sequences laid end to end as `layout` says, each
+        token's `positions` as a full window numbers its columns -> (tokens, hidden), each
+        sequence's rows those its padded window gives (causal models only).
         """
+        if layout is not None:
+            return self._packed(items, positions, layout)
         length, max_len = items.shape[1], self.config.max_len
         if length > max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {max_len}")
-        real = items != 0
         positions = torch.arange(max_len - length, max_len, device=items.device)
+        x = self._embed(items, positions)
+        return self._encode(x, attention_bias(items != 0, _compute_dtype(x), self.causal))
+
+    def _packed(self, items: torch.Tensor, positions: torch.Tensor,
+                layout: Packed) -> torch.Tensor:
+        if not self.causal:
+            raise ValueError("packed sequences are for causal models only")
+        return self._encode(self._embed(items, positions), layout)
+
+    def _embed(self, items: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Item and position embeddings, padding (item 0) zeroed."""
         x = self.item_emb(items) * math.sqrt(self.config.hidden) + self.pos_emb(positions)
-        x = self.drop(x) * real.unsqueeze(-1)
-        bias = attention_bias(real, _compute_dtype(x), self.causal)
+        return self.drop(x) * (items != 0).unsqueeze(-1)
+
+    def _encode(self, x: torch.Tensor, layout: torch.Tensor | Packed) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x, bias)
+            x = block(x, layout)
         return self.norm(x)
 
 

@@ -13,7 +13,7 @@ from cce_tune.tuner.data import KNOWN_DATASETS, DataOptions
 from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.data.tabular import ColumnNames
 from cce_tune.tuner.errors import CceTuneError
-from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.config import ORDERS, TrainConfig
 
 DEFAULT_NEGATIVES = {"ce": 1, "ce_minus": 256, "bce": 1, "gbce": 256}
 DEFAULT_NEGATIVES |= {fused: DEFAULT_NEGATIVES[ref] for fused, ref in FUSED_LOSSES.items()}
@@ -183,9 +183,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                        help="replay each training step from a CUDA graph, one per batch shape: "
                             "the host launches a whole step at once (SASRec on a GPU, `train` "
                             "only; a shape's first batch runs eagerly, its second is captured)")
-    group.add_argument("--random-batches", action="store_true",
-                       help="users in random order (default: batches of users of similar "
-                            "length); either way a batch is cut to its longest sequence")
+    group.add_argument("--batches", choices=ORDERS, default="length",
+                       help="which users share a batch: 'length', users of similar length, "
+                            "each batch cut to its longest sequence (default); 'random', "
+                            "cut too; 'packed', random users' real items laid end to end, "
+                            "no padding computed (SASRec; fast on a CUDA GPU with --bf16, "
+                            "torch >= 2.10)")
     group.add_argument("--eval-batch-size", type=positive_int, default=1024,
                        help="users ranked at once in evaluation (default: 1024)")
 
@@ -212,7 +215,7 @@ def train_config(args: argparse.Namespace, **run) -> TrainConfig:
             loss=loss, batch_size=args.batch_size, max_len=args.max_len, hidden=args.hidden,
             num_blocks=args.blocks, num_heads=args.heads, dropout=args.dropout, lr=args.lr,
             epochs=args.epochs, patience=args.patience, bf16=args.bf16,
-            batch_by_length=not args.random_batches, compile=args.compile,
+            batches=args.batches, compile=args.compile,
             cuda_graphs=args.cuda_graphs,
             eval_batch_size=args.eval_batch_size, **run,
         )

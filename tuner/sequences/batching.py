@@ -20,6 +20,11 @@ to tens of times more than a long user's (on the H200 it cost 0.5-7 % of validat
 at ml-1m shape, 3 of 3 seeds). Each batch's loss is therefore scaled by its loss tokens
 (expected, for BERT4Rec's random masks) over the epoch's mean per batch (`Batch.weight`),
 so that every token of an epoch weighs the same, as it would in one batch of them all.
+
+Packed (`--batches packed`, SASRec), a batch keeps its random users and lays their real
+items end to end (`models.packing`): no padding is computed and no grouping changes which
+users share a step. Its width is then its tokens, rounded up (`packed_tokens`) so that an
+epoch's batches come in a few shapes, as CUDA graphs want.
 """
 
 from __future__ import annotations
@@ -29,34 +34,50 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cce_tune.tuner.sequences.config import ORDERS
+
 GROUP = 64  # batches per group sorted by length
 # Widths are rounded up to this: the memory-efficient attention wants 16-aligned bias rows,
 # and it bounds the distinct shapes an epoch compiles and caches for.
 WIDTH_MULTIPLE = 16
+# A packed batch's tokens are rounded up to this, with one token more at least: the padding
+# is a sequence of its own, never empty.
+PACKED_MULTIPLE = 1024
 
 
 @dataclass(frozen=True)
 class Batch:
     users: torch.Tensor  # user ids, on the training device
-    width: int  # the last columns of the windows that hold every real item of `users`
+    # The last columns of the windows that hold every real item of `users`; packed, the
+    # tokens their real items are laid out in.
+    width: int
     weight: float = 1.0  # the loss tokens of `users` over the epoch's mean per batch
     host_users: np.ndarray | None = None  # the same ids on the host
+    packed: bool = False
+
+    @property
+    def positions(self) -> int:
+        """The positions a step computes, padding included."""
+        return self.width if self.packed else len(self.users) * self.width
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                  by_length: bool, max_width: int, device: torch.device,
+                  order_by: str, max_width: int, device: torch.device,
                   tokens: np.ndarray | None = None) -> list[Batch]:
     """One epoch's batches over the users with something to train on, in training order.
 
     `lengths[u]`: real items in user u's training input; `max_width`: the windows' width;
     `tokens[u]`: the loss's tokens user u brings, expected (`lengths` by default), which
-    the batches' weights count. Without `by_length` users come in random order (each batch
-    still cut, and weighted).
+    the batches' weights count. `order_by` is one of ORDERS: "length" groups users of
+    similar length; "random" and "packed" take them in random order, each batch cut (and
+    weighted), or packed.
     """
+    if order_by not in ORDERS:
+        raise ValueError(f"batches {order_by!r}: choose one of {', '.join(ORDERS)}")
     tokens = lengths if tokens is None else tokens
     order = rng.permutation(np.flatnonzero(lengths > 0))
     starts = range(0, len(order), batch_size)
-    if by_length:
+    if order_by == "length":
         # Sorted by width, not by exact length: users of one width stay in the random
         # order the permutation gave them, so a small dataset (one group) still draws new
         # batches every epoch; the widths, hence the work, are the same.
@@ -71,10 +92,20 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
     batches = []
     for start in starts:
         users = order[start:start + batch_size]
-        batches.append(Batch(on_device[start:start + batch_size],
-                             batch_width(lengths[users], max_width),
-                             float(tokens[users].sum() / mean_tokens), users))
+        packed = order_by == "packed"
+        width = (packed_tokens(int(lengths[users].sum()), len(users), max_width) if packed
+                 else batch_width(lengths[users], max_width))
+        batches.append(Batch(on_device[start:start + batch_size], width,
+                             float(tokens[users].sum() / mean_tokens), users, packed))
     return batches
+
+
+def packed_tokens(real: int, users: int, max_width: int) -> int:
+    """The tokens `users` sequences of `real` items in all are packed into: rounded up to
+    PACKED_MULTIPLE past one padding token, but never more than one past their full windows,
+    so a packed batch never computes more than the widest padded one."""
+    rounded = (real // PACKED_MULTIPLE + 1) * PACKED_MULTIPLE
+    return min(rounded, users * max_width + 1)
 
 
 def batch_width(lengths: np.ndarray, max_width: int) -> int:

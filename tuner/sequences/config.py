@@ -7,6 +7,9 @@ from typing import ClassVar
 
 from cce_tune.kernels.config import LossConfig
 
+# How users are put in batches (`--batches`, `tuner.sequences.batching`).
+ORDERS = ("length", "random", "packed")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -31,9 +34,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = False
-    # Batches of users of similar length (`tuner.sequences.batching`); else users in random
-    # order. Either way each batch is cut to its longest sequence and weighted by its tokens.
-    batch_by_length: bool = True
+    # Which users share a batch and how it is laid out, one of ORDERS:
+    # "length", users of similar length; "random"; "packed", random users' real items end to
+    # end (SASRec). Each batch is cut to its longest sequence, or packed, and weighted by its
+    # tokens.
+    batches: str = "length"
     # The encoder compiled by torch.compile (norms, dropout and element-wise work fused, far
     # fewer launches; the first step waits for the compile). The memory model describes
     # the eager step.
@@ -45,6 +50,8 @@ class TrainConfig:
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
+        if self.batches not in ORDERS:
+            raise ValueError(f"--batches {self.batches}: choose one of {', '.join(ORDERS)}")
         if self.cuda_graphs and self.loss.sparse_item_grad:
             raise ValueError("--cuda-graphs and --sparse-item-grad do not combine: SparseAdam "
                              "counts the touched rows on the host, which a graph cannot replay")
@@ -72,6 +79,9 @@ class ClozeConfig(TrainConfig):
         super().__post_init__()
         if self.cuda_graphs:
             raise ValueError(CLOZE_GRAPHS)
+        if self.batches == "packed":
+            raise ValueError("--batches packed: BERT4Rec's bidirectional attention is not "
+                             "packed yet; use length or random with --model bert4rec")
         if self.loss.sparse_item_grad:
             raise ValueError("--sparse-item-grad: not for BERT4Rec yet (its item table is "
                              "scored without the mask token's row, a slice whose backward "

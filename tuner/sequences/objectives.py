@@ -23,6 +23,8 @@ from torch import nn
 
 from cce_tune.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig
 from cce_tune.models.bert4rec_config import masked_capacity, mean_masked
+from cce_tune.models.packing import Packed
+from cce_tune.tuner.sequences.batching import PACKED_MULTIPLE
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.flops import candidates, epoch_flops
@@ -67,11 +69,34 @@ class NextItem:
     def loss(self, model: nn.Module, loss_fn: Loss, batch: torch.Tensor,
              width: int | None = None) -> torch.Tensor:
         """The loss of the users in `batch`, their windows cut to the last `width` columns
-        (all of them by default)."""
-        width = width or self.config.max_len
-        hidden = model(self.inputs[:, -width:][batch])
+        (all of them by default, the widest step, which the memory model describes); with
+        packed batches, their real items packed into `width` tokens."""
+        if width is not None and self.config.batches == "packed":
+            items, positions, targets, layout = self.packed(batch, width)
+            hidden = model(items, positions, layout)
+        else:
+            width = width or self.config.max_len
+            hidden = model(self.inputs[:, -width:][batch])
+            targets = self.targets[:, -width:][batch]
         return loss_fn(hidden.reshape(-1, self.config.hidden), model.output_embedding,
-                       self.targets[:, -width:][batch].reshape(-1))
+                       targets.reshape(-1))
+
+    def packed(self, batch: torch.Tensor, tokens: int,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Packed]:
+        """The real items of the users in `batch` laid end to end in `tokens` tokens (more
+        than they hold: the rest is one padding sequence, item 0), as (items, positions,
+        targets, layout). Built on the device from `tokens` alone, no wait for it, so a
+        CUDA graph can capture it."""
+        lengths = self.lengths[batch]
+        layout = Packed.of(lengths, tokens, self.config.max_len, PACKED_MULTIPLE)
+        real = layout.segment < len(batch)  # the last segment is padding
+        user = layout.segment.clamp(max=len(batch) - 1)
+        # Where each token sits in its user's full window, which also numbers its position.
+        column = torch.where(real, self.config.max_len - lengths[user] + layout.offset, 0)
+        rows = batch[user]
+        items = self.inputs[rows, column].masked_fill_(~real, 0)
+        targets = self.targets[rows, column].masked_fill_(~real, 0)
+        return items, column, targets, layout
 
 
 class Cloze:

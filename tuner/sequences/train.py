@@ -197,6 +197,9 @@ def train(
         if config.loss.sparse_item_grad:
             raise CceTuneError("--sparse-item-grad does not combine with data-parallel "
                                "training (NCCL reduces no sparse gradient): leave it out there")
+        if config.batches == "packed":
+            raise CceTuneError("--batches packed does not combine with data-parallel training "
+                               "yet (a rank's share is cut by width): use length or random")
         setup.step_model = replicate(setup.model, setup.device)
     # What trains and evaluates: the setup, or its steps replayed from CUDA graphs.
     runner = GraphedSteps(setup) if config.cuda_graphs else setup
@@ -220,7 +223,7 @@ def train(
             if epoch == 1 or not config.cuda_graphs:
                 torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
-        batches = epoch_batches(setup.lengths, config.batch_size, rng, config.batch_by_length,
+        batches = epoch_batches(setup.lengths, config.batch_size, rng, config.batches,
                                 config.max_len, device, setup.loss_tokens)
         total_loss = torch.zeros((), device=device)
         steps = 0

@@ -19,14 +19,14 @@ SASREC = {"loss": "cce_minus", "negatives": 777, "negative_mode": "tile",
           "tile_size": 32, "temperature": 0.37, "in_kernel_negatives": True,
           "sampled_softmax": True, "gbce_t": 0.5, "batch_size": 48, "max_len": 17,
           "hidden": 24, "blocks": 3, "heads": 2, "dropout": 0.123456789,
-          "lr": 0.000123456789, "bf16": True, "random_batches": True, "compile": True,
+          "lr": 0.000123456789, "bf16": True, "batches": "packed", "compile": True,
           "cuda_graphs": True, "epochs": 7, "patience": 4,
           "eval_batch_size": 99, "seed": 5, "include_seen": True}
 OTHER = {
     "sasrec": SASREC,
-    # (no CUDA graphs: not yet for BERT4Rec)
+    # (no CUDA graphs nor packed batches: not yet for BERT4Rec)
     "bert4rec": {**{k: v for k, v in SASREC.items() if k != "cuda_graphs"},
-                 "mask_prob": 0.123456789, "last_item_prob": 0.25},
+                 "batches": "random", "mask_prob": 0.123456789, "last_item_prob": 0.25},
     "dlrm": {"batch_size": 48, "embedding_dim": 24, "mlp_bot": "64-32", "mlp_top": "128",
              "interaction": "cat", "lr": 0.00123456789, "table_lr": 0.0777,
              "dense_optimizer": "adam", "sparse_optimizer": "rowwise_adagrad", "epochs": 7,

@@ -16,16 +16,16 @@ LENGTHS = np.random.default_rng(0).geometric(1 / 40, size=5000).clip(max=300)
 
 
 def padded_positions(batches, lengths: np.ndarray) -> int:
-    return sum(len(b.users) * b.width - lengths[b.users.numpy()].sum() for b in batches)
+    return sum(b.positions - lengths[b.users.numpy()].sum() for b in batches)
 
 
-@pytest.mark.parametrize("by_length", [True, False])
-def test_every_user_once_in_a_batch_wide_enough(by_length):
-    batches = epoch_batches(LENGTHS, 64, np.random.default_rng(1), by_length, 256,
+@pytest.mark.parametrize("order", ["length", "random"])
+def test_every_user_once_in_a_batch_wide_enough(order):
+    batches = epoch_batches(LENGTHS, 64, np.random.default_rng(1), order, 256,
                             torch.device("cpu"))
     users = torch.cat([b.users for b in batches]).numpy()
     assert sorted(users) == list(range(len(LENGTHS)))
-    assert all(len(b.users) == 64 for b in batches[:-1]) or by_length
+    assert all(len(b.users) == 64 for b in batches[:-1]) or order == "length"
     assert sum(len(b.users) < 64 for b in batches) <= 1
     for b in batches:
         longest = LENGTHS[b.users.numpy()].max()
@@ -34,9 +34,9 @@ def test_every_user_once_in_a_batch_wide_enough(by_length):
 
 def test_grouping_by_length_cuts_most_padding_and_reshuffles_every_epoch():
     rng = np.random.default_rng(2)
-    random = epoch_batches(LENGTHS, 64, rng, False, 300, torch.device("cpu"))
-    first = epoch_batches(LENGTHS, 64, rng, True, 300, torch.device("cpu"))
-    second = epoch_batches(LENGTHS, 64, rng, True, 300, torch.device("cpu"))
+    random = epoch_batches(LENGTHS, 64, rng, "random", 300, torch.device("cpu"))
+    first = epoch_batches(LENGTHS, 64, rng, "length", 300, torch.device("cpu"))
+    second = epoch_batches(LENGTHS, 64, rng, "length", 300, torch.device("cpu"))
     assert padded_positions(first, LENGTHS) < 0.2 * padded_positions(random, LENGTHS)
     assert not torch.equal(first[0].users, second[0].users)
     # Batches are shuffled, not served from the longest down.
@@ -44,11 +44,11 @@ def test_grouping_by_length_cuts_most_padding_and_reshuffles_every_epoch():
     assert widths != sorted(widths, reverse=True) and widths != sorted(widths)
 
 
-@pytest.mark.parametrize("by_length", [True, False])
-def test_every_token_of_an_epoch_weighs_the_same(by_length):
+@pytest.mark.parametrize("order", ["length", "random", "packed"])
+def test_every_token_of_an_epoch_weighs_the_same(order):
     """A batch's mean loss times its weight: a token's weight is its batch's weight over
     the batch's tokens, the same for every batch, and the weights average 1."""
-    batches = epoch_batches(LENGTHS, 64, np.random.default_rng(3), by_length, 300,
+    batches = epoch_batches(LENGTHS, 64, np.random.default_rng(3), order, 300,
                             torch.device("cpu"))
     per_token = [b.weight / LENGTHS[b.users.numpy()].sum() for b in batches]
     np.testing.assert_allclose(per_token, per_token[0])
@@ -59,7 +59,7 @@ def test_a_small_dataset_still_draws_new_batches_every_epoch():
     """One group (users < GROUP batches): sorted by width, users of a width in random order,
     so batch-mates change from epoch to epoch."""
     rng = np.random.default_rng(4)
-    epochs = [epoch_batches(LENGTHS, 128, rng, True, 300, torch.device("cpu"))
+    epochs = [epoch_batches(LENGTHS, 128, rng, "length", 300, torch.device("cpu"))
               for _ in range(2)]
     mates = [{user: set(b.host_users) for b in batches for user in b.host_users}
              for batches in epochs]
@@ -70,7 +70,7 @@ def test_a_small_dataset_still_draws_new_batches_every_epoch():
 def test_users_with_nothing_to_train_on_are_left_out_and_weights_count_loss_tokens():
     lengths = np.array([0, 3, 5, 0, 7, 2])
     tokens = np.array([0.0, 1.0, 1.0, 0.0, 2.0, 1.0])  # e.g. BERT4Rec's expected masks
-    batches = epoch_batches(lengths, 2, np.random.default_rng(0), True, 16,
+    batches = epoch_batches(lengths, 2, np.random.default_rng(0), "length", 16,
                             torch.device("cpu"), tokens)
     assert sorted(np.concatenate([b.host_users for b in batches])) == [1, 2, 4, 5]
     for b in batches:

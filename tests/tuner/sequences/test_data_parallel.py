@@ -25,7 +25,8 @@ LENGTHS = np.random.default_rng(0).integers(1, 60, size=500)
 
 
 def test_shares_split_every_batch_and_weigh_as_its_tokens():
-    batches = epoch_batches(LENGTHS, 64, np.random.default_rng(0), True, 30, torch.device("cpu"))
+    batches = epoch_batches(LENGTHS, 64, np.random.default_rng(0), "length", 30,
+                            torch.device("cpu"))
     for batch in batches:
         shares = [rank_share(batch, LENGTHS, LENGTHS, rank, 3, 30) for rank in range(3)]
         assert np.array_equal(np.concatenate([s.host_users for s in shares]), batch.host_users)

@@ -20,7 +20,7 @@ DENSE = TrainConfig(loss=LossConfig("ce_minus", num_negatives=32, negative_mode=
 def table_gradient(config: TrainConfig, data) -> torch.Tensor:
     """The item table's gradient after one step's backward on the first batch."""
     setup = Setup(config, data)
-    batch = epoch_batches(setup.lengths, config.batch_size, np.random.default_rng(0), True,
+    batch = epoch_batches(setup.lengths, config.batch_size, np.random.default_rng(0), "length",
                           config.max_len, setup.device, setup.loss_tokens)[0]
     torch.manual_seed(1)  # the same negatives for both
     setup.forward(batch.users, batch.width, batch.weight).backward()
