@@ -4,7 +4,7 @@
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
 # bert4rec, bert4rec-quality, step-profile, step-compiled,
-# batching-quality, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
+# batching-quality, batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad).
 # Logs and results go to $OUT.
 set -uo pipefail
@@ -179,6 +179,9 @@ for stage in "$@"; do
       python3 -m benchmarks.batching_quality --bf16 --seeds 0 1 2 3 4 --workers 8 \
         --variants random packed "packed, CUDA graphs" "by length" --out-dir "$out" 2>&1 \
         | tail -30 ;;
+    batching-quality-fixed)  # the same, every run 50 epochs: patience's stops left out
+      python3 -m benchmarks.batching_quality --bf16 --seeds 0 1 2 3 4 --workers 8 \
+        --patience 0 --variants random packed "by length" --out-dir "$out" 2>&1 | tail -22 ;;
     sparse-item-grad)  # issue 19's bar: a loss step's memory with the item gradient dense, sparse
       python3 -m benchmarks.sparse_item_grad --out-dir "$out" 2>&1 | tail -8 ;;
     step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside
