@@ -84,6 +84,9 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
     if config.batch_size > shape.num_users:
         print(f"the batch is capped at the dataset's {shape.num_users:,} users: a step never "
               "holds more")
+    if config.batches == "packed":
+        print("packed batches: this describes the widest padded step, which a packed batch "
+              "never exceeds (an upper bound, not checked against a measured grid)")
     print(breakdown.table())
     if solved == SOLVE_LIMIT:
         print(f"{args.solve} {solved:,} (the largest value tried) still fits within "

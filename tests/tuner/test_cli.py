@@ -121,6 +121,8 @@ def test_estimate_states_its_caps_and_the_solvers_limit(capsys):
     assert "the batch is capped at the dataset's 1,000 users" in capsys.readouterr().out
     assert main(["estimate", *shape, "--gpu-mem", "40GB", "--solve", "batch-size"]) == 0
     assert "(the largest value tried) still fits" in capsys.readouterr().out
+    assert main(["estimate", *shape, "--batches", "packed"]) == 0
+    assert "packed batches: this describes the widest padded step" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("model", names())

@@ -220,6 +220,10 @@ class SASRecFamily(Family):
         device = resolve_device(config.device)
         if config.cuda_graphs:  # before any data is read
             check_graphable(device)
+        if config.batches == "packed" and device.type == "cuda" and not config.bf16:
+            print("--batches packed without --bf16: attention runs on a padded layout (the "
+                  "variable-length kernel takes half precision), no faster than random "
+                  "batches", flush=True)
         # Under torchrun, every rank trains its share and rank 0 speaks for all.
         with process_group_from_env(device) as rank:
             data = load(data_options(args))
