@@ -24,16 +24,20 @@ Per search (one strategy, one seed):
   HV(found) / HV(all feasible points), in [0, 1], and 1 when the found set holds the
   table's front.
 
+- **stopped early by batch size**: of the trials run at each batch size (out-of-memory
+  launches left out), how many ASHA stopped: whether early stopping is fair to large
+  batches, which need more epochs, at the table's costs (tables with a `batch_size` knob).
+
 Over seeds (`summarise`): medians; a search that never reached within 1 % counts as
 infinitely many trials, so the median is "not reached" once half the seeds miss, and the
-number that missed is reported beside it.
+number that missed is reported beside it. Stopped-early counts are summed over seeds.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -112,6 +116,7 @@ class SearchMetrics:
     stopped_early: int
     out_of_memory: int
     gave_up: bool
+    stopped_by_batch: dict[int, tuple[int, int]]  # batch size: (stopped early, run)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -138,7 +143,13 @@ def search_metrics(log: SearchLog, best: float, normaliser: Normaliser, true_vol
     return SearchMetrics(
         log.strategy, log.seed, reached, spent_then, spent, shares, len(log.evaluated),
         log.rejected, log.missing, sum(t.stopped for t in log.evaluated),
-        sum(t.out_of_memory for t in log.evaluated), log.gave_up)
+        sum(t.out_of_memory for t in log.evaluated), log.gave_up, stopped_by_batch(log))
+
+
+def stopped_by_batch(log: SearchLog) -> dict[int, tuple[int, int]]:
+    """(stopped early, run) per batch size of the trials that ran (none without the knob)."""
+    return _summed({t.point.params["batch_size"]: (int(t.stopped), 1)} for t in log.evaluated
+                   if "batch_size" in t.point.params and not t.out_of_memory)
 
 
 @dataclass(frozen=True)
@@ -156,6 +167,7 @@ class Summary:
     missing: float
     stopped_early: float
     out_of_memory: float
+    stopped_by_batch: dict[int, tuple[int, int]]  # summed over seeds
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -178,4 +190,14 @@ def summarise(runs: Sequence[SearchMetrics]) -> Summary:
         median(r.gpu_seconds for r in runs),
         {k: median(r.hypervolume_share[k] for r in runs) for k in checkpoints},
         median(r.rejected for r in runs), median(r.missing for r in runs),
-        median(r.stopped_early for r in runs), median(r.out_of_memory for r in runs))
+        median(r.stopped_early for r in runs), median(r.out_of_memory for r in runs),
+        _summed(r.stopped_by_batch for r in runs))
+
+
+def _summed(tallies: Iterable[dict[int, tuple[int, int]]]) -> dict[int, tuple[int, int]]:
+    total: dict[int, tuple[int, int]] = {}
+    for tally in tallies:
+        for batch, (stopped, run) in tally.items():
+            before = total.get(batch, (0, 0))
+            total[batch] = (before[0] + stopped, before[1] + run)
+    return dict(sorted(total.items()))

@@ -74,13 +74,38 @@ def rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def text(comparison: Comparison) -> str:
-    header, body = rows(comparison)
+def stopping_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]] | None:
+    """Stopped early / run per batch size and strategy, over every seed; None when no trial
+    was stopped or the table has no batch size."""
+    summaries = comparison.summaries.values()
+    batches = sorted({b for s in summaries for b in s.stopped_by_batch})
+    if not batches or not any(s.stopped_early for s in summaries):
+        return None
+    header = ["stopped early", *(f"B {b:,}" for b in batches)]
+    body = [[name, *(_share(s.stopped_by_batch.get(b)) for b in batches)]
+            for name, s in comparison.summaries.items()]
+    return header, body
+
+
+def _share(tally: tuple[int, int] | None) -> str:
+    if not tally:
+        return "-"
+    stopped, run = tally
+    return f"{stopped}/{run} {stopped / run:.0%}"
+
+
+def _aligned(header: list[str], body: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in (header, *body)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
                       for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
-             for line in (header, *body)]
-    return "\n".join([*headline(comparison), "", *lines, "", *textwrap.wrap(LEGEND, 100)])
+            for line in (header, *body)]
+
+
+def text(comparison: Comparison) -> str:
+    stopping = stopping_rows(comparison)
+    return "\n".join([*headline(comparison), "", *_aligned(*rows(comparison)),
+                      *(["", *_aligned(*stopping)] if stopping else []), "",
+                      *textwrap.wrap(LEGEND, 100)])
 
 
 LEGEND = ("medians over seeds; reached: seeds whose search ran a configuration to its end whose "
@@ -88,16 +113,22 @@ LEGEND = ("medians over seeds; reached: seeds whose search ran a configuration t
           "best feasible; trials to 1%: evaluated trials until then; GPU: training time "
           "spent; HV@k: hypervolume of the front after k evaluated trials as a share of the "
           "table's; rejected: proposals vetoed over the budget (not counted as trials); "
-          "stopped: trials ASHA stopped; OOM: launches over the budget (counted)")
+          "stopped: trials ASHA stopped; OOM: launches over the budget (counted); stopped "
+          "early by batch size: trials ASHA stopped of those run at that batch, all seeds")
 
 
 def markdown(comparison: Comparison, command: str) -> str:
-    header, body = rows(comparison)
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-             *("| " + " | ".join(line) + " |" for line in body)]
+    stopping = stopping_rows(comparison)
     return "\n".join(["# cce-tune replay", "", "```", command, "```", "",
-                      *(f"- {line}" for line in headline(comparison)), "", *table, "",
+                      *(f"- {line}" for line in headline(comparison)), "",
+                      *_markdown_table(*rows(comparison)), "",
+                      *([*_markdown_table(*stopping), ""] if stopping else []),
                       LEGEND + ".", "", "Definitions: `tuner/replay/metrics.py`.", ""])
+
+
+def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(line) + " |" for line in body)]
 
 
 def to_json(comparison: Comparison, command: str) -> dict:

@@ -5,6 +5,9 @@ import pytest
 
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.replay import ReplaySettings, compare, load_table, report
+from cce_tune.tuner.replay.metrics import stopped_by_batch
+from cce_tune.tuner.replay.simulate import simulate
+from cce_tune.tuner.strategies import STRATEGIES
 from tests.tuner.replay.tables import corner_quality, memory_of, quality_of, write_table
 
 
@@ -53,3 +56,24 @@ def test_unknown_strategy(tmp_path):
     with pytest.raises(CceTuneError, match="strategy 'bayes': choose from random, tpe, "
                                            "cce-tune"):
         compare(table, ["bayes"], range(1), ReplaySettings())
+
+
+def test_stopped_early_is_tallied_by_batch_size_and_reported(tmp_path):
+    """Equal epoch times, so ASHA's rungs rank trials by their final quality, which on this
+    table falls with the batch: the small batches are the ones stopped, and the report says
+    so per batch size, summed over seeds."""
+    table = load_table(write_table(tmp_path, quality=corner_quality,
+                                   seconds_per_epoch=lambda *_: 10.0))
+    settings = ReplaySettings(trials=16, grace_seconds=10.0)
+    log = simulate(table, STRATEGIES["random"], 0, settings)
+    for batch, (stopped, run) in stopped_by_batch(log).items():
+        mine = [t for t in log.evaluated if t.point.params["batch_size"] == batch]
+        assert (stopped, run) == (sum(t.stopped for t in mine), len(mine))
+    comparison = compare(table, ["random"], range(3), settings)
+    tally = comparison.summaries["random"].stopped_by_batch
+    assert sum(run for _, run in tally.values()) == 3 * 16
+    share = {batch: stopped / run for batch, (stopped, run) in tally.items()}
+    assert share[64] > share[1024]
+    stopped, run = tally[64]
+    assert f"| {stopped}/{run} {stopped / run:.0%} |" in report.markdown(comparison, "")
+    assert "B 1,024" in report.text(comparison)
