@@ -138,7 +138,7 @@ def solo_epoch_seconds(config: TrainConfig, data, steps: int) -> float:
     from cce_tune.tuner.sequences.train import Setup
 
     setup = Setup(config, data)
-    # The trainer's own batches (grouped by length, cut, weighted), in its random order.
+    # The trainer's own batches (as its config makes them, weighted), in its random order.
     batches = epoch_batches(setup.lengths, config.batch_size, np.random.default_rng(0),
                             config.batches, config.max_len, setup.device,
                             setup.loss_tokens)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 try:
     from torch.nn.attention.varlen import varlen_attn
-except ImportError:  # torch < 2.10: the padded path only
+except ImportError:  # a torch without it: the padded path only
     varlen_attn = None
 
 
@@ -42,7 +42,8 @@ class Packed:
     def of(cls, lengths: torch.Tensor, tokens: int, max_len: int, padding: int) -> Packed:
         """Sequences of `lengths` (int64, on the device) end to end in `tokens` tokens, more
         than they hold: the rest, at most `padding`, is one more sequence. Built on the
-        device from host-known sizes alone, so a CUDA graph can capture it."""
+        device from host-known sizes alone, so a CUDA graph can capture it; nothing there
+        checks those sizes (`tuner.sequences.batching.packed_tokens` makes them)."""
         ends = lengths.cumsum(0)
         token = torch.arange(tokens, device=lengths.device)
         segment = torch.searchsorted(ends, token, right=True)
@@ -66,8 +67,8 @@ def _padded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                       layout: Packed) -> torch.Tensor:
     """The same on a padded (sequences, max_len) layout, each sequence from column 0: a
     causal mask keeps every real query on its own sequence's keys. The padding's tokens
-    past max_len share its last column: what they give is never read, and their gradient
-    is 0."""
+    past max_len share its last column: what they give is never read, and the loss gives
+    them no gradient."""
     tokens, heads, dim = q.shape
     sequences = layout.cu_seqlens.numel() - 1
     slot = layout.segment * layout.max_len + layout.offset.clamp(max=layout.max_len - 1)
@@ -82,7 +83,7 @@ def _padded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 def _causal_argument() -> dict:
     """How this torch's varlen_attn is told to be causal: a window reaching no key to the
-    right (torch >= 2.10), or `is_causal` (2.9)."""
+    right (torch 2.10 and later), or `is_causal` (its first signature)."""
     if varlen_attn is None:
         return {}
     if "window_size" in inspect.signature(varlen_attn).parameters:

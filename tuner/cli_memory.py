@@ -85,8 +85,9 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
         print(f"the batch is capped at the dataset's {shape.num_users:,} users: a step never "
               "holds more")
     if config.batches == "packed":
-        print("packed batches: this describes the widest padded step, which a packed batch "
-              "never exceeds (an upper bound, not checked against a measured grid)")
+        print("packed batches: this describes the widest padded step; a packed batch holds "
+              "at most one token more, and no attention bias (not checked against a measured "
+              "grid)")
     print(breakdown.table())
     if solved == SOLVE_LIMIT:
         print(f"{args.solve} {solved:,} (the largest value tried) still fits within "

@@ -133,11 +133,13 @@ def run_tune(args: argparse.Namespace) -> None:
                                "e.g. --gpu-mem 40GB")
         if args.mlflow:
             require_mlflow()
-        for flag in ("cuda_graphs", "sparse_item_grad"):
-            if getattr(args, flag, False):
-                raise CceTuneError(f"--{flag.replace('_', '-')} is for `cce-tune train` only "
-                                   "for now: the memory model, which vets every trial, does "
-                                   "not describe it yet")
+        refused = [f"--{flag.replace('_', '-')}" for flag in ("cuda_graphs", "sparse_item_grad")
+                   if getattr(args, flag, False)]
+        if getattr(args, "batches", None) == "packed":
+            refused.append("--batches packed")
+        if refused:
+            raise CceTuneError(f"{refused[0]} is for `cce-tune train` only for now: the memory "
+                               "model, which vets every trial, does not describe it yet")
         _check_budget_fits_the_gpu(args.gpu_mem, args.address)
         if not args.address:  # this machine's GPUs, before anything is written
             _check_local_gpus_per_trial(args.gpus_per_trial)

@@ -34,6 +34,8 @@ def test_data_prints_summary(capsys):
     (["train", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA GPU"),
     (["train", "--model", "bert4rec", "--cuda-graphs"], "BERT4Rec's step has not been replayed"),
     (["tune", "--gpu-mem", "40GB", "--cuda-graphs"], "--cuda-graphs is for `cce-tune train`"),
+    (["tune", "--gpu-mem", "40GB", "--batches", "packed"],
+     "--batches packed is for `cce-tune train`"),
     (["tune", "--gpu-mem", "40GB", "--sparse-item-grad"],
      "--sparse-item-grad is for `cce-tune train`"),
     (["estimate", "--sparse-item-grad"], "does not describe sparse item gradients yet"),
@@ -122,7 +124,7 @@ def test_estimate_states_its_caps_and_the_solvers_limit(capsys):
     assert main(["estimate", *shape, "--gpu-mem", "40GB", "--solve", "batch-size"]) == 0
     assert "(the largest value tried) still fits" in capsys.readouterr().out
     assert main(["estimate", *shape, "--batches", "packed"]) == 0
-    assert "packed batches: this describes the widest padded step" in capsys.readouterr().out
+    assert "packed batches: this describes the widest padded step;" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("model", names())

@@ -210,6 +210,7 @@ class SASRecFamily(Family):
                                  exclude_seen=not args.include_seen)
 
     def run_train(self, args: argparse.Namespace) -> None:
+        from cce_tune.models.packing import varlen_attn
         from cce_tune.tuner.data import load
         from cce_tune.tuner.sequences.data_parallel import process_group_from_env
         from cce_tune.tuner.sequences.graphed_steps import check_graphable
@@ -220,10 +221,11 @@ class SASRecFamily(Family):
         device = resolve_device(config.device)
         if config.cuda_graphs:  # before any data is read
             check_graphable(device)
-        if config.batches == "packed" and device.type == "cuda" and not config.bf16:
-            print("--batches packed without --bf16: attention runs on a padded layout (the "
-                  "variable-length kernel takes half precision), no faster than random "
-                  "batches", flush=True)
+        if config.batches == "packed" and device.type == "cuda" and not (
+                config.bf16 and varlen_attn is not None):
+            print("--batches packed: attention runs on a padded layout, no faster than random "
+                  "batches (the variable-length kernel needs --bf16 and a torch with "
+                  "torch.nn.attention.varlen)", flush=True)
         # Under torchrun, every rank trains its share and rank 0 speaks for all.
         with process_group_from_env(device) as rank:
             data = load(data_options(args))
@@ -254,6 +256,9 @@ class SASRecFamily(Family):
         # Runs written before families were plug-ins kept the data under `dataset`.
         data = data_from_json(run.get("data") or run["dataset"])
         config_class = self.target_class.config_class
+        if "batch_by_length" in base:  # runs written before --batches
+            base = {key: value for key, value in base.items() if key != "batch_by_length"}
+            base["batches"] = "length" if run["base"]["batch_by_length"] else "random"
         return data, config_class(**{**base, "loss": LossConfig(**base["loss"])})
 
     def target(self, settings: TuneSettings, profile: MemoryProfile | None) -> SASRecTarget:

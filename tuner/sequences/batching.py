@@ -90,9 +90,9 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
     on_device = torch.as_tensor(order, device=device)  # one copy an epoch
     mean_tokens = max(tokens[order].sum(), 1e-9) / max(len(starts), 1)
     batches = []
+    packed = order_by == "packed"
     for start in starts:
         users = order[start:start + batch_size]
-        packed = order_by == "packed"
         width = (packed_tokens(int(lengths[users].sum()), len(users), max_width) if packed
                  else batch_width(lengths[users], max_width))
         batches.append(Batch(on_device[start:start + batch_size], width,
@@ -102,8 +102,8 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
 
 def packed_tokens(real: int, users: int, max_width: int) -> int:
     """The tokens `users` sequences of `real` items in all are packed into: rounded up to
-    PACKED_MULTIPLE past one padding token, but never more than one past their full windows,
-    so a packed batch never computes more than the widest padded one."""
+    PACKED_MULTIPLE past one padding token, but never more than one past their full windows:
+    a packed batch computes at most one position more than the widest padded one."""
     rounded = (real // PACKED_MULTIPLE + 1) * PACKED_MULTIPLE
     return min(rounded, users * max_width + 1)
 

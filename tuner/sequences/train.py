@@ -111,9 +111,10 @@ class Setup:
     def forward(self, batch: torch.Tensor, width: int | None = None,
                 weight: float | torch.Tensor = 1.0) -> torch.Tensor:
         """The loss of the users in `batch` times `weight`, with the graph for its
-        backward; their windows cut to their last `width` columns
-        (`tuner.sequences.batching`; all by default, the widest step, which the memory
-        model describes). A tensor `weight` is read on the device (a graph's input)."""
+        backward; their windows cut to their last `width` columns, or packed into `width`
+        tokens (`tuner.sequences.batching`; all columns by default, the widest step, which
+        the memory model describes). A tensor `weight` is read on the device (a graph's
+        input)."""
         self.optimizer.zero_grad(set_to_none=True)  # before the forward: no stale gradients
         with self.autocast:
             loss = self.batches.loss(self.step_model, self.loss_fn, batch, width)

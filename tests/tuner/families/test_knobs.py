@@ -13,6 +13,7 @@ from cce_tune.tuner.data import DataOptions
 from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.data.tabular import ColumnNames
 from cce_tune.tuner.families import get, names
+from cce_tune.tuner.sequences.config import TrainConfig
 
 # A value other than the default for every knob of every family.
 SASREC = {"loss": "cce_minus", "negatives": 777, "negative_mode": "tile",
@@ -131,3 +132,16 @@ def test_the_recommended_command_names_only_what_differs_from_the_defaults(famil
         # Only what differs (DLRM's bottom MLP ends in the embedding size, so both change).
         assert all(k.get(config) != k.get(start) for k in named), knob.name
         assert retrained(family.name, data, config)[1] == config, knob.name
+
+
+@pytest.mark.parametrize("old,batches", [(True, "length"), (False, "random")])
+def test_a_run_saved_before_batches_had_a_name_still_loads(old, batches):
+    """Runs before `--batches` saved `batch_by_length`; `report` and `--resume` read them."""
+    import json
+    from dataclasses import asdict
+
+    base = asdict(TrainConfig(batches=batches))
+    del base["batches"]
+    run = json.loads(json.dumps({"data": asdict(DataOptions()),
+                                 "base": {**base, "batch_by_length": old}}, default=str))
+    assert get("sasrec").from_json(run) == (DataOptions(), TrainConfig(batches=batches))

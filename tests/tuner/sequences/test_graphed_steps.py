@@ -65,6 +65,10 @@ def test_graphs_replay_the_packed_step(captures):
     """Packed batches (FlashAttention's variable-length kernel, bf16) replay too: a
     shape per rounded token count, the same losses as the eager packed step up to bf16's
     and the kernel's atomic adds."""
+    from cce_tune.models.packing import varlen_attn
+
+    if varlen_attn is None:
+        pytest.skip("this torch has no variable-length attention: packing would not use it")
     config = TrainConfig(loss=LossConfig("cce"), batch_size=64, max_len=40, hidden=32,
                          dropout=0.0, epochs=3, bf16=True, batches="packed", device="cuda")
     eager, graphed = runs(config)

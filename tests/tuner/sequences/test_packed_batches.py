@@ -96,5 +96,8 @@ def test_packed_training_learns(data):
 def test_bert4rec_refuses_packed_batches():
     with pytest.raises(ValueError, match="not packed yet"):
         ClozeConfig(batches="packed")
+
+
+def test_an_unknown_batching_names_the_valid_ones():
     with pytest.raises(ValueError, match="choose one of length, random, packed"):
         replace(config(), batches="sorted")
