@@ -3,8 +3,8 @@
 # kernels-smoke, sampled, full, bars, shared-fold, step-time, passes-d64, passes-d256, memory,
 # memory-default-allocator, step-memory, gpu-tests, loss-memory, train-per-position, tune,
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
-# bert4rec, bert4rec-quality, step-profile, step-compiled,
-# batching-quality, batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
+# bert4rec, bert4rec-quality, step-profile, step-compiled, batching-quality,
+# batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad).
 # Logs and results go to $OUT.
 set -uo pipefail
