@@ -133,12 +133,12 @@ def run_tune(args: argparse.Namespace) -> None:
                                "e.g. --gpu-mem 40GB")
         if args.mlflow:
             require_mlflow()
-        refused = [f"--{flag.replace('_', '-')}" for flag in ("cuda_graphs", "sparse_item_grad")
-                   if getattr(args, flag, False)]
-        if getattr(args, "batches", None) == "packed":
-            refused.append("--batches packed")
+        train_only = {"--cuda-graphs": getattr(args, "cuda_graphs", False),
+                      "--sparse-item-grad": getattr(args, "sparse_item_grad", False),
+                      "--batches packed": getattr(args, "batches", None) == "packed"}
+        refused = next((flag for flag, given in train_only.items() if given), None)
         if refused:
-            raise CceTuneError(f"{refused[0]} is for `cce-tune train` only for now: the memory "
+            raise CceTuneError(f"{refused} is for `cce-tune train` only for now: the memory "
                                "model, which vets every trial, does not describe it yet")
         _check_budget_fits_the_gpu(args.gpu_mem, args.address)
         if not args.address:  # this machine's GPUs, before anything is written

@@ -257,8 +257,8 @@ class SASRecFamily(Family):
         data = data_from_json(run.get("data") or run["dataset"])
         config_class = self.target_class.config_class
         if "batch_by_length" in base:  # runs written before --batches
-            base = {key: value for key, value in base.items() if key != "batch_by_length"}
-            base["batches"] = "length" if run["base"]["batch_by_length"] else "random"
+            base = dict(base)
+            base["batches"] = "length" if base.pop("batch_by_length") else "random"
         return data, config_class(**{**base, "loss": LossConfig(**base["loss"])})
 
     def target(self, settings: TuneSettings, profile: MemoryProfile | None) -> SASRecTarget:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cce_tune.tuner.sequences.config import ORDERS
+from cce_tune.tuner.sequences.config import check_batches
 
 GROUP = 64  # batches per group sorted by length
 # Widths are rounded up to this: the memory-efficient attention wants 16-aligned bias rows,
@@ -68,12 +68,11 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
 
     `lengths[u]`: real items in user u's training input; `max_width`: the windows' width;
     `tokens[u]`: the loss's tokens user u brings, expected (`lengths` by default), which
-    the batches' weights count. `order_by` is one of ORDERS: "length" groups users of
+    the batches' weights count. `order_by` is one of `config.ORDERS`: "length" groups users of
     similar length; "random" and "packed" take them in random order, each batch cut (and
     weighted), or packed.
     """
-    if order_by not in ORDERS:
-        raise ValueError(f"batches {order_by!r}: choose one of {', '.join(ORDERS)}")
+    check_batches(order_by)
     tokens = lengths if tokens is None else tokens
     order = rng.permutation(np.flatnonzero(lengths > 0))
     starts = range(0, len(order), batch_size)

@@ -11,6 +11,12 @@ from cce_tune.kernels.config import LossConfig
 ORDERS = ("length", "random", "packed")
 
 
+def check_batches(batches: str) -> None:
+    """Raises ValueError unless `batches` is one of ORDERS, naming them."""
+    if batches not in ORDERS:
+        raise ValueError(f"--batches {batches}: choose one of {', '.join(ORDERS)}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """SASRec's run: next-item prediction at every position."""
@@ -50,8 +56,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
-        if self.batches not in ORDERS:
-            raise ValueError(f"--batches {self.batches}: choose one of {', '.join(ORDERS)}")
+        check_batches(self.batches)
         if self.cuda_graphs and self.loss.sparse_item_grad:
             raise ValueError("--cuda-graphs and --sparse-item-grad do not combine: SparseAdam "
                              "counts the touched rows on the host, which a graph cannot replay")

@@ -5,10 +5,10 @@ few milliseconds of kernels that the host takes longer to launch than the device
 run (benchmarks/results/step-h200.md: 2.8 ms of kernels in a 6.9 ms step). A graph launches
 the whole step (forward, loss, backward, Adam) at once. An epoch's batches come in at most
 max_len / 16 widths (packed: a few token counts, multiples of 1,024) and a ragged size or
-two, so a few dozen graphs cover it. A shape's first
-batch trains eagerly (kernels compile, libraries initialise), its second is captured and
-replayed, the rest replay. Nothing in the step waits for the host: the fused losses read
-their seed from device memory and Adam keeps its step count there.
+two, so a few dozen graphs cover it. A shape's first batch trains eagerly (kernels compile,
+libraries initialise), its second is captured and replayed, the rest replay. Nothing in the
+step waits for the host: the fused losses read their seed from device memory and Adam keeps
+its step count there.
 
 Every graph shares one memory pool, and evaluation borrows it too, so the process holds about
 what an eager step would; the reported peak is the highest since training began, as a
@@ -65,8 +65,8 @@ class GraphedSteps:
 
     def step(self, users: torch.Tensor, width: int, weight: float) -> torch.Tensor:
         """One optimizer step on `users`' windows cut to `width` (or packed into `width`
-        tokens); returns the loss, which
-        the next replay of the same shape overwrites (read it in stream order, as `+=`)."""
+        tokens); returns the loss, which the next replay of the same shape overwrites (read
+        it in stream order, as `+=`)."""
         shape = (len(users), width)
         graph = self.graphs.get(shape)
         if graph is None:
