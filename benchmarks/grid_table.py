@@ -141,7 +141,7 @@ def solo_epoch_seconds(config: TrainConfig, data, steps: int) -> float:
     # The trainer's own batches (as its config makes them, weighted), in its random order.
     batches = epoch_batches(setup.lengths, config.batch_size, np.random.default_rng(0),
                             config.batches, config.max_len, setup.device,
-                            setup.loss_tokens)
+                            setup.loss_tokens, setup.token_cap)
     for batch in batches[:3]:
         setup.step(batch.users, batch.width, batch.weight)
     timed = [batches[i % len(batches)] for i in range(steps)]

@@ -5,7 +5,7 @@
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
 # bert4rec, bert4rec-quality, step-profile, step-compiled, batching-quality,
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
-# step-packed, sparse-item-grad).
+# step-packed, sparse-item-grad, memory-packed, step-memory-packed, packed-peak).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -182,6 +182,13 @@ for stage in "$@"; do
     batching-quality-fixed)  # the same, every run 50 epochs: patience's stops left out
       python3 -m benchmarks.batching_quality --bf16 --seeds 0 1 2 3 4 --workers 8 \
         --patience 0 --variants random packed "by length" --out-dir "$out" 2>&1 | tail -22 ;;
+    memory-packed)  # issue 18: the packed step's terms at full windows, eager and graphed
+      python3 -m cce_tune.tuner.cli verify-memory --grid packed --out "$out" 2>&1 \
+        | tee "$out/memory-packed.log" | tail -40 ;;
+    step-memory-packed) python3 -m benchmarks.step_memory --packed --out-dir "$out" 2>&1 \
+        | tail -4 ;;
+    packed-peak)  # issue 18: the packed token cap against an epoch of real lengths
+      python3 -m benchmarks.packed_peak --out-dir "$out" 2>&1 | tail -12 ;;
     sparse-item-grad)  # issue 19's bar: a loss step's memory with the item gradient dense, sparse
       python3 -m benchmarks.sparse_item_grad --out-dir "$out" 2>&1 | tail -8 ;;
     step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside

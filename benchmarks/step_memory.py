@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from cce_tune.tuner.memory_grid import GridPoint
-from cce_tune.tuner.memory_verify import estimate_row, gpu_slug, random_sequences
+from cce_tune.tuner.memory_verify import estimate_row, gpu_slug, random_sequences, step_width
 from cce_tune.tuner.sequences.train import Setup
 from cce_tune.tuner.units import format_bytes
 
@@ -39,6 +39,12 @@ POINTS = [
     GridPoint("ce_minus", 256, 4096, 200, 128, 26_744, True, "tile"),
     GridPoint("gbce", 512, 8192, 100, 256, 26_744, False),
     GridPoint("cce_minus", 256, 512, 200, 64, 1_000_000, True),
+]
+# The packed step (`--packed`): the paper's setting, a small-d corner and a reference loss.
+PACKED = [
+    GridPoint("cce_minus", 256, 511, 512, 256, 26_744, True, "tile", True, batches="packed"),
+    GridPoint("cce_minus", 1024, 512, 200, 64, 26_744, True, "tile", True, batches="packed"),
+    GridPoint("ce_minus", 256, 256, 400, 256, 26_744, True, batches="packed"),
 ]
 PHASES = ("forward", "backward", "optimizer step", "evaluation")
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,8 +92,9 @@ def trace(point: GridPoint, min_bytes: int) -> dict:
     data = random_sequences(point.shape(), point.max_len)
     setup = Setup(config, data)
     batch = torch.arange(point.batch_size, device=setup.device)
+    width = step_width(point)
     setup.model.train()
-    setup.step(batch)
+    setup.step(batch, width)
     torch.cuda.synchronize()
     phases = {}
 
@@ -103,7 +110,7 @@ def trace(point: GridPoint, min_bytes: int) -> dict:
         phases[name] = {"peak": peak, "alive": alive}
         return result
 
-    loss = traced("forward", lambda: setup.forward(batch))
+    loss = traced("forward", lambda: setup.forward(batch, width))
     traced("backward", loss.backward)
     del loss
     traced("optimizer step", setup.optimizer.step)
@@ -142,19 +149,22 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--min-mb", type=float, default=1.0,
                         help="list allocations of at least this many MB")
+    parser.add_argument("--packed", action="store_true",
+                        help="trace packed steps (--batches packed, bf16) instead")
     args = parser.parse_args()
     gpu = torch.cuda.get_device_name(0)
     results = []
-    for point in POINTS:
+    for point in PACKED if args.packed else POINTS:
         results.append(trace(point, int(args.min_mb * 10**6)))
         print(f"traced {point}", flush=True)
-    stem = args.out_dir / f"step-memory-{gpu_slug(gpu)}"
+    stem = args.out_dir / (f"step-memory-{gpu_slug(gpu)}" + ("-packed" if args.packed else ""))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(
         {"gpu": gpu, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
          "results": results}, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(
-        results, gpu, f"python -m benchmarks.step_memory --min-mb {args.min_mb}"))
+        results, gpu, f"python -m benchmarks.step_memory --min-mb {args.min_mb}"
+        + (" --packed" if args.packed else "")))
     print(f"written: {stem}.json, .md")
 
 

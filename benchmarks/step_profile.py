@@ -193,7 +193,7 @@ def main() -> None:
     # The batches an epoch trains on, full ones only (the last of an epoch may be short).
     batches = [batch for batch in epoch_batches(
         setup.lengths, config.batch_size, np.random.default_rng(0), config.batches,
-        config.max_len, setup.device, setup.loss_tokens)
+        config.max_len, setup.device, setup.loss_tokens, setup.token_cap)
         if len(batch.users) == config.batch_size]
     setup.model.train()
     for batch in batches[:args.warmup]:

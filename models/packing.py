@@ -43,7 +43,7 @@ class Packed:
         """Sequences of `lengths` (int64, on the device) end to end in `tokens` tokens, more
         than they hold: the rest, at most `padding`, is one more sequence. Built on the
         device from host-known sizes alone, so a CUDA graph can capture it; nothing there
-        checks those sizes (`tuner.sequences.batching.packed_tokens` makes them)."""
+        checks those sizes (`tuner.sequences.token_bound.packed_tokens` makes them)."""
         ends = lengths.cumsum(0)
         token = torch.arange(tokens, device=lengths.device)
         segment = torch.searchsorted(ends, token, right=True)

@@ -47,24 +47,39 @@ def _attention_logsumexp(batch: int, length: int, heads: int) -> int:
 
 
 def activation_memory(config: SASRecConfig, batch: int, autocast: bool) -> ActivationMemory:
-    b, length, d = batch, config.max_len, config.hidden
-    tokens = b * length
-    e4 = allocation(tokens * d, 4)  # a float32 (B, L, d) tensor
+    """A padded batch (B, L): every block's attention reads the additive (B, 1, L, L) bias,
+    built once, and keeps a logsumexp per row."""
+    length, low = config.max_len, 2 if autocast else 4
+    bias = allocation(batch * length * bias_columns(length), low)
+    return _activations(config, batch * length, autocast, bias,
+                        _attention_logsumexp(batch, length, config.num_heads))
+
+
+def packed_activation_memory(config: SASRecConfig, tokens: int,
+                             autocast: bool) -> ActivationMemory:
+    """`tokens` packed tokens (`models.packing`) on the variable-length kernel: no bias, a
+    float32 logsumexp per token and head."""
+    return _activations(config, tokens, autocast, 0,
+                        allocation(config.num_heads * tokens, 4))
+
+
+def _activations(config: SASRecConfig, tokens: int, autocast: bool, bias: int,
+                 logsumexp: int) -> ActivationMemory:
+    d = config.hidden
+    e4 = allocation(tokens * d, 4)  # a float32 (tokens, d) tensor
     low = 2 if autocast else 4  # linear layers' and attention's element size
     el = allocation(tokens * d, low)
     mask = allocation(tokens * d, 1)  # a dropout mask
     stats = 2 * allocation(tokens, 4)  # a layer norm's mean and rstd
-    bias = allocation(b * length * bias_columns(length), low)
 
     # Embedding: the dropout mask, the masked embeddings (the first norm's input), the padding
-    # flags kept by the product, the additive attention bias shared by all blocks.
+    # flags kept by the product, the attention bias (if any) shared by all blocks.
     embedding = mask + e4 + allocation(tokens, 1) + bias
     # A block keeps: the norm's stats; the qkv input (bf16 copy under autocast, else the norm
     # output itself); q, k, v; attention output and logsumexp; the attention residual's
     # dropout mask; the residual sum (next norm's input); the FFN input, pre-GELU, and the
     # post-dropout activation; two dropout masks; the block output.
-    per_block = (2 * stats + el + 3 * el + el
-                 + _attention_logsumexp(b, length, config.num_heads)
+    per_block = (2 * stats + el + 3 * el + el + logsumexp
                  + mask + e4 + el + el + mask + el + mask + e4)
     final = stats + e4  # the final norm's stats and the hidden states it returns
     saved = embedding + config.num_blocks * per_block + final

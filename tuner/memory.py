@@ -19,6 +19,9 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from cce_tune.kernels.memory import allocation, loss_memory
 from cce_tune.models import bert4rec_memory
@@ -28,21 +31,48 @@ from cce_tune.models.sasrec_memory import (
     ActivationMemory,
     activation_memory,
     inference_extra,
+    packed_activation_memory,
     parameter_bytes,
 )
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig, users_per_batch
+from cce_tune.tuner.sequences.token_bound import packed_tokens, token_cap
 from cce_tune.tuner.units import format_bytes
+
+if TYPE_CHECKING:
+    from cce_tune.tuner.data.sequences import SequenceData
 
 MiB = 1 << 20
 
 
 @dataclass(frozen=True)
 class DatasetShape:
-    """What the memory model needs of a dataset: its user and item counts."""
+    """What the memory model needs of a dataset: its user and item counts, and for packed
+    batches how long its users' training inputs are."""
 
     num_users: int
     num_items: int
+    # (items, users) pairs: how many users' training inputs (the items before the validation
+    # item, less the last, which only is a target) hold each count of items, uncut. Empty
+    # when not known: a packed batch is then sized by its users' full windows.
+    train_lengths: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(cls, data: SequenceData) -> DatasetShape:
+        inputs = np.maximum(data.history_end("train") - data.offsets[:-1] - 1, 0)
+        lengths, users = np.unique(inputs, return_counts=True)
+        return cls(data.num_users, data.num_items,
+                   tuple(zip(lengths.tolist(), users.tolist(), strict=True)))
+
+    def packed_tokens(self, batch_size: int, max_len: int) -> int:
+        """The tokens of the widest packed batch of `batch_size` users at `max_len`: their
+        cap (`token_cap`), rounded up as the batcher rounds (`packed_tokens`)."""
+        if self.train_lengths:
+            lengths, users = np.array(self.train_lengths, dtype=np.int64).T
+            cap = token_cap(np.minimum(lengths, max_len), users, batch_size, max_len)
+        else:
+            cap = batch_size * max_len
+        return packed_tokens(cap, batch_size, max_len)
 
 
 @dataclass(frozen=True)
@@ -149,12 +179,19 @@ class ModelTerms:
 
 def _sasrec_terms(config: TrainConfig, shape: DatasetShape, batch: int) -> ModelTerms:
     model = model_config(config, shape)
-    tokens = batch * config.max_len
+    if packs(config):
+        tokens = shape.packed_tokens(batch, config.max_len)
+        # Items, targets and positions, and the layout's segment and offset per token.
+        batch_ids = PACKED_IDS * allocation(tokens, 8)
+        activations = packed_activation_memory(model, tokens, config.bf16)
+    else:
+        tokens = batch * config.max_len
+        batch_ids = 2 * allocation(tokens, 8)  # the batch's inputs and targets
+        activations = activation_memory(model, batch, config.bf16)
     return ModelTerms(
         params=parameter_bytes(model),
         dataset=dataset_bytes(shape, config.max_len),
-        batch_ids=2 * allocation(tokens, 8),  # the batch's inputs and targets
-        activations=activation_memory(model, batch, config.bf16),
+        batch_ids=batch_ids, activations=activations,
         loss_tokens=tokens, table_rows=shape.num_items + 1, loss_backward_extra=0,
         inference_extra=lambda users: inference_extra(model, users, config.bf16))
 
@@ -176,6 +213,16 @@ def _bert4rec_terms(config: ClozeConfig, shape: DatasetShape, batch: int) -> Mod
         loss_tokens=masked, table_rows=rows,
         loss_backward_extra=allocation(rows * config.hidden, 4),
         inference_extra=lambda users: bert4rec_memory.inference_extra(model, users, config.bf16))
+
+
+PACKED_IDS = 5  # int64 values per packed token beside the activations
+
+
+def packs(config: TrainConfig) -> bool:
+    """Whether the model describes `config`'s step as packed: packed batches on the
+    variable-length kernel, which runs in bfloat16 (in float32 attention runs on a padded
+    layout, `models.packing`, which it does not describe)."""
+    return config.batches == "packed" and config.bf16
 
 
 # The sequence models by `TrainConfig.model`: what each declares for a step.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from cce_tune.kernels.config import LOSSES as ALL_LOSSES
 from cce_tune.kernels.config import NEGATIVE_MODES, SINGLE_NEGATIVE, LossConfig
@@ -24,6 +24,8 @@ class GridPoint:
     negative_mode: str = "shared"
     in_kernel: bool = False
     mask_prob: float | None = None  # BERT4Rec's point (the cloze task), else SASRec's
+    batches: str = "length"  # packed: every user's full window packed, B x L + 1 tokens
+    cuda_graphs: bool = False
 
     def config(self) -> TrainConfig:
         negatives = 1 if self.loss in SINGLE_NEGATIVE else self.negatives
@@ -31,7 +33,8 @@ class GridPoint:
                                              negative_mode=self.negative_mode,
                                              in_kernel_negatives=self.in_kernel),
                              batch_size=self.batch_size, max_len=self.max_len,
-                             hidden=self.hidden, bf16=self.bf16, device="cuda")
+                             hidden=self.hidden, bf16=self.bf16, device="cuda",
+                             batches=self.batches, cuda_graphs=self.cuda_graphs)
         if self.mask_prob is None:
             return config
         return ClozeConfig(**{f.name: getattr(config, f.name) for f in fields(config)},
@@ -45,6 +48,10 @@ class GridPoint:
         """The memory-model branch this point exercises: loss, negative layout, id source
         (and the model, for BERT4Rec's points)."""
         group = memory_group(self.loss, self.negative_mode, self.in_kernel)
+        if self.batches == "packed":
+            group += " packed"
+        if self.cuda_graphs:
+            group += " graphs"
         return group if self.mask_prob is None else f"bert4rec {group}"
 
 
@@ -170,5 +177,18 @@ def bert4rec_grid() -> list[GridPoint]:
     return points
 
 
+def packed_grid() -> list[GridPoint]:
+    """SASRec's packed step (`--batches packed`, bf16, where the variable-length kernel runs):
+    the default grid's points in bf16, then a point of each loss group and two shapes
+    replayed from CUDA graphs, whose pool holds the step's memory between replays."""
+    points = list(dict.fromkeys(replace(point, bf16=True, batches="packed")
+                                for point in default_grid()))
+    graphed = [point for point in points if point.num_items < 1_000_000
+               and point.batch_size * point.max_len <= 256 * 400]
+    return points + [replace(point, cuda_graphs=True)
+                     for point in list({p.group(): p for p in graphed}.values())]
+
+
 GRIDS: dict[str, Callable[[], list[GridPoint]]] = {"default": default_grid, "tiny": tiny_grid,
-                                                   "bert4rec": bert4rec_grid}
+                                                   "bert4rec": bert4rec_grid,
+                                                   "packed": packed_grid}

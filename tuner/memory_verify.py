@@ -23,6 +23,8 @@ import torch
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.memory import DatasetShape, MemoryProfile, estimate
 from cce_tune.tuner.memory_grid import GridPoint
+from cce_tune.tuner.sequences.graphed_steps import GraphedSteps
+from cce_tune.tuner.sequences.token_bound import packed_tokens
 from cce_tune.tuner.sequences.train import Setup
 from cce_tune.tuner.units import format_bytes
 
@@ -55,8 +57,13 @@ def measure(point: GridPoint, device_bytes: int,
     try:
         setup = Setup(config, data)
         batch = torch.arange(point.batch_size, device=setup.device)
+        width = step_width(point)
         setup.model.train()
-        setup.step(batch)  # warm-up: Adam state, cuBLAS workspaces, compiled kernels
+        if config.cuda_graphs:
+            graphed = _measure_graphed(setup, batch, width or point.max_len, data)
+            return {**row, **graphed,
+                    "error": row["estimate_allocated"] / graphed["measured_allocated"] - 1}
+        setup.step(batch, width)  # warm-up: Adam state, cuBLAS workspaces, compiled kernels
         torch.cuda.synchronize()
         baseline = torch.cuda.memory_allocated()  # params, Adam state, data, last grads
         measured = {}
@@ -71,17 +78,15 @@ def measure(point: GridPoint, device_bytes: int,
             reserved = max(reserved, torch.cuda.max_memory_reserved())
             return result
 
-        loss = peak_of("forward", lambda: setup.forward(batch))
+        loss = peak_of("forward", lambda: setup.forward(batch, width))
         peak_of("backward", loss.backward)
         del loss
         peak_of("optimizer step", setup.optimizer.step)
         setup.optimizer.zero_grad(set_to_none=True)  # as evaluate does, before the peak reset
         peak_of("evaluation", lambda: setup.evaluate("valid", data))
-        free, total = torch.cuda.mem_get_info()
-        context = total - free - torch.cuda.memory_reserved()
         peak = max(measured.values())
         return {**row, "status": "measured", "measured_allocated": peak,
-                "measured_reserved": reserved, "context": context,
+                "measured_reserved": reserved, "context": _context(),
                 "measured_baseline": baseline,
                 **{f"measured_{_key(p)}": measured[p] for p in PHASES},
                 "measured_phase": max(measured, key=measured.get),
@@ -92,6 +97,38 @@ def measure(point: GridPoint, device_bytes: int,
         setup = None  # free the model before the next point
         gc.collect()
         torch.cuda.empty_cache()
+
+
+def step_width(point: GridPoint) -> int | None:
+    """What the point's step is given as its width: packed, every user's full window, the
+    most tokens a batch of them holds; else None, the full windows."""
+    if point.batches != "packed":
+        return None
+    return packed_tokens(point.batch_size * point.max_len, point.batch_size, point.max_len)
+
+
+def _measure_graphed(setup: Setup, batch: torch.Tensor, width: int,
+                     data: SequenceData) -> dict:
+    """The peak of steps replayed from a CUDA graph as training runs them
+    (`GraphedSteps`: an eager step, the capture, a replay) and of the evaluation that
+    borrows the graph's pool: one peak over all, as a graph's memory stays held."""
+    runner = GraphedSteps(setup)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(3):
+        runner.step(batch, width, 1.0)
+    runner.evaluate("valid", data)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    return {"status": "measured", "measured_allocated": peak,
+            "measured_reserved": torch.cuda.max_memory_reserved(), "context": _context(),
+            "measured_phase": "graphed steps and evaluation"}
+
+
+def _context() -> int:
+    """Bytes on the GPU outside the caching allocator: the CUDA context and kernel images."""
+    free, total = torch.cuda.mem_get_info()
+    return total - free - torch.cuda.memory_reserved()
 
 
 def estimate_row(point: GridPoint, profile: MemoryProfile | None = None) -> dict:

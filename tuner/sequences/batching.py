@@ -35,14 +35,12 @@ import numpy as np
 import torch
 
 from cce_tune.tuner.sequences.config import check_batches
+from cce_tune.tuner.sequences.token_bound import packed_tokens
 
 GROUP = 64  # batches per group sorted by length
 # Widths are rounded up to this: the memory-efficient attention wants 16-aligned bias rows,
 # and it bounds the distinct shapes an epoch compiles and caches for.
 WIDTH_MULTIPLE = 16
-# A packed batch's tokens are rounded up to this, with one token more at least: the padding
-# is a sequence of its own, never empty.
-PACKED_MULTIPLE = 1024
 
 
 @dataclass(frozen=True)
@@ -63,14 +61,15 @@ class Batch:
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
                   order_by: str, max_width: int, device: torch.device,
-                  tokens: np.ndarray | None = None) -> list[Batch]:
+                  tokens: np.ndarray | None = None, cap: int | None = None) -> list[Batch]:
     """One epoch's batches over the users with something to train on, in training order.
 
     `lengths[u]`: real items in user u's training input; `max_width`: the windows' width;
     `tokens[u]`: the loss's tokens user u brings, expected (`lengths` by default), which
     the batches' weights count. `order_by` is one of `config.ORDERS`: "length" groups users of
     similar length; "random" and "packed" take them in random order, each batch cut (and
-    weighted), or packed.
+    weighted), or packed. Packed, a batch of more than `cap` real items (`token_cap`: the
+    memory model sizes the step by it) is split into consecutive parts within it.
     """
     check_batches(order_by)
     tokens = lengths if tokens is None else tokens
@@ -91,20 +90,29 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
     batches = []
     packed = order_by == "packed"
     for start in starts:
-        users = order[start:start + batch_size]
-        width = (packed_tokens(int(lengths[users].sum()), len(users), max_width) if packed
-                 else batch_width(lengths[users], max_width))
-        batches.append(Batch(on_device[start:start + batch_size], width,
-                             float(tokens[users].sum() / mean_tokens), users, packed))
+        end = min(start + batch_size, len(order))
+        for first, last in (_within(lengths[order[start:end]], cap) if packed and cap
+                            else [(0, end - start)]):
+            users = order[start + first:start + last]
+            width = (packed_tokens(int(lengths[users].sum()), len(users), max_width) if packed
+                     else batch_width(lengths[users], max_width))
+            batches.append(Batch(on_device[start + first:start + last], width,
+                                 float(tokens[users].sum() / mean_tokens), users, packed))
     return batches
 
 
-def packed_tokens(real: int, users: int, max_width: int) -> int:
-    """The tokens `users` sequences of `real` items in all are packed into: rounded up to
-    PACKED_MULTIPLE past one padding token, but never more than one past their full windows:
-    a packed batch computes at most one position more than the widest padded one."""
-    rounded = (real // PACKED_MULTIPLE + 1) * PACKED_MULTIPLE
-    return min(rounded, users * max_width + 1)
+def _within(lengths: np.ndarray, cap: int) -> list[tuple[int, int]]:
+    """(first, last) bounds of consecutive parts of a batch of these lengths, each of at most
+    `cap` items (a single user is never more): the whole batch unless it passes the cap."""
+    if lengths.sum() <= cap:
+        return [(0, len(lengths))]
+    parts, first, held = [], 0, 0
+    for index, length in enumerate(lengths.tolist()):
+        if held + length > cap and index > first:
+            parts.append((first, index))
+            first, held = index, 0
+        held += length
+    return [*parts, (first, len(lengths))]
 
 
 def batch_width(lengths: np.ndarray, max_width: int) -> int:

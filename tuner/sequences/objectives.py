@@ -24,11 +24,11 @@ from torch import nn
 from cce_tune.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig
 from cce_tune.models.bert4rec_config import masked_capacity, mean_masked
 from cce_tune.models.packing import Packed
-from cce_tune.tuner.sequences.batching import PACKED_MULTIPLE
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.flops import candidates, epoch_flops
 from cce_tune.tuner.sequences.masking import cloze_mask
+from cce_tune.tuner.sequences.token_bound import PACKED_MULTIPLE
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

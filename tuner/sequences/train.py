@@ -28,6 +28,7 @@ from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.evaluate import RankingMetrics, evaluate, popularity_scorer
 from cce_tune.tuner.sequences.graphed_steps import GraphedSteps, check_graphable
 from cce_tune.tuner.sequences.objectives import OBJECTIVES
+from cce_tune.tuner.sequences.token_bound import token_cap
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ class Setup:
         # without a wait for the GPU.
         self.lengths = self.batches.lengths.cpu().numpy()
         self.loss_tokens = self.batches.loss_tokens.cpu().numpy()
+        # The most real items a packed batch may hold: what the memory model sizes it by.
+        self.token_cap = (token_cap(*np.unique(self.lengths, return_counts=True),
+                                    config.batch_size, config.max_len)
+                          if config.batches == "packed" else None)
         self.scorers = {split: _model_scorer(self.model, self.batches.histories[split])
                         for split in ("valid", "test")}
         # What a training step calls: the model, or its data-parallel replica
@@ -225,7 +230,7 @@ def train(
                 torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
         batches = epoch_batches(setup.lengths, config.batch_size, rng, config.batches,
-                                config.max_len, device, setup.loss_tokens)
+                                config.max_len, device, setup.loss_tokens, setup.token_cap)
         total_loss = torch.zeros((), device=device)
         steps = 0
         for batch in batches:

@@ -9,8 +9,9 @@ import torch
 
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
-from cce_tune.tuner.sequences.batching import PACKED_MULTIPLE, epoch_batches, packed_tokens
+from cce_tune.tuner.sequences.batching import epoch_batches
 from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
+from cce_tune.tuner.sequences.token_bound import PACKED_MULTIPLE, packed_tokens
 from cce_tune.tuner.sequences.train import Setup, train
 
 LENGTHS = np.random.default_rng(0).geometric(1 / 40, size=3000).clip(max=200)
