@@ -1,5 +1,5 @@
-"""The fidelity rule: trials compared at equal training time, so a large batch that needs
-more epochs but ends best is not the one stopped."""
+"""The fidelity rule: trials compared at equal training time and only with their own batch
+size, so a large batch that needs more epochs but ends best is not the one stopped."""
 
 import math
 from dataclasses import dataclass
@@ -20,13 +20,18 @@ class FakeTrial:
     ceiling: float  # the quality it converges to
     epochs_to_converge: float  # ... and how many epochs it takes to get there
     start: float = 0.0  # when it was launched: trials start as slots free up
+    batch_size: int = 128
+
+    @property
+    def config(self) -> dict:
+        return {"batch_size": self.batch_size}
 
     def quality(self, epoch: int) -> float:
         return self.ceiling * (1 - math.exp(-epoch / self.epochs_to_converge))
 
 
 SMALL = [FakeTrial(f"small{i}", 1.0, 0.33 - 0.01 * i, 1.0) for i in range(4)]
-LARGE = FakeTrial("large", 0.25, 0.40, 4.0, start=5.0)  # 4 epochs per small one's, ends best
+LARGE = FakeTrial("large", 0.25, 0.40, 4.0, start=5.0, batch_size=2048)  # ends best
 
 
 def stopped(scheduler, trials=(*SMALL, LARGE), seconds=40.0) -> list[str]:
@@ -60,3 +65,19 @@ def test_at_equal_training_time_the_large_batch_that_ends_best_runs_on():
     out = stopped(make_scheduler("ndcg10", grace_seconds=1.0))
     assert "large" not in out
     assert out  # and the scheduler does stop the weaker small batches
+
+
+def test_a_large_batch_is_stopped_only_for_being_behind_large_batches():
+    """Large batches that learn slowly per second, all behind every small one at every rung
+    until long after the grace: with one ladder for all they would be stopped whatever
+    they end at; on their own ladder only the weaker large ones are."""
+    large = [FakeTrial(f"large{i}", 1.0, 0.40 - 0.05 * i, 30.0, start=1.0 + i,
+                       batch_size=2048) for i in range(3)]
+    trials = (*SMALL, *large)
+    one_ladder = ASHAScheduler(time_attr=COST, metric="ndcg10", mode="max", max_t=10.0**7,
+                               grace_period=1.0, reduction_factor=3)
+    assert "large0" in stopped(one_ladder, trials)
+    out = stopped(make_scheduler("ndcg10", grace_seconds=1.0), trials)
+    assert "large0" not in out
+    assert {"large1", "large2"} & set(out)  # the weaker large batches still are
+    assert {"small1", "small2", "small3"} & set(out)

@@ -208,8 +208,9 @@ class _Running:
 
 
 def _start(run: _Running, scheduler) -> None:
-    if scheduler is not None:
-        scheduler.on_trial_add(None, SimpleNamespace(trial_id=run.trial_id))
+    if scheduler is not None:  # as a Ray trial: its id, and its config for the ladder
+        config = run.point.params if run.point is not None else {}
+        scheduler.on_trial_add(None, SimpleNamespace(trial_id=run.trial_id, config=config))
 
 
 def _advance(run: _Running, scheduler, quality: str) -> tuple[float, float, bool] | None:
@@ -221,7 +222,7 @@ def _advance(run: _Running, scheduler, quality: str) -> tuple[float, float, bool
         return outcome.quality, outcome.cost, False
     from ray.tune.schedulers import TrialScheduler
 
-    trial = SimpleNamespace(trial_id=run.trial_id)  # all Ray 2.60's ASHA reads of a trial
+    trial = SimpleNamespace(trial_id=run.trial_id)  # all that ASHA reads of a reporting trial
     if not outcome.history:
         scheduler.on_trial_complete(None, trial, {COST: outcome.cost, quality: outcome.quality})
         return outcome.quality, outcome.cost, False

@@ -59,9 +59,8 @@ def test_unknown_strategy(tmp_path):
 
 
 def test_stopped_early_is_tallied_by_batch_size_and_reported(tmp_path):
-    """Equal epoch times, so ASHA's rungs rank trials by their final quality, which on this
-    table falls with the batch: the small batches are the ones stopped, and the report says
-    so per batch size, summed over seeds."""
+    """ASHA stops trials on this table, and the report says how many per batch size, summed
+    over seeds (which ones it stops: tests/tuner/test_early_stopping.py)."""
     table = load_table(write_table(tmp_path, quality=corner_quality,
                                    seconds_per_epoch=lambda *_: 10.0))
     settings = ReplaySettings(trials=16, grace_seconds=10.0)
@@ -72,8 +71,7 @@ def test_stopped_early_is_tallied_by_batch_size_and_reported(tmp_path):
     comparison = compare(table, ["random"], range(3), settings)
     tally = comparison.summaries["random"].stopped_by_batch
     assert sum(run for _, run in tally.values()) == 3 * 16
-    share = {batch: stopped / run for batch, (stopped, run) in tally.items()}
-    assert share[64] > share[1024]
+    assert sum(stopped for stopped, _ in tally.values()) > 0
     stopped, run = tally[64]
     assert f"| {stopped}/{run} {stopped / run:.0%} |" in report.markdown(comparison, "")
     assert "B 1,024" in report.text(comparison)
