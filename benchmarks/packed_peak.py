@@ -128,8 +128,9 @@ def main() -> None:
     stem = args.out_dir / f"packed-peak-{gpu_slug(gpu)}"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({"gpu": gpu, "rows": rows}, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(markdown(rows, gpu, command_line()))
-    print(markdown(rows, gpu, command_line()))
+    text = markdown(rows, gpu, command_line("benchmarks.packed_peak", args))
+    stem.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

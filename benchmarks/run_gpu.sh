@@ -5,7 +5,8 @@
 # tune-serial, tune-dlrm, dlrm, quality, train-ml20m, synthetic-calibration, grid-1, grid-2,
 # bert4rec, bert4rec-quality, step-profile, step-compiled, batching-quality,
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
-# step-packed, sparse-item-grad, memory-packed, step-memory-packed, packed-peak).
+# step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
+# packed-peak).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -160,7 +161,8 @@ for stage in "$@"; do
       # how long it launches trials); the run folder comes back packed, and stays unpacked in
       # /tmp for a tuning-bars stage of the same call
       python3 -m cce_tune.tuner.cli data --dataset synthetic-ml-20m
-      python3 -m cce_tune.tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m --trials 16 \
+      python3 -m cce_tune.tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m \
+        --trials "${TUNE_TRIALS:-16}" \
         --bf16 --time-budget "${TUNE_SECONDS:-420}s" --no-dashboard --out "$out/tune-ml20m" \
         2>&1 | tee "$out/tune-ml20m.log" | grep -v "^\[.*epoch" | tail -40
       tar czf "$out/tune-ml20m.tgz" -C "$out" tune-ml20m
@@ -185,6 +187,9 @@ for stage in "$@"; do
     memory-packed)  # issue 18: the packed step's terms at full windows, eager and graphed
       python3 -m cce_tune.tuner.cli verify-memory --grid packed --out "$out" 2>&1 \
         | tee "$out/memory-packed.log" | tail -40 ;;
+    memory-packed-graphs)  # the packed grid's graphed points alone
+      python3 -m cce_tune.tuner.cli verify-memory --grid packed-graphs --out "$out" 2>&1 \
+        | tee "$out/memory-packed-graphs.log" | tail -30 ;;
     step-memory-packed) python3 -m benchmarks.step_memory --packed --out-dir "$out" 2>&1 \
         | tail -4 ;;
     packed-peak)  # issue 18: the packed token cap against an epoch of real lengths

@@ -115,8 +115,10 @@ class SASRec(nn.Module):
         if length > max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {max_len}")
         positions = torch.arange(max_len - length, max_len, device=items.device)
-        x = self._embed(items, positions)
-        return self._encode(x, attention_bias(items != 0, _compute_dtype(x), self.causal))
+        bias = attention_bias(items != 0, _compute_dtype(self.item_emb.weight), self.causal)
+        # The embeddings go straight to the blocks: a name held here would keep them alive
+        # through every block of a no-grad forward (evaluation's peak, by a float32 (B, L, d)).
+        return self._encode(self._embed(items, positions), bias)
 
     def _packed(self, items: torch.Tensor, positions: torch.Tensor,
                 layout: Packed) -> torch.Tensor:
@@ -155,7 +157,8 @@ def attention_bias(real: torch.Tensor, dtype: torch.dtype, causal: bool = True) 
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """What the attention's inputs are cast to: the autocast dtype when autocast is on."""
+    """What the attention's inputs are cast to: the autocast dtype when autocast is on, else
+    that of `x` (the embeddings', whose dtype the item table's weight gives)."""
     if torch.is_autocast_enabled(x.device.type):
         return torch.get_autocast_dtype(x.device.type)
     return x.dtype

@@ -13,7 +13,7 @@ from cce_tune.tuner.data import KNOWN_DATASETS, DataOptions
 from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.data.tabular import ColumnNames
 from cce_tune.tuner.errors import CceTuneError
-from cce_tune.tuner.sequences.config import ORDERS, TrainConfig
+from cce_tune.tuner.sequences.config import AUTO, ORDERS, TrainConfig
 
 DEFAULT_NEGATIVES = {"ce": 1, "ce_minus": 256, "bce": 1, "gbce": 256}
 DEFAULT_NEGATIVES |= {fused: DEFAULT_NEGATIVES[ref] for fused, ref in FUSED_LOSSES.items()}
@@ -181,14 +181,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             "estimates describe the uncompiled step")
     group.add_argument("--cuda-graphs", action="store_true",
                        help="replay each training step from a CUDA graph, one per batch shape: "
-                            "the host launches a whole step at once (SASRec on a GPU, `train` "
-                            "only; a shape's first batch runs eagerly, its second is captured)")
-    group.add_argument("--batches", choices=ORDERS, default="length",
+                            "the host launches a whole step at once (SASRec on a GPU; a "
+                            "shape's first batch runs eagerly, its second is captured)")
+    group.add_argument("--batches", choices=(*ORDERS, AUTO), default=AUTO,
                        help="which users share a batch: 'length', users of similar length, "
-                            "each batch cut to its longest sequence (default); 'random', "
-                            "cut too; 'packed', random users' real items laid end to end, "
-                            "no padding computed (SASRec; fast on a CUDA GPU with --bf16, "
-                            "torch >= 2.10)")
+                            "each batch cut to its longest sequence; 'random', cut too; "
+                            "'packed', random users' real items laid end to end, no padding "
+                            "computed (SASRec; fast on a CUDA GPU with --bf16, torch >= 2.10); "
+                            "'auto' (default): packed and replayed from CUDA graphs for SASRec "
+                            "in bf16 on one GPU, else length")
     group.add_argument("--eval-batch-size", type=positive_int, default=1024,
                        help="users ranked at once in evaluation (default: 1024)")
 

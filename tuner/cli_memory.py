@@ -21,11 +21,12 @@ from cce_tune.tuner.memory import (
     MemoryProfile,
     estimate,
     format_bytes,
+    packs,
     solve,
     with_knob,
 )
 from cce_tune.tuner.memory_grid import GRIDS
-from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig, resolve_auto
 
 
 def add_profile_argument(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +61,13 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
         raise CceTuneError("--solve needs --gpu-mem, the budget to solve against")
     if args.solve and args.gpus > 1:
         raise CceTuneError("--solve solves for one GPU; leave out --gpus")
+    config = resolve_auto(config, data_parallel=args.gpus > 1)
     shape = dataset_shape(args)
+    if packs(config) and not (args.num_users and args.num_items):
+        # A packed batch is sized by its users' real lengths: the dataset's, read once.
+        from cce_tune.tuner.data import load
+
+        shape = DatasetShape.of(load(data_options(args)))
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
     solved = None
     if args.solve:
@@ -84,10 +91,16 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
     if config.batch_size > shape.num_users:
         print(f"the batch is capped at the dataset's {shape.num_users:,} users: a step never "
               "holds more")
-    if config.batches == "packed":
-        print("packed batches: this describes the widest padded step; a packed batch holds "
-              "at most one token more, and no attention bias (not checked against a measured "
-              "grid)")
+    if packs(config):
+        tokens = shape.packed_tokens(min(config.batch_size, shape.num_users), config.max_len)
+        print(f"packed batches of at most {tokens:,} tokens"
+              + (" (the users' full windows: the dataset's lengths are not read with "
+                 "--num-users and --num-items)" if not shape.train_lengths else
+                 f" (the full windows hold {config.batch_size * config.max_len:,})")
+              + (", steps replayed from CUDA graphs" if config.cuda_graphs else ""))
+    elif config.batches == "packed":
+        print("packed batches in float32: attention runs on a padded layout, which this does "
+              "not describe (it describes the widest padded step); add --bf16")
     print(breakdown.table())
     if solved == SOLVE_LIMIT:
         print(f"{args.solve} {solved:,} (the largest value tried) still fits within "

@@ -133,9 +133,7 @@ def run_tune(args: argparse.Namespace) -> None:
                                "e.g. --gpu-mem 40GB")
         if args.mlflow:
             require_mlflow()
-        train_only = {"--cuda-graphs": getattr(args, "cuda_graphs", False),
-                      "--sparse-item-grad": getattr(args, "sparse_item_grad", False),
-                      "--batches packed": getattr(args, "batches", None) == "packed"}
+        train_only = {"--sparse-item-grad": getattr(args, "sparse_item_grad", False)}
         refused = next((flag for flag, given in train_only.items() if given), None)
         if refused:
             raise CceTuneError(f"{refused} is for `cce-tune train` only for now: the memory "

@@ -246,7 +246,8 @@ def estimate(config: TrainConfig, shape: DatasetShape,
         "parameters": params,
         "Adam state": 2 * params,
         "dataset on device": model.dataset,
-        "library workspaces": profile.workspace_bytes,
+        # Steps replayed from CUDA graphs run on a capture stream, with workspaces of its own.
+        "library workspaces": profile.workspace_bytes * (2 if config.cuda_graphs else 1),
     }
     if gpus > 1:
         persistent["gradient buckets"] = params

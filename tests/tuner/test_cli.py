@@ -33,9 +33,6 @@ def test_data_prints_summary(capsys):
     (["train", "--dataset", "ml-1m", "--data-dir", "/nonexistent"], "no ratings.dat in"),
     (["train", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA GPU"),
     (["train", "--model", "bert4rec", "--cuda-graphs"], "BERT4Rec's step has not been replayed"),
-    (["tune", "--gpu-mem", "40GB", "--cuda-graphs"], "--cuda-graphs is for `cce-tune train`"),
-    (["tune", "--gpu-mem", "40GB", "--batches", "packed"],
-     "--batches packed is for `cce-tune train`"),
     (["tune", "--gpu-mem", "40GB", "--sparse-item-grad"],
      "--sparse-item-grad is for `cce-tune train`"),
     (["estimate", "--sparse-item-grad"], "does not describe sparse item gradients yet"),
@@ -124,7 +121,16 @@ def test_estimate_states_its_caps_and_the_solvers_limit(capsys):
     assert main(["estimate", *shape, "--gpu-mem", "40GB", "--solve", "batch-size"]) == 0
     assert "(the largest value tried) still fits" in capsys.readouterr().out
     assert main(["estimate", *shape, "--batches", "packed"]) == 0
-    assert "packed batches: this describes the widest padded step;" in capsys.readouterr().out
+    assert "packed batches in float32: attention runs on a padded layout" in (
+        capsys.readouterr().out)
+    assert main(["estimate", *shape, "--bf16"]) == 0  # auto: packed, graphed, full windows
+    assert ("packed batches of at most 6,401 tokens (the users' full windows: the dataset's "
+            "lengths are not read") in capsys.readouterr().out
+    assert main(["estimate", "--dataset", "synthetic", "--bf16"]) == 0  # its lengths read
+    out = capsys.readouterr().out
+    assert "packed batches of at most" in out and "steps replayed from CUDA graphs" in out
+    tokens = int(out.split("packed batches of at most ")[1].split(" tokens")[0].replace(",", ""))
+    assert tokens < 128 * 50
 
 
 @pytest.mark.parametrize("model", names())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -36,7 +37,7 @@ from cce_tune.tuner.memory import (
     estimate,
 )
 from cce_tune.tuner.sequences import trial
-from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig, resolve_auto
 from cce_tune.tuner.trial import data_parallel_workers
 
 if TYPE_CHECKING:
@@ -146,7 +147,15 @@ class SASRecTarget:
         return {**self.__dict__, "data": None}
 
     def config(self, params: dict[str, Any]) -> TrainConfig:
-        return self.configure(params, self.base)
+        """A sampled point's training config, as its trial trains it (--batches auto made
+        concrete). Packed batches in float32 run on a padded layout that the memory model
+        does not describe: such a point is refused (ValueError), never launched."""
+        config = resolve_auto(self.configure(params, self.base), data_parallel=self.gpus > 1)
+        if config.batches == "packed" and not config.bf16:
+            raise ValueError("--batches packed needs bf16 in a tuning run (in float32 attention "
+                             "runs on a padded layout, which the memory model does not "
+                             "describe): add --bf16, or leave --batches to auto")
+        return config
 
     def estimate(self, config: TrainConfig) -> MemoryBreakdown:
         return estimate(config, self.shape, self.profile, gpus=self.gpus)
@@ -217,7 +226,9 @@ class SASRecFamily(Family):
         from cce_tune.tuner.sequences.report import print_epoch, print_header, print_summary
         from cce_tune.tuner.sequences.train import resolve_device, train
 
-        config = self.run_config(args)
+        # Under torchrun every rank trains data parallel, which neither packs nor graphs.
+        config = resolve_auto(self.run_config(args),
+                              data_parallel=int(os.environ.get("WORLD_SIZE", "1")) > 1)
         device = resolve_device(config.device)
         if config.cuda_graphs:  # before any data is read
             check_graphable(device)
@@ -265,7 +276,7 @@ class SASRecFamily(Family):
         from cce_tune.tuner.data import load
 
         data = load(settings.data)
-        return self.target_class(settings.base, DatasetShape(data.num_users, data.num_items),
+        return self.target_class(settings.base, DatasetShape.of(data),
                                  profile, data, data_parallel_workers(settings.gpus_per_trial))
 
     def config_from_params(self, params: dict[str, Any], base: TrainConfig) -> TrainConfig:

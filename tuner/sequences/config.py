@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from cce_tune.kernels.config import LossConfig
 
 # How users are put in batches (`--batches`, `tuner.sequences.batching`).
 ORDERS = ("length", "random", "packed")
+# The command line's default: the fastest step the run can take (`resolve_auto`).
+AUTO = "auto"
 
 
 def check_batches(batches: str) -> None:
-    """Raises ValueError unless `batches` is one of ORDERS, naming them."""
-    if batches not in ORDERS:
-        raise ValueError(f"--batches {batches}: choose one of {', '.join(ORDERS)}")
+    """Raises ValueError unless `batches` is one of ORDERS (or AUTO), naming them."""
+    if batches not in (*ORDERS, AUTO):
+        raise ValueError(f"--batches {batches}: choose one of {', '.join((*ORDERS, AUTO))}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,19 @@ class TrainConfig:
         if self.cuda_graphs and self.loss.sparse_item_grad:
             raise ValueError("--cuda-graphs and --sparse-item-grad do not combine: SparseAdam "
                              "counts the touched rows on the host, which a graph cannot replay")
+
+
+def resolve_auto(config: TrainConfig, data_parallel: bool = False) -> TrainConfig:
+    """`config` with `batches` "auto" made concrete: SASRec in bf16 (which needs a CUDA GPU)
+    packs its batches and replays its steps from CUDA graphs, the fastest step measured
+    (benchmarks/results/step-h200.md), unless data parallel or with a sparse item gradient,
+    which neither combines with; anything else is grouped by length. Other values stay."""
+    if config.batches != AUTO:
+        return config
+    fast = (config.model == "sasrec" and config.bf16 and not data_parallel
+            and not config.loss.sparse_item_grad)
+    return replace(config, batches="packed" if fast else "length",
+                   cuda_graphs=config.cuda_graphs or fast)
 
 
 CLOZE_GRAPHS = ("--cuda-graphs: BERT4Rec's step has not been replayed from graphs on a GPU "

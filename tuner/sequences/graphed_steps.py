@@ -17,6 +17,7 @@ graph's memory stays held between epochs.
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,6 +42,15 @@ def check_graphable(device: torch.device, world: int = 1) -> None:
                            "(torchrun): leave it out there")
 
 
+@functools.cache
+def capture_stream(device: torch.device) -> torch.cuda.Stream:
+    """The process's one capture stream on `device`. cuBLAS keeps a workspace per stream it
+    runs on (64 MiB on an H200, held for the process's life), so a stream per run would leave
+    one behind per tuning trial of a reused worker; the memory model counts this one
+    beside the default stream's (`tuner.memory`)."""
+    return torch.cuda.Stream(device)
+
+
 @dataclass
 class _Graph:
     """A captured step and the tensors it reads and writes: replay after filling the inputs."""
@@ -59,7 +69,7 @@ class GraphedSteps:
         self.pool = torch.cuda.MemPool()
         # One side stream for warm-up and every capture: graphs that share a pool must be
         # captured on the same stream.
-        self.stream = torch.cuda.Stream(setup.device)
+        self.stream = capture_stream(setup.device)
         self.graphs: dict[tuple[int, int], _Graph] = {}
         self.warmed: set[tuple[int, int]] = set()
 

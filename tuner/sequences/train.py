@@ -22,7 +22,7 @@ from cce_tune.kernels.losses import make_loss
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.sequences.batching import epoch_batches
-from cce_tune.tuner.sequences.config import TrainConfig
+from cce_tune.tuner.sequences.config import TrainConfig, resolve_auto
 from cce_tune.tuner.sequences.data_parallel import rank_share, replicate, world_size
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.evaluate import RankingMetrics, evaluate, popularity_scorer
@@ -79,7 +79,7 @@ class Setup:
     """
 
     def __init__(self, config: TrainConfig, data: SequenceData) -> None:
-        self.config = config
+        self.config = config = resolve_auto(config, data_parallel=world_size() > 1)
         self.device = device = resolve_device(config.device)
         if config.bf16 and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
             raise CceTuneError("--bf16 needs a CUDA GPU with bfloat16 support")
@@ -196,6 +196,7 @@ def train(
     (`tuner.sequences.data_parallel`).
     """
     setup = Setup(config, data)
+    config = setup.config  # --batches auto made concrete
     world = world_size()  # with a process group of several ranks: data parallel
     if world > 1:
         if config.cuda_graphs:
