@@ -7,13 +7,13 @@ epochs to converge, but each of its epochs is faster. Compared at equal epochs (
 batch size and negatives together is worth. Compared at equal training seconds (`COST`, the
 sum of the epochs' training time, evaluation left out), each trial gets the GPU time it
 costs; but how much a trial has learnt after its first seconds still depends on its batch
-size, one way or the other: on the H200's ml-1m-shaped tables the batches of 32 (the tables'
-best) were the ones stopped, 66-100 % of them, and on MovieLens-20M's GPU run those of
-2,048 (`benchmarks/results/replay-stopping-by-batch.md`). So each batch size climbs its own
-ASHA rungs (`tuner.per_batch_asha`): a trial is stopped only for being behind trials that learn
-at its pace, and which batch size is best is left to the search, which sees every trial's
-quality. The tuner and `cce-tune replay` build the scheduler here, so both stop the same
-trials.
+size, one way or the other: on the H200's ml-1m-shaped tables the batches of 32 (the
+tables' best) were the ones stopped, 66-100 % of them, and on MovieLens-20M's GPU run
+those of 2,048 (`benchmarks/results/replay-stopping-by-batch.md`). So each batch size
+climbs its own ASHA rungs (`tuner.per_batch_asha`, whose `make_scheduler` builds them): a
+trial is stopped only for being behind trials that learn at its pace, and which batch size
+is best is left to the search, which sees every trial's quality. The tuner and
+`cce-tune replay` build the same scheduler, so both stop the same trials.
 """
 
 from __future__ import annotations
@@ -27,10 +27,3 @@ NO_HORIZON = 10.0**7
 # The knob whose values climb rungs apart; trials without it share one ladder.
 STRATUM = "batch_size"
 
-
-def make_scheduler(quality: str, grace_seconds: float):
-    """The tuner's early stopping: ASHA on training seconds, per batch size (Ray is
-    imported here, not where `COST` is read)."""
-    from cce_tune.tuner.per_batch_asha import PerBatchSizeASHA
-
-    return PerBatchSizeASHA(quality, grace_seconds)

@@ -46,3 +46,9 @@ class PerBatchSizeASHA(FIFOScheduler):
     def debug_string(self) -> str:
         return "ASHA per batch size: " + "; ".join(
             f"{stratum}: {ladder.debug_string()}" for stratum, ladder in self._ladders.items())
+
+
+def make_scheduler(quality: str, grace_seconds: float) -> PerBatchSizeASHA:
+    """The tuner's early stopping (and `cce-tune replay`'s): ASHA on training seconds, per
+    batch size."""
+    return PerBatchSizeASHA(quality, grace_seconds)

@@ -30,13 +30,13 @@ from ray.tune.search import Searcher
 
 from cce_tune.search_spaces import SearchSpace, SpaceError, load_space
 from cce_tune.tuner.climb import OVER_BUDGET
-from cce_tune.tuner.early_stopping import make_scheduler
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import Target, get
 from cce_tune.tuner.loggers import mlflow_callback
 from cce_tune.tuner.machine_lock import only_local_run
 from cce_tune.tuner.memory import MemoryProfile
 from cce_tune.tuner.memory_edge import edge_seeds, estimated_grid
+from cce_tune.tuner.per_batch_asha import make_scheduler
 from cce_tune.tuner.progress import ProgressTable
 from cce_tune.tuner.run_dir import (
     JOURNAL_FILE,

@@ -10,7 +10,8 @@ pytest.importorskip("ray")
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler  # noqa: E402
 
-from cce_tune.tuner.early_stopping import COST, make_scheduler  # noqa: E402
+from cce_tune.tuner.early_stopping import COST
+from cce_tune.tuner.per_batch_asha import make_scheduler  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from cce_tune.tuner.early_stopping import make_scheduler
+from cce_tune.tuner.per_batch_asha import make_scheduler
 from cce_tune.tuner.replay.simulate import ReplaySettings, replay_trial, simulate
 from cce_tune.tuner.replay.table import Outcome, load_table
 from cce_tune.tuner.strategies import STRATEGIES
