@@ -161,7 +161,9 @@ for stage in "$@"; do
       # how long it launches trials); the run folder comes back packed, and stays unpacked in
       # /tmp for a tuning-bars stage of the same call
       python3 -m cce_tune.tuner.cli data --dataset synthetic-ml-20m
-      python3 -m cce_tune.tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m \
+      # TUNE_LIMIT: seconds before the run is interrupted (Ctrl-C: reports still written)
+      timeout -s INT -k 60 "${TUNE_LIMIT:-86400}" \
+        python3 -m cce_tune.tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m \
         --trials "${TUNE_TRIALS:-16}" \
         --bf16 --time-budget "${TUNE_SECONDS:-420}s" --no-dashboard --out "$out/tune-ml20m" \
         2>&1 | tee "$out/tune-ml20m.log" | grep -v "^\[.*epoch" | tail -40
