@@ -15,10 +15,12 @@ packed-peak-<gpu>.json and .md under --out-dir.
 from __future__ import annotations
 
 import argparse
-import gc
+import itertools
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,6 @@ import torch
 from benchmarks.kernels import command_line
 from cce_tune.kernels import LossConfig
 from cce_tune.tuner.data import DataOptions, load
-from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.memory import DatasetShape, estimate
 from cce_tune.tuner.memory_verify import gpu_slug
 from cce_tune.tuner.sequences.batching import epoch_batches
@@ -49,13 +50,12 @@ SETTINGS = {  # issue 18's two settings, and a small batch, where the cap is loo
 TRAINING = ("forward", "backward", "optimizer step")
 
 
-def measure(name: str, config: TrainConfig, data: SequenceData) -> dict:
+def measure(name: str, config: TrainConfig, dataset: str) -> dict:
     """An epoch of the trainer's own packed batches (capped as it caps them), eager or
     replayed from graphs, then validation: each one's peak beside the estimate's."""
+    data = load(DataOptions(dataset))
     shape = DatasetShape.of(data)
     breakdown = estimate(config, shape)
-    gc.collect()  # the last setting's model and graphs: not in this one's peak
-    torch.cuda.empty_cache()
     setup = Setup(config, data)
     runner = GraphedSteps(setup) if config.cuda_graphs else setup
     batches = epoch_batches(setup.lengths, config.batch_size, np.random.default_rng(0),
@@ -117,14 +117,15 @@ def main() -> None:
     args = parser.parse_args()
     gpu = torch.cuda.get_device_name(0)
     rows = []
-    for dataset in args.datasets:
-        data = load(DataOptions(dataset))
-        for name, setting in SETTINGS.items():
-            for graphs in (False, True):
-                config = replace(setting, batches="packed", bf16=True, device="cuda",
-                                 cuda_graphs=graphs)
-                rows.append(measure(name, config, data))
-                print(json.dumps(rows[-1]), flush=True)
+    for dataset, (name, setting), graphs in itertools.product(
+            args.datasets, SETTINGS.items(), (False, True)):
+        config = replace(setting, batches="packed", bf16=True, device="cuda",
+                         cuda_graphs=graphs)
+        # A process of its own: nothing of another setting (a stream's cuBLAS workspace, a
+        # graph's pool) stays allocated beside it, as in a trial of its own.
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            rows.append(pool.submit(measure, name, config, dataset).result())
+        print(json.dumps(rows[-1]), flush=True)
     stem = args.out_dir / f"packed-peak-{gpu_slug(gpu)}"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({"gpu": gpu, "rows": rows}, indent=1) + "\n")

@@ -13,6 +13,7 @@ from cce_tune.tuner.cli import main
 from cce_tune.tuner.families import get
 from cce_tune.tuner.report import knee
 from cce_tune.tuner.run_dir import TuneSettings
+from cce_tune.tuner.sequences.config import resolve_auto
 
 SPACE = """
 description: the layout knobs of the fused loss, searched
@@ -43,9 +44,10 @@ def test_the_recommended_command_retrains_the_recommended_trial(tmp_path, capsys
     recommended = front.loc[knee(front, settings.family.objectives), "trial"]
     trial_dir = run_dir / f"trial_{recommended}"
     params = json.loads((trial_dir / "params.json").read_text())
-    # The config the trial trained: its params over the run's base, on this CPU (no bf16).
-    trained = replace(get("sasrec").config_from_params(params, settings.base), device="cpu",
-                      bf16=False)
+    # The config the trial trained: its params over the run's base, on this CPU (no bf16),
+    # with --batches auto made concrete as the trainer makes it.
+    trained = resolve_auto(replace(get("sasrec").config_from_params(params, settings.base),
+                                   device="cpu", bf16=False))
     out = tmp_path / "retrained.json"
     capsys.readouterr()
     assert main([*shlex.split(command)[1:], "--device", "cpu", "--out", str(out)]) == 0
