@@ -28,14 +28,17 @@ from pathlib import Path
 import pandas as pd
 
 from cce_tune.tuner.report import knee, load_trials
-from cce_tune.tuner.run_dir import REPORT_DIR, STOPPED_EARLY, TuneSettings
+from cce_tune.tuner.run_dir import RAN_TO_THE_END, REPORT_DIR, STOPPED_EARLY, TuneSettings
 
 
 def stopped_shares(trials: pd.DataFrame, small: int, large: int) -> dict[str, dict]:
-    """Trials and the share stopped early, at batch sizes <= `small` and >= `large`."""
+    """Trials and the share stopped early, at batch sizes <= `small` and >= `large`, of the
+    trials early stopping had its say on: stopped, or run to their end (an interrupted or
+    failed trial was neither)."""
     out = {}
-    for name, rows in (("small", trials[trials["batch_size"] <= small]),
-                       ("large", trials[trials["batch_size"] >= large])):
+    judged = trials[trials["status"].isin((STOPPED_EARLY, *RAN_TO_THE_END))]
+    for name, rows in (("small", judged[judged["batch_size"] <= small]),
+                       ("large", judged[judged["batch_size"] >= large])):
         stopped = int((rows["status"] == STOPPED_EARLY).sum())
         out[name] = {"trials": len(rows), "stopped": stopped,
                      "share": stopped / len(rows) if len(rows) else None}

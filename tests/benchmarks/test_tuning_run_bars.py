@@ -6,11 +6,11 @@ import pandas as pd
 from benchmarks.tuning_run_bars import retrain, stopped_shares
 
 
-def test_stopped_shares_compare_small_and_large_batches():
+def test_stopped_shares_compare_small_and_large_batches_that_early_stopping_judged():
     trials = pd.DataFrame({
-        "batch_size": [128, 256, 512, 1024, 2048, 4096, 4096],
+        "batch_size": [128, 256, 512, 1024, 2048, 4096, 4096, 128, 4096],
         "status": ["stopped early", "converged", "completed", "stopped early",
-                   "stopped early", "converged", "stopped early"]})
+                   "stopped early", "converged", "stopped early", "interrupted", "failed"]})
     shares = stopped_shares(trials, small=512, large=2048)
     assert shares["small"] == {"trials": 3, "stopped": 1, "share": 1 / 3}
     assert shares["large"] == {"trials": 3, "stopped": 2, "share": 2 / 3}
