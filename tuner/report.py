@@ -356,11 +356,24 @@ def ended_count(trials: pd.DataFrame) -> int:
 
 
 def _partial(settings: TuneSettings, trials: pd.DataFrame) -> list[str]:
-    """A warning and the resume command when the run stopped before all its trials ended."""
+    """A warning and the resume command when the run stopped before all its trials ended;
+    and the interrupted trial that was ahead of every finished one, if any: the front leaves
+    it out, so the best configuration seen may not be on it."""
     if _unfinished(settings, trials) == 0:
         return []
-    return [f"**Partial run**: {ended_count(trials)} of {settings.trials} trials ended. "
-            "Resume it with", "", "    " + resume_command(settings.run_dir), ""]
+    lines = [f"**Partial run**: {ended_count(trials)} of {settings.trials} trials ended. "
+             "Resume it with", "", "    " + resume_command(settings.run_dir), ""]
+    quality, label = settings.family.quality, settings.family.quality_label
+    cut = trials[(trials["status"] == INTERRUPTED) & trials[quality].notna()]
+    finished = trials.loc[trials["status"].isin(RAN_TO_THE_END), quality]
+    if not cut.empty and (finished.empty or cut[quality].max() > finished.max()):
+        ahead = cut.loc[cut[quality].idxmax()]
+        epochs = int(ahead["epochs"])
+        lines += [f"Interrupted ahead of every finished trial: trial {ahead['trial']}, "
+                  f"validation {label} {ahead[quality]:.4f} after {epochs} "
+                  f"epoch{'s' if epochs != 1 else ''} (not on the front, which compares "
+                  "finished trials only).", ""]
+    return lines
 
 
 def resume_command(run_dir: Path) -> str:

@@ -62,6 +62,17 @@ def test_trial_states_say_what_happened(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "**Partial run**" in summary
     assert f"cce-tune tune --resume {run_dir}" in summary
+    assert "Interrupted ahead" not in summary  # 0.175 after 1 epoch, the front has 0.28
+
+
+def test_a_partial_run_names_an_interrupted_trial_ahead_of_the_finished_ones(tmp_path):
+    run_dir = fake_sasrec_run(tmp_path / "run")
+    interrupted = sorted(run_dir.glob("trial_*"))[1] / "result.json"
+    first = json.loads(interrupted.read_text().splitlines()[0])
+    interrupted.write_text(json.dumps({**first, "ndcg10": 0.5}) + "\n")
+    summary = (write_reports(run_dir) / "summary.md").read_text()
+    assert ("Interrupted ahead of every finished trial: trial 00001, validation NDCG@10 "
+            "0.5000 after 1 epoch (not on the front") in summary
 
 
 def test_a_complete_run_is_not_partial(tmp_path):
