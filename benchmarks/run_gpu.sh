@@ -158,13 +158,14 @@ for stage in "$@"; do
       python3 -m benchmarks.step_profile --bf16 --epoch --hidden 64 --max-len 200 \
         --batch-size 1024 --tag d64 --out-dir "$out" 2>&1 | tail -30 ;;
     tune-ml20m)  # issue 14's GPU tuning run on the calibrated ml-20m preset (TUNE_SECONDS:
-      # how long it launches trials); the run folder comes back packed, and stays unpacked in
-      # /tmp for a tuning-bars stage of the same call
+      # how long it launches trials; TUNE_TRIALS, TUNE_EPOCHS: trials and their epoch cap);
+      # the run folder comes back packed, and stays unpacked in /tmp for a tuning-bars stage
+      # of the same call
       python3 -m cce_tune.tuner.cli data --dataset synthetic-ml-20m
       # TUNE_LIMIT: seconds before the run is interrupted (Ctrl-C: reports still written)
       timeout -s INT -k 60 "${TUNE_LIMIT:-86400}" \
         python3 -m cce_tune.tuner.cli --gpu-mem 40GB --dataset synthetic-ml-20m \
-        --trials "${TUNE_TRIALS:-16}" \
+        --trials "${TUNE_TRIALS:-16}" ${TUNE_EPOCHS:+--epochs "$TUNE_EPOCHS"} \
         --bf16 --time-budget "${TUNE_SECONDS:-420}s" --no-dashboard --out "$out/tune-ml20m" \
         2>&1 | tee "$out/tune-ml20m.log" | grep -v "^\[.*epoch" | tail -40
       tar czf "$out/tune-ml20m.tgz" -C "$out" tune-ml20m
