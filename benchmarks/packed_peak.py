@@ -8,8 +8,8 @@ the estimate, with the largest batch the epoch built.
 `verify-memory --grid packed` checks the model's terms at full windows (B x L tokens); this
 checks the cap that sizes a batch of real users, which is what a tuning trial runs, and
 the training step's peak apart from validation's (which at some settings is the larger).
-Writes
-packed-peak-<gpu>.json and .md under --out-dir.
+Each setting runs in a process of its own. Writes packed-peak-<gpu>.json and .md under
+--out-dir.
 """
 
 from __future__ import annotations

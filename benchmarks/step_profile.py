@@ -167,7 +167,7 @@ def main() -> None:
                              "run eagerly)")
     parser.add_argument("--batches", choices=ORDERS, default="length",
                         help="which users share a batch (default: grouped by length, as "
-                             "`train` does)")
+                             "`train` does without --bf16)")
     parser.add_argument("--epoch", action="store_true",
                         help="also train two epochs and report the second, as `train` does")
     parser.add_argument("--device", default="auto")

@@ -189,7 +189,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             "'packed', random users' real items laid end to end, no padding "
                             "computed (SASRec; fast on a CUDA GPU with --bf16, torch >= 2.10); "
                             "'auto' (default): packed and replayed from CUDA graphs for SASRec "
-                            "in bf16 on one GPU, else length")
+                            "in bf16 on one GPU without --sparse-item-grad, else length")
     group.add_argument("--eval-batch-size", type=positive_int, default=1024,
                        help="users ranked at once in evaluation (default: 1024)")
 

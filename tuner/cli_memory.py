@@ -8,11 +8,12 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from cce_tune.tuner.allocator import allocator_setting
 from cce_tune.tuner.arguments import data_options, memory_size
-from cce_tune.tuner.data import counts
+from cce_tune.tuner.data import counts, load_prepared
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import get, names
 from cce_tune.tuner.memory import (
@@ -62,12 +63,17 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
     if args.solve and args.gpus > 1:
         raise CceTuneError("--solve solves for one GPU; leave out --gpus")
     config = resolve_auto(config, data_parallel=args.gpus > 1)
+    if args.gpus > 1 and (config.batches == "packed" or config.cuda_graphs):
+        raise CceTuneError("data-parallel training (--gpus > 1) neither packs nor replays "
+                           "graphs: leave --batches to auto and --cuda-graphs out")
     shape = dataset_shape(args)
-    if packs(config) and not (args.num_users and args.num_items):
-        # A packed batch is sized by its users' real lengths: the dataset's, read once.
-        from cce_tune.tuner.data import load
-
-        shape = DatasetShape.of(load(data_options(args)))
+    by_hand = bool(args.num_users and args.num_items)  # a dataset of no lengths known
+    if packs(config) and not by_hand:
+        # A packed batch is sized by its users' real lengths: the dataset's, if prepared.
+        data = load_prepared(data_options(args))
+        if data is not None:
+            shape = replace(DatasetShape.of(data), num_users=shape.num_users,
+                            num_items=shape.num_items)
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
     solved = None
     if args.solve:
@@ -92,11 +98,15 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
         print(f"the batch is capped at the dataset's {shape.num_users:,} users: a step never "
               "holds more")
     if packs(config):
-        tokens = shape.packed_tokens(min(config.batch_size, shape.num_users), config.max_len)
+        batch = min(config.batch_size, shape.num_users)
+        tokens = shape.packed_tokens(batch, config.max_len)
         print(f"packed batches of at most {tokens:,} tokens"
-              + (" (the users' full windows: the dataset's lengths are not read with "
-                 "--num-users and --num-items)" if not shape.train_lengths else
-                 f" (the full windows hold {config.batch_size * config.max_len:,})")
+              + (f" (the full windows hold {batch * config.max_len:,})" if shape.length_counts
+                 else " (the users' full windows: the dataset's lengths are not read with "
+                      "--num-users and --num-items)" if by_hand
+                 else f" (the users' full windows: {args.dataset} is not prepared yet; "
+                      f"`cce-tune data --dataset {args.dataset}` prepares it once, and its "
+                      "lengths then size the batches)")
               + (", steps replayed from CUDA graphs" if config.cuda_graphs else ""))
     elif config.batches == "packed":
         print("packed batches in float32: attention runs on a padded layout, which this does "

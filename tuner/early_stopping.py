@@ -10,10 +10,10 @@ costs; but how much a trial has learnt after its first seconds still depends on 
 size, one way or the other: on the H200's ml-1m-shaped tables the batches of 32 (the
 tables' best) were the ones stopped, 66-100 % of them, and on MovieLens-20M's GPU run
 those of 2,048 (`benchmarks/results/replay-stopping-by-batch.md`). So each batch size
-climbs its own ASHA rungs (`tuner.per_batch_asha`, whose `make_scheduler` builds them): a
-trial is stopped only for being behind trials that learn at its pace, and which batch size
-is best is left to the search, which sees every trial's quality. The tuner and
-`cce-tune replay` build the same scheduler, so both stop the same trials.
+climbs its own ASHA rungs (`tuner.per_batch_asha.PerBatchSizeASHA`): a trial is stopped only
+for being behind trials that learn at its pace, and which batch size is best is left to the
+search, which sees every trial's quality. The tuner and `cce-tune replay` build the same
+scheduler, so both stop the same trials.
 """
 
 from __future__ import annotations

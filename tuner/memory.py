@@ -35,7 +35,12 @@ from cce_tune.models.sasrec_memory import (
     parameter_bytes,
 )
 from cce_tune.tuner.errors import CceTuneError
-from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig, users_per_batch
+from cce_tune.tuner.sequences.config import (
+    ClozeConfig,
+    TrainConfig,
+    users_per_batch,
+    variable_length_attention,
+)
 from cce_tune.tuner.sequences.token_bound import packed_tokens, token_cap
 from cce_tune.tuner.units import format_bytes
 
@@ -55,7 +60,7 @@ class DatasetShape:
     # (items, users) pairs: how many users' training inputs (the items before the validation
     # item, less the last, which only is a target) hold each count of items, uncut. Empty
     # when not known: a packed batch is then sized by its users' full windows.
-    train_lengths: tuple[tuple[int, int], ...] = ()
+    length_counts: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def of(cls, data: SequenceData) -> DatasetShape:
@@ -64,15 +69,19 @@ class DatasetShape:
         return cls(data.num_users, data.num_items,
                    tuple(zip(lengths.tolist(), users.tolist(), strict=True)))
 
+    def token_cap(self, batch_size: int, max_len: int) -> int:
+        """The most real items a packed batch of `batch_size` users at `max_len` may hold
+        (`token_bound.token_cap`; the batcher splits a batch past it): its users' full
+        windows when the lengths are not known."""
+        if not self.length_counts:
+            return batch_size * max_len
+        lengths, users = np.array(self.length_counts, dtype=np.int64).T
+        return token_cap(np.minimum(lengths, max_len), users, batch_size, max_len)
+
     def packed_tokens(self, batch_size: int, max_len: int) -> int:
-        """The tokens of the widest packed batch of `batch_size` users at `max_len`: their
-        cap (`token_cap`), rounded up as the batcher rounds (`packed_tokens`)."""
-        if self.train_lengths:
-            lengths, users = np.array(self.train_lengths, dtype=np.int64).T
-            cap = token_cap(np.minimum(lengths, max_len), users, batch_size, max_len)
-        else:
-            cap = batch_size * max_len
-        return packed_tokens(cap, batch_size, max_len)
+        """The tokens of the widest packed batch: the cap, rounded up as the batcher rounds
+        (`packed_tokens`)."""
+        return packed_tokens(self.token_cap(batch_size, max_len), batch_size, max_len)
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,16 @@ class ModelTerms:
     inference_extra: Callable[[int], int]  # users -> bytes of their no-grad forward
 
 
+PACKED_IDS = 5  # int64 values per packed token beside the activations
+
+
+def packs(config: TrainConfig) -> bool:
+    """Whether the model describes `config`'s step as packed: packed batches on the
+    variable-length kernel, which runs in bfloat16 on torch >= 2.10 (elsewhere attention runs
+    on a padded layout, `models.packing`, which it does not describe)."""
+    return config.batches == "packed" and config.bf16 and variable_length_attention()
+
+
 def _sasrec_terms(config: TrainConfig, shape: DatasetShape, batch: int) -> ModelTerms:
     model = model_config(config, shape)
     if packs(config):
@@ -213,16 +232,6 @@ def _bert4rec_terms(config: ClozeConfig, shape: DatasetShape, batch: int) -> Mod
         loss_tokens=masked, table_rows=rows,
         loss_backward_extra=allocation(rows * config.hidden, 4),
         inference_extra=lambda users: bert4rec_memory.inference_extra(model, users, config.bf16))
-
-
-PACKED_IDS = 5  # int64 values per packed token beside the activations
-
-
-def packs(config: TrainConfig) -> bool:
-    """Whether the model describes `config`'s step as packed: packed batches on the
-    variable-length kernel, which runs in bfloat16 (in float32 attention runs on a padded
-    layout, `models.packing`, which it does not describe)."""
-    return config.batches == "packed" and config.bf16
 
 
 # The sequence models by `TrainConfig.model`: what each declares for a step.

@@ -36,7 +36,6 @@ from cce_tune.tuner.loggers import mlflow_callback
 from cce_tune.tuner.machine_lock import only_local_run
 from cce_tune.tuner.memory import MemoryProfile
 from cce_tune.tuner.memory_edge import edge_seeds, estimated_grid
-from cce_tune.tuner.per_batch_asha import make_scheduler
 from cce_tune.tuner.progress import ProgressTable
 from cce_tune.tuner.run_dir import (
     JOURNAL_FILE,
@@ -199,16 +198,21 @@ def space_for(name_or_path: str, model: str) -> SearchSpace:
 
 
 def check_space_fits(space: SearchSpace, settings: TuneSettings, target: Target) -> None:
-    """Refuse before starting Ray when not even the smallest corner of the space fits."""
-    smallest = None
+    """Refuse before starting Ray when not even the smallest corner of the space fits, or
+    when the model refuses every corner (a corner it refuses is left to the search, which
+    vetoes such points one by one)."""
+    smallest, refused = None, None
     for corner in space.smallest_corners():
         try:
             total = target.estimate(target.config(corner)).total
         except ValueError as error:
-            raise CceTuneError(f"space {space.name}: {error}") from None
+            refused = refused or error
+            continue
         if total <= settings.budget_limit:
             return
         smallest = total if smallest is None else min(smallest, total)
+    if smallest is None:
+        raise CceTuneError(f"space {space.name}: {refused}")
     raise CceTuneError(
         f"nothing in space {space.name!r} fits: its smallest configuration needs "
         f"{format_bytes(smallest)}, over {settings.margin:.0%} of the "
@@ -287,6 +291,8 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
     from ray import tune as ray_tune
     from ray.tune.search.optuna import OptunaSearch
 
+    from cce_tune.tuner.per_batch_asha import PerBatchSizeASHA
+
     sampler = cce_tune_sampler(settings.seed)  # the one `cce-tune replay` measures
     storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
     family = settings.family
@@ -306,7 +312,7 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
                             settings.gpus_per_trial, settings.max_rejections, family.quality,
                             launch_until=None if budget is None else time.time() + budget,
                             time_budget_s=budget)
-    scheduler = make_scheduler(family.quality, settings.grace_seconds)
+    scheduler = PerBatchSizeASHA(family.quality, settings.grace_seconds)
     return ray_tune.Tuner(
         trainable,
         tune_config=ray_tune.TuneConfig(

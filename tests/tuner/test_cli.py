@@ -32,6 +32,7 @@ def test_data_prints_summary(capsys):
     (["train", "--hidden", "30", "--heads", "4"], "hidden size 30 is not divisible by 4 heads"),
     (["train", "--dataset", "ml-1m", "--data-dir", "/nonexistent"], "no ratings.dat in"),
     (["train", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA GPU"),
+    (["train", "--bf16", "--device", "cpu"], "--bf16 needs a CUDA GPU"),  # not auto's graphs
     (["train", "--model", "bert4rec", "--cuda-graphs"], "BERT4Rec's step has not been replayed"),
     (["tune", "--gpu-mem", "40GB", "--sparse-item-grad"],
      "--sparse-item-grad is for `cce-tune train`"),
@@ -126,11 +127,18 @@ def test_estimate_states_its_caps_and_the_solvers_limit(capsys):
     assert main(["estimate", *shape, "--bf16"]) == 0  # auto: packed, graphed, full windows
     assert ("packed batches of at most 6,401 tokens (the users' full windows: the dataset's "
             "lengths are not read") in capsys.readouterr().out
+    assert main(["estimate", "--dataset", "synthetic", "--bf16"]) == 0
+    assert "synthetic is not prepared yet; `cce-tune data --dataset synthetic`" in (
+        capsys.readouterr().out)  # an estimate prepares nothing
+    assert main(["data", "--dataset", "synthetic"]) == 0
     assert main(["estimate", "--dataset", "synthetic", "--bf16"]) == 0  # its lengths read
     out = capsys.readouterr().out
     assert "packed batches of at most" in out and "steps replayed from CUDA graphs" in out
     tokens = int(out.split("packed batches of at most ")[1].split(" tokens")[0].replace(",", ""))
     assert tokens < 128 * 50
+    assert main(["estimate", "--dataset", "synthetic", "--bf16", "--num-users", "999"]) == 0
+    out = capsys.readouterr().out  # one count by hand: kept, the lengths still read
+    assert "999 users" in out and "(the full windows hold" in out
 
 
 @pytest.mark.parametrize("model", names())

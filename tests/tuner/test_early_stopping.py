@@ -11,7 +11,7 @@ pytest.importorskip("ray")
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler  # noqa: E402
 
 from cce_tune.tuner.early_stopping import COST
-from cce_tune.tuner.per_batch_asha import make_scheduler  # noqa: E402
+from cce_tune.tuner.per_batch_asha import PerBatchSizeASHA  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def test_at_equal_epochs_the_large_batch_would_be_stopped():
 
 
 def test_at_equal_training_time_the_large_batch_that_ends_best_runs_on():
-    out = stopped(make_scheduler("ndcg10", grace_seconds=1.0))
+    out = stopped(PerBatchSizeASHA("ndcg10", grace_seconds=1.0))
     assert "large" not in out
     assert out  # and the scheduler does stop the weaker small batches
 
@@ -78,7 +78,7 @@ def test_a_large_batch_is_stopped_only_for_being_behind_large_batches():
     one_ladder = ASHAScheduler(time_attr=COST, metric="ndcg10", mode="max", max_t=10.0**7,
                                grace_period=1.0, reduction_factor=3)
     assert "large0" in stopped(one_ladder, trials)
-    out = stopped(make_scheduler("ndcg10", grace_seconds=1.0), trials)
+    out = stopped(PerBatchSizeASHA("ndcg10", grace_seconds=1.0), trials)
     assert "large0" not in out
     assert {"large1", "large2"} & set(out)  # the weaker large batches still are
     assert {"small1", "small2", "small3"} & set(out)

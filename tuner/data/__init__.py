@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from cce_tune.tuner.data.cache import cache_dir, cached, cached_counts
 from cce_tune.tuner.data.movielens import MOVIELENS, ratings_path, read_ratings
@@ -37,17 +38,44 @@ class DataOptions:
 
 def load(options: DataOptions) -> SequenceData:
     """Prepared sequences for `options`, from the cache when they were prepared before."""
+    return _load(options, prepare=True)
+
+
+def load_prepared(options: DataOptions) -> SequenceData | None:
+    """The prepared sequences for `options` if the cache holds them, else None: nothing is
+    generated, read or downloaded (for an answer that must come at once, `estimate`'s)."""
+    try:
+        return _load(options, prepare=False)
+    except (_NotPrepared, DataError):
+        return None
+
+
+class _NotPrepared(Exception):
+    """Raised instead of preparing data that `load_prepared` found no cache of."""
+
+
+def _refuse(name: str) -> NoReturn:
+    raise _NotPrepared(name)
+
+
+def _load(options: DataOptions, prepare: bool) -> SequenceData:
+    """`load`, or without `prepare` the cache's copy alone (_NotPrepared without one)."""
     name = options.dataset
     if name in SYNTHETIC_PRESETS:
         spec = SYNTHETIC_PRESETS[name]
         return cached({"name": name, "spec": asdict(spec), "seed": options.seed},
-                      lambda: _generated(spec, options.seed))
+                      lambda: _generated(spec, options.seed) if prepare else _refuse(name))
     if name in MOVIELENS:
-        path = ratings_path(MOVIELENS[name], options.data_dir, cache_dir())
-        return _prepared(name, path, lambda: read_ratings(path), options)
+        spec = MOVIELENS[name]
+        if not prepare and options.data_dir is None and not (
+                cache_dir() / "raw" / spec.name / spec.ratings_file).is_file():
+            raise _NotPrepared(name)  # not downloaded yet
+        path = ratings_path(spec, options.data_dir, cache_dir())
+        return _prepared(name, path, lambda: read_ratings(path), options, prepare)
     path = Path(name)
     if path.suffix in TABULAR_SUFFIXES:
-        return _prepared(path.stem, path, lambda: read_table(path, options.columns), options)
+        return _prepared(path.stem, path, lambda: read_table(path, options.columns), options,
+                         prepare)
     raise _unknown(name)
 
 
@@ -89,8 +117,11 @@ def _key(name: str, path: Path, options: DataOptions) -> dict:
     }
 
 
-def _prepared(name: str, path: Path, read, options: DataOptions) -> SequenceData:
+def _prepared(name: str, path: Path, read, options: DataOptions,
+              allowed: bool = True) -> SequenceData:
     def build() -> SequenceData:
+        if not allowed:
+            _refuse(name)
         with building(f"preparing {name} (once: it is cached)"):
             return prepare(read(), options.prepare, name)
 

@@ -28,6 +28,7 @@ from cce_tune.tuner.arguments import (
 from cce_tune.tuner.data import DataOptions
 from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.data.tabular import ColumnNames
+from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families.base import Family, Knob
 from cce_tune.tuner.memory import (
     SOLVABLE,
@@ -35,6 +36,7 @@ from cce_tune.tuner.memory import (
     MemoryBreakdown,
     MemoryProfile,
     estimate,
+    packs,
 )
 from cce_tune.tuner.sequences import trial
 from cce_tune.tuner.sequences.config import TrainConfig, resolve_auto
@@ -148,13 +150,22 @@ class SASRecTarget:
 
     def config(self, params: dict[str, Any]) -> TrainConfig:
         """A sampled point's training config, as its trial trains it (--batches auto made
-        concrete). Packed batches in float32 run on a padded layout that the memory model
-        does not describe: such a point is refused (ValueError), never launched."""
+        concrete). A step the memory model does not describe is refused (ValueError), never
+        launched: packed batches off the variable-length kernel (float32, or an older
+        torch), and steps replayed from CUDA graphs but packed ones (the only graphed steps
+        measured)."""
         config = resolve_auto(self.configure(params, self.base), data_parallel=self.gpus > 1)
-        if config.batches == "packed" and not config.bf16:
-            raise ValueError("--batches packed needs bf16 in a tuning run (in float32 attention "
-                             "runs on a padded layout, which the memory model does not "
-                             "describe): add --bf16, or leave --batches to auto")
+        if self.gpus > 1 and (config.batches == "packed" or config.cuda_graphs):
+            raise ValueError("data-parallel trials (--gpus-per-trial > 1) neither pack nor "
+                             "replay graphs: leave --batches to auto and --cuda-graphs out")
+        if config.batches == "packed" and not packs(config):
+            raise ValueError("--batches packed needs bf16 and torch >= 2.10 in a tuning run "
+                             "(elsewhere attention runs on a padded layout, which the memory "
+                             "model does not describe): add --bf16, or leave --batches to auto")
+        if config.cuda_graphs and not packs(config):
+            raise ValueError("--cuda-graphs in a tuning run replays packed bf16 steps only (no "
+                             "other graphed step was measured against the memory model): "
+                             "leave it to --batches auto")
         return config
 
     def estimate(self, config: TrainConfig) -> MemoryBreakdown:
@@ -230,6 +241,9 @@ class SASRecFamily(Family):
         config = resolve_auto(self.run_config(args),
                               data_parallel=int(os.environ.get("WORLD_SIZE", "1")) > 1)
         device = resolve_device(config.device)
+        if config.bf16 and device.type != "cuda":  # before auto's graphs are blamed for it
+            raise CceTuneError("--bf16 needs a CUDA GPU with bfloat16 support; leave it out on "
+                               "the CPU")
         if config.cuda_graphs:  # before any data is read
             check_graphable(device)
         if config.batches == "packed" and device.type == "cuda" and not (

@@ -7,7 +7,7 @@ Trials run `concurrency` at a time (1 by default; a clock in training seconds or
 epochs, and a freed slot is filled at once), through the tuner's own pieces: the space the
 table spans (`Table.space`, proposals drawn by `SearchSpace.suggest`), the memory
 constraint (`search.SpaceSampler`, `search._constrain`), the strategy's sampler, and the
-tuner's ASHA (`per_batch_asha.make_scheduler`: the very scheduler object decides).
+tuner's ASHA (`per_batch_asha.PerBatchSizeASHA`: the very scheduler object decides).
 
 For each proposal:
 
@@ -116,14 +116,14 @@ def simulate(table: Table, strategy: Strategy, seed: int, settings: ReplaySettin
     from optuna.trial import TrialState
 
     from cce_tune.tuner.memory_edge import edge_seeds
-    from cce_tune.tuner.per_batch_asha import make_scheduler
+    from cce_tune.tuner.per_batch_asha import PerBatchSizeASHA
     from cce_tune.tuner.search import SpaceSampler, _constrain
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=list(DIRECTIONS), sampler=strategy.sampler(seed))
     space = table.space()
     sampler = SpaceSampler(space, _TableTarget(table), settings.limit_gb * GB)
-    scheduler = (make_scheduler(table.quality, settings.grace_seconds)
+    scheduler = (PerBatchSizeASHA(table.quality, settings.grace_seconds)
                  if settings.grace_seconds else None)
     rng = np.random.default_rng(seed)
     for point in edge_seeds(space, sampler.target, sampler.limit, strategy.edge_points):

@@ -24,7 +24,9 @@ so that every token of an epoch weighs the same, as it would in one batch of the
 Packed (`--batches packed`, SASRec), a batch keeps its random users and lays their real
 items end to end (`models.packing`): no padding is computed and no grouping changes which
 users share a step. Its width is then its tokens, rounded up (`packed_tokens`) so that an
-epoch's batches come in a few shapes, as CUDA graphs want.
+epoch's batches come in a few shapes, as CUDA graphs want. A batch whose real items pass the
+cap the memory model sizes the step by (`token_bound.token_cap`) is split into consecutive
+parts within it.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
     weighted), or packed. Packed, a batch of more than `cap` real items (`token_cap`: the
     memory model sizes the step by it) is split into consecutive parts within it.
     """
-    check_batches(order_by)
+    check_batches(order_by, auto=False)  # a config's AUTO is made concrete before
     tokens = lengths if tokens is None else tokens
     order = rng.permutation(np.flatnonzero(lengths > 0))
     starts = range(0, len(order), batch_size)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import re
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -13,10 +16,12 @@ ORDERS = ("length", "random", "packed")
 AUTO = "auto"
 
 
-def check_batches(batches: str) -> None:
-    """Raises ValueError unless `batches` is one of ORDERS (or AUTO), naming them."""
-    if batches not in (*ORDERS, AUTO):
-        raise ValueError(f"--batches {batches}: choose one of {', '.join((*ORDERS, AUTO))}")
+def check_batches(batches: str, auto: bool = True) -> None:
+    """Raises ValueError unless `batches` is one of ORDERS (or, with `auto`, AUTO), naming
+    them."""
+    allowed = (*ORDERS, AUTO) if auto else ORDERS
+    if batches not in allowed:
+        raise ValueError(f"--batches {batches}: choose one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class TrainConfig:
     # Which users share a batch and how it is laid out, one of ORDERS:
     # "length", users of similar length; "random"; "packed", random users' real items end to
     # end (SASRec). Each batch is cut to its longest sequence, or packed, and weighted by its
-    # tokens.
+    # tokens. Or AUTO, which the trainer makes concrete (`resolve_auto`).
     batches: str = "length"
     # The encoder compiled by torch.compile (norms, dropout and element-wise work fused, far
     # fewer launches; the first step waits for the compile). The memory model describes
@@ -64,15 +69,29 @@ class TrainConfig:
                              "counts the touched rows on the host, which a graph cannot replay")
 
 
+@functools.cache
+def variable_length_attention() -> bool:
+    """Whether the installed torch has FlashAttention's variable-length kernel
+    (`torch.nn.attention.varlen`, torch >= 2.10), on which packed batches are fast and which
+    the memory model describes; read from torch's version, without importing it."""
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    found = re.match(r"(\d+)\.(\d+)", version)
+    return found is not None and tuple(map(int, found.groups())) >= (2, 10)
+
+
 def resolve_auto(config: TrainConfig, data_parallel: bool = False) -> TrainConfig:
     """`config` with `batches` "auto" made concrete: SASRec in bf16 (which needs a CUDA GPU)
     packs its batches and replays its steps from CUDA graphs, the fastest step measured
     (benchmarks/results/step-h200.md), unless data parallel or with a sparse item gradient,
-    which neither combines with; anything else is grouped by length. Other values stay."""
+    which neither combines with, or on a torch without the variable-length kernel; anything
+    else is grouped by length. Other values stay."""
     if config.batches != AUTO:
         return config
     fast = (config.model == "sasrec" and config.bf16 and not data_parallel
-            and not config.loss.sparse_item_grad)
+            and not config.loss.sparse_item_grad and variable_length_attention())
     return replace(config, batches="packed" if fast else "length",
                    cuda_graphs=config.cuda_graphs or fast)
 

@@ -7,8 +7,9 @@ it but waste the point of packing (MovieLens users are mostly far shorter than m
 cap here is Bernstein's inequality for a sum of B lengths drawn without replacement, each in
 [0, max_len]: past mean + t, with t solved from exp(-t^2 / (2 (B var + max_len t / 3))) =
 EXCEED, a batch is improbable (and sampling without replacement only narrows the sum, as
-Hoeffding showed). A batch that still exceeds it is split in two by the batcher
-(`tuner.sequences.batching`), so the cap holds for every batch, not only almost every one.
+Hoeffding showed). A batch that still exceeds it is split into consecutive parts within it by
+the batcher (`tuner.sequences.batching`), so the cap holds for every batch, not only almost
+every one.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from cce_tune.kernels.losses import make_loss
 from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.errors import CceTuneError
+from cce_tune.tuner.memory import DatasetShape
 from cce_tune.tuner.sequences.batching import epoch_batches
 from cce_tune.tuner.sequences.config import TrainConfig, resolve_auto
 from cce_tune.tuner.sequences.data_parallel import rank_share, replicate, world_size
@@ -28,7 +29,6 @@ from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.evaluate import RankingMetrics, evaluate, popularity_scorer
 from cce_tune.tuner.sequences.graphed_steps import GraphedSteps, check_graphable
 from cce_tune.tuner.sequences.objectives import OBJECTIVES
-from cce_tune.tuner.sequences.token_bound import token_cap
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,7 @@ class Setup:
         self.lengths = self.batches.lengths.cpu().numpy()
         self.loss_tokens = self.batches.loss_tokens.cpu().numpy()
         # The most real items a packed batch may hold: what the memory model sizes it by.
-        self.token_cap = (token_cap(*np.unique(self.lengths, return_counts=True),
-                                    config.batch_size, config.max_len)
+        self.token_cap = (DatasetShape.of(data).token_cap(config.batch_size, config.max_len)
                           if config.batches == "packed" else None)
         self.scorers = {split: _model_scorer(self.model, self.batches.histories[split])
                         for split in ("valid", "test")}

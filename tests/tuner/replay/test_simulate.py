@@ -5,7 +5,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from cce_tune.tuner.per_batch_asha import make_scheduler
+from cce_tune.tuner.per_batch_asha import PerBatchSizeASHA
 from cce_tune.tuner.replay.simulate import ReplaySettings, replay_trial, simulate
 from cce_tune.tuner.replay.table import Outcome, load_table
 from cce_tune.tuner.strategies import STRATEGIES
@@ -59,7 +59,7 @@ def test_a_point_the_table_lacks_is_not_evaluated(tmp_path):
 
 
 def test_asha_stops_the_clearly_worse_at_the_first_rung_and_never_the_best():
-    scheduler = make_scheduler("ndcg10", grace_seconds=10.0)
+    scheduler = PerBatchSizeASHA("ndcg10", grace_seconds=10.0)
 
     def outcome(final: float) -> Outcome:
         return Outcome("t", final, 10.0, 1.0, 60.0,
