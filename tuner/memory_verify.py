@@ -24,7 +24,6 @@ from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.memory import DatasetShape, MemoryProfile, estimate
 from cce_tune.tuner.memory_grid import GridPoint
 from cce_tune.tuner.sequences.graphed_steps import GraphedSteps
-from cce_tune.tuner.sequences.token_bound import packed_tokens
 from cce_tune.tuner.sequences.train import Setup
 from cce_tune.tuner.units import format_bytes
 
@@ -100,11 +99,12 @@ def measure(point: GridPoint, device_bytes: int,
 
 
 def step_width(point: GridPoint) -> int | None:
-    """What the point's step is given as its width: packed, every user's full window, the
-    most tokens a batch of them holds; else None, the full windows."""
+    """What the point's step is given as its width: packed, the tokens the estimate sizes it
+    by (its random users' full windows, no lengths being known), the most a batch of them
+    holds; else None, the full windows."""
     if point.batches != "packed":
         return None
-    return packed_tokens(point.batch_size * point.max_len, point.batch_size, point.max_len)
+    return point.shape().packed_tokens(point.batch_size, point.max_len)
 
 
 def _measure_graphed(setup: Setup, batch: torch.Tensor, width: int,

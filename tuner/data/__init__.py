@@ -66,11 +66,7 @@ def _load(options: DataOptions, prepare: bool) -> SequenceData:
         return cached({"name": name, "spec": asdict(spec), "seed": options.seed},
                       lambda: _generated(spec, options.seed) if prepare else _refuse(name))
     if name in MOVIELENS:
-        spec = MOVIELENS[name]
-        if not prepare and options.data_dir is None and not (
-                cache_dir() / "raw" / spec.name / spec.ratings_file).is_file():
-            raise _NotPrepared(name)  # not downloaded yet
-        path = ratings_path(spec, options.data_dir, cache_dir())
+        path = ratings_path(MOVIELENS[name], options.data_dir, cache_dir(), download=prepare)
         return _prepared(name, path, lambda: read_ratings(path), options, prepare)
     path = Path(name)
     if path.suffix in TABULAR_SUFFIXES:

@@ -55,8 +55,10 @@ MOVIELENS = {
 }
 
 
-def ratings_path(spec: MovieLensSpec, data_dir: Path | None, cache_dir: Path) -> Path:
-    """The ratings file: from `data_dir` if given, else from the cache, downloading once."""
+def ratings_path(spec: MovieLensSpec, data_dir: Path | None, cache_dir: Path,
+                 download: bool = True) -> Path:
+    """The ratings file: from `data_dir` if given, else from the cache, downloading once
+    (without `download`, a DataError where it was not downloaded yet)."""
     if data_dir is not None:
         for candidate in (data_dir / spec.ratings_file, data_dir / spec.name / spec.ratings_file):
             if candidate.is_file():
@@ -67,6 +69,8 @@ def ratings_path(spec: MovieLensSpec, data_dir: Path | None, cache_dir: Path) ->
         )
     extracted = cache_dir / "raw" / spec.name / spec.ratings_file
     if not extracted.is_file():
+        if not download:
+            raise DataError(f"{spec.name}: not downloaded yet")
         fetch(spec, cache_dir / "raw")
     return extracted
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cce_tune.tuner.data import DataOptions, load, movielens
+from cce_tune.tuner.data import DataOptions, load, load_prepared, movielens
 from cce_tune.tuner.data.prepare import PrepareOptions
 from cce_tune.tuner.errors import DataError
 
@@ -145,3 +145,11 @@ def test_known_shapes_are_the_published_ones():
     spec = movielens.MOVIELENS["ml-20m"]
     assert (spec.num_users, spec.num_items, spec.num_interactions) == (138_493, 26_744, 20_000_263)
     assert np.all([len(s.md5) == 32 for s in movielens.MOVIELENS.values()])
+
+
+def test_load_prepared_downloads_nothing(monkeypatch):
+    def fetch(*_):
+        raise AssertionError("load_prepared must not download")
+
+    monkeypatch.setattr(movielens, "fetch", fetch)
+    assert load_prepared(DataOptions("ml-1m")) is None
