@@ -36,6 +36,7 @@ from cce_tune.tuner.loggers import mlflow_callback
 from cce_tune.tuner.machine_lock import only_local_run
 from cce_tune.tuner.memory import MemoryProfile
 from cce_tune.tuner.memory_edge import edge_seeds, estimated_grid
+from cce_tune.tuner.per_batch_asha import PerBatchSizeASHA
 from cce_tune.tuner.progress import ProgressTable
 from cce_tune.tuner.run_dir import (
     JOURNAL_FILE,
@@ -290,8 +291,6 @@ def _new_tuner(settings: TuneSettings, run_dir: Path, space: SearchSpace, target
     from optuna.storages.journal import JournalFileBackend
     from ray import tune as ray_tune
     from ray.tune.search.optuna import OptunaSearch
-
-    from cce_tune.tuner.per_batch_asha import PerBatchSizeASHA
 
     sampler = cce_tune_sampler(settings.seed)  # the one `cce-tune replay` measures
     storage = JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
