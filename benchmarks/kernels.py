@@ -149,6 +149,7 @@ def sampled_impls(tokens: int, negatives: int, catalog: int, per_position: bool)
                             generator=generator)
         impls[("ours", "per_position (in-kernel)")] = lambda h, e, t: cce_minus(
             h, e, t, InKernelNegatives(negatives, "per_position", seed=0))
+        impls[("ours", "per_position")] = lambda h, e, t: cce_minus(h, e, t, ids)
         impls[("torch", "per_position")] = lambda h, e, t: reference.ce_minus(h, e, t, ids)
     return impls
 
@@ -290,6 +291,9 @@ def main() -> None:
                              "and keep the median")
     parser.add_argument("--max-per-position", type=float, default=2**24,
                         help="skip per-position modes above this tokens x N")
+    parser.add_argument("--modes", nargs="*", default=None,
+                        help="only these sampled modes, as the table names them (e.g. "
+                             "per_position 'tile (in-kernel)'), default all")
     parser.add_argument("--render", type=Path, default=None,
                         help="only rewrite the Markdown of this results JSON, no GPU needed")
     args = parser.parse_args()
@@ -313,8 +317,9 @@ def main() -> None:
     rows: list[Row] = []
     if "sampled" in args.kinds:
         for dtype, tokens, negatives, dim, catalog in points:
-            impls = sampled_impls(tokens, negatives, catalog,
-                                  tokens * negatives <= args.max_per_position)
+            impls = {key: fn for key, fn in sampled_impls(
+                tokens, negatives, catalog, tokens * negatives <= args.max_per_position).items()
+                if args.modes is None or key[1] in args.modes}
             rows += measure_point(impls, ceilings, args, "sampled", dtype, tokens, negatives,
                                   dim, catalog)
             write(rows, meta, args.out_dir)

@@ -43,6 +43,10 @@ def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]):
         yield f"tile {tile} (in-kernel)", lambda h, e, t, tile=tile: cce_minus(
             h, e, t, InKernelNegatives(negatives, "tile", tile, seed=0))
     yield "full catalog", cce
+    own = torch.randint(1, catalog + 1, (tokens, negatives), device="cuda")
+    yield "per position", lambda h, e, t: cce_minus(h, e, t, own)
+    yield "per position (in-kernel)", lambda h, e, t: cce_minus(
+        h, e, t, InKernelNegatives(negatives, "per_position", seed=0))
 
 
 def time_kernels(fn, hidden, emb, targets) -> dict[str, float]:

@@ -6,7 +6,7 @@
 # bert4rec, bert4rec-quality, step-profile, step-compiled, batching-quality,
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
-# packed-peak).
+# packed-peak, per-position-floor, per-position-kernels, per-position-passes).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -197,6 +197,22 @@ for stage in "$@"; do
         | tail -4 ;;
     packed-peak)  # issue 18: the packed token cap against an epoch of real lengths
       python3 -m benchmarks.packed_peak --out-dir "$out" 2>&1 | tail -12 ;;
+    per-position-floor)  # issue 19: the per-position passes' traffic alone, at its four rows
+      python3 -m benchmarks.per_position_floor --out-dir "$out" 2>&1 | tail -8 ;;
+    per-position-kernels)  # ... the loss there, ours (ids explicit, drawn in the kernel) and
+      # PyTorch's per position, beside ours in tile mode
+      python3 -m benchmarks.kernels --out-dir "$out" --tag per-position --kinds sampled \
+        --tokens 131072 --negatives 511 --dims 256 --catalogs 26744 --dtypes fp16 \
+        --extra fp16:131072:4095:256:26744 fp16:131072:1511:64:26744 \
+        fp16:32768:1511:256:26744 --max-per-position 1e12 \
+        --modes per_position "per_position (in-kernel)" "tile (in-kernel)" 2>&1 | tail -24 ;;
+    per-position-passes)  # ... and each pass's time over register tiles (BLOCK_T, BLOCK_N)
+      python3 -m benchmarks.passes --out-dir "$out" --tag per-position-d256 --tokens 131072 \
+        --negatives 511 --dim 256 --block-t 1 2 --block-n 16 32 --warps 4 8 --stages 2 \
+        --variants "per position (in-kernel)" 2>&1 | tail -4
+      python3 -m benchmarks.passes --out-dir "$out" --tag per-position-d64 --tokens 131072 \
+        --negatives 1511 --dim 64 --block-t 2 4 8 --block-n 16 32 --warps 4 8 --stages 2 \
+        --variants "per position (in-kernel)" 2>&1 | tail -4 ;;
     sparse-item-grad)  # issue 19's bar: a loss step's memory with the item gradient dense, sparse
       python3 -m benchmarks.sparse_item_grad --out-dir "$out" 2>&1 | tail -8 ;;
     step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside
