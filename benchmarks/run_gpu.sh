@@ -209,10 +209,10 @@ for stage in "$@"; do
     per-position-passes)  # ... and each pass's time over register tiles (BLOCK_T, BLOCK_N)
       python3 -m benchmarks.passes --out-dir "$out" --tag per-position-d256 --tokens 131072 \
         --negatives 511 --dim 256 --block-t 1 2 --block-n 16 32 --warps 4 8 --stages 2 \
-        --variants "per position (in-kernel)" 2>&1 | tail -4
+        --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-d256.log" | tail -4
       python3 -m benchmarks.passes --out-dir "$out" --tag per-position-d64 --tokens 131072 \
         --negatives 1511 --dim 64 --block-t 2 4 8 --block-n 16 32 --warps 4 8 --stages 2 \
-        --variants "per position (in-kernel)" 2>&1 | tail -4 ;;
+        --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-d64.log" | tail -4 ;;
     sparse-item-grad)  # issue 19's bar: a loss step's memory with the item gradient dense, sparse
       python3 -m benchmarks.sparse_item_grad --out-dir "$out" 2>&1 | tail -8 ;;
     step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside
