@@ -47,9 +47,12 @@ class SequenceLoss(nn.Module):
         fused = config.name in FUSED_LOSSES and _fused_available(hidden, config.name)
         name = FUSED_LOSSES.get(config.name, config.name)
         sparse = config.sparse_item_grad
-        if fused and torch.is_autocast_enabled(hidden.device.type):
-            # Autocast does not reach inside a custom kernel: cast as it would for a matmul
-            # (the table by a cast that passes a sparse gradient back, which `.to` does not).
+        if (fused or name != "ce") and torch.is_autocast_enabled(hidden.device.type):
+            # Autocast reaches neither inside a custom kernel nor a lookup: cast as it would
+            # for a matmul, before the references gather rows (gathered float32 rows would
+            # be cast after, both copies alive); the table by a cast that passes a sparse
+            # gradient back, which `.to` does not. The full-catalog reference gathers
+            # nothing: autocast's own cast serves it.
             dtype = torch.get_autocast_dtype(hidden.device.type)
             hidden = hidden.to(dtype)
             item_emb = cast_table(item_emb, dtype) if sparse else item_emb.to(dtype)

@@ -124,61 +124,82 @@ def _reference_full(tokens: int, num_items: int, dim: int, autocast: bool) -> Lo
     return LossMemory(saved, forward_extra, backward_extra)
 
 
+def _lookup_backward(positions: int, rows: int, dim: int) -> int:
+    """Scratch of `F.embedding`'s backward on the GPU over `positions` looked-up ids of a
+    table of `rows`: beyond 3,072 ids it sorts them (keys, original positions, the sort's
+    double buffers), then sums each id's run into float32 partial rows of at most 10."""
+    if positions <= 3072:
+        return 0
+    ids = allocation(positions, 8)
+    segments = min(positions, rows)
+    partials = positions // 10 + segments
+    width = -(-dim // 32) * 32
+    sort = 5 * ids  # sorted ids, their positions, the counting range, the sort's two buffers
+    runs = (4 * ids + allocation(segments, 8) + allocation(partials, 8)
+            + allocation(partials * width, 4))
+    return max(sort, runs)
+
+
 def _reference_sampled(config: LossConfig, tokens: int, num_items: int, dim: int,
                        autocast: bool) -> LossMemory:
-    """`reference.ce_minus`, `bce` and `gbce`: gathered embeddings, a tokens x N score matrix
-    and its mask, over the moments where each peaks (traced on an H200 by
-    `benchmarks.loss_memory --trace`).
+    """`reference.ce_minus`, `bce` and `gbce`: looked-up rows, a tokens x N score matrix
+    and its mask, over the moments where each peaks.
 
-    Forward: the matmul (the float32 gather beside its bf16 copy under autocast) or the
-    softmax / sigmoid terms after it. Backward: the score gradients first; then the gather's
-    backward, where the matmul's saved operands are already freed and the float32 gradient of
-    the gathered rows exists twice (as the matmul's transposed output and as the contiguous
-    copy that `index_put_` sorts by id): per position that is 2 x tokens x N x d x 4 bytes,
-    which the first model missed (issue 20); last, the two catalog-wide gradients summed.
+    Under autocast the selector casts hidden and the table first, so rows are looked up in
+    bf16 (`kernels.losses`). Forward: the products, or the softmax / sigmoid terms after
+    them. Backward: the score gradients first; then the negatives' product, whose rows'
+    gradient exists beside the rows it saved; then the lookups' backward (`_lookup_backward`)
+    into a table-sized gradient each, negatives' first, then targets' beside it; last, under
+    autocast, both gradients cast back to float32.
     """
     n = 1 if config.name == "bce" else config.num_negatives
     mode = "per_position" if config.name == "bce" else config.negative_mode
+    element = 2 if autocast else 4
     id_rows = negative_rows(mode, tokens, config.tile_size)
+    rows = num_items + 1
     scores = allocation(tokens * n, 4)
     ids = allocation(id_rows * n, 8)
-    positives = allocation(tokens * dim, 4)  # item_emb[targets], saved by the product
-    d_hidden = allocation(tokens * dim, 4)
-    table = allocation((num_items + 1) * dim, 4)
+    positives = allocation(tokens * dim, element)  # the targets' rows, saved by their product
+    hidden = allocation(tokens * dim, element)
+    table = allocation(rows * dim, element)
     gathered_rows = id_rows * n
-    gathered = allocation(gathered_rows * dim, 4)
+    gathered = allocation(gathered_rows * dim, element)
     # Tile mode pads the hidden states into (tiles, tile, d) for bmm.
-    padded = allocation(id_rows * config.tile_size * dim, 4) if mode == "tile" else 0
-    if autocast:  # the matmul keeps bf16 copies of both operands, the float32 gather dies
-        matmul_saved = allocation(gathered_rows * dim, 2) + (
-            allocation(id_rows * config.tile_size * dim, 2) if padded  # the padded hidden
-            else allocation(tokens * dim, 2))
-        raw_scores = allocation(tokens * n, 2)
-    else:
-        matmul_saved = gathered + padded
-        raw_scores = 0  # float32 scores are the matmul's own output
-    # Ids expanded per token for the masks: a real copy in tile mode, alive to the end.
+    padded = allocation(id_rows * config.tile_size * dim, element) if mode == "tile" else 0
+    # Saved by the products: the rows, and the (cast or padded) hidden states.
+    matmul_saved = gathered + padded + (hidden if autocast else 0)
+    raw_scores = allocation(tokens * n, element)  # the product's output, widened after
+    # Ids expanded per token for the masks: a real copy in tile mode, alive to the forward's end.
     per_token_ids = allocation(tokens * n, 8) if mode == "tile" else 0
     mask = allocation(tokens * n, 1)
-    live = ids + per_token_ids + positives + matmul_saved
-    matmul = live + (gathered if autocast else 0) + raw_scores + scores
+    # Under autocast the table's cast lives through the forward (the selector holds it).
+    live = ids + per_token_ids + positives + matmul_saved + (table if autocast else 0)
+    # The product's output, then its float32 copy beside the temperature's quotient.
+    matmul = live + max(raw_scores, scores) + scores
     if config.name == "ce_minus":
         # masked_fill keeps the mask; logsumexp keeps the (tokens, 1 + N) concatenation.
         concat = allocation(tokens * (n + 1), 4)
         saved = ids + positives + matmul_saved + mask + concat + allocation(tokens, 4)
         # The masked scores (a local until return), the concatenation and logsumexp's exp,
-        # beside the mask (the comparisons that made it are gone; traced on an H200).
+        # beside the mask (the comparisons that made it are gone).
         terms = live + mask + scores + 2 * concat
         # logsumexp's backward makes (x - lse) and its exp over the concatenation.
-        early = saved + 2 * concat + scores + d_hidden
+        early = saved + 2 * concat + scores + hidden
     else:
         # Scores, their negation, logsigmoid (kept) and the kept-mask product.
         sigmoid = scores
         saved = ids + positives + matmul_saved + mask + sigmoid
         terms = live + mask + 4 * sigmoid
-        early = saved + 2 * sigmoid + d_hidden
+        early = saved + 2 * sigmoid + hidden
     forward = max(matmul, terms) + _reduction(tokens)
-    # index_put_'s sort: linear, sorted and original indices and the sort's buffers.
-    index = ids + positives + 2 * gathered + 6 * allocation(gathered_rows, 8) + table + d_hidden
-    summed = ids + positives + 2 * table + d_hidden
-    return LossMemory(saved, forward - saved, max(early, index, summed) - saved)
+    # The negatives' product: the score gradient in, the rows' and hidden's gradients out.
+    product = ids + positives + matmul_saved + raw_scores + gathered + max(hidden, padded)
+    lookup = (ids + positives + (hidden if autocast else 0) + gathered + hidden + table
+              + _lookup_backward(gathered_rows, rows, dim))
+    # The targets' lookup runs second (autograd runs the later node first), beside the
+    # first's table-sized gradient: 7 MB over the model without it at 12,800 x 128 float32.
+    second_lookup = ids + positives + hidden + 2 * table + _lookup_backward(tokens, rows, dim)
+    cast_back = (table + allocation(rows * dim, 4) + hidden + allocation(tokens * dim, 4)
+                 if autocast else 0)
+    backward = max(early, product, lookup, second_lookup, cast_back)
+    return LossMemory(saved, forward - saved, backward - saved)

@@ -56,9 +56,18 @@ def ce(
     return reduce(loss, targets, reduction)
 
 
-def _rows(item_emb: torch.Tensor, ids: torch.Tensor, sparse: bool) -> torch.Tensor:
-    """`item_emb[ids]`; with `sparse`, its gradient a sparse tensor of those rows."""
-    return F.embedding(ids, item_emb, sparse=True) if sparse else item_emb[ids]
+def _rows(item_emb: torch.Tensor, ids: torch.Tensor, sparse: bool = False) -> torch.Tensor:
+    """`item_emb[ids]` as a lookup: its backward sums the rows' gradient into the table
+    (into a sparse tensor of those rows with `sparse`) without copying it first."""
+    return F.embedding(ids, item_emb, sparse=sparse)
+
+
+def _dots(hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(tokens, K) dot products of each token with its own K rows (tokens, K, d), as one
+    batched product: accumulated in float32 whatever the inputs, and the rows' gradient
+    comes back contiguous, which the lookup's backward reads in place (an einsum's came
+    back transposed, and was copied)."""
+    return torch.bmm(rows, hidden[:, :, None])[:, :, 0]
 
 
 def _negative_scores(
@@ -70,7 +79,7 @@ def _negative_scores(
     if negatives.dim() == 1:
         return hidden @ rows.T
     if tile_size is None:  # per position: a (tokens, N, d) gather
-        return torch.einsum("td,tnd->tn", hidden, rows)
+        return _dots(hidden, rows)
     tokens, dim = hidden.shape
     tiles = negatives.shape[0]
     padded = F.pad(hidden, (0, 0, 0, tiles * tile_size - tokens)).view(tiles, tile_size, dim)
@@ -102,7 +111,7 @@ def ce_minus(
     """
     tokens = hidden.shape[0]
     neg_ids = per_token(negatives, tokens, tile_size).expand(tokens, -1)
-    positive = _wide((hidden * _rows(item_emb, targets, sparse_item_grad)).sum(-1))
+    positive = _wide(_dots(hidden, _rows(item_emb, targets, sparse_item_grad)[:, None])[:, 0])
     positive = positive / temperature
     negative = _wide(_negative_scores(hidden, item_emb, negatives, tile_size,
                                       sparse_item_grad)) / temperature
@@ -128,7 +137,7 @@ def _sigmoid_terms(
     """log sigma(positive) (tokens,) and the sum of log sigma(-negative) over kept negatives."""
     tokens = hidden.shape[0]
     neg_ids = per_token(negatives, tokens, tile_size).expand(tokens, -1)
-    positive = _wide((hidden * item_emb[targets]).sum(-1))
+    positive = _wide(_dots(hidden, _rows(item_emb, targets)[:, None])[:, 0])
     negative = _wide(_negative_scores(hidden, item_emb, negatives, tile_size))
     kept = (neg_ids != targets[:, None]) & (neg_ids != 0)
     return F.logsigmoid(positive), (F.logsigmoid(-negative) * kept).sum(1)
