@@ -294,6 +294,11 @@ def main() -> None:
     parser.add_argument("--modes", nargs="*", default=None,
                         help="only these sampled modes, as the table names them (e.g. "
                              "per_position 'tile (in-kernel)'), default all")
+    parser.add_argument("--impls", nargs="*", default=None,
+                        help="only these implementations (ours, torch, apple-cce, liger)")
+    parser.add_argument("--ours-label", default="ours",
+                        help="our rows' name, e.g. a commit's when the cce_tune on the path "
+                             "is that commit's kernels")
     parser.add_argument("--render", type=Path, default=None,
                         help="only rewrite the Markdown of this results JSON, no GPU needed")
     args = parser.parse_args()
@@ -320,15 +325,22 @@ def main() -> None:
             impls = {key: fn for key, fn in sampled_impls(
                 tokens, negatives, catalog, tokens * negatives <= args.max_per_position).items()
                 if args.modes is None or key[1] in args.modes}
+            impls = _chosen(impls, args)
             rows += measure_point(impls, ceilings, args, "sampled", dtype, tokens, negatives,
                                   dim, catalog)
             write(rows, meta, args.out_dir)
     if "full" in args.kinds:
         for dtype, tokens, dim, catalog in sorted({(p[0], p[1], p[3], p[4]) for p in points}):
-            rows += measure_point(full_impls(), ceilings, args, "full", dtype, tokens, catalog,
-                                  dim, catalog)
+            rows += measure_point(_chosen(full_impls(), args), ceilings, args, "full", dtype,
+                                  tokens, catalog, dim, catalog)
             write(rows, meta, args.out_dir)
     print_table(rows)
+
+
+def _chosen(impls: dict, args: argparse.Namespace) -> dict:
+    """The implementations `--impls` names, ours under `--ours-label`."""
+    return {(args.ours_label if impl == "ours" else impl, mode): fn
+            for (impl, mode), fn in impls.items() if args.impls is None or impl in args.impls}
 
 
 def command_line(module: str, args: argparse.Namespace, omit: tuple = ("out_dir",)) -> str:

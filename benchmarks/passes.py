@@ -4,9 +4,10 @@
 
 For each variant (negative mode, or the full catalog) and each candidate block shape
 (BLOCK_T, BLOCK_N, warps, stages), one forward+backward step runs with that shape in all
-three kernels, and torch.profiler times each kernel on its own: the kernels are separate
-launches, so the best shape of each can be chosen independently. Results: passes-<gpu>.json
-and .md; the best shapes are what `kernels.fused.choose_blocks` should pick.
+three kernels (or those of `--kernels`), and torch.profiler times each kernel on its own:
+the kernels are separate launches, so the best shape of each can be chosen independently.
+Results: passes-<gpu>.json and .md; the best shapes are what `kernels.fused.choose_blocks`
+should pick.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from cce_tune.kernels import InKernelNegatives, cce, cce_minus
 
 KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",
                 "hidden": "cce_minus_backward_hidden_kernel",
-                "items": "cce_minus_backward_items_kernel"}
+                "items": "cce_minus_backward_items_kernel",
+                # per position (kernels.cce_buckets): the counting sort and the item pass
+                "count": "count_kernel", "place": "place_kernel",
+                "bucketed items": "items_kernel"}
 
 
 def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]):
@@ -73,6 +77,9 @@ def main() -> None:
     parser.add_argument("--block-n", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--warps", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--stages", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--kernels", nargs="+", default=list(fused.KERNELS),
+                        choices=fused.KERNELS,
+                        help="the kernels that take each swept shape; the others keep theirs")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -86,7 +93,9 @@ def main() -> None:
         shapes = [None, *itertools.product(args.block_t, args.block_n, args.warps, args.stages)]
         for shape in shapes:
             if shape is not None:
-                fused.choose_blocks = lambda *a, shape=shape: fused.Blocks(*shape)
+                fused.choose_blocks = lambda kernel, *a, shape=shape: (
+                    fused.Blocks(*shape) if kernel in args.kernels
+                    else default_blocks(kernel, *a))
             try:
                 ms, status = time_kernels(fn, hidden, emb, targets), "ok"
             except Exception as error:  # a shape that does not compile or fit: note it

@@ -6,7 +6,8 @@
 # bert4rec, bert4rec-quality, step-profile, step-compiled, batching-quality,
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
-# packed-peak, per-position-floor, per-position-kernels, per-position-passes).
+# packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
+# per-position-passes).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -206,13 +207,38 @@ for stage in "$@"; do
         --extra fp16:131072:4095:256:26744 fp16:131072:1511:64:26744 \
         fp16:32768:1511:256:26744 --max-per-position 1e12 \
         --modes per_position "per_position (in-kernel)" "tile (in-kernel)" 2>&1 | tail -24 ;;
-    per-position-passes)  # ... and each pass's time over register tiles (BLOCK_T, BLOCK_N)
-      python3 -m benchmarks.passes --out-dir "$out" --tag per-position-d256 --tokens 131072 \
-        --negatives 511 --dim 256 --block-t 1 2 --block-n 16 32 --warps 4 8 --stages 2 \
-        --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-d256.log" | tail -4
-      python3 -m benchmarks.passes --out-dir "$out" --tag per-position-d64 --tokens 131072 \
-        --negatives 1511 --dim 64 --block-t 2 4 8 --block-n 16 32 --warps 4 8 --stages 2 \
-        --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-d64.log" | tail -4 ;;
+    per-position-baseline)  # ... and ours there as an older commit built it, for the speed-up
+      # (BASELINE: that commit's kernels/, e.g. from `git archive 92fd809 kernels | tar -x -C
+      # .baseline/92fd809`, carried: the device's copy has no history)
+      baseline=${BASELINE:-.baseline/92fd809}
+      # Run from a folder where both names it may import itself by (kernels, as it was then,
+      # and cce_tune.kernels, as the benchmark imports it) are that commit's.
+      namespace=$(mktemp -d)
+      mkdir "$namespace/cce_tune"
+      ln -s "$PWD/$baseline/kernels" "$namespace/cce_tune/kernels"
+      ln -s "$PWD/$baseline/kernels" "$namespace/kernels"
+      ln -s "$PWD/benchmarks" "$namespace/benchmarks"
+      (cd "$namespace" && PYTHONPATH="$namespace" python3 -m benchmarks.kernels --out-dir "$out" \
+        --tag "per-position-$(basename "$baseline")" --kinds sampled --tokens 131072 \
+        --negatives 511 --dims 256 --catalogs 26744 --dtypes fp16 \
+        --extra fp16:131072:4095:256:26744 fp16:131072:1511:64:26744 \
+        fp16:32768:1511:256:26744 --max-per-position 1e12 --impls ours \
+        --ours-label "ours $(basename "$baseline")" \
+        --modes per_position "per_position (in-kernel)") 2>&1 | tail -12 ;;
+    per-position-passes)  # ... and each pass's time over register tiles: the forward's
+      # (BLOCK_T, BLOCK_N), then the bucketed item pass's pairs per step (BLOCK_S as BLOCK_T)
+      for point in "d256 511 256 1 2 4" "d64 1511 64 2 4 8"; do
+        read -r tag negatives dim t1 t2 t3 <<< "$point"
+        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-$tag" \
+          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels forward \
+          --block-t "$t1" "$t2" "$t3" --block-n 16 32 --warps 4 8 --stages 2 \
+          --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-$tag.log" | tail -6
+        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-items-$tag" \
+          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
+          --block-t 16 32 64 128 --block-n 1 --warps 2 4 8 --stages 2 \
+          --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-items-$tag.log" \
+          | tail -6
+      done ;;
     sparse-item-grad)  # issue 19's bar: a loss step's memory with the item gradient dense, sparse
       python3 -m benchmarks.sparse_item_grad --out-dir "$out" 2>&1 | tail -8 ;;
     step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside

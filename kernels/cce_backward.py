@@ -6,13 +6,15 @@ per token, or one value for a summed or (MEAN) averaged loss (`grad_stride` 0).
 
 - `cce_minus_backward_hidden_kernel`: one program per token block; d(hidden) accumulates in
   registers, and the positive rows' d(item_emb) goes out by atomic adds. With ITEMS_HERE the
-  negatives' d(item_emb) goes out here too: in the tile mode as P^T H per (tile, negative
-  block), in the per-position mode per (token, negative). Either way one score recompute
-  serves both gradients.
+  negatives' d(item_emb) goes out here too, as P^T H per (tile, negative block): one score
+  recompute serves both gradients.
 - `cce_minus_backward_items_kernel` (shared and full-catalog modes): one program per
   (negative block, chunk of tokens) accumulates P^T H for its negative rows over the chunk,
   then adds it atomically; tokens are split only far enough to fill the GPU, so atomics stay
   few.
+
+The per-position mode has neither: its forward writes d(hidden) up to the upstream factor,
+and its item gradient goes through `kernels.cce_buckets`.
 """
 
 import triton
@@ -47,8 +49,8 @@ def cce_minus_backward_hidden_kernel(
     lse_ptr, pos_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, dh_ptr, dh_row_stride,
     de_ptr, de_row_stride, owner_ptr,
     num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, inv_temperature,
-    ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
-    ITEMS_HERE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
+    ID_SOURCE: tl.constexpr, TILED: tl.constexpr, ITEMS_HERE: tl.constexpr,
+    COMPACT: tl.constexpr, MEAN: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -79,26 +81,17 @@ def cce_minus_backward_hidden_kernel(
         row = (pid * BLOCK_T) // tile_size
 
     for start in range(0, num_negatives, BLOCK_N):
-        scores, masked, ids, e = negative_block(
+        scores, _masked, ids, e = negative_block(
             h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
             targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-            scale, ID_SOURCE, GATHER, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
+            scale, ID_SOURCE, False, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
         d_scores = tl.exp2(scores + shift[:, None] - lse[:, None]) * g[:, None]
-        if GATHER:
-            dh += tl.sum(d_scores[:, :, None] * e.to(tl.float32), axis=1)
-            keep = valid[:, None] & ~masked
+        dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
+        if ITEMS_HERE:
+            d_items = tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
             rows = gradient_rows(ids, owner_ptr, COMPACT)
-            tl.atomic_add(de_ptr + rows[:, :, None] * de_row_stride + offs_d[None, None, :],
-                          d_scores[:, :, None] * h[:, None, :].to(tl.float32),
-                          mask=keep[:, :, None] & d_mask[None, None, :], sem="relaxed")
-        else:
-            dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
-            if ITEMS_HERE:
-                d_items = tl.dot(tl.trans(d_scores.to(h.dtype)), h,
-                                 input_precision=DOT_PRECISION)
-                rows = gradient_rows(ids, owner_ptr, COMPACT)
-                tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,
-                              mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")
+            tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,
+                          mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")
 
     tl.store(dh_ptr + offs_t[:, None] * dh_row_stride + offs_d[None, :],
              dh.to(dh_ptr.dtype.element_ty), mask=t_mask[:, None] & d_mask[None, :])

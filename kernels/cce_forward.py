@@ -5,6 +5,12 @@ running max and sum: the (tokens x N) score matrix exists only one register tile
 Dense modes (shared, tile, full catalog) score a block with one tensor-core product; the
 per-position mode gathers each token's own rows. Each program also writes its tokens' loss
 sum and count of non-padding tokens, so the mean needs no pass over per-token losses.
+
+With DIRECTIONS (per position, for training) the pass also writes each token's hidden-state
+gradient up to its upstream factor, d(loss_t)/d(h_t) = sum_j p_j e_j - e_target, from the
+rows it has gathered anyway: softmax-weighted rows summed online, rescaled with the running
+max as flash attention rescales its output. The backward then reads no row for d(hidden),
+and per position reading rows is the whole cost (a gather of tokens x N rows).
 """
 
 import triton
@@ -22,10 +28,11 @@ from cce_tune.kernels.cce_scores import (
 @triton.jit(do_not_specialize=["num_tokens"])
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
-    loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr,
+    loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr, direction_ptr,
     num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, log2_others,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DIRECTIONS: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -33,28 +40,35 @@ def cce_minus_forward_kernel(
     offs_t, t_mask, offs_d, d_mask, h, targets = token_block(
         h_ptr, h_row_stride, targets_ptr, pid * BLOCK_T, num_tokens, dim, BLOCK_T, BLOCK_D)
 
-    pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)[0] * scale
+    pos, e_pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)
+    pos *= scale
     if HAS_LOG_Q:
         pos -= tl.load(log_q_ptr + targets)
     running_max = pos
     running_sum = tl.zeros([BLOCK_T], dtype=tl.float32)  # of exp2(negative - running_max)
     kept = tl.zeros([BLOCK_T], dtype=tl.float32)
+    weighted = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)  # sum exp2(s - max) e, DIRECTIONS
     row = 0
     if TILED:
         row = (pid * BLOCK_T) // tile_size
 
     for start in range(0, num_negatives, BLOCK_N):
-        scores, masked, _ids, _rows = negative_block(
+        scores, masked, _ids, rows = negative_block(
             h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
             targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
             scale, ID_SOURCE, GATHER, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
         new_max = tl.maximum(running_max, tl.max(scores, axis=1))
-        running_sum = running_sum * tl.exp2(running_max - new_max) + tl.sum(
-            tl.exp2(scores - new_max[:, None]), axis=1)
+        rescale = tl.exp2(running_max - new_max)
+        terms = tl.exp2(scores - new_max[:, None])
+        running_sum = running_sum * rescale + tl.sum(terms, axis=1)
+        if DIRECTIONS:  # rows (BLOCK_T, BLOCK_N, BLOCK_D), gathered per position
+            weighted = weighted * rescale[:, None] + tl.sum(
+                terms[:, :, None] * rows.to(tl.float32), axis=1)
         if SAMPLED_SOFTMAX:
             kept += tl.sum(tl.where(masked, 0.0, 1.0), axis=1)
         running_max = new_max
 
+    shift = tl.zeros([BLOCK_T], dtype=tl.float32)
     if SAMPLED_SOFTMAX:
         # exp2(shift) scales every negative term: log((V - 1) / kept) added to each score.
         shift = log2_others - tl.log2(tl.maximum(kept, 1.0))
@@ -69,5 +83,11 @@ def cce_minus_forward_kernel(
     tl.store(loss_ptr + offs_t, loss, mask=t_mask)
     tl.store(lse_ptr + offs_t, lse, mask=t_mask)
     tl.store(pos_ptr + offs_t, pos, mask=t_mask)
+    if DIRECTIONS:  # p_n = exp2(s_n - max) exp2(max + shift - lse); p_target - 1 on e_target
+        direction = (weighted * tl.exp2(running_max + shift - lse)[:, None]
+                     + (tl.exp2(pos - lse) - 1.0)[:, None] * e_pos.to(tl.float32))
+        tl.store(direction_ptr + offs_t[:, None] * dim + offs_d[None, :],
+                 tl.where(valid[:, None], direction, 0.0),
+                 mask=t_mask[:, None] & d_mask[None, :])
     tl.store(partial_ptr + pid, tl.sum(loss, axis=0))
     tl.store(partial_ptr + tl.num_programs(0) + pid, tl.sum(valid.to(tl.float32), axis=0))

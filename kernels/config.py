@@ -20,6 +20,10 @@ def negatives_shape(mode: str, num_tokens: int, num_negatives: int, tile_size: i
     raise ValueError(f"unknown negative mode {mode!r}; choose one of {NEGATIVE_MODES}")
 
 
+# Per-position pairs per chunk of the fused loss's bucketed item gradient
+# (kernels.cce_buckets): two int32 slot arrays of 64 MiB.
+MAX_SLOTS = 2**24
+
 REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
 FUSED_LOSSES = {"cce": "ce", "cce_minus": "ce_minus"}  # fused loss -> its reference
 LOSSES = (*REFERENCE_LOSSES, *FUSED_LOSSES)

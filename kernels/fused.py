@@ -25,6 +25,7 @@ from cce_tune.kernels.cce_backward import (
     cce_minus_backward_hidden_kernel,
     cce_minus_backward_items_kernel,
 )
+from cce_tune.kernels.cce_buckets import add_item_gradient
 from cce_tune.kernels.cce_forward import cce_minus_forward_kernel
 from cce_tune.kernels.cce_scores import (
     IDS_CATALOG,
@@ -76,7 +77,8 @@ KERNELS = ("forward", "hidden", "items")  # the forward pass and the two backwar
 class Blocks:
     """Tile shape and launch settings of one kernel."""
 
-    t: int  # tokens per program (forward, hidden) or per inner step (items)
+    t: int  # tokens per program (forward, hidden), per inner step (items), or pairs per
+    # inner step (per-position items, kernels.cce_buckets)
     n: int  # negatives per inner step (forward, hidden) or per program (items)
     warps: int
     stages: int
@@ -104,6 +106,8 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
                   items_in_hidden: bool, tile_size: int | None) -> Blocks:
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
     shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`)."""
+    if gather and kernel == "items":  # kernels.cce_buckets: BLOCK_S pairs of rows per step
+        return Blocks(max(16, min(64, 8192 // block_d)), 1, 4, 2)
     if gather:  # a (BLOCK_T, BLOCK_N, BLOCK_D) register tile of gathered rows
         block_n = 16
         return Blocks(max(1, min(16, 4096 // (block_n * block_d))), block_n, 4, 2)
@@ -240,17 +244,21 @@ class _CCEMinus(torch.autograd.Function):
         partials = _output((2, plan.programs(tokens)), torch.float32, hidden.device)
         ids_arg = ids if ids is not None else targets  # unused pointer when ids are generated
         log_q_arg = log_q if log_q is not None else lse
+        # Per position the forward also writes d(hidden)'s directions (kernels.cce_forward).
+        directions = (_output(hidden.shape, torch.float32, hidden.device)
+                      if plan.gather and ctx.needs_input_grad[0] else None)
         cce_minus_forward_kernel[(plan.programs(tokens),)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
             ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
-            loss, lse, pos, shift, partials,
+            loss, lse, pos, shift, partials, directions if directions is not None else lse,
             tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
             seed, plan.scale, plan.log2_others,
-            GATHER=plan.gather, TILED=plan.tiled, **plan.constants("forward"),
+            GATHER=plan.gather, TILED=plan.tiled, DIRECTIONS=directions is not None,
+            **plan.constants("forward"),
         )
         totals = None if reduction == "none" else partials.sum(1)
         ctx.save_for_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
-                              totals)
+                              totals, directions)
         ctx.plan, ctx.mean = plan, reduction == "mean"
         if reduction == "none":
             return loss
@@ -258,40 +266,24 @@ class _CCEMinus(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, totals = ctx.saved_tensors
+        (hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, totals,
+         directions) = ctx.saved_tensors
         plan: _Plan = ctx.plan
-        tokens, dim = hidden.shape
         grad_loss = grad_loss.float()
-        grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
-        totals_arg = totals if totals is not None else lse  # read only for the mean
-        d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
-        owners, d_items = (compact_accumulator(targets, ids, item_emb.shape[0], dim)
+        owners, d_items = (compact_accumulator(targets, ids, item_emb.shape[0], hidden.shape[1])
                            or (None, torch.zeros(item_emb.shape, dtype=torch.float32,
                                                  device=hidden.device)))
-        owners_arg = targets if owners is None else owners  # unused pointer when dense
-        ids_arg = ids if ids is not None else targets
-        ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
-        log_q_arg = log_q if log_q is not None else lse
-        hidden_blocks = plan.blocks["hidden"]
-        cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, hidden_blocks.t),)](
-            hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg, ids_stride,
-            log_q_arg, lse, pos, shift, grad_loss, grad_stride, totals_arg,
-            d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), owners_arg,
-            tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, seed, plan.scale,
-            plan.inv_temperature, GATHER=plan.gather, TILED=plan.tiled,
-            ITEMS_HERE=plan.items_in_hidden, COMPACT=owners is not None, MEAN=ctx.mean,
-            **plan.constants("hidden"),
-        )
-        if not plan.items_in_hidden:
-            chunk, chunks = _token_chunks(plan, tokens, hidden.device)
-            cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives,
-                                                         plan.blocks["items"].n), chunks)](
-                hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg,
-                ids_stride, log_q_arg, lse, shift, grad_loss, grad_stride, totals_arg,
-                d_items, d_items.stride(0), owners_arg, tokens, dim, plan.num_negatives,
-                plan.num_items, chunk, seed, plan.scale, plan.inv_temperature,
-                COMPACT=owners is not None, MEAN=ctx.mean, **plan.constants("items"),
-            )
+        if plan.gather:  # the item gradient first: its slot arrays are gone before d(hidden)
+            add_item_gradient(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
+                              grad_loss, totals, d_items, owners, plan=plan, mean=ctx.mean,
+                              blocks=plan.blocks["items"],
+                              processors=_processors_of(hidden.device))
+            d_hidden = None if directions is None else _scaled_directions(
+                directions, grad_loss, totals, plan.inv_temperature, ctx.mean, hidden.dtype)
+        else:
+            d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
+            _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
+                            grad_loss, totals, d_hidden, d_items, owners, plan, ctx.mean)
         d_items = d_items.to(item_emb.dtype)  # frees the float32 rows before the table exists
         if plan.sparse_item_grad:
             d_items = sparse_gradient(targets, None if owners is None else ids, d_items,
@@ -301,6 +293,47 @@ class _CCEMinus(torch.autograd.Function):
         return d_hidden, d_items, None, None, None, None, None, None
 
 
+def _scaled_directions(directions, grad_loss, totals, inv_temperature: float, mean: bool,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """d(hidden) from the forward's per-token directions and the upstream gradient."""
+    scale = grad_loss * inv_temperature
+    if mean:
+        scale = scale / totals[1].clamp(min=1)
+    return (directions * (scale[:, None] if scale.dim() else scale)).to(dtype)
+
+
+def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, grad_loss,
+                    totals, d_hidden, d_items, owners, plan: _Plan, mean: bool) -> None:
+    """The shared, tile and full-catalog modes' backward: the hidden pass, and the item pass
+    where the hidden pass does not add the negatives' gradient itself."""
+    tokens, dim = hidden.shape
+    grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
+    totals_arg = totals if totals is not None else lse  # read only for the mean
+    owners_arg = targets if owners is None else owners  # unused pointer when dense
+    ids_arg = ids if ids is not None else targets
+    ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
+    log_q_arg = log_q if log_q is not None else lse
+    hidden_blocks = plan.blocks["hidden"]
+    cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, hidden_blocks.t),)](
+        hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg, ids_stride,
+        log_q_arg, lse, pos, shift, grad_loss, grad_stride, totals_arg,
+        d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), owners_arg,
+        tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, seed, plan.scale,
+        plan.inv_temperature, TILED=plan.tiled, ITEMS_HERE=plan.items_in_hidden,
+        COMPACT=owners is not None, MEAN=mean, **plan.constants("hidden"),
+    )
+    if not plan.items_in_hidden:
+        chunk, chunks = _token_chunks(plan, tokens, hidden.device)
+        cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives,
+                                                     plan.blocks["items"].n), chunks)](
+            hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg,
+            ids_stride, log_q_arg, lse, shift, grad_loss, grad_stride, totals_arg,
+            d_items, d_items.stride(0), owners_arg, tokens, dim, plan.num_negatives,
+            plan.num_items, chunk, seed, plan.scale, plan.inv_temperature,
+            COMPACT=owners is not None, MEAN=mean, **plan.constants("items"),
+        )
+
+
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:
     """(tokens per chunk, chunks) for the item-gradient grid: split the tokens only until
     the grid has about four programs per multiprocessor, as each split costs N x d atomic
@@ -308,10 +341,15 @@ def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, 
     blocks = plan.blocks["items"]
     token_blocks = triton.cdiv(tokens, blocks.t)
     negative_blocks = triton.cdiv(plan.num_negatives, blocks.n)
-    processors = _processors(device.index) if device.type == "cuda" else 2
+    processors = _processors_of(device)
     chunks = max(1, min(token_blocks, triton.cdiv(4 * processors, negative_blocks)))
     chunk = triton.cdiv(token_blocks, chunks) * blocks.t
     return chunk, triton.cdiv(tokens, chunk)
+
+
+def _processors_of(device: torch.device) -> int:
+    """Multiprocessors of a GPU; 2 for the interpreter on the CPU (grids of a few programs)."""
+    return _processors(device.index) if device.type == "cuda" else 2
 
 
 @functools.cache

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cce_tune.kernels.config import FUSED_LOSSES, LossConfig, negatives_shape
+from cce_tune.kernels.config import FUSED_LOSSES, MAX_SLOTS, LossConfig, negatives_shape
 
 # The CUDA caching allocator hands out blocks in multiples of 512 bytes.
 GRANULE = 512
@@ -79,11 +79,23 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
             ids = allocation(id_count, 8)
     per_token_results = allocation(4 * tokens, 4)  # loss, lse, positive, shift
     totals = allocation(2, 4)  # loss sum and token count, for the mean
-    saved = casts + ids + per_token_results + totals
+    # Per position the forward writes d(hidden)'s float32 directions (kernels.cce_forward).
+    gather = config.name == "cce_minus" and config.negative_mode == "per_position"
+    directions = allocation(tokens * dim, 4) if gather else 0
+    saved = casts + ids + per_token_results + totals + directions
     # Per-program partial sums: at most one program per token, and the scalar result.
     forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
 
     d_hidden = allocation(tokens * dim, element)
+    if gather:
+        # Beside the float32 item accumulator: first kernels.cce_buckets' counters and slot
+        # arrays, then d(hidden) scaled from the directions (a float32 product, then its cast).
+        pairs = config.num_negatives + 1
+        capacity = max(1, min(tokens, MAX_SLOTS // pairs)) * pairs
+        buckets = 3 * allocation(rows, 4) + 2 * allocation(capacity, 4)
+        during = max(buckets, d_hidden + (allocation(tokens * dim, 4) if element != 4 else 0))
+    else:
+        during = d_hidden  # the hidden pass writes it beside the accumulator
     explicit = id_count is not None and not (
         config.in_kernel_negatives and config.negative_mode == "per_position")
     if explicit and tokens + id_count < rows:
@@ -95,17 +107,20 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
         accumulator = allocation(positions * dim, 4)
         cast = allocation(positions * dim, element) if element != 4 else 0
         expanded = allocation(rows * dim, element)
-        in_kernels = d_hidden + owners + max(accumulator + cast, (cast or accumulator) + expanded)
+        in_kernels = owners + max(accumulator + max(during, d_hidden + cast),
+                                  d_hidden + (cast or accumulator) + expanded)
     else:
         # Under autocast the item gradient comes back in bf16 beside the float32 accumulator
         # (then autograd casts it for the float32 table); in float32 it is the accumulator.
         returned = allocation(rows * dim, element) if element != 4 else 0
-        in_kernels = d_hidden + allocation(rows * dim, 4) + returned
+        accumulator = allocation(rows * dim, 4)
+        in_kernels = max(accumulator + during, d_hidden + accumulator + returned)
 
     # Autocast's cast back to float32: both gradients in float32 beside their bf16 originals,
-    # once the kernels' saved bf16 copies are freed (measured on an H100 at 1M items).
+    # once the kernels' saved bf16 copies (and directions) are freed (measured on an H100 at
+    # 1M items).
     cast_back = (d_hidden + allocation(tokens * dim, 4) + allocation(rows * dim, 2)
-                 + allocation(rows * dim, 4) - casts if autocast else 0)
+                 + allocation(rows * dim, 4) - casts - directions if autocast else 0)
     return LossMemory(saved, forward_extra, max(in_kernels, cast_back))
 
 

@@ -4,6 +4,7 @@
 import pytest
 import torch
 
+import cce_tune.kernels.cce_buckets as cce_buckets
 import cce_tune.kernels.fused as fused_module
 from cce_tune.kernels import (
     CCE,
@@ -113,6 +114,32 @@ def test_in_kernel_negatives_match_their_materialised_ids(mode):
     check(lambda h, e, t, n: cce_minus(h, e, t, negatives),
           lambda h, e, t, n: reference.ce_minus(h, e, t, ids.to(h.device), tile_size=tile_size),
           problem)
+
+
+@pytest.mark.parametrize("num_items", [8, 5000])  # long runs of one item; runs of one pair
+@pytest.mark.parametrize("max_slots", [None, 500])  # one chunk of tokens; chunks of 22
+def test_per_position_item_gradient_bucketed_by_item(num_items, max_slots, monkeypatch):
+    """kernels.cce_buckets over 4,400 pairs: 8 items make runs of ~550 pairs, across
+    programs of five 64-pair blocks (added in registers, flushed per run); 5,000 make blocks
+    that straddle items (added row by row, into the compact accumulator)."""
+    if max_slots is not None:
+        monkeypatch.setattr(cce_buckets, "MAX_SLOTS", max_slots)
+    problem = fp32_problem("per_position", tokens=200, num_items=num_items)
+    log_q = torch.log_softmax(torch.randn(num_items + 1, device=DEVICE), 0)
+    check(cce_minus, reference.ce_minus, problem, log_q=log_q, sampled_softmax=True,
+          temperature=0.7)
+
+
+def test_per_position_item_gradient_alone():
+    """With hidden frozen the forward writes no d(hidden) directions; the item gradient is
+    the same."""
+    problem = fp32_problem("per_position")
+    emb = problem.emb.detach().clone().requires_grad_()
+    cce_minus(problem.hidden, emb, problem.targets, problem.negatives).backward()
+    wide_emb = problem.emb.double().requires_grad_()
+    reference.ce_minus(problem.hidden.double(), wide_emb, problem.targets,
+                       problem.negatives).backward()
+    assert relative_errors([emb.grad], [wide_emb.grad])[0] < 1e-5
 
 
 def test_in_kernel_ids_are_uniform_over_the_catalog_and_follow_the_seed():

@@ -1,0 +1,202 @@
+"""Per-position item gradient without an atomic add per (token, negative, d): pairs bucketed
+by item.
+
+Per position every token has its own N rows, so adding each pair's p * h into the item
+gradient as it comes is tokens x N x d atomic adds (17 G at 131,072 tokens, N = 511, d = 256:
+18 ms on an H200, more than the forward's whole gather; benchmarks/per_position_floor.py).
+Instead a counting sort groups the batch's (token, item) pairs by item, and one pass walks
+them in that order: a run of one item's pairs sums its gradient in registers and adds it
+once, reading each pair's hidden row (a gather, the forward's traffic) where the atomics
+wrote a row.
+
+1. `count_kernel`: pairs per item, one int32 atomic per pair. Accidental hits, padding ids
+   and padding tokens make no pair; each kept target is a pair too, flagged.
+2. Each item's first slot: an exclusive prefix sum (torch.cumsum).
+3. `place_kernel`: each pair claims a slot of its item (an int32 atomic) and writes its
+   token (with the target flag) and its item there.
+4. `items_kernel`: programs over equal ranges of slots, so a popular item's long run is
+   shared, whatever the skew of the ids: a block of slots of one item adds into registers,
+   flushed by one atomic add per run; a block that straddles items adds row by row.
+
+Tokens are taken in chunks so that the slot arrays stay under `MAX_SLOTS` pairs. Nothing waits
+for the GPU (the pair count is read on the device), so a CUDA graph can capture it all.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from cce_tune.kernels.cce_scores import gradient_rows, load_seed, negative_ids
+from cce_tune.kernels.config import MAX_SLOTS
+
+PAIR_BLOCK = (16, 64)  # (tokens, negatives) per program of the counting and placing passes
+
+
+@triton.jit
+def _pairs(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, num_negatives,
+           num_items, seed, ID_SOURCE: tl.constexpr, BLOCK_T: tl.constexpr,
+           BLOCK_N: tl.constexpr):
+    """This program's tokens, their targets (int64), its (BLOCK_T, BLOCK_N) negative ids as
+    the forward pass drew them, which of those are pairs, and which targets are."""
+    offs_t = first_token + tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    t_mask = offs_t < last_token
+    targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    ids = negative_ids(ids_ptr, offs_t[:, None], ids_row_stride, offs_n[None, :],
+                       t_mask[:, None] & (offs_n < num_negatives)[None, :], num_negatives,
+                       num_items, seed, ID_SOURCE)
+    valid = t_mask & (targets != 0)
+    kept = valid[:, None] & (ids != 0) & (ids.to(tl.int32) != targets.to(tl.int32)[:, None])
+    return offs_t, targets, ids, kept, valid & (tl.program_id(1) == 0)
+
+
+@triton.jit
+def count_kernel(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, num_negatives,
+                 num_items, seed_ptr, counts_ptr, ID_SOURCE: tl.constexpr,
+                 BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    seed = load_seed(seed_ptr, ID_SOURCE)
+    _tokens, targets, ids, kept, target_kept = _pairs(
+        ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, num_negatives,
+        num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N)
+    tl.atomic_add(counts_ptr + ids, tl.full(ids.shape, 1, tl.int32), mask=kept, sem="relaxed")
+    tl.atomic_add(counts_ptr + targets, tl.full(targets.shape, 1, tl.int32), mask=target_kept,
+                  sem="relaxed")
+
+
+@triton.jit
+def place_kernel(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, num_negatives,
+                 num_items, seed_ptr, cursor_ptr, token_ptr, item_ptr,
+                 ID_SOURCE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    seed = load_seed(seed_ptr, ID_SOURCE)
+    tokens, targets, ids, kept, target_kept = _pairs(
+        ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, num_negatives,
+        num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N)
+    slots = tl.atomic_add(cursor_ptr + ids, tl.full(ids.shape, 1, tl.int32), mask=kept,
+                          sem="relaxed")
+    tl.store(token_ptr + slots, tl.broadcast_to(2 * tokens[:, None], ids.shape), mask=kept)
+    tl.store(item_ptr + slots, ids.to(tl.int32), mask=kept)
+    slots = tl.atomic_add(cursor_ptr + targets, tl.full(targets.shape, 1, tl.int32),
+                          mask=target_kept, sem="relaxed")
+    tl.store(token_ptr + slots, 2 * tokens + 1, mask=target_kept)
+    tl.store(item_ptr + slots, targets.to(tl.int32), mask=target_kept)
+
+
+@triton.jit
+def _pair_weights(h, rows, items, tokens, is_target, mask, lse_ptr, pos_ptr, shift_ptr,
+                  grad_ptr, grad_stride, totals_ptr, log_q_ptr, scale, inv_temperature,
+                  MEAN: tl.constexpr, HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr):
+    """d(loss)/d(score) of each pair: g (p - 1) for a target, g p for a negative, 0 off
+    `mask`. `rows` (one row, or one per pair) are the items' embeddings."""
+    g = tl.load(grad_ptr + tokens * grad_stride, mask=mask, other=0.0) * inv_temperature
+    if MEAN:  # totals: (loss sum, count of non-padding tokens)
+        g = g / tl.maximum(tl.load(totals_ptr + 1), 1.0)
+    lse = tl.load(lse_ptr + tokens, mask=mask, other=0.0)
+    scores = tl.sum(h * rows.to(tl.float32), axis=1) * scale
+    if HAS_LOG_Q:
+        scores -= tl.load(log_q_ptr + items, mask=mask, other=0.0)
+    if SAMPLED_SOFTMAX:
+        scores += tl.load(shift_ptr + tokens, mask=mask, other=0.0)
+    pos = tl.load(pos_ptr + tokens, mask=mask & is_target, other=0.0)
+    p = tl.where(is_target, tl.exp2(pos - lse) - 1.0, tl.exp2(scores - lse))
+    return tl.where(mask, g * p, 0.0)
+
+
+# Not specialised on values: the slots per program change with every batch's shape.
+@triton.jit(do_not_specialize=["slots_per_program"])
+def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row_stride,
+                 e_ptr, e_row_stride, log_q_ptr, lse_ptr, pos_ptr, shift_ptr, grad_ptr,
+                 grad_stride, totals_ptr, de_ptr, de_row_stride, owner_ptr, dim, scale,
+                 inv_temperature, COMPACT: tl.constexpr, MEAN: tl.constexpr,
+                 HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr,
+                 BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+    first = tl.program_id(0) * slots_per_program
+    last = tl.minimum(first + slots_per_program, tl.load(total_ptr))
+    offs_d = tl.arange(0, BLOCK_D)
+    d_mask = offs_d < dim
+    # The item of the run (int64, as every id the shared helpers take).
+    current = tl.load(item_ptr + first, mask=first < last, other=0).to(tl.int64)
+    row = tl.load(e_ptr + current * e_row_stride + offs_d, mask=d_mask, other=0.0)
+    summed = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for start in range(first, last, BLOCK_S):
+        offs = start + tl.arange(0, BLOCK_S)
+        mask = offs < last
+        items = tl.load(item_ptr + offs, mask=mask, other=0).to(tl.int64)
+        code = tl.load(token_ptr + offs, mask=mask, other=0)
+        tokens = (code >> 1).to(tl.int64)
+        is_target = (code & 1) == 1
+        h = tl.load(h_ptr + tokens[:, None] * h_row_stride + offs_d[None, :],
+                    mask=mask[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+        low = tl.min(tl.where(mask, items, 2**31 - 1), axis=0)
+        high = tl.max(tl.where(mask, items, -1), axis=0)
+        if low == high:  # one item: into the run's registers
+            if low != current:
+                tl.atomic_add(de_ptr + gradient_rows(current, owner_ptr, COMPACT) * de_row_stride
+                              + offs_d, summed, mask=d_mask, sem="relaxed")
+                summed = tl.zeros([BLOCK_D], dtype=tl.float32)
+                current = low
+                row = tl.load(e_ptr + current * e_row_stride + offs_d, mask=d_mask, other=0.0)
+            weights = _pair_weights(h, row[None, :], items, tokens, is_target, mask, lse_ptr,
+                                    pos_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr,
+                                    log_q_ptr, scale, inv_temperature, MEAN, HAS_LOG_Q,
+                                    SAMPLED_SOFTMAX)
+            summed += tl.sum(weights[:, None] * h, axis=0)
+        else:  # a block across items: row by row
+            rows = tl.load(e_ptr + items[:, None] * e_row_stride + offs_d[None, :],
+                           mask=mask[:, None] & d_mask[None, :], other=0.0)
+            weights = _pair_weights(h, rows, items, tokens, is_target, mask, lse_ptr, pos_ptr,
+                                    shift_ptr, grad_ptr, grad_stride, totals_ptr, log_q_ptr,
+                                    scale, inv_temperature, MEAN, HAS_LOG_Q, SAMPLED_SOFTMAX)
+            targets = gradient_rows(items, owner_ptr, COMPACT)
+            tl.atomic_add(de_ptr + targets[:, None] * de_row_stride + offs_d[None, :],
+                          weights[:, None] * h, mask=mask[:, None] & d_mask[None, :],
+                          sem="relaxed")
+    tl.atomic_add(de_ptr + gradient_rows(current, owner_ptr, COMPACT) * de_row_stride + offs_d,
+                  summed, mask=d_mask & (first < last), sem="relaxed")
+
+
+def add_item_gradient(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, grad_loss,
+                      totals, d_items, owners, *, plan, mean: bool, blocks,
+                      processors: int) -> None:
+    """Adds the per-position loss's item-table gradient into `d_items` (float32; the table's
+    rows, or with `owners` the compact accumulator's), chunk by chunk of tokens."""
+    tokens, dim = hidden.shape
+    rows = item_emb.shape[0]
+    device = hidden.device
+    pairs_per_token = plan.num_negatives + 1  # at most: the negatives and the target
+    chunk = max(1, min(tokens, MAX_SLOTS // pairs_per_token))
+    capacity = chunk * pairs_per_token
+    counts = torch.empty(rows, dtype=torch.int32, device=device)
+    token_slots = torch.empty(capacity, dtype=torch.int32, device=device)
+    item_slots = torch.empty(capacity, dtype=torch.int32, device=device)
+    block_s = blocks.t
+    # About eight programs per multiprocessor, in whole blocks of slots.
+    per_program = triton.cdiv(triton.cdiv(capacity, 8 * processors), block_s) * block_s
+    ids_arg = ids if ids is not None else targets  # unused pointer when ids are drawn
+    ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
+    owners_arg = owners if owners is not None else targets
+    log_q_arg = log_q if log_q is not None else lse
+    grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
+    totals_arg = totals if totals is not None else lse  # read only for the mean
+    block_t, block_n = PAIR_BLOCK
+    for first in range(0, tokens, chunk):
+        last = min(first + chunk, tokens)
+        pair_grid = (triton.cdiv(last - first, block_t), triton.cdiv(plan.num_negatives, block_n))
+        pair_args = (ids_arg, ids_stride, targets, first, last, plan.num_negatives,
+                     plan.num_items, seed)
+        counts.zero_()
+        count_kernel[pair_grid](*pair_args, counts, ID_SOURCE=plan.id_source,
+                                BLOCK_T=block_t, BLOCK_N=block_n)
+        ends = torch.cumsum(counts, 0, dtype=torch.int32)
+        cursor = ends - counts  # each item's first slot, then its next free one
+        place_kernel[pair_grid](*pair_args, cursor, token_slots, item_slots,
+                                ID_SOURCE=plan.id_source, BLOCK_T=block_t, BLOCK_N=block_n)
+        items_kernel[(triton.cdiv(capacity, per_program),)](
+            token_slots, item_slots, ends[-1:], per_program, hidden, hidden.stride(0),
+            item_emb, item_emb.stride(0), log_q_arg, lse, pos, shift, grad_loss, grad_stride,
+            totals_arg, d_items, d_items.stride(0), owners_arg, dim, plan.scale,
+            plan.inv_temperature, COMPACT=owners is not None, MEAN=mean,
+            HAS_LOG_Q=log_q is not None, SAMPLED_SOFTMAX=plan.sampled_softmax,
+            BLOCK_S=block_s, BLOCK_D=plan.block_d, num_warps=blocks.warps,
+            num_stages=blocks.stages)
