@@ -7,7 +7,7 @@
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
-# per-position-passes).
+# per-position-passes, tile-quality).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -207,6 +207,11 @@ for stage in "$@"; do
         --extra fp16:131072:4095:256:26744 fp16:131072:1511:64:26744 \
         fp16:32768:1511:256:26744 --max-per-position 1e12 \
         --modes per_position "per_position (in-kernel)" "tile (in-kernel)" 2>&1 | tail -24 ;;
+    tile-quality)  # issue 19: tile-shared negatives against per position, 5 seeds, paired
+      python3 -m benchmarks.quality --out-dir "$out" --tag calibrated --bf16 \
+        --dataset synthetic-ml-1m --epochs "${QUALITY_EPOCHS:-20}" --variants \
+        "cce_minus per_position (in-kernel)" "cce_minus tile (in-kernel)" \
+        "cce_minus tile 32 (in-kernel)" 2>&1 | tee "$out/tile-quality.log" | tail -8 ;;
     per-position-baseline)  # ... and ours there as an older commit built it, for the speed-up
       # (BASELINE: that commit's kernels/, e.g. from `git archive 92fd809 kernels | tar -x -C
       # .baseline/92fd809`, carried: the device's copy has no history)

@@ -5,9 +5,11 @@ backward, optimizer step of the item table) with the table's gradient dense (Ada
     python -m benchmarks.sparse_item_grad --out-dir benchmarks/results
 
 As the trainer does it: a float32 table, cast to bf16 for the fused loss (`cce_minus`, tile
-or shared negatives drawn in the kernel), hidden states in bf16. The sparse gradient has an
-entry per position the batch names where those are fewer than the rows: tile negatives name
-about tokens / 128 x N of them (4.3 M at the bar's point), shared ones N. A first step
+or shared negatives drawn in the kernel) where the gradient is dense, read as it is (the
+kernels convert the rows they load) where it is sparse; hidden states in bf16. The sparse
+gradient has an entry per position the batch names where those are fewer than the rows:
+tile negatives name about tokens / 128 x N of them (4.3 M at the bar's point), shared ones
+N. A first step
 allocates the optimizer's state; the second is measured: its peak above what was allocated
 before it (table, state, inputs), and its time. The bar: the sparse peak at most 1/10 of
 the dense one at 131,072 tokens, N = 4,095, d = 256, 1M and 10M items. Results:
@@ -25,7 +27,6 @@ import torch
 
 from benchmarks.kernels import command_line, gpu_slug
 from cce_tune.kernels import InKernelNegatives, cce_minus
-from cce_tune.kernels.losses import cast_table
 
 
 def step_figures(catalog: int, mode: str, tokens: int, negatives: int, dim: int,
@@ -41,7 +42,7 @@ def step_figures(catalog: int, mode: str, tokens: int, negatives: int, dim: int,
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        rows = cast_table(table, dtype) if sparse else table.to(dtype)
+        rows = table if sparse else table.to(dtype)  # as kernels.losses gives them
         cce_minus(hidden.to(dtype), rows, targets, drawn, sparse_item_grad=sparse).backward()
         optimizer.step()
 

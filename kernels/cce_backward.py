@@ -117,7 +117,8 @@ def cce_minus_backward_items_kernel(
     d_mask = offs_d < dim
     ids = negative_ids(ids_ptr, 0, ids_row_stride, offs_n, n_mask, num_negatives, num_items,
                        seed, ID_SOURCE)
-    e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask)  # the same rows for every token
+    # The same rows for every token.
+    e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h_ptr.dtype.element_ty)
     d_items = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     first = chunk * tokens_per_chunk
     last = tl.minimum(first + tokens_per_chunk, num_tokens)

@@ -105,10 +105,12 @@ def adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE: tl.constexpr,
 
 
 @triton.jit
-def item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask):
-    """(BLOCK_N, BLOCK_D) item rows `ids` (shared by a token block); id 0 reads padding."""
+def item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, dtype: tl.constexpr):
+    """(BLOCK_N, BLOCK_D) item rows `ids` (shared by a token block) in the hidden states'
+    `dtype`, for a tensor-core product with them (a float32 table beside half-precision
+    hidden states is converted here, row by row); id 0 reads padding."""
     return tl.load(e_ptr + ids[:, None] * e_row_stride + offs_d[None, :],
-                   mask=d_mask[None, :], other=0.0)
+                   mask=d_mask[None, :], other=0.0).to(dtype)
 
 
 @triton.jit
@@ -148,7 +150,7 @@ def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t,
     else:
         ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives,
                            num_items, seed, ID_SOURCE)
-        e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask)
+        e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype)
         raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
     scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
     return scores, masked, ids, e

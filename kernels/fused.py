@@ -69,6 +69,11 @@ class InKernelNegatives:
 SHARED_BUDGET = {2: 140 * 1024, 4: 72 * 1024}
 
 
+# Half-precision hidden states may score a float32 item table: the kernels convert its rows
+# as they load them, so the table is never cast whole (kernels.losses does so for a sparse
+# item gradient, whose point is to touch few rows).
+HALF = (torch.float16, torch.bfloat16)
+
 LOG2E = 1.4426950408889634
 KERNELS = ("forward", "hidden", "items")  # the forward pass and the two backward passes
 
@@ -178,8 +183,10 @@ def _check_inputs(hidden, item_emb, targets) -> None:
     if targets.shape != hidden.shape[:1] or targets.dtype.is_floating_point:
         raise ValueError(f"targets must be integer ids, one per token ({hidden.shape[0]}); got "
                          f"{targets.dtype} {tuple(targets.shape)}")
-    if hidden.dtype != item_emb.dtype:
-        raise ValueError(f"hidden is {hidden.dtype} but item_emb is {item_emb.dtype}")
+    mixed = item_emb.dtype == torch.float32 and hidden.dtype in HALF
+    if hidden.dtype != item_emb.dtype and not mixed:
+        raise ValueError(f"hidden is {hidden.dtype} but item_emb is {item_emb.dtype}: give "
+                         f"both one dtype, or a float32 item_emb with half-precision hidden")
     if not hidden.is_cuda and not _interpreted():
         raise ValueError("the fused losses run on CUDA tensors (or under TRITON_INTERPRET=1); "
                          "use cce_tune.kernels.reference on the CPU")
@@ -192,7 +199,9 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
         raise ValueError(f"tile_size must be a power of two >= 16, got {tile_size}")
     items_in_hidden = gather or tiled or (id_source != IDS_CATALOG and _fold_shared(
         hidden.shape[0], num_negatives, block_d, hidden.dtype))
-    blocks = {kernel: choose_blocks(kernel, hidden.dtype, block_d, gather, items_in_hidden,
+    # Tiles staged by the wider of the two dtypes (a float32 table's rows beside half hidden).
+    wider = max(hidden.dtype, item_emb.dtype, key=lambda dtype: dtype.itemsize)
+    blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,
                                     tile_size if tiled else None)
               for kernel in KERNELS}
     for kernel in ("forward", "hidden"):

@@ -51,11 +51,16 @@ class SequenceLoss(nn.Module):
             # Autocast reaches neither inside a custom kernel nor a lookup: cast as it would
             # for a matmul, before the references gather rows (gathered float32 rows would
             # be cast after, both copies alive); the table by a cast that passes a sparse
-            # gradient back, which `.to` does not. The full-catalog reference gathers
-            # nothing: autocast's own cast serves it.
+            # gradient back, which `.to` does not. The fused kernels read a float32 table's
+            # rows themselves: with a sparse gradient, whose point is to touch few rows, the
+            # table is not cast whole. The full-catalog reference gathers nothing: autocast's
+            # own cast serves it.
             dtype = torch.get_autocast_dtype(hidden.device.type)
             hidden = hidden.to(dtype)
-            item_emb = cast_table(item_emb, dtype) if sparse else item_emb.to(dtype)
+            if not sparse:
+                item_emb = item_emb.to(dtype)
+            elif not fused:
+                item_emb = cast_table(item_emb, dtype)
         if name == "ce":
             ce = cce if fused else reference.ce
             return ce(hidden, item_emb, targets, temperature=config.temperature)

@@ -9,6 +9,7 @@ def test_gather_sums_each_tokens_rows_and_scatter_adds_into_them():
     tokens, dim, negatives, catalog = 4, 24, 20, 9
     generator = torch.Generator().manual_seed(0)
     table = torch.randn(catalog + 1, dim, generator=generator)
+    table[0] = 0  # the padding row, which lanes past N read
     hidden = torch.randn(tokens, dim, generator=generator)
     ids = torch.randint(1, catalog + 1, (tokens, negatives), generator=generator,
                         dtype=torch.int32)

@@ -142,6 +142,24 @@ def test_per_position_item_gradient_alone():
     assert relative_errors([emb.grad], [wide_emb.grad])[0] < 1e-5
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_half_hidden_states_score_a_float32_table(mode):
+    """What a sparse item gradient trains with: the table's rows converted as the kernels
+    load them, never cast whole; the table's gradient comes back in float32."""
+    problem = fp32_problem(mode)
+    half = make_problem_like(problem, torch.float16)
+    half.emb = problem.emb  # float32
+    loss, d_hidden, d_items = grads(cce_minus, half, tile_size=problem.tile_size)
+    assert d_hidden.dtype == torch.float16 and d_items.dtype == torch.float32
+    # Against float64 on the same fp16-rounded hidden states: the products' own rounding.
+    wide = make_problem_like(half, torch.float64)
+    errors = relative_errors((loss, d_hidden, d_items),
+                             grads(reference.ce_minus, wide, tile_size=problem.tile_size))
+    assert all(error < 1e-2 for error in errors), errors
+    with pytest.raises(ValueError, match="float32 item_emb with half-precision hidden"):
+        cce_minus(problem.hidden.double(), problem.emb, problem.targets, problem.negatives)
+
+
 def test_in_kernel_ids_are_uniform_over_the_catalog_and_follow_the_seed():
     first = in_kernel_ids(InKernelNegatives(4000, "per_position", seed=1), 5, 10, DEVICE)
     again = in_kernel_ids(InKernelNegatives(4000, "per_position", seed=1), 5, 10, DEVICE)

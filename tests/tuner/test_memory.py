@@ -47,7 +47,7 @@ def test_dataset_bytes_by_hand():
 
 def test_fused_loss_holds_no_scores():
     """cce_minus keeps four floats per token, the two totals and the ids; no tokens x N
-    term."""
+    term (per position, d(hidden)'s float32 directions too: tokens x d)."""
     tokens, items, dim = 1000, 50_000, 64
     per_token = allocation(4 * tokens, 4) + allocation(2, 4)
     small = loss_memory(LossConfig("cce_minus", num_negatives=128), tokens, items, dim, False)
@@ -57,7 +57,8 @@ def test_fused_loss_holds_no_scores():
     # In-kernel per-position negatives: not even ids.
     drawn = LossConfig("cce_minus", num_negatives=8192, negative_mode="per_position",
                        in_kernel_negatives=True)
-    assert loss_memory(drawn, tokens, items, dim, False).saved == per_token
+    directions = allocation(tokens * dim, 4)
+    assert loss_memory(drawn, tokens, items, dim, False).saved == per_token + directions
 
 
 def test_reference_loss_holds_the_scores():
