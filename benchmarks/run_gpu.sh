@@ -7,7 +7,7 @@
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
-# per-position-passes, tile-quality).
+# per-position-passes, tile-quality, memory-per-position).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -65,6 +65,9 @@ for stage in "$@"; do
     memory-check)  # the default grid against the committed calibration, nothing refitted
       python3 -m cce_tune.tuner.cli verify-memory --grid default --out "$out" \
         2>&1 | tee "$out/memory-check.log" | tail -40 ;;
+    memory-per-position)  # the per-position points of that grid: references and fused
+      python3 -m cce_tune.tuner.cli verify-memory --grid per-position --out "$out" \
+        --tag per-position 2>&1 | tee "$out/memory-per-position.log" | tail -30 ;;
     memory-default-allocator)  # the same grid under the allocator's default setting
       PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False python3 -m cce_tune.tuner.cli verify-memory \
         --grid default --out "$out" --tag default-allocator 2>&1 \
@@ -231,16 +234,17 @@ for stage in "$@"; do
         --ours-label "ours $(basename "$baseline")" \
         --modes per_position "per_position (in-kernel)") 2>&1 | tail -12 ;;
     per-position-passes)  # ... and each pass's time over register tiles: the forward's
-      # (BLOCK_T, BLOCK_N), then the bucketed item pass's pairs per step (BLOCK_S as BLOCK_T)
-      for point in "d256 511 256 1 2 4" "d64 1511 64 2 4 8"; do
-        read -r tag negatives dim t1 t2 t3 <<< "$point"
+      # (BLOCK_T, BLOCK_N), then the bucketed item pass's pairs per step (BLOCK_S as BLOCK_T).
+      # Few warps: a warp splits the tile's rows, and both passes also sum over rows.
+      for point in "d256 511 256 1 2" "d64 1511 64 2 4"; do
+        read -r tag negatives dim t1 t2 <<< "$point"
         python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-$tag" \
           --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels forward \
-          --block-t "$t1" "$t2" "$t3" --block-n 16 32 --warps 4 8 --stages 2 \
+          --block-t "$t1" "$t2" --block-n 8 16 32 --warps 1 2 --stages 2 \
           --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-$tag.log" | tail -6
         python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-items-$tag" \
           --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
-          --block-t 16 32 64 128 --block-n 1 --warps 2 4 8 --stages 2 \
+          --block-t 8 16 32 64 --block-n 1 --warps 1 2 --stages 2 \
           --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-items-$tag.log" \
           | tail -6
       done ;;

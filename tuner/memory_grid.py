@@ -194,6 +194,13 @@ def packed_graphs_grid() -> list[GridPoint]:
     return [point for point in packed_grid() if point.cuda_graphs]
 
 
+def per_position_grid() -> list[GridPoint]:
+    """The default grid's per-position points alone (references and fused, every id
+    source): what a change to those losses' declarations is checked on, in minutes."""
+    return [point for point in default_grid() if point.negative_mode == "per_position"]
+
+
 GRIDS: dict[str, Callable[[], list[GridPoint]]] = {
     "default": default_grid, "tiny": tiny_grid, "bert4rec": bert4rec_grid,
-    "packed": packed_grid, "packed-graphs": packed_graphs_grid}
+    "packed": packed_grid, "packed-graphs": packed_graphs_grid,
+    "per-position": per_position_grid}

@@ -19,7 +19,7 @@ from cce_tune.tuner.memory import (
     solve,
     with_knob,
 )
-from cce_tune.tuner.memory_grid import default_grid, launchable_groups
+from cce_tune.tuner.memory_grid import default_grid, launchable_groups, per_position_grid
 from cce_tune.tuner.memory_verify import calibrate, errors
 from cce_tune.tuner.sequences.config import TrainConfig
 
@@ -148,6 +148,14 @@ def test_default_grid_covers_the_asked_ranges():
     assert min(p.max_len for p in grid) == 50 and max(p.max_len for p in grid) == 512
     sampled = [p.negatives for p in grid if p.loss.endswith("minus")]
     assert min(sampled) == 64 and max(sampled) == 8192
+
+
+def test_the_per_position_grid_is_every_per_position_group_of_the_default_one():
+    grid = per_position_grid()
+    assert grid == [p for p in default_grid() if p.negative_mode == "per_position"]
+    per_position = {(group, bf16) for group, bf16 in launchable_groups()
+                    if "per_position" in group or group == "bce"}
+    assert per_position <= {(point.group(), point.bf16) for point in grid}
 
 
 def test_default_grid_measures_every_group_a_run_can_launch():
