@@ -99,8 +99,6 @@ SHORT_ROW_BLOCKS = {"forward": Blocks(64, 128, 4, 3), "hidden": Blocks(64, 64, 4
 LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4, 2),
                    "items": Blocks(64, 64, 4, 3), "hidden + items": Blocks(128, 64, 8, 2)}
 
-GATHER_TILE = 2048  # gathered values a per-position program holds per step, in one warp
-
 # Batch-shared negatives: up to this many atomic adds (token blocks x N x d) the hidden
 # pass adds the negatives' gradient itself, as in the tile mode, and the item pass is not
 # launched. On an H100 folding was faster at every point up to 2**25 (one launch fewer on a
@@ -117,12 +115,11 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
         # Per position the passes sum a register tile of gathered rows both across d (the
         # scores) and across its rows (d(hidden)'s directions; an item's gradient): one warp
         # a program keeps the rows in each thread's registers, where more warps split them
-        # and summed through shared memory each step (5x slower on an H200,
-        # benchmarks/results/passes-h200-per-position-*.md). About 64 values a thread.
+        # and summed through shared memory each step (the forward 53 -> 32 ms at d 256 on an
+        # H200). Tiles: the fastest of benchmarks/results/passes-h200-per-position-*.md.
         if kernel == "items":  # kernels.cce_buckets: BLOCK_S pairs' hidden rows per step
-            return Blocks(max(8, min(64, GATHER_TILE // block_d)), 1, 1, 2)
-        block_n = 16 if block_d <= 128 else 8  # a (BLOCK_T, BLOCK_N, BLOCK_D) tile
-        return Blocks(max(1, min(16, GATHER_TILE // (block_n * block_d))), block_n, 1, 2)
+            return Blocks(max(8, min(64, 2048 // block_d)), 1, 1, 2)
+        return Blocks(max(1, min(16, 1024 // (8 * block_d))), 8, 1, 2)  # (T, 8 rows, d)
     row_bytes = block_d * dtype.itemsize
     table = SHORT_ROW_BLOCKS if row_bytes <= 256 else LONG_ROW_BLOCKS
     blocks = table["hidden + items" if items_in_hidden and kernel == "hidden" else kernel]
