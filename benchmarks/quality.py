@@ -40,6 +40,8 @@ VARIANTS = {
         "cce_minus", negative_mode="tile", tile_size=64, in_kernel_negatives=True),
     "cce_minus tile 32 (in-kernel)": LossConfig(
         "cce_minus", negative_mode="tile", tile_size=32, in_kernel_negatives=True),
+    "cce_minus tile 16 (in-kernel)": LossConfig(
+        "cce_minus", negative_mode="tile", tile_size=16, in_kernel_negatives=True),
 }
 BASELINE = "cce_minus per_position (in-kernel)"  # what the paired differences are against
 

@@ -66,8 +66,8 @@ for stage in "$@"; do
       python3 -m cce_tune.tuner.cli verify-memory --grid default --out "$out" \
         2>&1 | tee "$out/memory-check.log" | tail -40 ;;
     memory-per-position)  # the per-position points of that grid: references and fused
-      python3 -m cce_tune.tuner.cli verify-memory --grid per-position --out "$out" \
-        --tag per-position 2>&1 | tee "$out/memory-per-position.log" | tail -30 ;;
+      python3 -m cce_tune.tuner.cli verify-memory --grid per-position --out "$out" 2>&1 \
+        | tee "$out/memory-per-position.log" | tail -30 ;;
     memory-default-allocator)  # the same grid under the allocator's default setting
       PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False python3 -m cce_tune.tuner.cli verify-memory \
         --grid default --out "$out" --tag default-allocator 2>&1 \
@@ -220,10 +220,15 @@ for stage in "$@"; do
         --negatives 1 --dims 64 256 --catalogs 26744 1000000 --dtypes bf16 --kinds full \
         --rounds 3 2>&1 | tail -20 ;;
     tile-quality)  # issue 19: tile-shared negatives against per position, 5 seeds, paired
-      python3 -m benchmarks.quality --out-dir "$out" --tag calibrated --bf16 \
-        --dataset synthetic-ml-1m --epochs "${QUALITY_EPOCHS:-20}" --variants \
-        "cce_minus per_position (in-kernel)" "cce_minus tile (in-kernel)" \
-        "cce_minus tile 32 (in-kernel)" 2>&1 | tee "$out/tile-quality.log" | tail -8 ;;
+      # (TILES: the tile sizes beside per position, of 128 (the default), 64, 32, 16)
+      variants=("cce_minus per_position (in-kernel)")
+      for tile in ${TILES:-128 32}; do
+        if [ "$tile" = 128 ]; then variants+=("cce_minus tile (in-kernel)")
+        else variants+=("cce_minus tile $tile (in-kernel)"); fi
+      done
+      python3 -m benchmarks.quality --out-dir "$out" --tag "calibrated${QUALITY_TAG:-}" \
+        --bf16 --dataset synthetic-ml-1m --epochs "${QUALITY_EPOCHS:-20}" \
+        --variants "${variants[@]}" 2>&1 | tee "$out/tile-quality.log" | tail -8 ;;
     per-position-baseline)  # ... and ours there as an older commit built it, for the speed-up
       # (BASELINE: that commit's kernels/, e.g. from `git archive 92fd809 kernels | tar -x -C
       # .baseline/92fd809`, carried: the device's copy has no history)
