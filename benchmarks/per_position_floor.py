@@ -25,7 +25,6 @@ import triton
 import triton.language as tl
 
 from benchmarks.kernels import DTYPES, command_line, gpu_slug, median_ms
-from cce_tune.kernels.fused import choose_blocks
 
 POINTS = [  # (tokens, d, N): issue 19's per-position rows, catalog 26,744, fp16
     (131_072, 256, 511), (131_072, 256, 4_095), (131_072, 64, 1_511), (32_768, 256, 1_511)]
@@ -71,11 +70,12 @@ def scatter_kernel(h_ptr, ids_ptr, grad_ptr, num_negatives, dim,
                       mask=n_mask[None, :, None] & d_mask[None, None, :], sem="relaxed")
 
 
-def blocks(dim: int, dtype: torch.dtype) -> dict:
-    """The fused per-position passes' register tile, as `kernels.fused` chooses it."""
+def blocks(dim: int) -> dict:
+    """The register tile of commit 92fd809's per-position passes, whose traffic this is:
+    (BLOCK_T, 16 rows, d) of 4,096 values over 4 warps."""
     block_d = max(16, triton.next_power_of_2(dim))
-    tile = choose_blocks("forward", dtype, block_d, True, True, None)
-    return dict(BLOCK_T=tile.t, BLOCK_N=tile.n, BLOCK_D=block_d, num_warps=tile.warps)
+    return dict(BLOCK_T=max(1, min(16, 4096 // (16 * block_d))), BLOCK_N=16, BLOCK_D=block_d,
+                num_warps=4)
 
 
 def measure(tokens: int, dim: int, negatives: int, catalog: int, dtype: torch.dtype) -> dict:
@@ -88,7 +88,7 @@ def measure(tokens: int, dim: int, negatives: int, catalog: int, dtype: torch.dt
                         generator=generator, dtype=torch.int32)
     sums = torch.empty(tokens, dim, device="cuda")
     grad = torch.zeros(catalog + 1, dim, device="cuda")
-    shape = blocks(dim, dtype)
+    shape = blocks(dim)
     grid = (triton.cdiv(tokens, shape["BLOCK_T"]),)
     gather = median_ms(lambda: gather_kernel[grid](table, ids, sums, negatives, dim, **shape))
     scatter = median_ms(lambda: scatter_kernel[grid](hidden, ids, grad, negatives, dim,

@@ -156,23 +156,25 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
                   summed, mask=d_mask & (first < last), sem="relaxed")
 
 
-def add_item_gradient(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, grad_loss,
-                      totals, d_items, owners, *, plan, mean: bool, blocks,
-                      processors: int) -> None:
+def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor,
+                      ids: torch.Tensor | None, seed: torch.Tensor, log_q: torch.Tensor | None,
+                      lse: torch.Tensor, pos: torch.Tensor, shift: torch.Tensor,
+                      grad_loss: torch.Tensor, totals: torch.Tensor | None,
+                      d_items: torch.Tensor, owners: torch.Tensor | None, *, plan, mean: bool,
+                      blocks, processors: int) -> None:
     """Adds the per-position loss's item-table gradient into `d_items` (float32; the table's
-    rows, or with `owners` the compact accumulator's), chunk by chunk of tokens."""
+    rows, or with `owners` the compact accumulator's), chunk by chunk of tokens. `plan` and
+    `blocks` are `kernels.fused`'s (the loss's settings, this pass's tile)."""
     tokens, dim = hidden.shape
-    rows = item_emb.shape[0]
     device = hidden.device
     pairs_per_token = plan.num_negatives + 1  # at most: the negatives and the target
     chunk = max(1, min(tokens, MAX_SLOTS // pairs_per_token))
     capacity = chunk * pairs_per_token
-    counts = torch.empty(rows, dtype=torch.int32, device=device)
+    # Three table-sized int32 arrays, reused by every chunk (the memory model counts three).
+    counts, ends, cursor = torch.empty((3, item_emb.shape[0]), dtype=torch.int32,
+                                       device=device)
     token_slots = torch.empty(capacity, dtype=torch.int32, device=device)
     item_slots = torch.empty(capacity, dtype=torch.int32, device=device)
-    block_s = blocks.t
-    # About eight programs per multiprocessor, in whole blocks of slots.
-    per_program = triton.cdiv(triton.cdiv(capacity, 8 * processors), block_s) * block_s
     ids_arg = ids if ids is not None else targets  # unused pointer when ids are drawn
     ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
     owners_arg = owners if owners is not None else targets
@@ -188,15 +190,19 @@ def add_item_gradient(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shi
         counts.zero_()
         count_kernel[pair_grid](*pair_args, counts, ID_SOURCE=plan.id_source,
                                 BLOCK_T=block_t, BLOCK_N=block_n)
-        ends = torch.cumsum(counts, 0, dtype=torch.int32)
-        cursor = ends - counts  # each item's first slot, then its next free one
+        torch.cumsum(counts, 0, dtype=torch.int32, out=ends)
+        torch.sub(ends, counts, out=cursor)  # each item's first slot, then its next free one
         place_kernel[pair_grid](*pair_args, cursor, token_slots, item_slots,
                                 ID_SOURCE=plan.id_source, BLOCK_T=block_t, BLOCK_N=block_n)
-        items_kernel[(triton.cdiv(capacity, per_program),)](
+        # About eight programs per multiprocessor over this chunk's pairs at most, in whole
+        # blocks of slots (a short last chunk spreads as wide as the others).
+        pairs = (last - first) * pairs_per_token
+        per_program = triton.cdiv(triton.cdiv(pairs, 8 * processors), blocks.t) * blocks.t
+        items_kernel[(triton.cdiv(pairs, per_program),)](
             token_slots, item_slots, ends[-1:], per_program, hidden, hidden.stride(0),
             item_emb, item_emb.stride(0), log_q_arg, lse, pos, shift, grad_loss, grad_stride,
             totals_arg, d_items, d_items.stride(0), owners_arg, dim, plan.scale,
             plan.inv_temperature, COMPACT=owners is not None, MEAN=mean,
             HAS_LOG_Q=log_q is not None, SAMPLED_SOFTMAX=plan.sampled_softmax,
-            BLOCK_S=block_s, BLOCK_D=plan.block_d, num_warps=blocks.warps,
+            BLOCK_S=blocks.t, BLOCK_D=plan.block_d, num_warps=blocks.warps,
             num_stages=blocks.stages)

@@ -86,7 +86,8 @@ def cce_minus_forward_kernel(
     if DIRECTIONS:  # p_n = exp2(s_n - max) exp2(max + shift - lse); p_target - 1 on e_target
         direction = (weighted * tl.exp2(running_max + shift - lse)[:, None]
                      + (tl.exp2(pos - lse) - 1.0)[:, None] * e_pos.to(tl.float32))
-        tl.store(direction_ptr + offs_t[:, None] * dim + offs_d[None, :],
+        # Directions: a contiguous (tokens, d) float32 tensor of the caller's.
+        tl.store(direction_ptr + offs_t[:, None].to(tl.int64) * dim + offs_d[None, :],
                  tl.where(valid[:, None], direction, 0.0),
                  mask=t_mask[:, None] & d_mask[None, :])
     tl.store(partial_ptr + pid, tl.sum(loss, axis=0))

@@ -138,7 +138,8 @@ def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t,
     """Scores (log2 units) of a token block against negatives start..start+BLOCK_N.
 
     Returns (scores with masked entries at -inf, the mask, the ids, the item rows): the
-    forward pass needs the first two, the backward passes all four.
+    forward pass needs the scores, the mask (sampled softmax counts the kept negatives) and,
+    per position, the rows; the backward passes the scores, ids and rows.
     """
     offs_n = start + tl.arange(0, BLOCK_N)
     n_mask = offs_n < num_negatives

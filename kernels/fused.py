@@ -82,9 +82,10 @@ KERNELS = ("forward", "hidden", "items")  # the forward pass and the two backwar
 class Blocks:
     """Tile shape and launch settings of one kernel."""
 
-    t: int  # tokens per program (forward, hidden), per inner step (items), or pairs per
-    # inner step (per-position items, kernels.cce_buckets)
-    n: int  # negatives per inner step (forward, hidden) or per program (items)
+    # Tokens per program (forward, hidden) or per inner step (items); per position, the
+    # item pass's pairs per inner step (kernels.cce_buckets).
+    t: int
+    n: int  # negatives per inner step (forward, hidden) or per program (items; none per position)
     warps: int
     stages: int
 
@@ -201,10 +202,11 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     block_d = max(16, triton.next_power_of_2(hidden.shape[1]))
     if tiled and (tile_size < 16 or tile_size & (tile_size - 1)):
         raise ValueError(f"tile_size must be a power of two >= 16, got {tile_size}")
-    items_in_hidden = gather or tiled or (id_source != IDS_CATALOG and _fold_shared(
-        hidden.shape[0], num_negatives, block_d, hidden.dtype))
     # Tiles staged by the wider of the two dtypes (a float32 table's rows beside half hidden).
     wider = max(hidden.dtype, item_emb.dtype, key=lambda dtype: dtype.itemsize)
+    # (Per position there is no hidden pass: the forward and kernels.cce_buckets do its work.)
+    items_in_hidden = tiled or (not gather and id_source != IDS_CATALOG and _fold_shared(
+        hidden.shape[0], num_negatives, block_d, wider))
     blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,
                                     tile_size if tiled else None)
               for kernel in KERNELS}
@@ -306,7 +308,8 @@ class _CCEMinus(torch.autograd.Function):
         return d_hidden, d_items, None, None, None, None, None, None
 
 
-def _scaled_directions(directions, grad_loss, totals, inv_temperature: float, mean: bool,
+def _scaled_directions(directions: torch.Tensor, grad_loss: torch.Tensor,
+                       totals: torch.Tensor | None, inv_temperature: float, mean: bool,
                        dtype: torch.dtype) -> torch.Tensor:
     """d(hidden) from the forward's per-token directions and the upstream gradient."""
     scale = grad_loss * inv_temperature

@@ -13,7 +13,7 @@ def test_gather_sums_each_tokens_rows_and_scatter_adds_into_them():
     hidden = torch.randn(tokens, dim, generator=generator)
     ids = torch.randint(1, catalog + 1, (tokens, negatives), generator=generator,
                         dtype=torch.int32)
-    shape = {**blocks(dim, torch.float32), "BLOCK_T": 2}
+    shape = {**blocks(dim), "BLOCK_T": 2}
     grid = (tokens // 2,)
 
     sums = torch.empty(tokens, dim)

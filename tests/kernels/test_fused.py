@@ -116,26 +116,37 @@ def test_in_kernel_negatives_match_their_materialised_ids(mode):
           problem)
 
 
-@pytest.mark.parametrize("num_items", [8, 5000])  # long runs of one item; runs of one pair
+@pytest.mark.parametrize("num_items", [8, 5000, "5000 skewed"])
 @pytest.mark.parametrize("max_slots", [None, 500])  # one chunk of tokens; chunks of 22
 def test_per_position_item_gradient_bucketed_by_item(num_items, max_slots, monkeypatch):
-    """kernels.cce_buckets over 4,400 pairs: 8 items make runs of ~550 pairs, across
-    programs of five 64-pair blocks (added in registers, flushed per run); 5,000 make blocks
-    that straddle items (added row by row, into the compact accumulator)."""
+    """kernels.cce_buckets over about 3,100 pairs (200 tokens, 21 negatives, padding and
+    accidental hits left out): 8 items make runs of ~390 pairs, across programs of 64-pair
+    blocks (added in registers, flushed per run); 5,000 make blocks that straddle items
+    (added row by row, into the compact accumulator); skewed, long runs into the compact
+    accumulator too."""
     if max_slots is not None:
         monkeypatch.setattr(cce_buckets, "MAX_SLOTS", max_slots)
+    skewed = num_items == "5000 skewed"
+    num_items = 5000 if skewed else num_items
     problem = fp32_problem("per_position", tokens=200, num_items=num_items)
+    if skewed:
+        problem.negatives[:, :15] = 7
     log_q = torch.log_softmax(torch.randn(num_items + 1, device=DEVICE), 0)
     check(cce_minus, reference.ce_minus, problem, log_q=log_q, sampled_softmax=True,
           temperature=0.7)
 
 
-def test_per_position_item_gradient_alone():
+def test_per_position_item_gradient_alone(monkeypatch):
     """With hidden frozen the forward writes no d(hidden) directions; the item gradient is
     the same."""
     problem = fp32_problem("per_position")
     emb = problem.emb.detach().clone().requires_grad_()
+    made = []
+    output = fused_module._output  # the poisoned one
+    monkeypatch.setattr(fused_module, "_output",
+                        lambda shape, *args: made.append(tuple(shape)) or output(shape, *args))
     cce_minus(problem.hidden, emb, problem.targets, problem.negatives).backward()
+    assert tuple(problem.hidden.shape) not in made  # neither directions nor d(hidden)
     wide_emb = problem.emb.double().requires_grad_()
     reference.ce_minus(problem.hidden.double(), wide_emb, problem.targets,
                        problem.negatives).backward()
@@ -144,8 +155,8 @@ def test_per_position_item_gradient_alone():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_half_hidden_states_score_a_float32_table(mode):
-    """What a sparse item gradient trains with: the table's rows converted as the kernels
-    load them, never cast whole; the table's gradient comes back in float32."""
+    """What a sparse item gradient trains with (kernels.losses then passes the float32 table
+    as it is): rows converted as the kernels load them; the table's gradient in float32."""
     problem = fp32_problem(mode)
     half = make_problem_like(problem, torch.float16)
     half.emb = problem.emb  # float32
