@@ -35,7 +35,7 @@ from cce_tune.kernels.cce_scores import (
     precision_for,
 )
 from cce_tune.kernels.compact import compact_accumulator, expand_gradient, sparse_gradient
-from cce_tune.kernels.config import NEGATIVE_MODES
+from cce_tune.kernels.config import DEFAULT_TILE_SIZE, NEGATIVE_MODES
 from cce_tune.kernels.reference import check_reduction
 
 
@@ -54,7 +54,7 @@ class InKernelNegatives:
 
     num_negatives: int
     mode: str = "tile"
-    tile_size: int = 128
+    tile_size: int = DEFAULT_TILE_SIZE
     seed: int | None = None
 
     def __post_init__(self) -> None:

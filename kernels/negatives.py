@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from cce_tune.kernels.config import negatives_shape
+from cce_tune.kernels.config import DEFAULT_TILE_SIZE, negatives_shape
 
 
 def sample_uniform(
@@ -19,7 +19,7 @@ def sample_uniform(
     *,
     mode: str,
     num_tokens: int,
-    tile_size: int = 128,
+    tile_size: int = DEFAULT_TILE_SIZE,
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:

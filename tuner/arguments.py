@@ -7,7 +7,13 @@ import argparse
 import re
 from pathlib import Path
 
-from cce_tune.kernels.config import FUSED_LOSSES, LOSSES, NEGATIVE_MODES, LossConfig
+from cce_tune.kernels.config import (
+    DEFAULT_TILE_SIZE,
+    FUSED_LOSSES,
+    LOSSES,
+    NEGATIVE_MODES,
+    LossConfig,
+)
 from cce_tune.models.sasrec_config import SASRecConfig
 from cce_tune.tuner.data import KNOWN_DATASETS, DataOptions
 from cce_tune.tuner.data.prepare import PrepareOptions
@@ -126,8 +132,9 @@ def add_loss_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--negative-mode", choices=NEGATIVE_MODES, default="shared",
                        help="share negatives across the batch, draw per position, or per tile "
                             "of consecutive tokens (default: shared)")
-    group.add_argument("--tile-size", type=positive_int, default=128,
-                       help="tokens sharing one row of negatives in tile mode (default: 128)")
+    group.add_argument("--tile-size", type=positive_int, default=DEFAULT_TILE_SIZE,
+                       help="tokens sharing one row of negatives in tile mode (default: "
+                            f"{DEFAULT_TILE_SIZE}, the largest as good as per position)")
     group.add_argument("--temperature", type=positive_float, default=1.0,
                        help="scores are divided by it before the softmax (default: 1.0)")
     group.add_argument("--sampled-softmax", action="store_true",

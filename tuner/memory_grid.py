@@ -26,11 +26,14 @@ class GridPoint:
     mask_prob: float | None = None  # BERT4Rec's point (the cloze task), else SASRec's
     batches: str = "length"  # packed: every user's full window packed, B x L + 1 tokens
     cuda_graphs: bool = False
+    tile_size: int = 128  # what the committed grids were measured at
+
 
     def config(self) -> TrainConfig:
         negatives = 1 if self.loss in SINGLE_NEGATIVE else self.negatives
         config = TrainConfig(loss=LossConfig(self.loss, num_negatives=negatives,
                                              negative_mode=self.negative_mode,
+                                             tile_size=self.tile_size,
                                              in_kernel_negatives=self.in_kernel),
                              batch_size=self.batch_size, max_len=self.max_len,
                              hidden=self.hidden, bf16=self.bf16, device="cuda",
