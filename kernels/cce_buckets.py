@@ -49,7 +49,10 @@ def _pairs(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, num_ne
                        num_items, seed, ID_SOURCE)
     valid = t_mask & (targets != 0)
     kept = valid[:, None] & (ids != 0) & (ids.to(tl.int32) != targets.to(tl.int32)[:, None])
-    return offs_t, targets, ids, kept, valid & (tl.program_id(1) == 0)
+    # Targets once, by the first block of negatives (a tensor comparison: a boolean tensor
+    # and a scalar condition combine to int32 in Triton 3.9's interpreter).
+    first_block = (offs_t * 0 + tl.program_id(1)) == 0
+    return offs_t, targets, ids, kept, valid & first_block
 
 
 @triton.jit
@@ -153,7 +156,8 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
                           weights[:, None] * h, mask=mask[:, None] & d_mask[None, :],
                           sem="relaxed")
     tl.atomic_add(de_ptr + gradient_rows(current, owner_ptr, COMPACT) * de_row_stride + offs_d,
-                  summed, mask=d_mask & (first < last), sem="relaxed")
+                  summed, mask=d_mask & (offs_d * 0 + first < last),  # a tensor: see _pairs
+                  sem="relaxed")
 
 
 def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor,
