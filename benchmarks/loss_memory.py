@@ -80,7 +80,8 @@ def alive_at_peak(trace: list[dict], top: int = 12) -> list[int]:
 def measure(loss: str, mode: str, in_kernel: bool, bf16: bool, tokens: int, negatives: int,
             dim: int, catalog: int, trace: bool) -> Row:
     config = LossConfig(loss, num_negatives=1 if loss in SINGLE_NEGATIVE else negatives,
-                        negative_mode=mode, in_kernel_negatives=in_kernel)
+                        negative_mode=mode, tile_size=128,  # as the committed runs
+                        in_kernel_negatives=in_kernel)
     declared = loss_memory(config, tokens, catalog, dim, bf16)
     loss_fn = make_loss(config, catalog)
     generator = torch.Generator(device="cuda").manual_seed(0)

@@ -37,7 +37,8 @@ from cce_tune.tuner.sequences.graphed_steps import GraphedSteps
 from cce_tune.tuner.sequences.train import Setup
 from cce_tune.tuner.units import format_bytes
 
-TILE = LossConfig("cce_minus", num_negatives=511, negative_mode="tile", in_kernel_negatives=True)
+TILE = LossConfig("cce_minus", num_negatives=511, negative_mode="tile", tile_size=128,
+                  in_kernel_negatives=True)
 SETTINGS = {  # issue 18's two settings, and a small batch, where the cap is loosest
     "paper (B 256, L 512, d 256)": TrainConfig(loss=TILE, batch_size=256, max_len=512,
                                                hidden=256, num_heads=2),

@@ -34,8 +34,8 @@ VARIANTS = {
     "ce_minus per_position (torch)": LossConfig("ce_minus", negative_mode="per_position"),
     "cce_minus per_position (in-kernel)": LossConfig(
         "cce_minus", negative_mode="per_position", in_kernel_negatives=True),
-    "cce_minus tile (in-kernel)": LossConfig(
-        "cce_minus", negative_mode="tile", in_kernel_negatives=True),
+    "cce_minus tile 128 (in-kernel)": LossConfig(
+        "cce_minus", negative_mode="tile", tile_size=128, in_kernel_negatives=True),
     "cce_minus tile 64 (in-kernel)": LossConfig(
         "cce_minus", negative_mode="tile", tile_size=64, in_kernel_negatives=True),
     "cce_minus tile 32 (in-kernel)": LossConfig(

@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("sasrec", "bert4rec"), default="sasrec")
     parser.add_argument("--loss", default="cce_minus")
     parser.add_argument("--negative-mode", default="tile")
+    parser.add_argument("--tile-size", type=int, default=128, help="as the committed profiles")
     parser.add_argument("--negative-ids", choices=("in-kernel", "explicit"),
                         default="in-kernel", help="cce_minus's negatives: drawn in the kernel "
                                                   "or passed as ids")
@@ -179,7 +180,7 @@ def main() -> None:
 
     data = load(DataOptions(args.dataset))
     loss = LossConfig(args.loss, num_negatives=args.negatives, negative_mode=args.negative_mode,
-                      in_kernel_negatives=args.negative_ids == "in-kernel"
+                      tile_size=args.tile_size, in_kernel_negatives=args.negative_ids == "in-kernel"
                       and args.loss == "cce_minus")
     kind = ClozeConfig if args.model == "bert4rec" else TrainConfig
     config = kind(loss=loss, batch_size=args.batch_size, max_len=args.max_len,
