@@ -31,6 +31,17 @@ POINTS = [  # (tokens, d, N): issue 19's per-position rows, catalog 26,744, fp16
 
 
 @triton.jit
+def _block_ids(ids_ptr, offs_t, start, num_negatives, BLOCK_N: tl.constexpr):
+    """Ids (int64, 0 past N) of negatives start..start+BLOCK_N of tokens `offs_t`, and
+    which of those negatives exist."""
+    offs_n = start + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < num_negatives
+    ids = tl.load(ids_ptr + offs_t[:, None].to(tl.int64) * num_negatives + offs_n[None, :],
+                  mask=n_mask[None, :], other=0).to(tl.int64)
+    return ids, n_mask
+
+
+@triton.jit
 def gather_kernel(e_ptr, ids_ptr, out_ptr, num_negatives, dim,
                   BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """Sums, per token, the N rows it names: one read of each (token, negative) row."""
@@ -39,10 +50,7 @@ def gather_kernel(e_ptr, ids_ptr, out_ptr, num_negatives, dim,
     d_mask = offs_d < dim
     total = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
     for start in range(0, num_negatives, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        n_mask = offs_n < num_negatives
-        ids = tl.load(ids_ptr + offs_t[:, None].to(tl.int64) * num_negatives + offs_n[None, :],
-                      mask=n_mask[None, :], other=0).to(tl.int64)
+        ids, n_mask = _block_ids(ids_ptr, offs_t, start, num_negatives, BLOCK_N)
         # As the loss loads rows: lanes past N read row 0, masked on d alone (a mask over
         # negatives too measured 3.8x slower than the loss's own forward pass).
         rows = tl.load(e_ptr + ids[:, :, None] * dim + offs_d[None, None, :],
@@ -61,10 +69,7 @@ def scatter_kernel(h_ptr, ids_ptr, grad_ptr, num_negatives, dim,
     h = tl.load(h_ptr + offs_t[:, None] * dim + offs_d[None, :], mask=d_mask[None, :],
                 other=0.0).to(tl.float32)
     for start in range(0, num_negatives, BLOCK_N):
-        offs_n = start + tl.arange(0, BLOCK_N)
-        n_mask = offs_n < num_negatives
-        ids = tl.load(ids_ptr + offs_t[:, None].to(tl.int64) * num_negatives + offs_n[None, :],
-                      mask=n_mask[None, :], other=0).to(tl.int64)
+        ids, n_mask = _block_ids(ids_ptr, offs_t, start, num_negatives, BLOCK_N)
         tl.atomic_add(grad_ptr + ids[:, :, None] * dim + offs_d[None, None, :],
                       tl.broadcast_to(h[:, None, :], (BLOCK_T, BLOCK_N, BLOCK_D)),
                       mask=n_mask[None, :, None] & d_mask[None, None, :], sem="relaxed")
