@@ -28,8 +28,9 @@ import torch
 import triton
 import triton.language as tl
 
+from cce_tune.kernels import config
+from cce_tune.kernels.cce_backward import upstream_gradient
 from cce_tune.kernels.cce_scores import gradient_rows, load_seed, negative_ids
-from cce_tune.kernels.config import MAX_SLOTS
 
 PAIR_BLOCK = (16, 64)  # (tokens, negatives) per program of the counting and placing passes
 
@@ -92,9 +93,8 @@ def _pair_weights(h, rows, items, tokens, is_target, mask, lse_ptr, pos_ptr, shi
                   MEAN: tl.constexpr, HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr):
     """d(loss)/d(score) of each pair: g (p - 1) for a target, g p for a negative, 0 off
     `mask`. `rows` (one row, or one per pair) are the items' embeddings."""
-    g = tl.load(grad_ptr + tokens * grad_stride, mask=mask, other=0.0) * inv_temperature
-    if MEAN:  # totals: (loss sum, count of non-padding tokens)
-        g = g / tl.maximum(tl.load(totals_ptr + 1), 1.0)
+    g = upstream_gradient(grad_ptr, grad_stride, totals_ptr, tokens, mask, inv_temperature,
+                          MEAN)
     lse = tl.load(lse_ptr + tokens, mask=mask, other=0.0)
     scores = tl.sum(h * rows.to(tl.float32), axis=1) * scale
     if HAS_LOG_Q:
@@ -104,6 +104,15 @@ def _pair_weights(h, rows, items, tokens, is_target, mask, lse_ptr, pos_ptr, shi
     pos = tl.load(pos_ptr + tokens, mask=mask & is_target, other=0.0)
     p = tl.where(is_target, tl.exp2(pos - lse) - 1.0, tl.exp2(scores - lse))
     return tl.where(mask, g * p, 0.0)
+
+
+@triton.jit
+def _add_run(de_ptr, de_row_stride, owner_ptr, item, offs_d, summed, mask,
+             COMPACT: tl.constexpr):
+    """Adds a run's summed gradient into its item's accumulator row, atomically: another
+    program may hold the same item's run on either side of its slot range."""
+    tl.atomic_add(de_ptr + gradient_rows(item, owner_ptr, COMPACT) * de_row_stride + offs_d,
+                  summed, mask=mask, sem="relaxed")
 
 
 # Not specialised on values: the slots per program change with every batch's shape.
@@ -135,8 +144,8 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
         high = tl.max(tl.where(mask, items, -1), axis=0)
         if low == high:  # one item: into the run's registers
             if low != current:
-                tl.atomic_add(de_ptr + gradient_rows(current, owner_ptr, COMPACT) * de_row_stride
-                              + offs_d, summed, mask=d_mask, sem="relaxed")
+                _add_run(de_ptr, de_row_stride, owner_ptr, current, offs_d, summed, d_mask,
+                         COMPACT)
                 summed = tl.zeros([BLOCK_D], dtype=tl.float32)
                 current = low
                 row = tl.load(e_ptr + current * e_row_stride + offs_d, mask=d_mask, other=0.0)
@@ -155,9 +164,8 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
             tl.atomic_add(de_ptr + targets[:, None] * de_row_stride + offs_d[None, :],
                           weights[:, None] * h, mask=mask[:, None] & d_mask[None, :],
                           sem="relaxed")
-    tl.atomic_add(de_ptr + gradient_rows(current, owner_ptr, COMPACT) * de_row_stride + offs_d,
-                  summed, mask=d_mask & (offs_d * 0 + first < last),  # a tensor: see _pairs
-                  sem="relaxed")
+    _add_run(de_ptr, de_row_stride, owner_ptr, current, offs_d, summed,
+             d_mask & (offs_d * 0 + first < last), COMPACT)  # a tensor condition: see _pairs
 
 
 def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor,
@@ -172,8 +180,7 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
     tokens, dim = hidden.shape
     device = hidden.device
     pairs_per_token = plan.num_negatives + 1  # at most: the negatives and the target
-    chunk = max(1, min(tokens, MAX_SLOTS // pairs_per_token))
-    capacity = chunk * pairs_per_token
+    chunk, capacity = config.pair_chunks(tokens, plan.num_negatives)
     # Three table-sized int32 arrays, reused by every chunk (the memory model counts three).
     counts, ends, cursor = torch.empty((3, item_emb.shape[0]), dtype=torch.int32,
                                        device=device)

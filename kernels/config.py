@@ -24,6 +24,14 @@ def negatives_shape(mode: str, num_tokens: int, num_negatives: int, tile_size: i
 # (kernels.cce_buckets): two int32 slot arrays of 64 MiB.
 MAX_SLOTS = 2**24
 
+
+def pair_chunks(num_tokens: int, num_negatives: int) -> tuple[int, int]:
+    """(tokens per chunk, slots per chunk) of the bucketed item gradient: each token makes
+    at most N + 1 pairs (its negatives and its target), and a chunk at most MAX_SLOTS."""
+    pairs = num_negatives + 1
+    chunk = max(1, min(num_tokens, MAX_SLOTS // pairs))
+    return chunk, chunk * pairs
+
 REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
 FUSED_LOSSES = {"cce": "ce", "cce_minus": "ce_minus"}  # fused loss -> its reference
 LOSSES = (*REFERENCE_LOSSES, *FUSED_LOSSES)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cce_tune.kernels.config import FUSED_LOSSES, MAX_SLOTS, LossConfig, negatives_shape
+from cce_tune.kernels.config import FUSED_LOSSES, LossConfig, negatives_shape, pair_chunks
 
 # The CUDA caching allocator hands out blocks in multiples of 512 bytes.
 GRANULE = 512
@@ -90,8 +90,7 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     if gather:
         # Beside the float32 item accumulator: first kernels.cce_buckets' counters and slot
         # arrays, then d(hidden) scaled from the directions (a float32 product, then its cast).
-        pairs = config.num_negatives + 1
-        capacity = max(1, min(tokens, MAX_SLOTS // pairs)) * pairs
+        capacity = pair_chunks(tokens, config.num_negatives)[1]
         buckets = 3 * allocation(rows, 4) + 2 * allocation(capacity, 4)
         during = max(buckets, d_hidden + (allocation(tokens * dim, 4) if element != 4 else 0))
     else:

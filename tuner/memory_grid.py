@@ -28,7 +28,6 @@ class GridPoint:
     cuda_graphs: bool = False
     tile_size: int = 128  # what the committed grids were measured at
 
-
     def config(self) -> TrainConfig:
         negatives = 1 if self.loss in SINGLE_NEGATIVE else self.negatives
         config = TrainConfig(loss=LossConfig(self.loss, num_negatives=negatives,

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-import cce_tune.kernels.cce_buckets as cce_buckets
+import cce_tune.kernels.config as kernel_config
 import cce_tune.kernels.fused as fused_module
 from cce_tune.kernels import (
     CCE,
@@ -125,7 +125,7 @@ def test_per_position_item_gradient_bucketed_by_item(num_items, max_slots, monke
     (added row by row, into the compact accumulator); skewed, long runs into the compact
     accumulator too."""
     if max_slots is not None:
-        monkeypatch.setattr(cce_buckets, "MAX_SLOTS", max_slots)
+        monkeypatch.setattr(kernel_config, "MAX_SLOTS", max_slots)
     skewed = num_items == "5000 skewed"
     num_items = 5000 if skewed else num_items
     problem = fp32_problem("per_position", tokens=200, num_items=num_items)
