@@ -84,14 +84,15 @@ def main() -> None:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    text = markdown(rows, command_line("benchmarks.sparse_item_grad", args), name)
+    date = time.strftime("%Y-%m-%d")
+    text = markdown(rows, command_line("benchmarks.sparse_item_grad", args), f"{name} ({date})")
     print(text)
     if args.out_dir is not None:
         args.out_dir.mkdir(parents=True, exist_ok=True)
         stem = args.out_dir / f"sparse-item-grad-{gpu_slug() if device.type == 'cuda' else 'cpu'}"
         stem.with_suffix(".json").write_text(json.dumps(
             {"command": command_line("benchmarks.sparse_item_grad", args), "device": name,
-             "torch": torch.__version__, "rows": rows}, indent=1))
+             "date": date, "torch": torch.__version__, "rows": rows}, indent=1))
         stem.with_suffix(".md").write_text(text)
 
 
