@@ -13,6 +13,7 @@ should pick.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import time
@@ -34,23 +35,28 @@ KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",
                 "bucketed items": "items_kernel"}
 
 
-def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]):
-    ids = torch.randint(1, catalog + 1, (negatives,), device="cuda")
-    yield "shared", lambda h, e, t: cce_minus(h, e, t, ids)
-    yield "shared (in-kernel)", lambda h, e, t: cce_minus(
-        h, e, t, InKernelNegatives(negatives, "shared", seed=0))
+def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]) -> dict:
+    """Builders of each variant's loss function, by name: a builder draws its ids when
+    called, so variants left out allocate nothing (per position, tokens x N ids)."""
+    def ids(*shape):
+        return torch.randint(1, catalog + 1, shape, device="cuda")
+
+    builders = {
+        "shared": lambda: functools.partial(cce_minus, negatives=ids(negatives)),
+        "shared (in-kernel)": lambda: functools.partial(
+            cce_minus, negatives=InKernelNegatives(negatives, "shared", seed=0)),
+    }
     for tile in tile_sizes:
-        tiles = torch.randint(1, catalog + 1, (triton.cdiv(tokens, tile), negatives),
-                              device="cuda")
-        yield f"tile {tile}", lambda h, e, t, tiles=tiles, tile=tile: cce_minus(
-            h, e, t, tiles, tile_size=tile)
-        yield f"tile {tile} (in-kernel)", lambda h, e, t, tile=tile: cce_minus(
-            h, e, t, InKernelNegatives(negatives, "tile", tile, seed=0))
-    yield "full catalog", cce
-    own = torch.randint(1, catalog + 1, (tokens, negatives), device="cuda")
-    yield "per position", lambda h, e, t: cce_minus(h, e, t, own)
-    yield "per position (in-kernel)", lambda h, e, t: cce_minus(
-        h, e, t, InKernelNegatives(negatives, "per_position", seed=0))
+        builders[f"tile {tile}"] = lambda tile=tile: functools.partial(
+            cce_minus, negatives=ids(triton.cdiv(tokens, tile), negatives), tile_size=tile)
+        builders[f"tile {tile} (in-kernel)"] = lambda tile=tile: functools.partial(
+            cce_minus, negatives=InKernelNegatives(negatives, "tile", tile, seed=0))
+    builders["full catalog"] = lambda: cce
+    builders["per position"] = lambda: functools.partial(
+        cce_minus, negatives=ids(tokens, negatives))
+    builders["per position (in-kernel)"] = lambda: functools.partial(
+        cce_minus, negatives=InKernelNegatives(negatives, "per_position", seed=0))
+    return builders
 
 
 def time_kernels(fn, hidden, emb, targets) -> dict[str, float]:
@@ -77,20 +83,34 @@ def main() -> None:
     parser.add_argument("--block-n", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--warps", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--stages", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--shapes", nargs="+", type=_shape, default=None,
+                        help="explicit shapes T,N,WARPS,STAGES instead of the product of "
+                             "the four lists above")
     parser.add_argument("--kernels", nargs="+", default=list(fused.KERNELS),
                         choices=fused.KERNELS,
                         help="the kernels that take each swept shape; the others keep theirs")
+    parser.add_argument("--precisions", nargs="+", default=None,
+                        choices=("tf32", "tf32x3", "ieee"),
+                        help="tl.dot input precisions to sweep (each variant once per "
+                             "precision), default the library's own (kernels.cce_scores)")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
 
     hidden, emb, targets = inputs(DTYPES[args.dtype], args.tokens, args.dim, args.catalog)
-    default_blocks = fused.choose_blocks
+    default_blocks, default_precision = fused.choose_blocks, fused.precision_for
     rows = []
-    for name, fn in variants(args.tokens, args.negatives, args.catalog, args.tile_sizes):
-        if args.variants is not None and name not in args.variants:
-            continue
-        shapes = [None, *itertools.product(args.block_t, args.block_n, args.warps, args.stages)]
+    builders = variants(args.tokens, args.negatives, args.catalog, args.tile_sizes)
+    for variant, precision in itertools.product(args.variants or builders,
+                                                args.precisions or [None]):
+        if variant not in builders:
+            parser.error(f"unknown variant {variant!r}; choose from {', '.join(builders)}")
+        fn, name = builders[variant](), variant
+        if precision is not None:
+            fused.precision_for = lambda dtype, precision=precision: precision
+            name = f"{name} [{precision}]"
+        shapes = [None, *(args.shapes or itertools.product(args.block_t, args.block_n,
+                                                           args.warps, args.stages))]
         for shape in shapes:
             if shape is not None:
                 fused.choose_blocks = lambda kernel, *a, shape=shape: (
@@ -105,7 +125,20 @@ def main() -> None:
             rows.append({"variant": name, "blocks": "default" if shape is None else shape,
                          "kernel_ms": ms, "status": status})
             print(rows[-1], flush=True)
+        fused.precision_for = default_precision
     write(rows, args)
+
+
+def _shape(text: str) -> tuple[int, int, int, int]:
+    """'64,32,4,2' -> (BLOCK_T, BLOCK_N, warps, stages)."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a shape: give four positive integers T,N,WARPS,STAGES")
+    return shape
 
 
 def write(rows: list[dict], args: argparse.Namespace) -> None:

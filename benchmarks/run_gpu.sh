@@ -7,7 +7,7 @@
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
-# per-position-passes, tile-quality, memory-per-position, issue19-bars).
+# per-position-passes, tile-quality, memory-per-position, issue19-bars, fp32-passes).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -259,6 +259,13 @@ for stage in "$@"; do
           --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-items-$tag.log" \
           | tail -6
       done ;;
+    fp32-passes)  # issue 19's fp32 bar at d 256: each pass's time with tensor-core tf32x3
+      # products (what fits the shared memory) against CUDA-core ieee ones, at larger tiles.
+      python3 -m benchmarks.passes --out-dir "$out" --tag fp32-d256 --dtype fp32 \
+        --tokens 131072 --negatives 2048 --dim 256 --variants "tile 128" shared \
+        --precisions ieee tf32x3 --shapes ${FP32_SHAPES:-32,32,4,2 64,32,4,2 64,64,4,2 \
+        64,64,8,2 128,32,8,2 128,64,8,2 64,16,4,2 64,16,8,2} 2>&1 \
+        | tee "$out/passes-fp32.log" | tail -12 ;;
     sparse-item-grad)  # issue 19's bar: a loss step's memory with the item gradient dense, sparse
       python3 -m benchmarks.sparse_item_grad --out-dir "$out" 2>&1 | tail -8 ;;
     step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside
