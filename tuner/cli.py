@@ -26,30 +26,44 @@ ALIASES = {"train-dlrm": ["train", "--model", "dlrm"]}  # the command's name unt
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line and where to look, not the whole usage."""
 
+    def parse_known_args(self, args=None, namespace=None):
+        self.argv = list(sys.argv[1:] if args is None else args)  # for the hint in `error`
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}{_other_model_hint(message)} "
-                     f"(see {self.prog} --help)\n")
+        hint = _owners_hint(message, getattr(self, "argv", []))
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see {self.prog} --help)\n")
 
 
-def _other_model_hint(message: str) -> str:
-    """For flags this model lacks: the models that have them (each lists only its own)."""
+def _owners_hint(message: str, argv: list[str]) -> str:
+    """For flags this command of this model lacks: the models whose same command has them
+    (each model lists only its own), else this model's commands that have them."""
     if not message.startswith("unrecognized arguments:"):
         return ""
     flags = [word.split("=")[0] for word in message.split(":", 1)[1].split()
              if word.startswith("--")]
+    model = model_in(argv)
+    command = next((word for word in argv if word in _flags_of(model)), None)
     hints = []
     for flag in flags:
-        owners = [name for name in names() if flag in _flags_of(name)]
-        if owners:
-            hints.append(f"{flag} is a flag of --model {' or '.join(owners)}")
+        models = [name for name in names() if flag in _flags_of(name).get(command, ())]
+        commands = [name for name, flags in _flags_of(model).items() if flag in flags]
+        if models:
+            hints.append(f"{flag} is a flag of --model {' or '.join(models)}")
+        elif commands:
+            quoted = [f"`{name}`" for name in commands]
+            listed = (f"{', '.join(quoted[:-1])} and {quoted[-1]}" if len(quoted) > 1
+                      else quoted[0])
+            hints.append(f"{flag} is a flag of {listed}, not of `{command}`")
     return f"; {', '.join(hints)}" if hints else ""
 
 
-def _flags_of(model: str) -> set[str]:
+def _flags_of(model: str) -> dict[str, set[str]]:
+    """Each command's flags with `--model model`."""
     parser = build_parser(model)
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {flag for command in commands.choices.values() for action in command._actions
-            for flag in action.option_strings}
+    return {name: {flag for action in command._actions for flag in action.option_strings}
+            for name, command in commands.choices.items()}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -137,3 +137,7 @@ def test_loss_config_rejects_bad_values():
         LossConfig(name="bce", num_negatives=4)
     with pytest.raises(ValueError, match="unknown negative mode 'row'"):
         LossConfig(negative_mode="row")
+    with pytest.raises(ValueError, match="tile size 24 does not suit cce_minus's kernels: "
+                                         "give a power of two of at least 16"):
+        LossConfig("cce_minus", negative_mode="tile", tile_size=24)
+    LossConfig("ce_minus", negative_mode="tile", tile_size=24)  # the reference takes any

@@ -96,6 +96,14 @@ def test_a_bad_argument_is_one_line_naming_it(argv, capsys):
     assert len(err) == 1 and "error: argument" in err[0] and "--help" in err[0], err
 
 
+def test_a_tile_size_the_kernels_refuse_is_one_line_before_any_work(capsys):
+    assert main(["estimate", "--loss", "cce_minus", "--negative-mode", "tile",
+                 "--tile-size", "8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cce-tune: error: tile size 8 does not suit cce_minus's kernels: give a power of "
+                   "two of at least 16 (16, 32, 64, ...)"], err
+
+
 def test_a_budget_without_a_unit_is_refused_with_the_fix(capsys):
     with pytest.raises(SystemExit):
         main(["--gpu-mem", "40", "--dataset", "synthetic"])
@@ -155,3 +163,10 @@ def test_another_models_flag_names_the_model_that_has_it(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--mask-prob", "0.3"])
     assert "--mask-prob is a flag of --model bert4rec" in capsys.readouterr().err
+
+
+def test_another_commands_flag_names_the_commands_that_have_it(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--gpu-mem", "40GB"])
+    assert ("--gpu-mem is a flag of `estimate`, `tune` and `replay`, not of `train`"
+            in capsys.readouterr().err)
