@@ -5,9 +5,9 @@ probability exp(score - lse_t). Scores are recomputed, never stored. The upstrea
 per token, or one value for a summed or (MEAN) averaged loss (`grad_stride` 0).
 
 - `cce_minus_backward_hidden_kernel`: one program per token block; d(hidden) accumulates in
-  registers, and the positive rows' d(item_emb) goes out by atomic adds. With ITEMS_HERE the
-  negatives' d(item_emb) goes out here too, as P^T H per (tile, negative block): one score
-  recompute serves both gradients.
+  registers, and with ITEM_GRAD (not for a frozen table) the positive rows' d(item_emb) goes
+  out by atomic adds. With ITEMS_HERE the negatives' d(item_emb) goes out here too, as P^T H
+  per (tile, negative block): one score recompute serves both gradients.
 - `cce_minus_backward_items_kernel` (shared and full-catalog modes): one program per
   (negative block, chunk of tokens) accumulates P^T H for its negative rows over the chunk,
   then adds it atomically; tokens are split only far enough to fill the GPU, so atomics stay
@@ -49,8 +49,8 @@ def cce_minus_backward_hidden_kernel(
     lse_ptr, pos_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, dh_ptr, dh_row_stride,
     de_ptr, de_row_stride, owner_ptr,
     num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, inv_temperature,
-    ID_SOURCE: tl.constexpr, TILED: tl.constexpr, ITEMS_HERE: tl.constexpr,
-    COMPACT: tl.constexpr, MEAN: tl.constexpr,
+    ID_SOURCE: tl.constexpr, TILED: tl.constexpr, ITEM_GRAD: tl.constexpr,
+    ITEMS_HERE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -72,10 +72,11 @@ def cce_minus_backward_hidden_kernel(
     # Over the whole catalog the target's p comes with the other columns: only the -1 here.
     d_pos = -g if ID_SOURCE == 1 else g * (tl.exp2(pos - lse) - 1.0)
     dh = d_pos[:, None] * e_pos.to(tl.float32)
-    target_rows = gradient_rows(targets, owner_ptr, COMPACT)
-    tl.atomic_add(de_ptr + target_rows[:, None] * de_row_stride + offs_d[None, :],
-                  d_pos[:, None] * h.to(tl.float32), mask=valid[:, None] & d_mask[None, :],
-                  sem="relaxed")
+    if ITEM_GRAD:
+        target_rows = gradient_rows(targets, owner_ptr, COMPACT)
+        tl.atomic_add(de_ptr + target_rows[:, None] * de_row_stride + offs_d[None, :],
+                      d_pos[:, None] * h.to(tl.float32), mask=valid[:, None] & d_mask[None, :],
+                      sem="relaxed")
     row = 0
     if TILED:
         row = (pid * BLOCK_T) // tile_size
@@ -87,7 +88,7 @@ def cce_minus_backward_hidden_kernel(
             scale, ID_SOURCE, False, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
         d_scores = tl.exp2(scores + shift[:, None] - lse[:, None]) * g[:, None]
         dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
-        if ITEMS_HERE:
+        if ITEM_GRAD and ITEMS_HERE:
             d_items = tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
             rows = gradient_rows(ids, owner_ptr, COMPACT)
             tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,

@@ -285,26 +285,31 @@ class _CCEMinus(torch.autograd.Function):
          directions) = ctx.saved_tensors
         plan: _Plan = ctx.plan
         grad_loss = grad_loss.float()
-        owners, d_items = (compact_accumulator(targets, ids, item_emb.shape[0], hidden.shape[1])
-                           or (None, torch.zeros(item_emb.shape, dtype=torch.float32,
-                                                 device=hidden.device)))
+        owners, d_items = None, None  # a frozen table (no gradient wanted) gets none computed
+        if ctx.needs_input_grad[1]:
+            owners, d_items = (compact_accumulator(targets, ids, item_emb.shape[0],
+                                                   hidden.shape[1])
+                               or (None, torch.zeros(item_emb.shape, dtype=torch.float32,
+                                                     device=hidden.device)))
         if plan.gather:  # the item gradient first: its slot arrays are gone before d(hidden)
-            add_item_gradient(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
-                              grad_loss, totals, d_items, owners, plan=plan, mean=ctx.mean,
-                              blocks=plan.blocks["items"],
-                              processors=_processors_of(hidden.device))
+            if d_items is not None:
+                add_item_gradient(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
+                                  grad_loss, totals, d_items, owners, plan=plan, mean=ctx.mean,
+                                  blocks=plan.blocks["items"],
+                                  processors=_processors_of(hidden.device))
             d_hidden = None if directions is None else _scaled_directions(
                 directions, grad_loss, totals, plan.inv_temperature, ctx.mean, hidden.dtype)
         else:
             d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
             _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
                             grad_loss, totals, d_hidden, d_items, owners, plan, ctx.mean)
-        d_items = d_items.to(item_emb.dtype)  # frees the float32 rows before the table exists
-        if plan.sparse_item_grad:
-            d_items = sparse_gradient(targets, None if owners is None else ids, d_items,
-                                      item_emb.shape[0])
-        elif owners is not None:
-            d_items = expand_gradient(owners, d_items)
+        if d_items is not None:
+            d_items = d_items.to(item_emb.dtype)  # frees the float32 rows before the table
+            if plan.sparse_item_grad:
+                d_items = sparse_gradient(targets, None if owners is None else ids, d_items,
+                                          item_emb.shape[0])
+            elif owners is not None:
+                d_items = expand_gradient(owners, d_items)
         return d_hidden, d_items, None, None, None, None, None, None
 
 
@@ -321,7 +326,8 @@ def _scaled_directions(directions: torch.Tensor, grad_loss: torch.Tensor,
 def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, grad_loss,
                     totals, d_hidden, d_items, owners, plan: _Plan, mean: bool) -> None:
     """The shared, tile and full-catalog modes' backward: the hidden pass, and the item pass
-    where the hidden pass does not add the negatives' gradient itself."""
+    where the hidden pass does not add the negatives' gradient itself (`d_items` None: the
+    table is frozen, no item gradient at all)."""
     tokens, dim = hidden.shape
     grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
     totals_arg = totals if totals is not None else lse  # read only for the mean
@@ -329,16 +335,19 @@ def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift
     ids_arg = ids if ids is not None else targets
     ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
     log_q_arg = log_q if log_q is not None else lse
+    item_grad = d_items is not None
+    d_items = d_items if item_grad else d_hidden  # an unused pointer when frozen
     hidden_blocks = plan.blocks["hidden"]
     cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, hidden_blocks.t),)](
         hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg, ids_stride,
         log_q_arg, lse, pos, shift, grad_loss, grad_stride, totals_arg,
         d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), owners_arg,
         tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, seed, plan.scale,
-        plan.inv_temperature, TILED=plan.tiled, ITEMS_HERE=plan.items_in_hidden,
+        plan.inv_temperature, TILED=plan.tiled, ITEM_GRAD=item_grad,
+        ITEMS_HERE=plan.items_in_hidden,
         COMPACT=owners is not None, MEAN=mean, **plan.constants("hidden"),
     )
-    if not plan.items_in_hidden:
+    if item_grad and not plan.items_in_hidden:
         chunk, chunks = _token_chunks(plan, tokens, hidden.device)
         cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives,
                                                      plan.blocks["items"].n), chunks)](

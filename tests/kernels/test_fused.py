@@ -153,6 +153,28 @@ def test_per_position_item_gradient_alone(monkeypatch):
     assert relative_errors([emb.grad], [wide_emb.grad])[0] < 1e-5
 
 
+@pytest.mark.parametrize("mode", [*MODES, "full"])
+def test_a_frozen_item_table_gets_no_gradient_computed(mode, monkeypatch):
+    """A frozen table: d(hidden) as before, and no item-gradient work at all (neither its
+    accumulator nor the per-position item pass)."""
+    def refused(*args, **kwargs):
+        raise AssertionError("item-gradient work for a frozen table")
+    monkeypatch.setattr(fused_module, "compact_accumulator", refused)
+    monkeypatch.setattr(fused_module, "add_item_gradient", refused)
+    problem = fp32_problem("shared" if mode == "full" else mode)
+    hidden = problem.hidden.detach().clone().requires_grad_()
+    wide_hidden = problem.hidden.double().requires_grad_()
+    if mode == "full":
+        cce(hidden, problem.emb, problem.targets).backward()
+        reference.ce(wide_hidden, problem.emb.double(), problem.targets).backward()
+    else:
+        tile = {"tile_size": problem.tile_size} if mode == "tile" else {}
+        cce_minus(hidden, problem.emb, problem.targets, problem.negatives, **tile).backward()
+        reference.ce_minus(wide_hidden, problem.emb.double(), problem.targets,
+                           problem.negatives, **tile).backward()
+    assert relative_errors([hidden.grad], [wide_hidden.grad])[0] < 1e-5
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_half_hidden_states_score_a_float32_table(mode):
     """What a sparse item gradient trains with (kernels.losses then passes the float32 table
