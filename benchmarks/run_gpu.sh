@@ -7,7 +7,8 @@
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
-# per-position-passes, tile-quality, memory-per-position, issue19-bars, fp32-passes).
+# per-position-passes, tile-quality, memory-per-position, issue19-bars, fp32-passes,
+# memory-sparse).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -68,6 +69,9 @@ for stage in "$@"; do
     memory-per-position)  # the per-position points of that grid: references and fused
       python3 -m cce_tune.tuner.cli verify-memory --grid per-position --out "$out" 2>&1 \
         | tee "$out/memory-per-position.log" | tail -30 ;;
+    memory-sparse)  # issue 19: the fused loss's sparse item gradient, SparseAdam's step
+      python3 -m cce_tune.tuner.cli verify-memory --grid sparse --out "$out" 2>&1 \
+        | tee "$out/memory-sparse.log" | tail -20 ;;
     memory-default-allocator)  # the same grid under the allocator's default setting
       PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False python3 -m cce_tune.tuner.cli verify-memory \
         --grid default --out "$out" --tag default-allocator 2>&1 \

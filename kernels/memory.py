@@ -61,22 +61,48 @@ def negative_rows(mode: str, tokens: int, tile_size: int) -> int:
     return shape[0] if len(shape) == 2 else 1
 
 
+def _id_count(config: LossConfig, tokens: int) -> int | None:
+    """Negative ids a fused loss's table holds (None: the full catalog, no ids)."""
+    if config.name == "cce":
+        return None
+    return negative_rows(config.negative_mode, tokens, config.tile_size) * config.num_negatives
+
+
+def compact_positions(config: LossConfig, tokens: int, num_items: int) -> int | None:
+    """Rows of a fused loss's compact item-gradient accumulator (`kernels.compact`): a row
+    per position (target or id) where those are fewer than the table's rows and the ids
+    exist; else None, a dense accumulator of the whole table."""
+    id_count = _id_count(config, tokens)
+    drawn_per_position = config.in_kernel_negatives and config.negative_mode == "per_position"
+    if id_count is None or drawn_per_position or tokens + id_count >= num_items + 1:
+        return None
+    return tokens + id_count
+
+
+def sparse_item_gradient(config: LossConfig, tokens: int, num_items: int, dim: int) -> int:
+    """Bytes of the sparse item gradient a fused loss returns (`sparse_item_grad`,
+    `kernels.compact.sparse_gradient`): the float32 accumulator as its values, and an int64
+    row id per value row."""
+    rows = compact_positions(config, tokens, num_items) or num_items + 1
+    return allocation(rows * dim, 4) + allocation(rows, 8)
+
+
 def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
            autocast: bool) -> LossMemory:
     rows = num_items + 1
     element = 2 if autocast else 4
-    # Under autocast the trainer's selector casts hidden and the table, and both are saved.
-    casts = allocation(tokens * dim, 2) + allocation(rows * dim, 2) if autocast else 0
-    if config.name == "cce":
+    sparse = config.sparse_item_grad
+    # Under autocast the trainer's selector casts hidden and the table, and both are saved;
+    # with a sparse item gradient the kernels read the float32 table's rows as they are.
+    table_cast = 0 if sparse else allocation(rows * dim, 2)
+    casts = allocation(tokens * dim, 2) + table_cast if autocast else 0
+    id_count = _id_count(config, tokens)
+    if id_count is None:
         ids = 0
-        id_count = None
+    elif config.in_kernel_negatives:  # int32, and not even that per position
+        ids = 0 if config.negative_mode == "per_position" else allocation(id_count, 4)
     else:
-        id_rows = negative_rows(config.negative_mode, tokens, config.tile_size)
-        id_count = id_rows * config.num_negatives
-        if config.in_kernel_negatives:  # int32, and not even that per position
-            ids = 0 if config.negative_mode == "per_position" else allocation(id_count, 4)
-        else:
-            ids = allocation(id_count, 8)
+        ids = allocation(id_count, 8)
     per_token_results = allocation(4 * tokens, 4)  # loss, lse, positive, shift
     totals = allocation(2, 4)  # loss sum and token count, for the mean
     # Per position the forward writes d(hidden)'s float32 directions (kernels.cce_forward).
@@ -95,31 +121,41 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
         during = max(buckets, d_hidden + (allocation(tokens * dim, 4) if element != 4 else 0))
     else:
         during = d_hidden  # the hidden pass writes it beside the accumulator
-    explicit = id_count is not None and not (
-        config.in_kernel_negatives and config.negative_mode == "per_position")
-    if explicit and tokens + id_count < rows:
+    positions = compact_positions(config, tokens, num_items)
+    if positions is not None:
         # kernels.compact: an int32 owner per table row and one float32 accumulator row per
-        # position (target or id); its cast to the table's dtype, then the table-sized
+        # position (target or id). Dense: its cast to the table's dtype, then the table-sized
         # gradient expanded from that, beside it (in float32 too: traced on an H200).
+        # Sparse: the accumulator is the gradient's values, beside an id per position.
         owners = allocation(rows, 4)
-        positions = tokens + id_count
         accumulator = allocation(positions * dim, 4)
-        cast = allocation(positions * dim, element) if element != 4 else 0
-        expanded = allocation(rows * dim, element)
-        in_kernels = owners + max(accumulator + max(during, d_hidden + cast),
-                                  d_hidden + (cast or accumulator) + expanded)
+        if sparse:
+            in_kernels = owners + accumulator + max(during, d_hidden + allocation(positions, 8))
+        else:
+            cast = allocation(positions * dim, element) if element != 4 else 0
+            expanded = allocation(rows * dim, element)
+            in_kernels = owners + max(accumulator + max(during, d_hidden + cast),
+                                      d_hidden + (cast or accumulator) + expanded)
     else:
         # Under autocast the item gradient comes back in bf16 beside the float32 accumulator
         # (then autograd casts it for the float32 table); in float32 it is the accumulator.
-        returned = allocation(rows * dim, element) if element != 4 else 0
+        # Sparse: the float32 accumulator with an id per table row.
+        if sparse:
+            returned = allocation(rows, 8)
+        else:
+            returned = allocation(rows * dim, element) if element != 4 else 0
         accumulator = allocation(rows * dim, 4)
         in_kernels = max(accumulator + during, d_hidden + accumulator + returned)
 
     # Autocast's cast back to float32: both gradients in float32 beside their bf16 originals,
     # once the kernels' saved bf16 copies (and directions) are freed (measured on an H100 at
-    # 1M items).
-    cast_back = (d_hidden + allocation(tokens * dim, 4) + allocation(rows * dim, 2)
-                 + allocation(rows * dim, 4) - casts - directions if autocast else 0)
+    # 1M items); a sparse item gradient is float32 already, so only d(hidden)'s.
+    if sparse:
+        item_gradient = sparse_item_gradient(config, tokens, num_items, dim)
+    else:
+        item_gradient = allocation(rows * dim, 2) + allocation(rows * dim, 4)
+    cast_back = (d_hidden + allocation(tokens * dim, 4) + item_gradient - casts - directions
+                 if autocast else 0)
     return LossMemory(saved, forward_extra, max(in_kernels, cast_back))
 
 

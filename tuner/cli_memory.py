@@ -20,6 +20,7 @@ from cce_tune.tuner.memory import (
     SOLVE_LIMIT,
     DatasetShape,
     MemoryProfile,
+    check_described,
     estimate,
     format_bytes,
     packs,
@@ -52,12 +53,24 @@ def dataset_shape(args: argparse.Namespace) -> DatasetShape:
     return DatasetShape(args.num_users or users, args.num_items or items)
 
 
+def _layout(config: TrainConfig) -> str:
+    """How the loss draws negatives, and where its item gradient goes, in a few words."""
+    loss = config.loss
+    layout = loss.negative_mode.replace("_", "-")
+    if loss.negative_mode == "tile":
+        layout += f" {loss.tile_size}"
+    if loss.in_kernel_negatives:
+        layout += " in-kernel"
+    return layout + (" sparse-item-grad" if loss.sparse_item_grad else "")
+
+
 def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None:
     """The estimate of a sequence model's training `config` on the arguments' dataset (its
     size from the cache or metadata, or --num-users / --num-items), or --solve's answer."""
-    if config.loss.sparse_item_grad:
-        raise CceTuneError("--sparse-item-grad: the memory model does not describe sparse item "
-                           "gradients yet; estimate without it")
+    try:
+        check_described(config)
+    except ValueError as error:
+        raise CceTuneError(str(error)) from None
     if args.solve and not args.gpu_mem:
         raise CceTuneError("--solve needs --gpu-mem, the budget to solve against")
     if args.solve and args.gpus > 1:
@@ -91,7 +104,7 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
         return
     print(f"{args.dataset}: {shape.num_users:,} users, {shape.num_items:,} items; "
           f"B={config.batch_size} L={config.max_len} d={config.hidden} "
-          f"loss={config.loss.name} N={config.loss.num_negatives}"
+          f"loss={config.loss.name} N={config.loss.num_negatives} {_layout(config)}"
           f"{' bf16' if config.bf16 else ''}"
           + (f"; one of {args.gpus} GPUs, data parallel" if args.gpus > 1 else ""))
     if config.batch_size > shape.num_users:

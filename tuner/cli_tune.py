@@ -133,9 +133,6 @@ def run_tune(args: argparse.Namespace) -> None:
                                "e.g. --gpu-mem 40GB")
         if args.mlflow:
             require_mlflow()
-        if getattr(args, "sparse_item_grad", False):
-            raise CceTuneError("--sparse-item-grad is for `cce-tune train` only for now: the "
-                               "memory model, which vets every trial, does not describe it yet")
         _check_budget_fits_the_gpu(args.gpu_mem, args.address)
         if not args.address:  # this machine's GPUs, before anything is written
             _check_local_gpus_per_trial(args.gpus_per_trial)

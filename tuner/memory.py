@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cce_tune.kernels.memory import allocation, loss_memory
+from cce_tune.kernels.memory import (
+    allocation,
+    compact_positions,
+    loss_memory,
+    sparse_item_gradient,
+)
 from cce_tune.models import bert4rec_memory
 from cce_tune.models.bert4rec_config import BERT4RecConfig, masked_capacity
 from cce_tune.models.sasrec_config import SASRecConfig
@@ -238,6 +243,15 @@ def _bert4rec_terms(config: ClozeConfig, shape: DatasetShape, batch: int) -> Mod
 MODEL_TERMS = {"sasrec": _sasrec_terms, "bert4rec": _bert4rec_terms}
 
 
+def check_described(config: TrainConfig) -> None:
+    """Raises ValueError, saying why, for a step this model does not describe (a caller must
+    not trust an estimate of it)."""
+    if config.loss.sparse_item_grad and config.loss.name != "cce_minus":
+        raise ValueError(f"--sparse-item-grad with --loss {config.loss.name}: the memory model "
+                         "describes sparse item gradients with the fused loss only (the "
+                         "PyTorch references cast the whole table); use --loss cce_minus")
+
+
 def estimate(config: TrainConfig, shape: DatasetShape,
              profile: MemoryProfile | None = None, gpus: int = 1) -> MemoryBreakdown:
     """Peak GPU memory of training `config` on a dataset of `shape`, in closed form; the
@@ -268,6 +282,18 @@ def estimate(config: TrainConfig, shape: DatasetShape,
     act_scale, loss_scale = profile.activation_scale, profile.loss_scale
     saved = act_scale * activations.saved + loss_scale * loss.saved
     item_grad = allocation(model.table_rows * config.hidden, 4)
+    if config.loss.sparse_item_grad:
+        table = _sparse_table_step(config, model, shape.num_items)
+        loss_gradient = table.loss
+        at_the_end = table.end + (params - item_grad)
+        gradients = {"gradients": params - item_grad + table.summed,
+                     "SparseAdam scratch": table.scratch}
+    else:
+        loss_gradient = item_grad
+        # The embedding lookup's dense gradient added to the table's: two tables beside the
+        # other parameters' gradients, once the activations are gone.
+        at_the_end = 2 * item_grad + (params - item_grad)
+        gradients = {"gradients": params}  # Adam is fused on the GPU: no temporaries
 
     moments = {
         "forward": {
@@ -283,15 +309,12 @@ def estimate(config: TrainConfig, shape: DatasetShape,
             "loss saved": loss_scale * loss.saved,
             "gradients in flight": max(
                 loss_scale * loss.backward_extra + model.loss_backward_extra,
-                item_grad + act_scale * activations.backward_extra - loss_scale * loss.saved,
-                # The embedding lookup's dense gradient added to the table's: two tables beside
-                # the other parameters' gradients, once the activations are gone.
-                2 * item_grad + (params - item_grad) - saved,
+                loss_gradient + act_scale * activations.backward_extra
+                - loss_scale * loss.saved,
+                at_the_end - saved,
             ),
         },
-        "optimizer step": {
-            "gradients": params,  # Adam is fused on the GPU: no temporaries
-        },
+        "optimizer step": gradients,
         "evaluation": _evaluation(config, model.inference_extra, shape, autocast, act_scale),
     }
     phases = {name: base + int(sum(terms.values())) for name, terms in moments.items()}
@@ -300,6 +323,39 @@ def estimate(config: TrainConfig, shape: DatasetShape,
     peak = phases[phase]
     reserved = int(peak * (1 + profile.fragmentation))
     return MemoryBreakdown(terms, phase, phases, peak, reserved, reserved + profile.context_bytes)
+
+
+@dataclass(frozen=True)
+class SparseTableStep:
+    """The item table's sparse gradient over a step (`--sparse-item-grad`, `cce_minus`)."""
+
+    loss: int  # the loss's gradient (kernels.memory.sparse_item_gradient)
+    end: int  # the backward's end: the lookup's gradient made, then summed with the loss's
+    summed: int  # the table's gradient for the optimizer: autograd concatenates the two
+    scratch: int  # SparseAdam's: the sum coalesced, and its moments' arrays of that shape
+
+
+# SparseAdam's float32 arrays of the coalesced gradient's shape alive at once beside it: the
+# moments' old values and their updates (torch.optim._functional.sparse_adam).
+SPARSE_ADAM_ARRAYS = 4
+
+
+def _sparse_table_step(config: TrainConfig, model: ModelTerms,
+                       num_items: int) -> SparseTableStep:
+    dim, tokens, rows = config.hidden, model.loss_tokens, num_items + 1
+    loss_rows = compact_positions(config.loss, tokens, num_items) or rows
+    loss = sparse_item_gradient(config.loss, tokens, num_items, dim)
+    # nn.Embedding(sparse=True, padding_idx=0)'s backward: beside its incoming float32
+    # gradient, the non-padding rows (at most every token) copied out with their ids.
+    lookup = allocation(tokens * dim, 4) + allocation(tokens, 8)
+    summed_rows = loss_rows + tokens
+    summed = allocation(summed_rows * dim, 4) + allocation(summed_rows, 8)
+    end = loss + lookup + max(allocation(tokens * dim, 4) + allocation(tokens, 1), summed)
+    # Coalescing sums repeated rows: at most a row of the table each.
+    unique = min(summed_rows, rows)
+    coalesced = allocation(unique * dim, 4) + allocation(unique, 8)
+    scratch = coalesced + SPARSE_ADAM_ARRAYS * allocation(unique * dim, 4)
+    return SparseTableStep(loss, end, summed, scratch)
 
 
 def _evaluation(config: TrainConfig, inference: Callable[[int], int], shape: DatasetShape,

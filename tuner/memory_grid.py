@@ -27,13 +27,15 @@ class GridPoint:
     batches: str = "length"  # packed: every user's full window packed, B x L + 1 tokens
     cuda_graphs: bool = False
     tile_size: int = 128  # what the committed grids were measured at
+    sparse_item_grad: bool = False
 
     def config(self) -> TrainConfig:
         negatives = 1 if self.loss in SINGLE_NEGATIVE else self.negatives
         config = TrainConfig(loss=LossConfig(self.loss, num_negatives=negatives,
                                              negative_mode=self.negative_mode,
                                              tile_size=self.tile_size,
-                                             in_kernel_negatives=self.in_kernel),
+                                             in_kernel_negatives=self.in_kernel,
+                                             sparse_item_grad=self.sparse_item_grad),
                              batch_size=self.batch_size, max_len=self.max_len,
                              hidden=self.hidden, bf16=self.bf16, device="cuda",
                              batches=self.batches, cuda_graphs=self.cuda_graphs)
@@ -50,6 +52,8 @@ class GridPoint:
         """The memory-model branch this point exercises: loss, negative layout, id source
         (and the model, for BERT4Rec's points)."""
         group = memory_group(self.loss, self.negative_mode, self.in_kernel)
+        if self.sparse_item_grad:
+            group += " sparse"
         if self.batches == "packed":
             group += " packed"
         if self.cuda_graphs:
@@ -65,6 +69,15 @@ def memory_group(loss: str, negative_mode: str, in_kernel: bool) -> str:
     if loss == "bce":  # one negative per position, whatever the mode says
         return "bce"
     return f"{loss} {negative_mode}" + (" in-kernel" if in_kernel else "")
+
+
+def sparse_groups() -> set[tuple[str, bool]]:
+    """Every (group, bf16) a run with a sparse item gradient can be configured into, that
+    the memory model describes: the fused loss's shared and tile modes (its per-position
+    mode draws ids in the kernels, or names every row; the references cast the table)."""
+    return {(memory_group("cce_minus", mode, in_kernel) + " sparse", bf16)
+            for mode, in_kernel, bf16 in itertools.product(("shared", "tile"), (False, True),
+                                                           (False, True))}
 
 
 def launchable_groups() -> set[tuple[str, bool]]:
@@ -202,7 +215,30 @@ def per_position_grid() -> list[GridPoint]:
     return [point for point in default_grid() if point.negative_mode == "per_position"]
 
 
+# batch, max_len, hidden, negatives, catalog, bf16, negative mode, in-kernel ids
+_SPARSE = [
+    (256, 200, 256, 4095, 26_744, True, "shared", False),
+    (64, 50, 64, 128, 26_744, False, "shared", False),
+    (512, 100, 256, 2048, 1_000_000, True, "shared", False),
+    (2048, 50, 64, 1024, 1_000_000, False, "shared", True),
+    (1024, 128, 256, 4095, 10_000_000, True, "shared", True),  # issue 19's bar shape
+    (256, 200, 256, 4095, 26_744, True, "tile", False),  # more positions than rows
+    (512, 100, 256, 2048, 1_000_000, True, "tile", False),
+    (128, 200, 64, 8192, 10_000_000, False, "tile", False),
+    (256, 200, 128, 512, 1_000_000, False, "tile", True),
+    (1024, 128, 256, 4095, 10_000_000, True, "tile", True),
+]
+
+
+def sparse_grid() -> list[GridPoint]:
+    """`--sparse-item-grad` with the fused loss: each group of `sparse_groups`, catalogs of
+    26,744 to 10 M items, compact and whole-table accumulators."""
+    return [GridPoint("cce_minus", b, n, length, d, items, bf16, mode, in_kernel,
+                      sparse_item_grad=True)
+            for b, length, d, n, items, bf16, mode, in_kernel in _SPARSE]
+
+
 GRIDS: dict[str, Callable[[], list[GridPoint]]] = {
     "default": default_grid, "tiny": tiny_grid, "bert4rec": bert4rec_grid,
     "packed": packed_grid, "packed-graphs": packed_graphs_grid,
-    "per-position": per_position_grid}
+    "per-position": per_position_grid, "sparse": sparse_grid}

@@ -34,9 +34,9 @@ def test_data_prints_summary(capsys):
     (["train", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA GPU"),
     (["train", "--bf16", "--device", "cpu"], "--bf16 needs a CUDA GPU"),  # not auto's graphs
     (["train", "--model", "bert4rec", "--cuda-graphs"], "BERT4Rec's step has not been replayed"),
-    (["tune", "--gpu-mem", "40GB", "--sparse-item-grad"],
-     "--sparse-item-grad is for `cce-tune train`"),
-    (["estimate", "--sparse-item-grad"], "does not describe sparse item gradients yet"),
+    (["estimate", "--sparse-item-grad"],
+     "--sparse-item-grad with --loss ce_minus: the memory model describes sparse item "
+     "gradients with the fused loss only"),
     (["train", "--loss", "gbce", "--sparse-item-grad"],
      "sparse item gradients need loss ce_minus or cce_minus, not gbce"),
     (["train", "--model", "bert4rec", "--sparse-item-grad"], "not for BERT4Rec yet"),

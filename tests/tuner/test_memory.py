@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cce_tune.kernels.config import LossConfig
-from cce_tune.kernels.memory import allocation, loss_memory
+from cce_tune.kernels.memory import allocation, loss_memory, sparse_item_gradient
 from cce_tune.models import SASRec, SASRecConfig
 from cce_tune.models.sasrec_memory import activation_memory, parameter_bytes
 from cce_tune.tuner.cli import main
@@ -14,12 +14,19 @@ from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.memory import (
     DatasetShape,
     MemoryProfile,
+    check_described,
     dataset_bytes,
     estimate,
     solve,
     with_knob,
 )
-from cce_tune.tuner.memory_grid import default_grid, launchable_groups, per_position_grid
+from cce_tune.tuner.memory_grid import (
+    default_grid,
+    launchable_groups,
+    per_position_grid,
+    sparse_grid,
+    sparse_groups,
+)
 from cce_tune.tuner.memory_verify import calibrate, errors
 from cce_tune.tuner.sequences.config import TrainConfig
 
@@ -179,6 +186,45 @@ def test_default_grid_measures_every_group_a_run_can_launch():
         # The grids keep the tile size they were measured at, not the current default.
         assert point.config().loss == replace(config, num_negatives=point.negatives,
                                               tile_size=128)
+
+
+def test_the_sparse_grid_measures_every_sparse_group_the_model_describes():
+    grid = sparse_grid()
+    assert {(point.group(), point.bf16) for point in grid} == sparse_groups()
+    assert {point.num_items for point in grid} == {26_744, 1_000_000, 10_000_000}
+    for point in grid:
+        check_described(point.config())  # none refused
+    with pytest.raises(ValueError, match="describes sparse item gradients with the fused"):
+        check_described(TrainConfig(loss=LossConfig("ce_minus", sparse_item_grad=True)))
+
+
+def test_a_sparse_item_gradient_holds_a_row_per_position_or_per_table_row():
+    """kernels.compact: a row per position (targets and ids) where they are fewer than the
+    table's rows, else the whole table; an int64 id per row."""
+    shared = LossConfig("cce_minus", 4095, sparse_item_grad=True)
+    tokens, dim = 131_072, 256
+    assert sparse_item_gradient(shared, tokens, 10_000_000, dim) == (
+        allocation((tokens + 4095) * dim, 4) + allocation(tokens + 4095, 8))
+    tiles = replace(shared, negative_mode="tile", tile_size=128)  # 4.2 M ids
+    assert sparse_item_gradient(tiles, tokens, 1_000_000, dim) == (
+        allocation(1_000_001 * dim, 4) + allocation(1_000_001, 8))
+
+
+def test_a_sparse_step_trades_table_sized_gradients_for_sparse_adam_scratch():
+    """At 10 M items and shared negatives the table-sized gradients (two at the backward's
+    end) are gone; the optimizer step adds SparseAdam's scratch instead."""
+    config = TrainConfig(loss=LossConfig("cce_minus", 4095, sparse_item_grad=True),
+                         batch_size=1024, max_len=128, hidden=256, bf16=True)
+    dense = replace(config, loss=replace(config.loss, sparse_item_grad=False))
+    shape = DatasetShape(num_users=4096, num_items=10_000_000)
+    sparse_step, dense_step = estimate(config, shape), estimate(dense, shape)
+    table = allocation(10_000_001 * 256, 4)
+    assert dense_step.phases["backward"] - sparse_step.phases["backward"] > 1.5 * table
+    assert sparse_step.phases["optimizer step"] < dense_step.phases["optimizer step"]
+    # Tile negatives name every row of 1 M: the sum's rows make the optimizer step the peak.
+    tiles = replace(config, loss=replace(config.loss, negative_mode="tile", tile_size=128))
+    step = estimate(tiles, replace(shape, num_items=1_000_000))
+    assert step.phase == "optimizer step" and step.terms["SparseAdam scratch"] > 0
 
 
 def test_calibration_fits_scaled_measurements():

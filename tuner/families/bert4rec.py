@@ -21,8 +21,9 @@ from cce_tune.tuner.sequences.config import ClozeConfig, TrainConfig
 DEFAULTS = ClozeConfig()
 CLOZE_KNOBS = (Knob("mask_prob", "--mask-prob", "mask_prob", float),
                Knob("last_item_prob", "--last-item-prob", "last_item_prob", float))
-# Not SASRec's CUDA graphs, not yet (`ClozeConfig`).
-KNOBS = (*(k for k in sasrec.KNOBS if k.name != "cuda_graphs"), *CLOZE_KNOBS)
+# Not SASRec's CUDA graphs nor sparse item gradients, not yet (`ClozeConfig`).
+KNOBS = (*(k for k in sasrec.KNOBS if k.name not in ("cuda_graphs", "sparse_item_grad")),
+         *CLOZE_KNOBS)
 
 
 def probability(closed: bool):

@@ -35,6 +35,7 @@ from cce_tune.tuner.memory import (
     DatasetShape,
     MemoryBreakdown,
     MemoryProfile,
+    check_described,
     estimate,
     packs,
 )
@@ -54,6 +55,7 @@ KNOBS = (
     Knob("tile_size", "--tile-size", "loss.tile_size", int),
     Knob("temperature", "--temperature", "loss.temperature", float),
     Knob("in_kernel_negatives", "--in-kernel-negatives", "loss.in_kernel_negatives", bool),
+    Knob("sparse_item_grad", "--sparse-item-grad", "loss.sparse_item_grad", bool),
     Knob("sampled_softmax", "--sampled-softmax", "loss.sampled_softmax", bool, searchable=False),
     Knob("gbce_t", "--gbce-t", "loss.gbce_t", float, searchable=False),
     Knob("batch_size", "--batch-size", "batch_size", int),
@@ -162,6 +164,7 @@ class SASRecTarget:
             raise ValueError("--batches packed needs bf16 and torch >= 2.10 in a tuning run "
                              "(elsewhere attention runs on a padded layout, which the memory "
                              "model does not describe): add --bf16, or leave --batches to auto")
+        check_described(config)
         if config.cuda_graphs and not packs(config):
             raise ValueError("--cuda-graphs in a tuning run replays packed bf16 steps only (no "
                              "other graphed step was measured against the memory model): "
