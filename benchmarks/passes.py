@@ -125,6 +125,7 @@ def main() -> None:
             rows.append({"variant": name, "blocks": "default" if shape is None else shape,
                          "kernel_ms": ms, "status": status})
             print(rows[-1], flush=True)
+            write(rows, args, quiet=True)  # what a cut-off sweep measured stays written
         fused.precision_for = default_precision
     write(rows, args)
 
@@ -141,7 +142,7 @@ def _shape(text: str) -> tuple[int, int, int, int]:
     return shape
 
 
-def write(rows: list[dict], args: argparse.Namespace) -> None:
+def write(rows: list[dict], args: argparse.Namespace, quiet: bool = False) -> None:
     slug = "-".join(filter(None, [gpu_slug(), args.tag]))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d"),
@@ -164,7 +165,8 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
             lines.append(f"| {name} | {kernel} | {_ms(default.get(kernel))} | "
                          f"{best['blocks']} | {_ms(best['kernel_ms'][kernel])} |")
     (args.out_dir / f"passes-{slug}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if not quiet:
+        print("\n".join(lines))
 
 
 def _ms(value: float | None) -> str:

@@ -8,7 +8,7 @@
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
 # per-position-passes, tile-quality, memory-per-position, issue19-bars, fp32-passes,
-# memory-sparse).
+# memory-sparse, full-passes).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -270,6 +270,11 @@ for stage in "$@"; do
         --precisions ieee tf32x3 --shapes ${FP32_SHAPES:-32,32,4,2 64,32,4,2 64,64,4,2 \
         64,64,8,2 128,32,8,2 128,64,8,2 64,16,4,2 64,16,8,2} 2>&1 \
         | tee "$out/passes-fp32.log" | tail -12 ;;
+    full-passes)  # issue 19's full-catalog bar point: each pass's time over block shapes
+      python3 -m benchmarks.passes --out-dir "$out" --tag full-d64 --dtype bf16 --tokens 51200 \
+        --dim 64 --variants "full catalog" --shapes ${FULL_SHAPES:-64,128,4,3 128,128,8,3 \
+        128,64,4,3 128,128,4,3 64,64,4,4 128,64,8,3 64,256,8,3 128,256,8,3 256,64,8,3 \
+        256,128,8,3 64,128,4,4 128,128,8,4} 2>&1 | tee "$out/passes-full.log" | tail -8 ;;
     sparse-item-grad)  # issue 19's bar: a loss step's memory with the item gradient dense, sparse
       python3 -m benchmarks.sparse_item_grad --out-dir "$out" 2>&1 | tail -8 ;;
     step-graphs)  # issue 18: the step replayed from CUDA graphs at the two bar settings, beside
