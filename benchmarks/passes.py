@@ -107,7 +107,7 @@ def main() -> None:
             parser.error(f"unknown variant {variant!r}; choose from {', '.join(builders)}")
         fn, name = builders[variant](), variant
         if precision is not None:
-            fused.precision_for = lambda dtype, precision=precision: precision
+            fused.precision_for = lambda dtype, *_, precision=precision: precision
             name = f"{name} [{precision}]"
         shapes = [None, *(args.shapes or itertools.product(args.block_t, args.block_n,
                                                            args.warps, args.stages))]

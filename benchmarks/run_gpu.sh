@@ -7,7 +7,7 @@
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
-# per-position-passes, tile-quality, memory-per-position, issue19-bars, fp32-passes,
+# per-position-passes, tile-quality, memory-per-position, fp32-bars, full-bars, fp32-passes,
 # memory-sparse, full-passes).
 # Logs and results go to $OUT.
 set -uo pipefail
@@ -214,12 +214,13 @@ for stage in "$@"; do
         --extra fp16:131072:4095:256:26744 fp16:131072:1511:64:26744 \
         fp16:32768:1511:256:26744 --max-per-position 1e12 \
         --modes per_position "per_position (in-kernel)" "tile (in-kernel)" 2>&1 | tail -24 ;;
-    issue19-bars)  # issue 19: fp32 at d 256 against PyTorch's true fp32, and the full
-      # catalog at d 64 and 256, 26,744 and 1M items, beside Apple's CCE and Liger
+    fp32-bars)  # issue 19: fp32 at d 256 against PyTorch's true fp32 (TF32 off)
       python3 -m benchmarks.kernels --out-dir "$out" --tag fp32-d256 --tokens 32768 131072 \
         --negatives 512 2048 --dims 256 --catalogs 26744 1000000 --dtypes fp32 \
         --kinds sampled --modes "tile (in-kernel)" tile shared --max-per-position 0 \
-        2>&1 | tail -26
+        2>&1 | tail -26 ;;
+    full-bars)  # issue 19: the full catalog at d 64 and 256, 26,744 and 1M items, beside
+      # Apple's CCE and Liger (carry .devbundle)
       python3 -m benchmarks.kernels --out-dir "$out" --tag full-bars --tokens 51200 \
         --negatives 1 --dims 64 256 --catalogs 26744 1000000 --dtypes bf16 --kinds full \
         --rounds 3 2>&1 | tail -20 ;;

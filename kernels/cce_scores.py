@@ -157,8 +157,11 @@ def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t,
     return scores, masked, ids, e
 
 
-def precision_for(dtype) -> str:
+def precision_for(dtype, cuda_cores: bool = False) -> str:
     """fp32 inputs: three TF32 tensor-core products per product ("tf32x3"), about fp32
-    accuracy (users choosing fp32 want fp32) at tensor-core speed; plain IEEE fp32 dots ran
-    on the CUDA cores, several times slower. Half precision: tensor cores as they are."""
-    return "tf32x3" if dtype.itemsize == 4 else "tf32"
+    accuracy (users choosing fp32 want fp32) at tensor-core speed; or, with `cuda_cores`,
+    IEEE fp32 products on the CUDA cores, where tf32x3's split operands leave tiles too
+    small (kernels.fused.on_cuda_cores). Half precision: tensor cores as they are."""
+    if dtype.itemsize != 4:
+        return "tf32"
+    return "ieee" if cuda_cores else "tf32x3"

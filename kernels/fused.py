@@ -107,11 +107,28 @@ LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4,
 SHARED_FOLD_ATOMICS = 2**25
 
 
+# float32 rows of 1 KB and more (d >= 256): tf32x3's split operands fit the shared memory
+# only at (32, 16) tiles, where the backward passes ran 4-6x slower than IEEE products on the
+# CUDA cores at (32, 32) on an H200 (tile 128, hidden pass 120 -> 30 ms; shared, hidden and
+# item passes about 550 -> 60 ms); the forward stays on tf32x3 (9 ms against 36).
+# benchmarks/results/passes-h200-fp32-d256.md.
+CUDA_CORE_ROW_BYTES = 1024
+CUDA_CORE_BLOCKS = Blocks(32, 32, 4, 2)
+
+
+def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
+    """Whether `kernel`'s products over `dtype` inputs (hidden and table alike) run as IEEE
+    fp32 on the CUDA cores rather than tf32x3 on the tensor cores."""
+    return kernel != "forward" and dtype == torch.float32 and 4 * block_d >= CUDA_CORE_ROW_BYTES
+
+
 @functools.cache  # a step's host time counts at small sizes: decide once per shape
 def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
-                  items_in_hidden: bool, tile_size: int | None) -> Blocks:
+                  items_in_hidden: bool, tile_size: int | None,
+                  cuda_cores: bool = False) -> Blocks:
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
-    shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`)."""
+    shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`);
+    CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`)."""
     if gather:
         # Per position the passes sum a register tile of gathered rows both across d (the
         # scores) and across its rows (d(hidden)'s directions; an item's gradient): one warp
@@ -121,6 +138,9 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
         if kernel == "items":  # kernels.cce_buckets: BLOCK_S pairs' hidden rows per step
             return Blocks(max(8, min(64, 2048 // block_d)), 1, 1, 2)
         return Blocks(max(1, min(16, 1024 // (8 * block_d))), 8, 1, 2)  # (T, 8 rows, d)
+    if cuda_cores:
+        blocks = CUDA_CORE_BLOCKS
+        return blocks if tile_size is None else replace(blocks, t=min(blocks.t, tile_size))
     row_bytes = block_d * dtype.itemsize
     table = SHORT_ROW_BLOCKS if row_bytes <= 256 else LONG_ROW_BLOCKS
     blocks = table["hidden + items" if items_in_hidden and kernel == "hidden" else kernel]
@@ -155,7 +175,7 @@ class _Plan:
     has_log_q: bool
     sampled_softmax: bool
     sparse_item_grad: bool  # the table's gradient as a sparse tensor of the touched rows
-    precision: str
+    precisions: dict[str, str]  # tl.dot's input precision, by kernel
     blocks: dict[str, Blocks]  # by kernel
     block_d: int
 
@@ -172,7 +192,8 @@ class _Plan:
         """Compile-time settings of `kernel`."""
         blocks = self.blocks[kernel]
         return dict(ID_SOURCE=self.id_source, HAS_LOG_Q=self.has_log_q,
-                    SAMPLED_SOFTMAX=self.sampled_softmax, DOT_PRECISION=self.precision,
+                    SAMPLED_SOFTMAX=self.sampled_softmax,
+                    DOT_PRECISION=self.precisions[kernel],
                     BLOCK_T=blocks.t, BLOCK_N=blocks.n, BLOCK_D=self.block_d,
                     num_warps=blocks.warps, num_stages=blocks.stages)
 
@@ -205,10 +226,12 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     # Tiles staged by the wider of the two dtypes (a float32 table's rows beside half hidden).
     wider = max(hidden.dtype, item_emb.dtype, key=lambda dtype: dtype.itemsize)
     # (Per position there is no hidden pass: the forward and kernels.cce_buckets do its work.)
+    cuda_cores = {kernel: not gather and on_cuda_cores(kernel, hidden.dtype, block_d)
+                  for kernel in KERNELS}
     items_in_hidden = tiled or (not gather and id_source != IDS_CATALOG and _fold_shared(
-        hidden.shape[0], num_negatives, block_d, wider))
+        hidden.shape[0], num_negatives, block_d, wider, cuda_cores["hidden"]))
     blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,
-                                    tile_size if tiled else None)
+                                    tile_size if tiled else None, cuda_cores[kernel])
               for kernel in KERNELS}
     for kernel in ("forward", "hidden"):
         if tiled and tile_size % blocks[kernel].t:
@@ -220,14 +243,17 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
         num_negatives=num_negatives, num_items=item_emb.shape[0] - 1,
         inv_temperature=1.0 / temperature, log2_others=math.log2(max(1, item_emb.shape[0] - 2)),
         has_log_q=has_log_q, sampled_softmax=sampled_softmax, sparse_item_grad=sparse_item_grad,
-        precision=precision_for(hidden.dtype), blocks=blocks, block_d=block_d,
+        precisions={kernel: precision_for(hidden.dtype, cuda_cores[kernel])
+                    for kernel in KERNELS},
+        blocks=blocks, block_d=block_d,
     )
 
 
-def _fold_shared(tokens: int, num_negatives: int, block_d: int, dtype: torch.dtype) -> bool:
+def _fold_shared(tokens: int, num_negatives: int, block_d: int, dtype: torch.dtype,
+                 cuda_cores: bool) -> bool:
     """Whether batch-shared negatives' gradient is few enough atomic adds for the hidden
     pass (SHARED_FOLD_ATOMICS)."""
-    blocks = choose_blocks("hidden", dtype, block_d, False, True, None)
+    blocks = choose_blocks("hidden", dtype, block_d, False, True, None, cuda_cores)
     return triton.cdiv(tokens, blocks.t) * num_negatives * block_d <= SHARED_FOLD_ATOMICS
 
 

@@ -153,6 +153,28 @@ def test_per_position_item_gradient_alone(monkeypatch):
     assert relative_errors([emb.grad], [wide_emb.grad])[0] < 1e-5
 
 
+@pytest.mark.parametrize("mode", ["shared", "tile"])
+def test_long_float32_rows_take_cuda_core_products_in_the_backward(mode, monkeypatch):
+    """fp32 at d 256: the backward passes' products are IEEE fp32 on the CUDA cores (tf32x3's
+    tiles do not fit there), the forward's tf32x3; both as exact as before. Shared
+    negatives unfolded, so that the item pass runs too."""
+    monkeypatch.setattr(fused_module, "SHARED_FOLD_ATOMICS", 0)
+    plans = []
+    plan = fused_module._plan
+    monkeypatch.setattr(fused_module, "_plan", lambda *a, **k: plans.append(plan(*a, **k))
+                        or plans[-1])
+    problem = fp32_problem(mode, tokens=20, dim=256, num_negatives=9)
+    check(cce_minus, reference.ce_minus, problem,
+          tile_size=problem.tile_size if mode == "tile" else None)
+    assert plans[0].precisions == {"forward": "tf32x3", "hidden": "ieee", "items": "ieee"}
+    assert plans[0].items_in_hidden == (mode == "tile")
+    assert plans[0].blocks["hidden"] == fused_module.Blocks(16 if mode == "tile" else 32, 32, 4, 2)
+    half = fused_module._plan(problem.hidden.half(), problem.emb, id_source=0, gather=False,
+                              tiled=False, tile_size=1, num_negatives=9, temperature=1.0,
+                              has_log_q=False, sampled_softmax=False)
+    assert set(half.precisions.values()) == {"tf32"}  # a float32 table beside half hidden
+
+
 @pytest.mark.parametrize("mode", [*MODES, "full"])
 def test_a_frozen_item_table_gets_no_gradient_computed(mode, monkeypatch):
     """A frozen table: d(hidden) as before, and no item-gradient work at all (neither its
