@@ -16,6 +16,7 @@ budget does. The coefficients of `MemoryProfile` are what `verify-memory --calib
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -335,26 +336,37 @@ class SparseTableStep:
     scratch: int  # SparseAdam's: the sum coalesced, and its moments' arrays of that shape
 
 
-# SparseAdam's float32 arrays of the coalesced gradient's shape alive at once beside it: the
-# moments' old values and their updates (torch.optim._functional.sparse_adam).
-SPARSE_ADAM_ARRAYS = 4
+# SparseAdam's float32 arrays of the coalesced gradient's shape alive at once beside it
+# (torch.optim._functional.sparse_adam: the moments' old values and their updates, and the
+# coalesced copy of an update it adds): 5 fits the H200's sparse grid within 0.3 %, where 4
+# and 6 are 6 % off (benchmarks/results/memory-h200-sparse.md).
+SPARSE_ADAM_ARRAYS = 5
+
+
+def expected_distinct(draws: int, rows: int) -> int:
+    """Distinct rows among `draws` uniform draws of `rows`, on average: the most that any
+    sampling gives (uniform maximises it), so a bound for popularity-skewed targets too."""
+    return min(draws, math.ceil(-rows * math.expm1(draws * math.log1p(-1 / rows))))
 
 
 def _sparse_table_step(config: TrainConfig, model: ModelTerms,
                        num_items: int) -> SparseTableStep:
     dim, tokens, rows = config.hidden, model.loss_tokens, num_items + 1
-    loss_rows = compact_positions(config.loss, tokens, num_items) or rows
+    positions = compact_positions(config.loss, tokens, num_items)
     loss = sparse_item_gradient(config.loss, tokens, num_items, dim)
     # nn.Embedding(sparse=True, padding_idx=0)'s backward: beside its incoming float32
     # gradient, the non-padding rows (at most every token) copied out with their ids.
     lookup = allocation(tokens * dim, 4) + allocation(tokens, 8)
-    summed_rows = loss_rows + tokens
+    summed_rows = (positions or rows) + tokens
     summed = allocation(summed_rows * dim, 4) + allocation(summed_rows, 8)
     end = loss + lookup + max(allocation(tokens * dim, 4) + allocation(tokens, 1), summed)
-    # Coalescing sums repeated rows: at most a row of the table each.
-    unique = min(summed_rows, rows)
+    # Coalescing sorts the sum's row ids (keys and order) and sums repeated rows: a row per
+    # table row when the loss's gradient names every one, else the positions' distinct rows
+    # (the lookup's inputs are the targets shifted by one: no more rows).
+    unique = rows if positions is None else expected_distinct(positions, rows)
     coalesced = allocation(unique * dim, 4) + allocation(unique, 8)
-    scratch = coalesced + SPARSE_ADAM_ARRAYS * allocation(unique * dim, 4)
+    scratch = (coalesced + 2 * allocation(summed_rows, 8)
+               + SPARSE_ADAM_ARRAYS * allocation(unique * dim, 4))
     return SparseTableStep(loss, end, summed, scratch)
 
 

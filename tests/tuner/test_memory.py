@@ -191,7 +191,8 @@ def test_default_grid_measures_every_group_a_run_can_launch():
 def test_the_sparse_grid_measures_every_sparse_group_the_model_describes():
     grid = sparse_grid()
     assert {(point.group(), point.bf16) for point in grid} == sparse_groups()
-    assert {point.num_items for point in grid} == {26_744, 1_000_000, 10_000_000}
+    assert {point.num_items for point in grid} == {26_744, 500_000, 1_000_000, 2_000_000,
+                                                   5_000_000, 10_000_000}
     for point in grid:
         check_described(point.config())  # none refused
     with pytest.raises(ValueError, match="describes sparse item gradients with the fused"):
