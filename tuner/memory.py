@@ -247,10 +247,15 @@ MODEL_TERMS = {"sasrec": _sasrec_terms, "bert4rec": _bert4rec_terms}
 def check_described(config: TrainConfig) -> None:
     """Raises ValueError, saying why, for a step this model does not describe (a caller must
     not trust an estimate of it)."""
-    if config.loss.sparse_item_grad and config.loss.name != "cce_minus":
-        raise ValueError(f"--sparse-item-grad with --loss {config.loss.name}: the memory model "
+    loss = config.loss
+    if loss.sparse_item_grad and loss.name != "cce_minus":
+        raise ValueError(f"--sparse-item-grad with --loss {loss.name}: the memory model "
                          "describes sparse item gradients with the fused loss only (the "
                          "PyTorch references cast the whole table); use --loss cce_minus")
+    if loss.sparse_item_grad and loss.negative_mode == "per_position":
+        raise ValueError("--sparse-item-grad per position: the memory model describes sparse "
+                         "item gradients in the shared and tile modes (measured there); use "
+                         "--negative-mode shared or tile")
 
 
 def estimate(config: TrainConfig, shape: DatasetShape,

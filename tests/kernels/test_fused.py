@@ -156,15 +156,17 @@ def test_per_position_item_gradient_alone(monkeypatch):
 @pytest.mark.parametrize("mode", ["shared", "tile"])
 def test_long_float32_rows_take_cuda_core_products_in_the_backward(mode, monkeypatch):
     """fp32 at d 256: the backward passes' products are IEEE fp32 on the CUDA cores (tf32x3's
-    tiles do not fit there), the forward's tf32x3; both as exact as before. Shared
-    negatives unfolded, so that the item pass runs too."""
+    tiles do not fit there), the forward's tf32x3. Shared negatives unfolded, so that the
+    item pass runs too. Compiled on an H200 the gradients are 1.0e-5 off float64 (tf32x3
+    drops lo x lo, about 2^-22 of each product, and scores of 256 terms reach about 16;
+    PyTorch's fp32 is 4e-7 off), so the bound is 3e-5 here, 1e-5 at d 24."""
     monkeypatch.setattr(fused_module, "SHARED_FOLD_ATOMICS", 0)
     plans = []
     plan = fused_module._plan
     monkeypatch.setattr(fused_module, "_plan", lambda *a, **k: plans.append(plan(*a, **k))
                         or plans[-1])
     problem = fp32_problem(mode, tokens=20, dim=256, num_negatives=9)
-    check(cce_minus, reference.ce_minus, problem,
+    check(cce_minus, reference.ce_minus, problem, tolerance=3e-5,
           tile_size=problem.tile_size if mode == "tile" else None)
     assert plans[0].precisions == {"forward": "tf32x3", "hidden": "ieee", "items": "ieee"}
     assert plans[0].items_in_hidden == (mode == "tile")

@@ -197,6 +197,9 @@ def test_the_sparse_grid_measures_every_sparse_group_the_model_describes():
         check_described(point.config())  # none refused
     with pytest.raises(ValueError, match="describes sparse item gradients with the fused"):
         check_described(TrainConfig(loss=LossConfig("ce_minus", sparse_item_grad=True)))
+    with pytest.raises(ValueError, match="in the shared and tile modes"):
+        check_described(TrainConfig(loss=LossConfig("cce_minus", negative_mode="per_position",
+                                                    sparse_item_grad=True)))
 
 
 def test_a_sparse_item_gradient_holds_a_row_per_position_or_per_table_row():
