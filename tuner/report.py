@@ -243,6 +243,17 @@ def trial_gaps(trials: pd.DataFrame, resumes: list[float] = ()) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns, dtype=float)
 
 
+def knob_columns(family: Family, trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """(knob, header) of the trial tables: the family's own columns, then every other
+    searchable knob that took more than one value in this run (a space searching
+    `sparse_item_grad` or `negative_mode` shows it), headed by its flag."""
+    shown = [name for name, _ in family.columns]
+    extra = [(knob.name, knob.flag.removeprefix("--")) for knob in family.knobs
+             if knob.searchable and knob.name not in shown and knob.name in trials
+             and trials[knob.name].nunique(dropna=True) > 1]
+    return [*family.columns, *extra]
+
+
 def _value(row: pd.Series, knob: str) -> object | None:
     """A knob's value in a trial's row; None where the row has none (NaN in a column)."""
     got = row.get(knob)
@@ -267,6 +278,7 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
             recommended: pd.Series | None, rejected: int) -> str:
     counts = trials["status"].value_counts().to_dict()
     family = settings.family
+    columns = knob_columns(family, trials)
     gaps = trial_gaps(trials, resume_times(settings.run_dir))
     budget_s = launches_stopped(settings.run_dir)
     lines = [
@@ -315,12 +327,12 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
         "",
         f"## Pareto front ({len(front)} of {len(trials)} trials)",
         "",
-        "| trial | " + " | ".join(header for _, header in family.columns)
+        "| trial | " + " | ".join(header for _, header in columns)
         + f" | {family.quality_label} | epoch s | peak GB | estimated peak GB |",
-        "|---" * (len(family.columns) + 5) + "|",
+        "|---" * (len(columns) + 5) + "|",
     ]
     for _, row in front.iterrows():
-        knobs = " | ".join(_cell(row.get(knob, "")) for knob, _ in family.columns)
+        knobs = " | ".join(_cell(row.get(knob, "")) for knob, _ in columns)
         lines.append(
             f"| {row['trial']} | {knobs} | {row[family.quality]:.4f} | "
             f"{row['epoch_seconds']:.1f} | {row['peak_memory_gb']:.2f} | "

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from cce_tune.tuner.early_stopping import COST
 from cce_tune.tuner.run_dir import RAN_TO_THE_END, TuneSettings, launches_stopped
+from cce_tune.tuner.report import knob_columns
 from cce_tune.tuner.units import GB
 
 LEGEND_ON_TOP = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}
@@ -42,6 +43,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
                history: pd.DataFrame, front: pd.DataFrame, recommended: pd.Series | None,
                command: str | None, edge: pd.DataFrame | None = None) -> None:
     family = settings.family
+    columns = knob_columns(family, trials)
     completed = trials[trials["status"].isin(RAN_TO_THE_END)]
     budget_gb = settings.budget_bytes / GB
     counts = ", ".join(f"{n} {status}" for status, n in trials["status"].value_counts().items())
@@ -51,7 +53,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
     parts = [f"<h1>cce-tune: {html.escape(settings.dataset_name)}, budget {budget_gb:g} GB</h1>",
              f"<p>{len(trials)} of {settings.trials} trials ({counts}); {len(front)} on the "
              f"Pareto front of those that ran to their end.{spent}</p>",
-             _recommended(family, recommended, command)]
+             _recommended(family, columns, recommended, command)]
     figures = [figure for figure in (
         _quality_by_memory(family, completed, front, budget_gb),
         _quality_over_grid(family, completed, edge),
@@ -60,17 +62,18 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
     for index, figure in enumerate(figures):
         figure.update_layout(legend=LEGEND_ON_TOP, margin={"t": 90})
         parts.append(figure.to_html(full_html=False, include_plotlyjs=index == 0))
-    parts.append(_table(family, trials))
+    parts.append(_table(family, columns, trials))
     path.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><title>cce-tune report"
                     f"</title>{STYLE}</head><body>" + "\n".join(parts) + SORT_SCRIPT
                     + "</body></html>\n")
 
 
-def _recommended(family, recommended: pd.Series | None, command: str | None) -> str:
+def _recommended(family, columns: list[tuple[str, str]], recommended: pd.Series | None,
+                 command: str | None) -> str:
     if recommended is None:
         return "<h2>No trial completed yet, so nothing is recommended.</h2>"
     knobs = ", ".join(f"{header} {_cell(recommended.get(knob))}"
-                      for knob, header in family.columns
+                      for knob, header in columns
                       if not pd.isna(recommended.get(knob)))  # a knob newer than the run
     return (f"<h2>Recommended: trial {html.escape(str(recommended['trial']))}</h2>"
             f"<p>{html.escape(knobs)}: validation {family.quality_label} "
@@ -155,7 +158,7 @@ def _quality_by_cost(family, trials: pd.DataFrame, history: pd.DataFrame) -> go.
         return None
     curves = history.sort_values(["trial", "epoch"]).copy()
     curves["best"] = curves.groupby("trial")[family.quality].cummax()
-    knobs = [knob for knob, _ in family.columns if knob in trials]
+    knobs = [knob for knob, _ in knob_columns(family, trials) if knob in trials]
     curves = curves.merge(trials[["trial", "status", *knobs]], on="trial", how="left")
     label = family.quality_label
     figure = px.line(curves, x=COST, y="best", line_group="trial", color="status",
@@ -191,9 +194,9 @@ def _estimate_against_measured(trials: pd.DataFrame) -> go.Figure | None:
     return figure
 
 
-def _table(family, trials: pd.DataFrame) -> str:
+def _table(family, knobs: list[tuple[str, str]], trials: pd.DataFrame) -> str:
     """Every trial, its status first (failed and out-of-memory ones with their error)."""
-    columns = [("trial", "trial"), ("status", "status"), *family.columns,
+    columns = [("trial", "trial"), ("status", "status"), *knobs,
                (family.quality, family.quality_label), ("epochs", "epochs"),
                ("epoch_seconds", "epoch s"), ("peak_memory_gb", "peak GB"),
                ("estimate_total_gb", "budgeted GB (with CUDA context)"), ("error", "error")]
@@ -210,7 +213,8 @@ def _table(family, trials: pd.DataFrame) -> str:
 
 
 def _hover(family, frame: pd.DataFrame) -> list[str]:
-    return [c for c in ("trial", *(knob for knob, _ in family.columns), "epoch_seconds")
+    return [c for c in ("trial", *(knob for knob, _ in knob_columns(family, frame)),
+                        "epoch_seconds")
             if c in frame]
 
 

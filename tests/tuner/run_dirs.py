@@ -18,11 +18,11 @@ TRIALS = [  # (params, validation NDCG@10, epoch seconds, peak GB)
 ]
 
 
-def fake_sasrec_run(run_dir: Path) -> Path:
+def fake_sasrec_run(run_dir: Path, trials: list[tuple] = TRIALS) -> Path:
     TuneSettings(run_dir=run_dir, base=TrainConfig(epochs=2), data=DataOptions("synthetic"),
-                 space="synthetic", budget_bytes=40 * 10**9, trials=len(TRIALS),
+                 space="synthetic", budget_bytes=40 * 10**9, trials=len(trials),
                  epochs=2).save()
-    for number, (params, ndcg, seconds, peak) in enumerate(TRIALS):
+    for number, (params, ndcg, seconds, peak) in enumerate(trials):
         trial = run_dir / f"trial_{number:05d}"
         trial.mkdir()
         (trial / "params.json").write_text(json.dumps(

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from cce_tune.tuner.report import budget_edge, trial_gaps, write_reports
-from tests.tuner.run_dirs import fake_sasrec_run
+from tests.tuner.run_dirs import TRIALS, fake_sasrec_run
 
 
 def test_trial_gaps_split_the_way_from_the_freed_slot_to_the_first_step():
@@ -122,6 +122,21 @@ def test_the_html_report_leads_with_the_recommendation_and_lists_every_trial(tmp
     assert page.count("<tr class='completed'>") == 3
     assert "<tr class='out-of-memory'>" in page and "CUDA out of memory" in page
     assert "Estimated against measured" not in page  # nothing was measured on a GPU
+
+
+def test_a_searched_knob_beyond_the_familys_columns_gets_a_column_where_it_varies(tmp_path):
+    """A space that searches sparse_item_grad shows it in the front's table and the HTML's;
+    one fixed for the run (negative_mode here) adds nothing."""
+    trials = [({**params, "sparse_item_grad": index == 1, "negative_mode": "tile"}, *rest)
+              for index, (params, *rest) in enumerate(TRIALS)]
+    run_dir = fake_sasrec_run(tmp_path / "run", trials)
+    page = (write_reports(run_dir) / "report.html").read_text()
+    summary = (run_dir / "report" / "summary.md").read_text()
+    header = next(line for line in summary.splitlines() if line.startswith("| trial |"))
+    assert header.endswith("| lr | sparse-item-grad | NDCG@10 | epoch s | peak GB | "
+                           "estimated peak GB |"), header
+    assert "negative-mode" not in header
+    assert "<th>sparse-item-grad</th>" in page and "<th>negative-mode</th>" not in page
 
 
 def test_a_converged_trial_reaches_the_front_and_every_epoch_is_in_the_history(tmp_path):
