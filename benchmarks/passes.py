@@ -92,22 +92,28 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=None,
                         choices=("tf32", "tf32x3", "ieee"),
                         help="tl.dot input precisions to sweep (each variant once per "
-                             "precision), default the library's own (kernels.cce_scores)")
+                             "precision, in all three kernels whatever --kernels says; a "
+                             "shape's blocks then as the library sizes them for tensor cores, "
+                             "or for the CUDA cores with ieee), default the library's own "
+                             "per kernel (kernels.fused.on_cuda_cores)")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
 
+    builders = variants(args.tokens, args.negatives, args.catalog, args.tile_sizes)
+    unknown = [variant for variant in args.variants or () if variant not in builders]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(builders)}")
     hidden, emb, targets = inputs(DTYPES[args.dtype], args.tokens, args.dim, args.catalog)
     default_blocks, default_precision = fused.choose_blocks, fused.precision_for
+    default_cores = fused.on_cuda_cores
     rows = []
-    builders = variants(args.tokens, args.negatives, args.catalog, args.tile_sizes)
     for variant, precision in itertools.product(args.variants or builders,
                                                 args.precisions or [None]):
-        if variant not in builders:
-            parser.error(f"unknown variant {variant!r}; choose from {', '.join(builders)}")
         fn, name = builders[variant](), variant
         if precision is not None:
             fused.precision_for = lambda dtype, *_, precision=precision: precision
+            fused.on_cuda_cores = lambda *_, precision=precision: precision == "ieee"
             name = f"{name} [{precision}]"
         shapes = [None, *(args.shapes or itertools.product(args.block_t, args.block_n,
                                                            args.warps, args.stages))]
@@ -126,7 +132,7 @@ def main() -> None:
                          "kernel_ms": ms, "status": status})
             print(rows[-1], flush=True)
             write(rows, args, quiet=True)  # what a cut-off sweep measured stays written
-        fused.precision_for = default_precision
+        fused.precision_for, fused.on_cuda_cores = default_precision, default_cores
     write(rows, args)
 
 

@@ -268,8 +268,8 @@ for stage in "$@"; do
       # products (what fits the shared memory) against CUDA-core ieee ones, at larger tiles.
       python3 -m benchmarks.passes --out-dir "$out" --tag fp32-d256 --dtype fp32 \
         --tokens 131072 --negatives 2048 --dim 256 --variants "tile 128" shared \
-        --precisions ieee tf32x3 --shapes ${FP32_SHAPES:-32,32,4,2 64,32,4,2 64,64,4,2 \
-        64,64,8,2 128,32,8,2 128,64,8,2 64,16,4,2 64,16,8,2} 2>&1 \
+        --precisions ieee tf32x3 --shapes ${FP32_SHAPES:-32,16,4,2 32,16,8,2 32,32,4,2 \
+        64,32,4,2 64,64,4,2 64,64,8,2 128,32,8,2 128,64,8,2 64,16,4,2 64,16,8,2} 2>&1 \
         | tee "$out/passes-fp32.log" | tail -12 ;;
     full-passes)  # issue 19's full-catalog bar point: each pass's time over block shapes
       python3 -m benchmarks.passes --out-dir "$out" --tag full-d64 --dtype bf16 --tokens 51200 \

@@ -77,7 +77,7 @@ class LossConfig:
                 f"bce takes exactly one negative per position, got {self.num_negatives}; "
                 "use gbce for more"
             )
-        fused_tiles = self.name in FUSED_LOSSES and self.negative_mode == "tile"
+        fused_tiles = self.name == "cce_minus" and self.negative_mode == "tile"
         if fused_tiles and (self.tile_size < 16 or self.tile_size & (self.tile_size - 1)):
             raise ValueError(f"tile size {self.tile_size} does not suit {self.name}'s kernels: "
                              "give a power of two of at least 16 (16, 32, 64, ...)")

@@ -107,19 +107,21 @@ LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4,
 SHARED_FOLD_ATOMICS = 2**25
 
 
-# float32 rows of 1 KB and more (d >= 256): tf32x3's split operands fit the shared memory
-# only at (32, 16) tiles, where the backward passes ran 4-6x slower than IEEE products on the
-# CUDA cores at (32, 32) on an H200 (tile 128, hidden pass 120 -> 30 ms; shared, hidden and
-# item passes about 550 -> 60 ms); the forward stays on tf32x3 (9 ms against 36).
-# benchmarks/results/passes-h200-fp32-d256.md.
-CUDA_CORE_ROW_BYTES = 1024
+# float32 at d 256 (the one width measured), sampled dense modes: tf32x3's split operands
+# stage so much shared memory that no tile of 64 tokens compiles (311-459 KB asked); at 32
+# the tile mode's hidden pass took 120 ms at (32, 16) and 319 ms at (32, 32), IEEE products
+# on the CUDA cores 30 ms at (32, 32) (shared mode: hidden 26, items 34 ms). The forward stays on tf32x3 (9 ms against 36). A step at 131,072 x 2,048:
+# tile 128 -> 39 ms, shared 586 -> 69 ms on an H200 (benchmarks/results/passes-h200-fp32-d256.md,
+# kernels-h200-fp32-d256*.md). Other widths and the full catalog keep tf32x3: not measured.
+CUDA_CORE_BLOCK_D = 256
 CUDA_CORE_BLOCKS = Blocks(32, 32, 4, 2)
 
 
 def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
     """Whether `kernel`'s products over `dtype` inputs (hidden and table alike) run as IEEE
-    fp32 on the CUDA cores rather than tf32x3 on the tensor cores."""
-    return kernel != "forward" and dtype == torch.float32 and 4 * block_d >= CUDA_CORE_ROW_BYTES
+    fp32 on the CUDA cores rather than tf32x3 on the tensor cores, in the sampled dense
+    modes (shared and tile negatives)."""
+    return kernel != "forward" and dtype == torch.float32 and block_d == CUDA_CORE_BLOCK_D
 
 
 @functools.cache  # a step's host time counts at small sizes: decide once per shape
@@ -226,7 +228,8 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     # Tiles staged by the wider of the two dtypes (a float32 table's rows beside half hidden).
     wider = max(hidden.dtype, item_emb.dtype, key=lambda dtype: dtype.itemsize)
     # (Per position there is no hidden pass: the forward and kernels.cce_buckets do its work.)
-    cuda_cores = {kernel: not gather and on_cuda_cores(kernel, hidden.dtype, block_d)
+    sampled_dense = not gather and id_source != IDS_CATALOG
+    cuda_cores = {kernel: sampled_dense and on_cuda_cores(kernel, hidden.dtype, block_d)
                   for kernel in KERNELS}
     items_in_hidden = tiled or (not gather and id_source != IDS_CATALOG and _fold_shared(
         hidden.shape[0], num_negatives, block_d, wider, cuda_cores["hidden"]))

@@ -148,8 +148,8 @@ def add_loss_arguments(parser: argparse.ArgumentParser) -> None:
                        help="ce_minus, cce_minus, SASRec: the item table's gradient as a "
                             "sparse tensor of the positions a batch names, stepped by "
                             "SparseAdam (Adam for the rest): less memory where they are few "
-                            "beside the catalog (`train` only: the memory model does not "
-                            "describe it yet)")
+                            "beside the catalog (`estimate` and `tune`: cce_minus, shared or "
+                            "tile negatives, one GPU)")
 
 
 # A tuning trial trains until validation stops improving, so that a large batch that needs

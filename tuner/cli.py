@@ -8,6 +8,7 @@ only. The model is read from the command line before the parser is built for it.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import warnings
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ def _owners_hint(message: str, argv: list[str]) -> str:
     return f"; {', '.join(hints)}" if hints else ""
 
 
+@functools.cache  # every word of a bad command line asks again
 def _flags_of(model: str) -> dict[str, set[str]]:
     """Each command's flags with `--model model`."""
     parser = build_parser(model)

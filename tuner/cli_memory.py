@@ -56,6 +56,10 @@ def dataset_shape(args: argparse.Namespace) -> DatasetShape:
 def _layout(config: TrainConfig) -> str:
     """How the loss draws negatives, and where its item gradient goes, in a few words."""
     loss = config.loss
+    if loss.name in ("ce", "cce"):
+        return "full-catalog"
+    if loss.name == "bce":  # one negative per position, whatever the mode says
+        return "per-position"
     layout = loss.negative_mode.replace("_", "-")
     if loss.negative_mode == "tile":
         layout += f" {loss.tile_size}"
@@ -68,7 +72,7 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
     """The estimate of a sequence model's training `config` on the arguments' dataset (its
     size from the cache or metadata, or --num-users / --num-items), or --solve's answer."""
     try:
-        check_described(config)
+        check_described(config, args.gpus)
     except ValueError as error:
         raise CceTuneError(str(error)) from None
     if args.solve and not args.gpu_mem:

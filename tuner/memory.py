@@ -244,18 +244,27 @@ def _bert4rec_terms(config: ClozeConfig, shape: DatasetShape, batch: int) -> Mod
 MODEL_TERMS = {"sasrec": _sasrec_terms, "bert4rec": _bert4rec_terms}
 
 
-def check_described(config: TrainConfig) -> None:
-    """Raises ValueError, saying why, for a step this model does not describe (a caller must
-    not trust an estimate of it)."""
+def check_described(config: TrainConfig, gpus: int = 1) -> None:
+    """Raises ValueError, saying why, for a step this model does not describe or training
+    refuses (a caller must not trust, or launch, an estimate of it)."""
     loss = config.loss
-    if loss.sparse_item_grad and loss.name != "cce_minus":
+    if not loss.sparse_item_grad:
+        return
+    if loss.name != "cce_minus":
         raise ValueError(f"--sparse-item-grad with --loss {loss.name}: the memory model "
                          "describes sparse item gradients with the fused loss only (the "
                          "PyTorch references cast the whole table); use --loss cce_minus")
-    if loss.sparse_item_grad and loss.negative_mode == "per_position":
+    if loss.negative_mode == "per_position":
         raise ValueError("--sparse-item-grad per position: the memory model describes sparse "
                          "item gradients in the shared and tile modes (measured there); use "
                          "--negative-mode shared or tile")
+    if config.batches == "packed":
+        raise ValueError("--sparse-item-grad with --batches packed: the memory model "
+                         "describes sparse item gradients over length or random batches "
+                         "(measured there); leave --batches to auto")
+    if gpus > 1:
+        raise ValueError("--sparse-item-grad on several GPUs: data-parallel training reduces "
+                         "no sparse gradient (NCCL); train on one GPU")
 
 
 def estimate(config: TrainConfig, shape: DatasetShape,

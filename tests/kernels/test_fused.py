@@ -177,14 +177,20 @@ def test_long_float32_rows_take_cuda_core_products_in_the_backward(mode, monkeyp
     assert set(half.precisions.values()) == {"tf32"}  # a float32 table beside half hidden
 
 
-@pytest.mark.parametrize("mode", [*MODES, "full"])
+@pytest.mark.parametrize("mode", [*MODES, "shared unfolded", "full"])
 def test_a_frozen_item_table_gets_no_gradient_computed(mode, monkeypatch):
     """A frozen table: d(hidden) as before, and no item-gradient work at all (neither its
-    accumulator nor the per-position item pass)."""
+    accumulator, nor the per-position item pass, nor the dense modes' item pass)."""
     def refused(*args, **kwargs):
         raise AssertionError("item-gradient work for a frozen table")
     monkeypatch.setattr(fused_module, "compact_accumulator", refused)
     monkeypatch.setattr(fused_module, "add_item_gradient", refused)
+    launched = []
+    monkeypatch.setattr(fused_module, "cce_minus_backward_items_kernel",
+                        SpyKernel(fused_module.cce_minus_backward_items_kernel, launched))
+    if mode == "shared unfolded":  # the item pass would run: large batches
+        monkeypatch.setattr(fused_module, "SHARED_FOLD_ATOMICS", 0)
+        mode = "shared"
     problem = fp32_problem("shared" if mode == "full" else mode)
     hidden = problem.hidden.detach().clone().requires_grad_()
     wide_hidden = problem.hidden.double().requires_grad_()
@@ -197,6 +203,7 @@ def test_a_frozen_item_table_gets_no_gradient_computed(mode, monkeypatch):
         reference.ce_minus(wide_hidden, problem.emb.double(), problem.targets,
                            problem.negatives, **tile).backward()
     assert relative_errors([hidden.grad], [wide_hidden.grad])[0] < 1e-5
+    assert not launched
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -1,6 +1,7 @@
 """The trainer's loss selector (kernels.losses) in front of the fused kernels, run by Triton's
 interpreter on the CPU in place of a GPU."""
 
+import pytest
 import torch
 
 import cce_tune.kernels.losses as losses
@@ -8,6 +9,8 @@ from cce_tune.kernels import reference
 from cce_tune.kernels.config import LossConfig
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU tensors through the interpreter; "
+                    "on a GPU host the fused kernels run compiled (tests/kernels/test_fused.py)")
 def test_under_autocast_a_sparse_item_gradient_leaves_the_table_float32(monkeypatch):
     """Under autocast (fp16 here: the interpreter has no bf16) the selector casts hidden for
     the fused kernel but passes the float32 table as it is, whose rows the kernel converts:

@@ -200,6 +200,11 @@ def test_the_sparse_grid_measures_every_sparse_group_the_model_describes():
     with pytest.raises(ValueError, match="in the shared and tile modes"):
         check_described(TrainConfig(loss=LossConfig("cce_minus", negative_mode="per_position",
                                                     sparse_item_grad=True)))
+    sparse = TrainConfig(loss=LossConfig("cce_minus", sparse_item_grad=True))
+    with pytest.raises(ValueError, match="over length or random batches"):
+        check_described(replace(sparse, batches="packed"))
+    with pytest.raises(ValueError, match="reduces no sparse gradient"):
+        check_described(sparse, gpus=2)
 
 
 def test_a_sparse_item_gradient_holds_a_row_per_position_or_per_table_row():

@@ -154,8 +154,8 @@ class SASRecTarget:
         """A sampled point's training config, as its trial trains it (--batches auto made
         concrete). A step the memory model does not describe is refused (ValueError), never
         launched: packed batches off the variable-length kernel (float32, or an older
-        torch), and steps replayed from CUDA graphs but packed ones (the only graphed steps
-        measured)."""
+        torch), steps replayed from CUDA graphs but packed ones (the only graphed steps
+        measured), and what `tuner.memory.check_described` refuses."""
         config = resolve_auto(self.configure(params, self.base), data_parallel=self.gpus > 1)
         if self.gpus > 1 and (config.batches == "packed" or config.cuda_graphs):
             raise ValueError("data-parallel trials (--gpus-per-trial > 1) neither pack nor "
@@ -164,7 +164,7 @@ class SASRecTarget:
             raise ValueError("--batches packed needs bf16 and torch >= 2.10 in a tuning run "
                              "(elsewhere attention runs on a padded layout, which the memory "
                              "model does not describe): add --bf16, or leave --batches to auto")
-        check_described(config)
+        check_described(config, self.gpus)
         if config.cuda_graphs and not packs(config):
             raise ValueError("--cuda-graphs in a tuning run replays packed bf16 steps only (no "
                              "other graphed step was measured against the memory model): "
