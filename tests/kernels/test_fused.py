@@ -206,6 +206,13 @@ def test_a_frozen_item_table_gets_no_gradient_computed(mode, monkeypatch):
     assert not launched
 
 
+@pytest.mark.skipif(DEVICE == "cuda", reason="the interpreter's limit, not the GPU's")
+def test_the_interpreter_refuses_bfloat16_which_it_computes_wrongly():
+    problem = make_problem_like(fp32_problem("shared"), torch.bfloat16)
+    with pytest.raises(ValueError, match="interpreter computes bfloat16 wrongly"):
+        cce_minus(problem.hidden, problem.emb.float(), problem.targets, problem.negatives)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_half_hidden_states_score_a_float32_table(mode):
     """What a sparse item gradient trains with (kernels.losses then passes the float32 table

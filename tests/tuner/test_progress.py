@@ -68,6 +68,14 @@ def test_knobs_the_space_holds_fixed_get_no_column(capsys):
                                                               "estimate")
 
 
+def test_a_searched_knob_beyond_the_familys_columns_gets_one(capsys):
+    progress = ProgressTable(1, 40 * 10**9, get("sasrec"), 2,
+                             searched=("batch_size", "sparse_item_grad"), live=False)
+    progress.on_trial_start(0, [], trial("a", batch_size=512, sparse_item_grad=True))
+    assert capsys.readouterr().out.startswith("[  1/1] start  B=512  sparse-item-grad=True  "
+                                              "estimate")
+
+
 def test_a_dlrm_run_shows_its_own_knobs_and_auc():
     progress = ProgressTable(1, 10**9, get("dlrm"), 2, live=False)
     one = trial("a", batch_size=1024, embedding_dim=16, mlp_bot="64", mlp_top="256-64")
