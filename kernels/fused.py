@@ -110,8 +110,9 @@ SHARED_FOLD_ATOMICS = 2**25
 # float32 at d 256 (the one width measured), sampled dense modes: tf32x3's split operands
 # stage so much shared memory that no tile of 64 tokens compiles (311-459 KB asked); at 32
 # the tile mode's hidden pass took 120 ms at (32, 16) and 319 ms at (32, 32), IEEE products
-# on the CUDA cores 30 ms at (32, 32) (shared mode: hidden 26, items 34 ms). The forward stays on tf32x3 (9 ms against 36). A step at 131,072 x 2,048:
-# tile 128 -> 39 ms, shared 586 -> 69 ms on an H200 (benchmarks/results/passes-h200-fp32-d256.md,
+# on the CUDA cores 30 ms at (32, 32) (shared mode: hidden 26, items 34 ms). The forward
+# stays on tf32x3 (9 ms against 36). A step at 131,072 x 2,048 on an H200: tile 128
+# 128 -> 39 ms, shared 586 -> 69 ms (benchmarks/results/passes-h200-fp32-d256.md,
 # kernels-h200-fp32-d256*.md). Other widths and the full catalog keep tf32x3: not measured.
 CUDA_CORE_BLOCK_D = 256
 CUDA_CORE_BLOCKS = Blocks(32, 32, 4, 2)

@@ -15,8 +15,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from cce_tune.tuner.early_stopping import COST
-from cce_tune.tuner.run_dir import RAN_TO_THE_END, TuneSettings, launches_stopped
 from cce_tune.tuner.report import knob_columns
+from cce_tune.tuner.run_dir import RAN_TO_THE_END, TuneSettings, launches_stopped
 from cce_tune.tuner.units import GB
 
 LEGEND_ON_TOP = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}

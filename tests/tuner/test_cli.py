@@ -100,8 +100,8 @@ def test_a_tile_size_the_kernels_refuse_is_one_line_before_any_work(capsys):
     assert main(["estimate", "--loss", "cce_minus", "--negative-mode", "tile",
                  "--tile-size", "8"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["cce-tune: error: tile size 8 does not suit cce_minus's kernels: give a power of "
-                   "two of at least 16 (16, 32, 64, ...)"], err
+    assert err == ["cce-tune: error: tile size 8 does not suit cce_minus's kernels: give a "
+                   "power of two of at least 16 (16, 32, 64, ...)"], err
 
 
 def test_a_budget_without_a_unit_is_refused_with_the_fix(capsys):
