@@ -236,7 +236,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     sampled_dense = not gather and id_source != IDS_CATALOG
     cuda_cores = {kernel: sampled_dense and on_cuda_cores(kernel, hidden.dtype, block_d)
                   for kernel in KERNELS}
-    items_in_hidden = tiled or (not gather and id_source != IDS_CATALOG and _fold_shared(
+    items_in_hidden = tiled or (sampled_dense and _fold_shared(
         hidden.shape[0], num_negatives, block_d, wider, cuda_cores["hidden"]))
     blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,
                                     tile_size if tiled else None, cuda_cores[kernel])

@@ -353,7 +353,7 @@ class SparseTableStep:
 # SparseAdam's float32 arrays of the coalesced gradient's shape alive at once beside it
 # (torch.optim._functional.sparse_adam: the moments' old values and their updates, and the
 # coalesced copy of an update it adds): 5 fits the H200's sparse grid within 0.3 %, where 4
-# and 6 are 6 % off (benchmarks/results/memory-h200-sparse.md).
+# and 6 are up to 7 % off (benchmarks/results/memory-h200-sparse.md).
 SPARSE_ADAM_ARRAYS = 5
 
 

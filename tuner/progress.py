@@ -44,13 +44,10 @@ class ProgressTable(Callback):
         self.budget_bytes = budget_bytes
         self.family = family
         # The knobs worth a column: the family's, less those the space holds fixed, then the
-        # other knobs it searches (sparse_item_grad, negative_mode, ...), headed by their flag.
-        named = {knob for knob, _ in family.columns}
+        # other knobs it searches.
         self.columns = (*((knob, header) for knob, header in family.columns
                           if searched is None or knob in searched),
-                        *((knob.name, knob.flag.removeprefix("--")) for knob in family.knobs
-                          if searched is not None and knob.name in searched
-                          and knob.name not in named))
+                        *family.extra_columns(searched or ()))
         self.use_live = sys.stdout.isatty() if live is None else live
         self.rows: dict[str, _Row] = {}
         self.done = 0

@@ -247,11 +247,9 @@ def knob_columns(family: Family, trials: pd.DataFrame) -> list[tuple[str, str]]:
     """(knob, header) of the trial tables: the family's own columns, then every other
     searchable knob that took more than one value in this run (a space searching
     `sparse_item_grad` or `negative_mode` shows it), headed by its flag."""
-    shown = [name for name, _ in family.columns]
-    extra = [(knob.name, knob.flag.removeprefix("--")) for knob in family.knobs
-             if knob.searchable and knob.name not in shown and knob.name in trials
-             and trials[knob.name].nunique(dropna=True) > 1]
-    return [*family.columns, *extra]
+    varied = [name for name in family.searchable
+              if name in trials and trials[name].nunique(dropna=True) > 1]
+    return [*family.columns, *family.extra_columns(varied)]
 
 
 def _value(row: pd.Series, knob: str) -> object | None:

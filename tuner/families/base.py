@@ -123,6 +123,13 @@ class Family(ABC):
     def searchable(self) -> tuple[str, ...]:
         return tuple(self.space_knobs)
 
+    def extra_columns(self, names) -> list[tuple[str, str]]:
+        """(knob, header) for the searchable knobs among `names` that `columns` leaves out
+        (a space searching sparse_item_grad or negative_mode), headed by their flag."""
+        shown = {knob for knob, _ in self.columns}
+        return [(knob.name, knob.flag.removeprefix("--")) for knob in self.knobs
+                if knob.searchable and knob.name in names and knob.name not in shown]
+
     def params_of(self, config: Any) -> dict[str, Any]:
         """Every knob's value in `config`, by knob name: the inverse of `config_from_params`."""
         return {knob.name: knob.param(config) for knob in self.knobs}
