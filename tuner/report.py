@@ -243,15 +243,6 @@ def trial_gaps(trials: pd.DataFrame, resumes: list[float] = ()) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns, dtype=float)
 
 
-def knob_columns(family: Family, trials: pd.DataFrame) -> list[tuple[str, str]]:
-    """(knob, header) of the trial tables: the family's own columns, then every other
-    searchable knob that took more than one value in this run (a space searching
-    `sparse_item_grad` or `negative_mode` shows it), headed by its flag."""
-    varied = [name for name in family.searchable
-              if name in trials and trials[name].nunique(dropna=True) > 1]
-    return [*family.columns, *family.extra_columns(varied)]
-
-
 def _value(row: pd.Series, knob: str) -> object | None:
     """A knob's value in a trial's row; None where the row has none (NaN in a column)."""
     got = row.get(knob)
@@ -276,7 +267,7 @@ def summary(settings: TuneSettings, trials: pd.DataFrame, front: pd.DataFrame,
             recommended: pd.Series | None, rejected: int) -> str:
     counts = trials["status"].value_counts().to_dict()
     family = settings.family
-    columns = knob_columns(family, trials)
+    columns = family.table_columns(trials)
     gaps = trial_gaps(trials, resume_times(settings.run_dir))
     budget_s = launches_stopped(settings.run_dir)
     lines = [

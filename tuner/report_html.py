@@ -15,7 +15,6 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from cce_tune.tuner.early_stopping import COST
-from cce_tune.tuner.report import knob_columns
 from cce_tune.tuner.run_dir import RAN_TO_THE_END, TuneSettings, launches_stopped
 from cce_tune.tuner.units import GB
 
@@ -43,7 +42,7 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
                history: pd.DataFrame, front: pd.DataFrame, recommended: pd.Series | None,
                command: str | None, edge: pd.DataFrame | None = None) -> None:
     family = settings.family
-    columns = knob_columns(family, trials)
+    columns = family.table_columns(trials)
     completed = trials[trials["status"].isin(RAN_TO_THE_END)]
     budget_gb = settings.budget_bytes / GB
     counts = ", ".join(f"{n} {status}" for status, n in trials["status"].value_counts().items())
@@ -158,7 +157,7 @@ def _quality_by_cost(family, trials: pd.DataFrame, history: pd.DataFrame) -> go.
         return None
     curves = history.sort_values(["trial", "epoch"]).copy()
     curves["best"] = curves.groupby("trial")[family.quality].cummax()
-    knobs = [knob for knob, _ in knob_columns(family, trials) if knob in trials]
+    knobs = [knob for knob, _ in family.table_columns(trials) if knob in trials]
     curves = curves.merge(trials[["trial", "status", *knobs]], on="trial", how="left")
     label = family.quality_label
     figure = px.line(curves, x=COST, y="best", line_group="trial", color="status",
@@ -213,7 +212,7 @@ def _table(family, knobs: list[tuple[str, str]], trials: pd.DataFrame) -> str:
 
 
 def _hover(family, frame: pd.DataFrame) -> list[str]:
-    return [c for c in ("trial", *(knob for knob, _ in knob_columns(family, frame)),
+    return [c for c in ("trial", *(knob for knob, _ in family.table_columns(frame)),
                         "epoch_seconds")
             if c in frame]
 

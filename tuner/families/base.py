@@ -130,6 +130,13 @@ class Family(ABC):
         return [(knob.name, knob.flag.removeprefix("--")) for knob in self.knobs
                 if knob.searchable and knob.name in names and knob.name not in shown]
 
+    def table_columns(self, trials) -> list[tuple[str, str]]:
+        """(knob, header) of a run's trial tables (`trials`, a DataFrame): `columns`, then
+        every other searchable knob that took more than one value in the run."""
+        varied = [name for name in self.searchable
+                  if name in trials and trials[name].nunique(dropna=True) > 1]
+        return [*self.columns, *self.extra_columns(varied)]
+
     def params_of(self, config: Any) -> dict[str, Any]:
         """Every knob's value in `config`, by knob name: the inverse of `config_from_params`."""
         return {knob.name: knob.param(config) for knob in self.knobs}
