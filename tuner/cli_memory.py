@@ -17,6 +17,7 @@ from cce_tune.tuner.data import counts, load_prepared
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import get, names
 from cce_tune.tuner.memory import (
+    LAUNCH_MARGIN,
     SOLVE_LIMIT,
     DatasetShape,
     MemoryProfile,
@@ -51,6 +52,16 @@ def dataset_shape(args: argparse.Namespace) -> DatasetShape:
         return DatasetShape(args.num_users, args.num_items)
     users, items = counts(data_options(args))
     return DatasetShape(args.num_users or users, args.num_items or items)
+
+
+def _solve_for_tuning(config: TrainConfig, shape: DatasetShape, budget: float, knob: str,
+                      profile: MemoryProfile | None) -> int | None:
+    """--solve's answer under the share of the budget a tuning run launches within (None:
+    not even 1 fits there)."""
+    try:
+        return solve(config, shape, LAUNCH_MARGIN * budget, knob, profile)
+    except CceTuneError:
+        return None
 
 
 def _layout(config: TrainConfig) -> str:
@@ -92,9 +103,10 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
             shape = replace(DatasetShape.of(data), num_users=shape.num_users,
                             num_items=shape.num_items)
     profile = MemoryProfile.load(args.memory_profile) if args.memory_profile else None
-    solved = None
+    solved = tuned = None
     if args.solve:
         solved = solve(config, shape, args.gpu_mem, args.solve, profile)
+        tuned = _solve_for_tuning(config, shape, args.gpu_mem, args.solve, profile)
         config = with_knob(config, args.solve, solved)
     breakdown = estimate(config, shape, profile, gpus=args.gpus)
     if args.json:
@@ -104,6 +116,7 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
             out |= {"budget": args.gpu_mem, "fits": breakdown.fits(args.gpu_mem)}
         if solved is not None:
             out["solved"] = {args.solve: solved}
+            out["solved_under_margin"] = {args.solve: tuned, "margin": LAUNCH_MARGIN}
         print(json.dumps(out, indent=2))
         return
     print(f"{args.dataset}: {shape.num_users:,} users, {shape.num_items:,} items; "
@@ -134,6 +147,8 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
               f"{format_bytes(args.gpu_mem)}: the budget does not bind this knob")
     elif solved is not None:
         print(f"largest {args.solve} within {format_bytes(args.gpu_mem)}: {solved}")
+        print(f"a tuning run launches only what is estimated under {LAUNCH_MARGIN:.0%} of its "
+              f"budget (--margin): there the largest {args.solve} is {tuned or 'none'}")
     elif args.gpu_mem:
         verdict = "fits" if breakdown.fits(args.gpu_mem) else "does not fit"
         print(f"{verdict} in {format_bytes(args.gpu_mem)}")

@@ -15,6 +15,7 @@ from cce_tune.tuner.arguments import (
 )
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import Family, get
+from cce_tune.tuner.memory import LAUNCH_MARGIN
 from cce_tune.tuner.units import format_bytes
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -64,9 +65,9 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
                        help="training time a trial gets before early stopping may stop it; "
                             "trials are compared at equal training time, then at 3x, 9x... "
                             "it (default: 60s)")
-    group.add_argument("--margin", type=fraction, default=0.9,
+    group.add_argument("--margin", type=fraction, default=LAUNCH_MARGIN,
                        help="launch only trials estimated under this share of the budget "
-                            "(default: 0.9)")
+                            f"(default: {LAUNCH_MARGIN})")
     group.add_argument("--gpus-per-trial", type=gpus_per_trial,
                        help="fixed GPUs per trial: a share of one (0.5), or 2 or more for "
                             "data-parallel trials through Ray Train, the budget then per GPU "

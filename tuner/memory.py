@@ -409,6 +409,9 @@ def _evaluation(config: TrainConfig, inference: Callable[[int], int], shape: Dat
 DEFAULT_PROFILE = MemoryProfile()
 
 SOLVE_LIMIT = 1 << 22  # the largest value --solve tries
+# The share of its budget under which a tuning run launches a trial's estimate (`--margin`'s
+# default): the rest covers the estimate's error.
+LAUNCH_MARGIN = 0.9
 SOLVABLE = {"batch-size": "batch_size", "max-len": "max_len", "negatives": "num_negatives"}
 
 

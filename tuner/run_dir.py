@@ -12,6 +12,7 @@ from typing import Any
 
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.families import DEFAULT, Family, get
+from cce_tune.tuner.memory import LAUNCH_MARGIN
 
 RUN_FILE = "run.json"
 REJECTED_FILE = "rejected.jsonl"
@@ -86,7 +87,7 @@ class TuneSettings:
     model: str = DEFAULT
     space: str = "default"
     budget_bytes: int = 40 * 10**9
-    margin: float = 0.9  # launch only what the estimate puts under margin x budget
+    margin: float = LAUNCH_MARGIN  # launch only what the estimate puts under margin x budget
     trials: int = 16
     epochs: int = 5
     time_budget_s: float | None = None

@@ -28,6 +28,7 @@ from cce_tune.tuner.memory_grid import (
     sparse_groups,
 )
 from cce_tune.tuner.memory_verify import calibrate, errors
+from cce_tune.tuner.run_dir import TuneSettings
 from cce_tune.tuner.sequences.config import TrainConfig
 
 ML20M = DatasetShape(138_493, 26_744)
@@ -278,6 +279,10 @@ def test_estimate_command_solves(capsys):
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["total"] <= 40 * 2**30 and result["solved"]["batch-size"] > 100
+    # What a tuning run would launch (its default --margin) is smaller, and fits that share.
+    tuned = result["solved_under_margin"]
+    assert 100 < tuned["batch-size"] < result["solved"]["batch-size"]
+    assert tuned["margin"] == TuneSettings.margin
 
 
 @pytest.mark.parametrize("argv,message", [
