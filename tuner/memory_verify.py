@@ -65,6 +65,9 @@ def measure(point: GridPoint, device_bytes: int,
         setup.step(batch, width)  # warm-up: Adam state, cuBLAS workspaces, compiled kernels
         torch.cuda.synchronize()
         baseline = torch.cuda.memory_allocated()  # params, Adam state, data, last grads
+        # As the forward does first: else its peak would read the warm-up's gradients (a
+        # moment the optimizer step's, gradients and scratch, always exceeds).
+        setup.optimizer.zero_grad(set_to_none=True)
         measured = {}
         reserved = 0
 
