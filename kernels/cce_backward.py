@@ -17,6 +17,9 @@ The per-position mode has neither: its forward writes d(hidden) up to the upstre
 and its item gradient goes through `kernels.cce_buckets`.
 """
 
+from typing import NamedTuple
+
+import torch
 import triton
 import triton.language as tl
 
@@ -30,6 +33,28 @@ from cce_tune.kernels.cce_scores import (
     positive_scores,
     token_block,
 )
+
+
+class LaunchArgs(NamedTuple):
+    """The backward kernels' optional tensors and their strides. An absent tensor's stand-in
+    (targets or lse) is never read, a constexpr says so, but a launch needs a pointer."""
+
+    ids: torch.Tensor
+    ids_stride: int  # 0 for batch-shared ids
+    log_q: torch.Tensor
+    owners: torch.Tensor
+    totals: torch.Tensor  # read only for the mean
+    grad_stride: int  # 0 for one upstream value (a summed or averaged loss)
+
+
+def launch_args(targets, lse, ids, log_q, owners, totals, grad_loss) -> LaunchArgs:
+    """`LaunchArgs` of a backward pass: each optional tensor, or its stand-in."""
+    ids = ids if ids is not None else targets
+    return LaunchArgs(ids=ids, ids_stride=ids.stride(0) if ids.dim() == 2 else 0,
+                      log_q=log_q if log_q is not None else lse,
+                      owners=owners if owners is not None else targets,
+                      totals=totals if totals is not None else lse,
+                      grad_stride=grad_loss.stride(0) if grad_loss.dim() else 0)
 
 
 @triton.jit

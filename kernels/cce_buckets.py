@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from cce_tune.kernels import config
-from cce_tune.kernels.cce_backward import upstream_gradient
+from cce_tune.kernels.cce_backward import launch_args, upstream_gradient
 from cce_tune.kernels.cce_scores import gradient_rows, load_seed, negative_ids
 
 PAIR_BLOCK = (16, 64)  # (tokens, negatives) per program of the counting and placing passes
@@ -186,17 +186,12 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
                                        device=device)
     token_slots = torch.empty(capacity, dtype=torch.int32, device=device)
     item_slots = torch.empty(capacity, dtype=torch.int32, device=device)
-    ids_arg = ids if ids is not None else targets  # unused pointer when ids are drawn
-    ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
-    owners_arg = owners if owners is not None else targets
-    log_q_arg = log_q if log_q is not None else lse
-    grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
-    totals_arg = totals if totals is not None else lse  # read only for the mean
+    args = launch_args(targets, lse, ids, log_q, owners, totals, grad_loss)
     block_t, block_n = PAIR_BLOCK
     for first in range(0, tokens, chunk):
         last = min(first + chunk, tokens)
         pair_grid = (triton.cdiv(last - first, block_t), triton.cdiv(plan.num_negatives, block_n))
-        pair_args = (ids_arg, ids_stride, targets, first, last, plan.num_negatives,
+        pair_args = (args.ids, args.ids_stride, targets, first, last, plan.num_negatives,
                      plan.num_items, seed)
         counts.zero_()
         count_kernel[pair_grid](*pair_args, counts, ID_SOURCE=plan.id_source,
@@ -211,9 +206,9 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
         per_program = triton.cdiv(triton.cdiv(pairs, 8 * processors), blocks.t) * blocks.t
         items_kernel[(triton.cdiv(pairs, per_program),)](
             token_slots, item_slots, ends[-1:], per_program, hidden, hidden.stride(0),
-            item_emb, item_emb.stride(0), log_q_arg, lse, pos, shift, grad_loss, grad_stride,
-            totals_arg, d_items, d_items.stride(0), owners_arg, dim, plan.scale,
-            plan.inv_temperature, COMPACT=owners is not None, MEAN=mean,
+            item_emb, item_emb.stride(0), args.log_q, lse, pos, shift, grad_loss,
+            args.grad_stride, args.totals, d_items, d_items.stride(0), args.owners, dim,
+            plan.scale, plan.inv_temperature, COMPACT=owners is not None, MEAN=mean,
             HAS_LOG_Q=log_q is not None, SAMPLED_SOFTMAX=plan.sampled_softmax,
             BLOCK_S=blocks.t, BLOCK_D=plan.block_d, num_warps=blocks.warps,
             num_stages=blocks.stages)

@@ -24,6 +24,7 @@ from torch import nn
 from cce_tune.kernels.cce_backward import (
     cce_minus_backward_hidden_kernel,
     cce_minus_backward_items_kernel,
+    launch_args,
 )
 from cce_tune.kernels.cce_buckets import add_item_gradient
 from cce_tune.kernels.cce_forward import cce_minus_forward_kernel
@@ -363,19 +364,14 @@ def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift
     where the hidden pass does not add the negatives' gradient itself (`d_items` None: the
     table is frozen, no item gradient at all)."""
     tokens, dim = hidden.shape
-    grad_stride = grad_loss.stride(0) if grad_loss.dim() else 0
-    totals_arg = totals if totals is not None else lse  # read only for the mean
-    owners_arg = targets if owners is None else owners  # unused pointer when dense
-    ids_arg = ids if ids is not None else targets
-    ids_stride = ids_arg.stride(0) if ids_arg.dim() == 2 else 0
-    log_q_arg = log_q if log_q is not None else lse
+    args = launch_args(targets, lse, ids, log_q, owners, totals, grad_loss)
     item_grad = d_items is not None
     d_items = d_items if item_grad else d_hidden  # an unused pointer when frozen
     hidden_blocks = plan.blocks["hidden"]
     cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, hidden_blocks.t),)](
-        hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg, ids_stride,
-        log_q_arg, lse, pos, shift, grad_loss, grad_stride, totals_arg,
-        d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), owners_arg,
+        hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, args.ids,
+        args.ids_stride, args.log_q, lse, pos, shift, grad_loss, args.grad_stride, args.totals,
+        d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), args.owners,
         tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, seed, plan.scale,
         plan.inv_temperature, TILED=plan.tiled, ITEM_GRAD=item_grad,
         ITEMS_HERE=plan.items_in_hidden,
@@ -385,9 +381,9 @@ def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift
         chunk, chunks = _token_chunks(plan, tokens, hidden.device)
         cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives,
                                                      plan.blocks["items"].n), chunks)](
-            hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, ids_arg,
-            ids_stride, log_q_arg, lse, shift, grad_loss, grad_stride, totals_arg,
-            d_items, d_items.stride(0), owners_arg, tokens, dim, plan.num_negatives,
+            hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, args.ids,
+            args.ids_stride, args.log_q, lse, shift, grad_loss, args.grad_stride, args.totals,
+            d_items, d_items.stride(0), args.owners, tokens, dim, plan.num_negatives,
             plan.num_items, chunk, seed, plan.scale, plan.inv_temperature,
             COMPACT=owners is not None, MEAN=mean, **plan.constants("items"),
         )
