@@ -54,9 +54,9 @@ def write_html(path: Path, settings: TuneSettings, trials: pd.DataFrame,
              f"Pareto front of those that ran to their end.{spent}</p>",
              _recommended(family, columns, recommended, command)]
     figures = [figure for figure in (
-        _quality_by_memory(family, completed, front, budget_gb),
+        _quality_by_memory(family, columns, completed, front, budget_gb),
         _quality_over_grid(family, completed, edge),
-        _quality_by_cost(family, trials, history),
+        _quality_by_cost(family, columns, trials, history),
         _estimate_against_measured(trials)) if figure is not None]
     for index, figure in enumerate(figures):
         figure.update_layout(legend=LEGEND_ON_TOP, margin={"t": 90})
@@ -84,8 +84,8 @@ def _recommended(family, columns: list[tuple[str, str]], recommended: pd.Series 
             f"memory). Retrain it with</p><pre>{html.escape(command or '')}</pre>")
 
 
-def _quality_by_memory(family, completed: pd.DataFrame, front: pd.DataFrame,
-                       budget_gb: float) -> go.Figure | None:
+def _quality_by_memory(family, columns: list[tuple[str, str]], completed: pd.DataFrame,
+                       front: pd.DataFrame, budget_gb: float) -> go.Figure | None:
     """Quality against peak memory on a log axis, so small trials do not crowd at zero."""
     if completed.empty:
         return None
@@ -95,7 +95,7 @@ def _quality_by_memory(family, completed: pd.DataFrame, front: pd.DataFrame,
     figure = px.scatter(
         completed, x="peak_memory_gb", y=family.quality, color="epoch_seconds", log_x=True,
         symbol=completed["pareto"].map({True: "Pareto front", False: "dominated"}),
-        hover_data=_hover(family, completed), color_continuous_scale="Viridis",
+        hover_data=_hover(columns, completed), color_continuous_scale="Viridis",
         labels={"peak_memory_gb": memory, family.quality: f"validation {label}",
                 "epoch_seconds": "epoch (s)", "symbol": ""},
         title=f"{label} against peak memory (color: epoch time)")
@@ -150,14 +150,15 @@ def _quality_over_grid(family, completed: pd.DataFrame,
     return figure
 
 
-def _quality_by_cost(family, trials: pd.DataFrame, history: pd.DataFrame) -> go.Figure | None:
+def _quality_by_cost(family, columns: list[tuple[str, str]], trials: pd.DataFrame,
+                     history: pd.DataFrame) -> go.Figure | None:
     """Each trial's best validation quality so far against the training seconds it had
     spent: what a configuration buys for its GPU time, and where early stopping cut it."""
     if history.empty or history[COST].isna().all():
         return None
     curves = history.sort_values(["trial", "epoch"]).copy()
     curves["best"] = curves.groupby("trial")[family.quality].cummax()
-    knobs = [knob for knob, _ in family.table_columns(trials) if knob in trials]
+    knobs = [knob for knob, _ in columns if knob in trials]
     curves = curves.merge(trials[["trial", "status", *knobs]], on="trial", how="left")
     label = family.quality_label
     figure = px.line(curves, x=COST, y="best", line_group="trial", color="status",
@@ -211,10 +212,8 @@ def _table(family, knobs: list[tuple[str, str]], trials: pd.DataFrame) -> str:
             + "".join(rows) + "</tbody></table>")
 
 
-def _hover(family, frame: pd.DataFrame) -> list[str]:
-    return [c for c in ("trial", *(knob for knob, _ in family.table_columns(frame)),
-                        "epoch_seconds")
-            if c in frame]
+def _hover(columns: list[tuple[str, str]], frame: pd.DataFrame) -> list[str]:
+    return [c for c in ("trial", *(knob for knob, _ in columns), "epoch_seconds") if c in frame]
 
 
 def _title(knob: str) -> str:
