@@ -110,7 +110,7 @@ def cce_minus_backward_hidden_kernel(
         scores, _masked, ids, e = negative_block(
             h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
             targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-            scale, ID_SOURCE, False, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
+            scale, ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
         d_scores = tl.exp2(scores + shift[:, None] - lse[:, None]) * g[:, None]
         dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
         if ITEM_GRAD and ITEMS_HERE:

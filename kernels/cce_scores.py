@@ -92,7 +92,8 @@ def adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE: tl.constexpr,
     Masked: id 0 (padding, or past the last negative) and, for sampled ids, accidental hits.
     Over the whole catalog (ID_SOURCE 1) the target is one of the columns by design, so only
     the columns past the catalog are masked: no per-score id comparison at all.
-    `ids` broadcasts against `targets[:, None]`: (N,) for shared rows, (T, N) per position.
+    `ids` (N,) are the block's columns, shared by its tokens (per position each token's own
+    columns are among them, the rest masked by the caller: `gathered_block`).
     """
     scores = raw * scale
     if HAS_LOG_Q:
@@ -114,14 +115,6 @@ def item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, dtype: tl.constexpr):
 
 
 @triton.jit
-def gathered_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask):
-    """(BLOCK_T, BLOCK_N) scores when every token has its own negatives `ids` (T, N)."""
-    e = tl.load(e_ptr + ids[:, :, None] * e_row_stride + offs_d[None, None, :],
-                mask=d_mask[None, None, :], other=0.0)
-    return tl.sum(h[:, None, :].to(tl.float32) * e.to(tl.float32), axis=2), e
-
-
-@triton.jit
 def positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask):
     """(BLOCK_T,) score of each token against its own target row, and that row."""
     e = tl.load(e_ptr + targets[:, None] * e_row_stride + offs_d[None, :],
@@ -132,29 +125,56 @@ def positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask):
 @triton.jit
 def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
                    targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-                   scale, ID_SOURCE: tl.constexpr, GATHER: tl.constexpr,
-                   HAS_LOG_Q: tl.constexpr, DOT_PRECISION: tl.constexpr,
-                   BLOCK_N: tl.constexpr):
-    """Scores (log2 units) of a token block against negatives start..start+BLOCK_N.
+                   scale, ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
+                   DOT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Scores (log2 units) of a token block against the negatives start..start+BLOCK_N of
+    row `row` of the ids (shared by the block): one tensor-core product.
 
     Returns (scores with masked entries at -inf, the mask, the ids, the item rows): the
-    forward pass needs the scores, the mask (sampled softmax counts the kept negatives) and,
-    per position, the rows; the backward passes the scores, ids and rows.
+    forward pass needs the scores and the mask (sampled softmax counts the kept negatives),
+    the backward passes the scores, ids and rows.
     """
     offs_n = start + tl.arange(0, BLOCK_N)
     n_mask = offs_n < num_negatives
-    if GATHER:
-        ids = negative_ids(ids_ptr, offs_t[:, None], ids_row_stride, offs_n[None, :],
-                           t_mask[:, None] & n_mask[None, :], num_negatives, num_items, seed,
-                           ID_SOURCE)
-        raw, e = gathered_scores(h, e_ptr, ids, e_row_stride, offs_d, d_mask)
-    else:
-        ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives,
-                           num_items, seed, ID_SOURCE)
-        e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype)
-        raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
+    ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives,
+                       num_items, seed, ID_SOURCE)
+    e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype)
+    raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
     scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
     return scores, masked, ids, e
+
+
+@triton.jit
+def gathered_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, first, num_tokens, start,
+                   targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
+                   scale, ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
+                   DOT_PRECISION: tl.constexpr, BLOCK_T: tl.constexpr,
+                   BLOCK_N: tl.constexpr):
+    """Per position: the BLOCK_T tokens from `first` against their own negatives
+    start..start+BLOCK_N, on the tensor cores.
+
+    Each token's rows are gathered into one (BLOCK_T * BLOCK_N, d) block, row t * BLOCK_N + n
+    being token t's negative start + n, and the block is scored against every token of the
+    program: (BLOCK_T, BLOCK_T * BLOCK_N) products of which a token keeps its own BLOCK_N,
+    the others masked like accidental hits. BLOCK_T times the products needed, but on the
+    tensor cores, where summing each row on the CUDA cores (a shuffle across the warp per
+    row) made the pass three times as slow as its gather. The rows come back for the
+    caller's second product (the forward's softmax-weighted rows: scores as weights).
+    Returns (scores, mask, rows) as `negative_block` does, over the wide block.
+    """
+    offs_r = tl.arange(0, BLOCK_T * BLOCK_N)
+    owner = offs_r // BLOCK_N  # the token, within the block, of each gathered row
+    row_tokens = first + owner
+    offs_n = start + offs_r % BLOCK_N
+    n_mask = offs_n < num_negatives
+    ids = negative_ids(ids_ptr, row_tokens.to(tl.int64), ids_row_stride, offs_n,
+                       (row_tokens < num_tokens) & n_mask, num_negatives, num_items, seed,
+                       ID_SOURCE)
+    e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype)
+    raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
+    scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
+    masked = masked | (owner[None, :] != tl.arange(0, BLOCK_T)[:, None])
+    return tl.where(masked, float("-inf"), scores), masked, e
 
 
 def precision_for(dtype, cuda_cores: bool = False) -> str:

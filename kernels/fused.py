@@ -86,7 +86,9 @@ class Blocks:
     # Tokens per program (forward, hidden) or per inner step (items); per position, the
     # item pass's pairs per inner step (kernels.cce_buckets).
     t: int
-    n: int  # negatives per inner step (forward, hidden) or per program (items; none per position)
+    # Negatives per inner step (forward, hidden; per position, of each token) or per program
+    # (items); per position, the item pass's runs per product.
+    n: int
     warps: int
     stages: int
 
@@ -134,14 +136,17 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
     shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`);
     CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`)."""
     if gather:
-        # Per position the passes sum a register tile of gathered rows both across d (the
-        # scores) and across its rows (d(hidden)'s directions; an item's gradient): one warp
-        # a program keeps the rows in each thread's registers, where more warps split them
-        # and summed through shared memory each step (the forward 53 -> 32 ms at d 256 on an
-        # H200). Tiles: the fastest of benchmarks/results/passes-h200-per-position-*.md.
-        if kernel == "items":  # kernels.cce_buckets: BLOCK_S pairs' hidden rows per step
-            return Blocks(max(8, min(64, 2048 // block_d)), 1, 1, 2)
-        return Blocks(max(1, min(16, 1024 // (8 * block_d))), 8, 1, 2)  # (T, 8 rows, d)
+        # Per position both passes multiply a block by all of its tokens (its runs) on the
+        # tensor cores (kernels.cce_scores.gathered_block, cce_buckets.items_kernel): 16
+        # tokens (runs), the least a product takes, so the wasted products stay 16x. Rows
+        # gathered per step: 32 KB; 8 warps for rows of 512 bytes and more (fewer spill
+        # registers compiled for sm_90, and float32's tf32x3 split fits in shared memory).
+        row_bytes = block_d * dtype.itemsize
+        warps = 8 if row_bytes >= 512 else 4
+        if kernel == "items":  # (pairs, runs) per step
+            return Blocks(16 if row_bytes > 512 else 64, 16, warps, 2)
+        rows = max(16, min(256, 32768 // row_bytes))
+        return Blocks(16, rows // 16, warps, 2)  # (tokens, negatives of each) per step
     if cuda_cores:
         blocks = CUDA_CORE_BLOCKS
         return blocks if tile_size is None else replace(blocks, t=min(blocks.t, tile_size))
