@@ -7,8 +7,8 @@
 # batching-quality-fixed, memory-check, dlrm-hybrid, tune-ml20m, tuning-bars, step-graphs,
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
-# per-position-passes, tile-quality, memory-per-position, fp32-bars, full-bars, fp32-passes,
-# memory-sparse, full-passes).
+# per-position-passes, per-position-tensor-passes, tile-quality, memory-per-position,
+# fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -249,20 +249,27 @@ for stage in "$@"; do
         fp16:32768:1511:256:26744 --max-per-position 1e12 --impls ours \
         --ours-label "ours $(basename "$baseline")" \
         --modes per_position "per_position (in-kernel)") 2>&1 | tail -12 ;;
-    per-position-passes)  # ... and each pass's time over tiles: the forward's (16 tokens,
-      # negatives of each per step), then the bucketed item pass's (pairs per step, 16 runs)
-      for point in "d256 511 256 2 4 8" "d64 1511 64 4 8 16"; do
-        read -r tag negatives dim n1 n2 n3 <<< "$point"
+    per-position-passes)  # ... and each pass's time over register tiles: the forward's
+      # (BLOCK_T, BLOCK_N), then the bucketed item pass's pairs per step (BLOCK_S as BLOCK_T).
+      # Few warps: a warp splits the tile's rows, and both passes also sum over rows.
+      for point in "d256 511 256 1 2" "d64 1511 64 2 4"; do
+        read -r tag negatives dim t1 t2 <<< "$point"
         python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-$tag" \
           --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels forward \
-          --block-t 16 --block-n "$n1" "$n2" "$n3" --warps 4 8 --stages 2 \
+          --block-t "$t1" "$t2" --block-n 8 16 32 --warps 1 2 --stages 2 \
           --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-$tag.log" | tail -6
         python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-items-$tag" \
           --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
-          --block-t 32 64 128 --block-n 16 --warps 4 8 --stages 2 \
+          --block-t 8 16 32 64 --block-n 1 --warps 1 2 --stages 2 \
           --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-items-$tag.log" \
           | tail -6
       done ;;
+    per-position-tensor-passes)  # ... the forward on the tensor cores (half precision, d 256):
+      # 16 tokens, 2-8 negatives of each per step
+      python3 -m benchmarks.passes --out-dir "$out" --tag per-position-tensor-d256 \
+        --tokens 131072 --negatives 511 --dim 256 --kernels forward --block-t 16 \
+        --block-n 2 4 8 --warps 4 8 --stages 2 --variants "per position (in-kernel)" 2>&1 \
+        | tee "$out/passes-tensor-d256.log" | tail -6 ;;
     fp32-passes)  # issue 19's fp32 bar at d 256: each pass's time with tensor-core tf32x3
       # products (what fits the shared memory) against CUDA-core ieee ones, at larger tiles.
       python3 -m benchmarks.passes --out-dir "$out" --tag fp32-d256 --dtype fp32 \

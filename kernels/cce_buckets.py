@@ -5,9 +5,9 @@ Per position every token has its own N rows, so adding each pair's p * h into th
 gradient as it comes is tokens x N x d atomic adds (17 G at 131,072 tokens, N = 511, d = 256:
 18 ms on an H200, more than the forward's whole gather; benchmarks/per_position_floor.py).
 Instead a counting sort groups the batch's (token, item) pairs by item, and one pass walks
-them in that order: a run of one item's pairs sums its gradient and adds it once per block
-of slots, reading each pair's hidden row (a gather, the forward's traffic) where the
-atomics wrote a row.
+them in that order: a run of one item's pairs sums its gradient in registers and adds it
+once, reading each pair's hidden row (a gather, the forward's traffic) where the atomics
+wrote a row.
 
 1. `count_kernel`: pairs per item, one int32 atomic per pair. Accidental hits, padding ids
    and padding tokens make no pair; each kept target is a pair too, flagged.
@@ -15,8 +15,8 @@ atomics wrote a row.
 3. `place_kernel`: each pair claims a slot of its item (an int32 atomic) and writes its
    token (with the target flag) and its item there.
 4. `items_kernel`: programs over equal ranges of slots, so a popular item's long run is
-   shared, whatever the skew of the ids; each block of slots scores its pairs and sums its
-   runs with two tensor-core products, and adds one row per run.
+   shared, whatever the skew of the ids: a block of slots of one item adds into registers,
+   flushed by one atomic add per run; a block that straddles items adds row by row.
 
 Tokens are taken in chunks so that the slot arrays stay under `MAX_SLOTS` pairs. Nothing waits
 for the GPU (the pair count is read on the device), so a CUDA graph can capture it all.
@@ -88,15 +88,15 @@ def place_kernel(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, 
 
 
 @triton.jit
-def _pair_weights(raw, items, tokens, is_target, mask, lse_ptr, pos_ptr, shift_ptr, grad_ptr,
-                  grad_stride, totals_ptr, log_q_ptr, scale, inv_temperature,
+def _pair_weights(h, rows, items, tokens, is_target, mask, lse_ptr, pos_ptr, shift_ptr,
+                  grad_ptr, grad_stride, totals_ptr, log_q_ptr, scale, inv_temperature,
                   MEAN: tl.constexpr, HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr):
-    """d(loss)/d(score) of each pair from its raw dot product: g (p - 1) for a target,
-    g p for a negative, 0 off `mask`."""
+    """d(loss)/d(score) of each pair: g (p - 1) for a target, g p for a negative, 0 off
+    `mask`. `rows` (one row, or one per pair) are the items' embeddings."""
     g = upstream_gradient(grad_ptr, grad_stride, totals_ptr, tokens, mask, inv_temperature,
                           MEAN)
     lse = tl.load(lse_ptr + tokens, mask=mask, other=0.0)
-    scores = raw * scale
+    scores = tl.sum(h * rows.to(tl.float32), axis=1) * scale
     if HAS_LOG_Q:
         scores -= tl.load(log_q_ptr + items, mask=mask, other=0.0)
     if SAMPLED_SOFTMAX:
@@ -106,6 +106,15 @@ def _pair_weights(raw, items, tokens, is_target, mask, lse_ptr, pos_ptr, shift_p
     return tl.where(mask, g * p, 0.0)
 
 
+@triton.jit
+def _add_run(de_ptr, de_row_stride, owner_ptr, item, offs_d, summed, mask,
+             COMPACT: tl.constexpr):
+    """Adds a run's summed gradient into its item's accumulator row, atomically: another
+    program may hold the same item's run on either side of its slot range."""
+    tl.atomic_add(de_ptr + gradient_rows(item, owner_ptr, COMPACT) * de_row_stride + offs_d,
+                  summed, mask=mask, sem="relaxed")
+
+
 # Not specialised on values: the slots per program change with every batch's shape.
 @triton.jit(do_not_specialize=["slots_per_program"])
 def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row_stride,
@@ -113,50 +122,50 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
                  grad_stride, totals_ptr, de_ptr, de_row_stride, owner_ptr, dim, scale,
                  inv_temperature, COMPACT: tl.constexpr, MEAN: tl.constexpr,
                  HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr,
-                 DOT_PRECISION: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_R: tl.constexpr,
-                 BLOCK_D: tl.constexpr):
-    """Each step takes BLOCK_S slots, whose pairs form runs of one item (slots are sorted
-    by item), and handles BLOCK_R runs at a time on the tensor cores: the pairs' hidden rows
-    against the runs' item rows give every pair's score (each pair keeps its own run's
-    column), and the runs' weights (a pair's weight in its run's row) times the hidden rows
-    give each run's gradient, added once. BLOCK_R times the products needed, but neither sum
-    runs across a warp on the CUDA cores, which made this pass twice its gather."""
+                 BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
     first = tl.program_id(0) * slots_per_program
     last = tl.minimum(first + slots_per_program, tl.load(total_ptr))
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < dim
-    offs_r = tl.arange(0, BLOCK_R)
+    # The item of the run (int64, as every id the shared helpers take).
+    current = tl.load(item_ptr + first, mask=first < last, other=0).to(tl.int64)
+    row = tl.load(e_ptr + current * e_row_stride + offs_d, mask=d_mask, other=0.0)
+    summed = tl.zeros([BLOCK_D], dtype=tl.float32)
     for start in range(first, last, BLOCK_S):
         offs = start + tl.arange(0, BLOCK_S)
         mask = offs < last
-        items = tl.load(item_ptr + offs, mask=mask, other=0)
-        previous = tl.load(item_ptr + offs - 1, mask=mask & (offs > start), other=-1)
-        run = tl.cumsum((mask & (items != previous)).to(tl.int32), axis=0) - 1  # per slot
+        items = tl.load(item_ptr + offs, mask=mask, other=0).to(tl.int64)
         code = tl.load(token_ptr + offs, mask=mask, other=0)
         tokens = (code >> 1).to(tl.int64)
         is_target = (code & 1) == 1
         h = tl.load(h_ptr + tokens[:, None] * h_row_stride + offs_d[None, :],
-                    mask=mask[:, None] & d_mask[None, :], other=0.0)
-        items = items.to(tl.int64)
-        runs = tl.max(tl.where(mask, run, -1), axis=0) + 1
-        for base in range(0, runs, BLOCK_R):
-            mine = (run[None, :] - base == offs_r[:, None]) & mask[None, :]  # (runs, slots)
-            run_items = tl.max(tl.where(mine, items[None, :], 0), axis=1)  # 0: no run
-            rows = tl.load(e_ptr + run_items[:, None] * e_row_stride + offs_d[None, :],
-                           mask=d_mask[None, :], other=0.0).to(h.dtype)
-            raw = tl.sum(tl.where(tl.trans(mine), tl.dot(h, tl.trans(rows),
-                                                         input_precision=DOT_PRECISION),
-                                  0.0), axis=1)
-            in_group = mask & (run >= base) & (run < base + BLOCK_R)
-            weights = _pair_weights(raw, items, tokens, is_target, in_group, lse_ptr, pos_ptr,
+                    mask=mask[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+        low = tl.min(tl.where(mask, items, 2**31 - 1), axis=0)
+        high = tl.max(tl.where(mask, items, -1), axis=0)
+        if low == high:  # one item: into the run's registers
+            if low != current:
+                _add_run(de_ptr, de_row_stride, owner_ptr, current, offs_d, summed, d_mask,
+                         COMPACT)
+                summed = tl.zeros([BLOCK_D], dtype=tl.float32)
+                current = low
+                row = tl.load(e_ptr + current * e_row_stride + offs_d, mask=d_mask, other=0.0)
+            weights = _pair_weights(h, row[None, :], items, tokens, is_target, mask, lse_ptr,
+                                    pos_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr,
+                                    log_q_ptr, scale, inv_temperature, MEAN, HAS_LOG_Q,
+                                    SAMPLED_SOFTMAX)
+            summed += tl.sum(weights[:, None] * h, axis=0)
+        else:  # a block across items: row by row
+            rows = tl.load(e_ptr + items[:, None] * e_row_stride + offs_d[None, :],
+                           mask=mask[:, None] & d_mask[None, :], other=0.0)
+            weights = _pair_weights(h, rows, items, tokens, is_target, mask, lse_ptr, pos_ptr,
                                     shift_ptr, grad_ptr, grad_stride, totals_ptr, log_q_ptr,
                                     scale, inv_temperature, MEAN, HAS_LOG_Q, SAMPLED_SOFTMAX)
-            summed = tl.dot(tl.where(mine, weights[None, :], 0.0).to(h.dtype), h,
-                            input_precision=DOT_PRECISION)
-            # Atomically: the programs on either side may hold the same item's run.
-            targets = gradient_rows(run_items, owner_ptr, COMPACT)
-            tl.atomic_add(de_ptr + targets[:, None] * de_row_stride + offs_d[None, :], summed,
-                          mask=(run_items != 0)[:, None] & d_mask[None, :], sem="relaxed")
+            targets = gradient_rows(items, owner_ptr, COMPACT)
+            tl.atomic_add(de_ptr + targets[:, None] * de_row_stride + offs_d[None, :],
+                          weights[:, None] * h, mask=mask[:, None] & d_mask[None, :],
+                          sem="relaxed")
+    _add_run(de_ptr, de_row_stride, owner_ptr, current, offs_d, summed,
+             d_mask & (offs_d * 0 + first < last), COMPACT)  # a tensor condition: see _pairs
 
 
 def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor,
@@ -201,6 +210,5 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
             args.grad_stride, args.totals, d_items, d_items.stride(0), args.owners, dim,
             plan.scale, plan.inv_temperature, COMPACT=owners is not None, MEAN=mean,
             HAS_LOG_Q=log_q is not None, SAMPLED_SOFTMAX=plan.sampled_softmax,
-            DOT_PRECISION=plan.precisions["items"], BLOCK_S=blocks.t, BLOCK_R=blocks.n,
-            BLOCK_D=plan.block_d, num_warps=blocks.warps,
+            BLOCK_S=blocks.t, BLOCK_D=plan.block_d, num_warps=blocks.warps,
             num_stages=blocks.stages)

@@ -2,24 +2,27 @@
 
 One program owns BLOCK_T tokens and streams the negatives in blocks of BLOCK_N, keeping a
 running max and sum: the (tokens x N) score matrix exists only one register tile at a time.
-Every mode scores a block with one tensor-core product: dense modes (shared, tile, full
-catalog) against rows the block shares, the per-position mode (GATHER) against all of its
-tokens' own rows at once (`cce_scores.gathered_block`). Each program also writes its tokens'
-loss sum and count of non-padding tokens, so the mean needs no pass over per-token losses.
+Dense modes (shared, tile, full catalog) score a block with one tensor-core product against
+rows the block shares. The per-position mode (GATHER) gathers each token's own rows and
+scores them either on the tensor cores, all of the block's rows against all of its tokens
+(TENSOR_GATHER; `cce_scores.gathered_block_tensor_cores`), or on the CUDA cores, row by row
+(`cce_scores.gathered_block_cuda_cores`). Each program also writes its tokens' loss sum and
+count of non-padding tokens, so the mean needs no pass over per-token losses.
 
 With DIRECTIONS (per position, for training) the pass also writes each token's hidden-state
 gradient up to its upstream factor, d(loss_t)/d(h_t) = sum_j p_j e_j - e_target, from the
-rows it has gathered anyway: softmax-weighted rows summed online by a second product,
-rescaled with the running max as flash attention rescales its output. The backward then
-reads no row for d(hidden), and per position reading rows is the whole cost (a gather of
-tokens x N rows).
+rows it has gathered anyway: softmax-weighted rows summed online (on the tensor cores by a
+second product), rescaled with the running max as flash attention rescales its output. The
+backward then reads no row for d(hidden), and per position reading rows is the whole cost
+(a gather of tokens x N rows).
 """
 
 import triton
 import triton.language as tl
 
 from cce_tune.kernels.cce_scores import (
-    gathered_block,
+    gathered_block_cuda_cores,
+    gathered_block_tensor_cores,
     load_seed,
     negative_block,
     positive_scores,
@@ -33,7 +36,8 @@ def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr, direction_ptr,
     num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, log2_others,
-    ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TILED: tl.constexpr,
+    ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TENSOR_GATHER: tl.constexpr,
+    TILED: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     DIRECTIONS: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -56,11 +60,16 @@ def cce_minus_forward_kernel(
         row = (pid * BLOCK_T) // tile_size
 
     for start in range(0, num_negatives, BLOCK_N):
-        if GATHER:
-            scores, masked, rows = gathered_block(
+        if GATHER and TENSOR_GATHER:
+            scores, masked, rows = gathered_block_tensor_cores(
                 h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens,
                 start, targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
                 scale, ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_T, BLOCK_N)
+        elif GATHER:
+            scores, masked, rows = gathered_block_cuda_cores(
+                h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, offs_t, t_mask, start,
+                targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed, scale,
+                ID_SOURCE, HAS_LOG_Q, BLOCK_N)
         else:
             scores, masked, _ids, rows = negative_block(
                 h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
@@ -70,9 +79,12 @@ def cce_minus_forward_kernel(
         rescale = tl.exp2(running_max - new_max)
         terms = tl.exp2(scores - new_max[:, None])
         running_sum = running_sum * rescale + tl.sum(terms, axis=1)
-        if DIRECTIONS:  # per position: (BLOCK_T, BLOCK_T * BLOCK_N) weights of their rows
+        if DIRECTIONS and TENSOR_GATHER:  # (BLOCK_T, BLOCK_T * BLOCK_N) weights of the rows
             weighted = weighted * rescale[:, None] + tl.dot(
                 terms.to(rows.dtype), rows, input_precision=DOT_PRECISION)
+        elif DIRECTIONS:  # rows (BLOCK_T, BLOCK_N, BLOCK_D)
+            weighted = weighted * rescale[:, None] + tl.sum(
+                terms[:, :, None] * rows.to(tl.float32), axis=1)
         if SAMPLED_SOFTMAX:
             kept += tl.sum(tl.where(masked, 0.0, 1.0), axis=1)
         running_max = new_max

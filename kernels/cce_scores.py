@@ -92,8 +92,9 @@ def adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE: tl.constexpr,
     Masked: id 0 (padding, or past the last negative) and, for sampled ids, accidental hits.
     Over the whole catalog (ID_SOURCE 1) the target is one of the columns by design, so only
     the columns past the catalog are masked: no per-score id comparison at all.
-    `ids` (N,) are the block's columns, shared by its tokens (per position each token's own
-    columns are among them, the rest masked by the caller: `gathered_block`).
+    `ids` broadcasts against `targets[:, None]`: (N,) for a block's columns shared by its
+    tokens (per position on the tensor cores each token's own are among them, the rest
+    masked by the caller), (T, N) for each token's own.
     """
     scores = raw * scale
     if HAS_LOG_Q:
@@ -145,11 +146,12 @@ def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t,
 
 
 @triton.jit
-def gathered_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, first, num_tokens, start,
-                   targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-                   scale, ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
-                   DOT_PRECISION: tl.constexpr, BLOCK_T: tl.constexpr,
-                   BLOCK_N: tl.constexpr):
+def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, first,
+                                num_tokens, start, targets, log_q_ptr, offs_d, d_mask,
+                                num_negatives, num_items, seed, scale,
+                                ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
+                                DOT_PRECISION: tl.constexpr, BLOCK_T: tl.constexpr,
+                                BLOCK_N: tl.constexpr):
     """Per position: the BLOCK_T tokens from `first` against their own negatives
     start..start+BLOCK_N, on the tensor cores.
 
@@ -158,9 +160,9 @@ def gathered_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, first, num_t
     program: (BLOCK_T, BLOCK_T * BLOCK_N) products of which a token keeps its own BLOCK_N,
     the others masked like accidental hits. BLOCK_T times the products needed, but on the
     tensor cores, where summing each row on the CUDA cores (a shuffle across the warp per
-    row) made the pass three times as slow as its gather. The rows come back for the
-    caller's second product (the forward's softmax-weighted rows: scores as weights).
-    Returns (scores, mask, rows) as `negative_block` does, over the wide block.
+    row) made the pass twice as slow at d 256 (`gathered_block_cuda_cores`). The rows come
+    back for the caller's second product (the forward's softmax-weighted rows: scores as
+    weights). Returns (scores, mask, rows) as `negative_block` does, over the wide block.
     """
     offs_r = tl.arange(0, BLOCK_T * BLOCK_N)
     owner = offs_r // BLOCK_N  # the token, within the block, of each gathered row
@@ -185,3 +187,24 @@ def precision_for(dtype, cuda_cores: bool = False) -> str:
     if dtype.itemsize != 4:
         return "tf32"
     return "ieee" if cuda_cores else "tf32x3"
+
+
+@triton.jit
+def gathered_block_cuda_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, offs_t, t_mask,
+                              start, targets, log_q_ptr, offs_d, d_mask, num_negatives,
+                              num_items, seed, scale, ID_SOURCE: tl.constexpr,
+                              HAS_LOG_Q: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Per position on the CUDA cores: each token's own negatives start..start+BLOCK_N,
+    gathered into a (BLOCK_T, BLOCK_N, d) tile and scored row by row (a sum across d) in
+    float32. No product is wasted, which wins over `gathered_block_tensor_cores` where the
+    rows are short or the products are float32. Returns (scores, mask, rows) as there, the
+    rows (T, N, d)."""
+    offs_n = start + tl.arange(0, BLOCK_N)
+    ids = negative_ids(ids_ptr, offs_t[:, None], ids_row_stride, offs_n[None, :],
+                       t_mask[:, None] & (offs_n < num_negatives)[None, :], num_negatives,
+                       num_items, seed, ID_SOURCE)
+    e = tl.load(e_ptr + ids[:, :, None] * e_row_stride + offs_d[None, None, :],
+                mask=d_mask[None, None, :], other=0.0)
+    raw = tl.sum(h[:, None, :].to(tl.float32) * e.to(tl.float32), axis=2)
+    scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
+    return scores, masked, e

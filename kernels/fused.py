@@ -128,25 +128,44 @@ def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
     return kernel != "forward" and dtype == torch.float32 and block_d == CUDA_CORE_BLOCK_D
 
 
+# Per position the forward scores each token's own rows on the tensor cores (all of a block's
+# rows against all of its tokens; kernels.cce_scores) where that was measured faster: half
+# precision at d 256, 30.6 -> 14.6 ms at 131,072 tokens x N 511 on an H200. At d 64 the CUDA
+# cores' row-by-row scores stay ahead (8.7 against 14.7 ms at N 1,511: the 16x wasted
+# products and scores cost per pair, whatever the row's length); float32 keeps its IEEE
+# products. benchmarks/results/passes-h200-per-position-{tensor-d256,tensor-d64,d256,d64}.md.
+TENSOR_GATHER_MIN_D = 256
+
+
+def gathers_on_tensor_cores(dtype: torch.dtype, block_d: int) -> bool:
+    """Whether the per-position forward over `dtype` hidden states scores on the tensor
+    cores (TENSOR_GATHER_MIN_D)."""
+    return dtype in HALF and block_d >= TENSOR_GATHER_MIN_D
+
+
 @functools.cache  # a step's host time counts at small sizes: decide once per shape
 def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
                   items_in_hidden: bool, tile_size: int | None,
-                  cuda_cores: bool = False) -> Blocks:
+                  cuda_cores: bool = False, tensor_gather: bool = False) -> Blocks:
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
     shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`);
     CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`)."""
+    if gather and tensor_gather and kernel == "forward":
+        # 16 tokens (the least a product takes: the wasted products stay 16x) and 64 KB of
+        # rows gathered per step, 8 of each token's at d 256 in half precision: the fastest
+        # at 131,072 tokens x N 511 on an H200 (14.6 ms; 4 of each 14.7, 2 of each 18.8, 8
+        # warps 19.7-33: benchmarks/results/passes-h200-per-position-tensor-d256.md).
+        return Blocks(16, max(1, 65536 // (16 * block_d * dtype.itemsize)), 4, 2)
     if gather:
-        # Per position both passes multiply a block by all of its tokens (its runs) on the
-        # tensor cores (kernels.cce_scores.gathered_block, cce_buckets.items_kernel): 16
-        # tokens (runs), the least a product takes, so the wasted products stay 16x. Rows
-        # gathered per step: 32 KB; 8 warps for rows of 512 bytes and more (fewer spill
-        # registers compiled for sm_90, and float32's tf32x3 split fits in shared memory).
-        row_bytes = block_d * dtype.itemsize
-        warps = 8 if row_bytes >= 512 else 4
-        if kernel == "items":  # (pairs, runs) per step
-            return Blocks(16 if row_bytes > 512 else 64, 16, warps, 2)
-        rows = max(16, min(256, 32768 // row_bytes))
-        return Blocks(16, rows // 16, warps, 2)  # (tokens, negatives of each) per step
+        # Per position on the CUDA cores the passes sum a register tile of gathered rows
+        # both across d (the scores) and across its rows (d(hidden)'s directions; an item's
+        # gradient): one warp a program keeps the rows in each thread's registers, where
+        # more warps split them and summed through shared memory each step (the forward
+        # 53 -> 32 ms at d 256 on an H200). Tiles: the fastest of
+        # benchmarks/results/passes-h200-per-position-{d256,d64,items-d256,items-d64}.md.
+        if kernel == "items":  # kernels.cce_buckets: BLOCK_S pairs' hidden rows per step
+            return Blocks(max(8, min(64, 2048 // block_d)), 1, 1, 2)
+        return Blocks(max(1, min(16, 1024 // (8 * block_d))), 8, 1, 2)  # (T, 8 rows, d)
     if cuda_cores:
         blocks = CUDA_CORE_BLOCKS
         return blocks if tile_size is None else replace(blocks, t=min(blocks.t, tile_size))
@@ -173,7 +192,8 @@ class _Plan:
     """Everything the three kernels need besides tensors: modes, constants, block sizes."""
 
     id_source: int
-    gather: bool
+    gather: bool  # per position: each token's own rows
+    tensor_gather: bool  # ... scored on the tensor cores (gathers_on_tensor_cores)
     tiled: bool
     tile_size: int
     items_in_hidden: bool  # the hidden pass adds the negatives' gradient; no item pass
@@ -242,18 +262,20 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     sampled_dense = not gather and id_source != IDS_CATALOG
     cuda_cores = {kernel: sampled_dense and on_cuda_cores(kernel, hidden.dtype, block_d)
                   for kernel in KERNELS}
+    tensor_gather = gather and gathers_on_tensor_cores(hidden.dtype, block_d)
     items_in_hidden = tiled or (sampled_dense and _fold_shared(
         hidden.shape[0], num_negatives, block_d, wider, cuda_cores["hidden"]))
     blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,
-                                    tile_size if tiled else None, cuda_cores[kernel])
+                                    tile_size if tiled else None, cuda_cores[kernel],
+                                    tensor_gather)
               for kernel in KERNELS}
     for kernel in ("forward", "hidden"):
         if tiled and tile_size % blocks[kernel].t:
             raise ValueError(f"tile_size {tile_size} is not a multiple of the {kernel} "
                              f"kernel's {blocks[kernel].t}-token block")
     return _Plan(
-        id_source=id_source, gather=gather, tiled=tiled, tile_size=tile_size,
-        items_in_hidden=items_in_hidden,
+        id_source=id_source, gather=gather, tensor_gather=tensor_gather, tiled=tiled,
+        tile_size=tile_size, items_in_hidden=items_in_hidden,
         num_negatives=num_negatives, num_items=item_emb.shape[0] - 1,
         inv_temperature=1.0 / temperature, log2_others=math.log2(max(1, item_emb.shape[0] - 2)),
         has_log_q=has_log_q, sampled_softmax=sampled_softmax, sparse_item_grad=sparse_item_grad,
@@ -308,7 +330,8 @@ class _CCEMinus(torch.autograd.Function):
             loss, lse, pos, shift, partials, directions if directions is not None else lse,
             tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
             seed, plan.scale, plan.log2_others,
-            GATHER=plan.gather, TILED=plan.tiled, DIRECTIONS=directions is not None,
+            GATHER=plan.gather, TENSOR_GATHER=plan.tensor_gather, TILED=plan.tiled,
+            DIRECTIONS=directions is not None,
             **plan.constants("forward"),
         )
         totals = None if reduction == "none" else partials.sum(1)

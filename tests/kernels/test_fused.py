@@ -153,6 +153,58 @@ def test_per_position_item_gradient_alone(monkeypatch):
     assert relative_errors([emb.grad], [wide_emb.grad])[0] < 1e-5
 
 
+class LaunchSpy:
+    """A Triton kernel that notes the keyword arguments (the constexprs) of each launch."""
+
+    def __init__(self, kernel, launches: list) -> None:
+        self.kernel, self.launches = kernel, launches
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append(kwargs)
+            return self.kernel[grid](*args, **kwargs)
+        return launch
+
+
+@pytest.mark.parametrize("ids", ["explicit", "in-kernel"])
+@pytest.mark.parametrize("dim", [17, 64])
+def test_per_position_forward_on_the_tensor_cores(ids, dim, monkeypatch):
+    """The per-position forward that scores a block's gathered rows against all of its tokens
+    (half precision at d >= 256), forced here in float32 at small d, where its products are
+    exact in the interpreter: each token keeps its own scores, hits and padding ids masked,
+    tokens past the end (71 = 4 x 16 + 7) and negatives past N (67 in steps of 2) too."""
+    monkeypatch.setattr(fused_module, "gathers_on_tensor_cores", lambda *args: True)
+    launches = []
+    monkeypatch.setattr(fused_module, "cce_minus_forward_kernel",
+                        LaunchSpy(fused_module.cce_minus_forward_kernel, launches))
+    problem = fp32_problem("per_position", tokens=71, dim=dim, num_negatives=67, num_items=90)
+    problem.negatives[::5, :3] = 0  # padding ids among the negatives
+    log_q = torch.log_softmax(torch.randn(problem.num_items + 1, device=DEVICE), 0)
+    negatives = InKernelNegatives(67, mode="per_position", seed=5)
+    drawn = in_kernel_ids(negatives, 71, problem.num_items, DEVICE)
+    ours = (cce_minus if ids == "explicit"
+            else lambda h, e, t, n, **kwargs: cce_minus(h, e, t, negatives, **kwargs))
+    ref = (reference.ce_minus if ids == "explicit"
+           else lambda h, e, t, n, **kwargs: reference.ce_minus(h, e, t, drawn.to(h.device),
+                                                                **kwargs))
+    check(ours, ref, problem, log_q=log_q, sampled_softmax=True, temperature=0.7)
+    assert launches and all(launch["TENSOR_GATHER"] and launch["BLOCK_T"] == 16
+                            for launch in launches)
+
+
+def test_half_precision_at_d_256_takes_the_tensor_core_forward():
+    hidden = torch.zeros(4, 256, dtype=torch.float16)
+    plan = fused_module._plan(hidden, hidden, id_source=0, gather=True, tiled=False,
+                              tile_size=1, num_negatives=9, temperature=1.0, has_log_q=False,
+                              sampled_softmax=False)
+    assert plan.tensor_gather and plan.blocks["forward"] == fused_module.Blocks(16, 8, 4, 2)
+    for narrower in (hidden[:, :64], hidden.float()):  # shorter rows; float32's IEEE products
+        assert not fused_module._plan(narrower, narrower, id_source=0, gather=True,
+                                      tiled=False, tile_size=1, num_negatives=9,
+                                      temperature=1.0, has_log_q=False,
+                                      sampled_softmax=False).tensor_gather
+
+
 @pytest.mark.parametrize("mode", ["shared", "tile"])
 def test_long_float32_rows_take_cuda_core_products_in_the_backward(mode, monkeypatch):
     """fp32 at d 256: the backward passes' products are IEEE fp32 on the CUDA cores (tf32x3's
