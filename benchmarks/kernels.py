@@ -131,16 +131,17 @@ def run(step, limit_ms: float) -> tuple[float, float, float]:
     return ms, peak / 2**20, (peak - outputs) / 2**20
 
 
-def sampled_impls(tokens: int, negatives: int, catalog: int, per_position: bool):
+def sampled_impls(tokens: int, negatives: int, catalog: int, per_position: bool,
+                  tile: int = TILE):
     generator = torch.Generator(device="cuda").manual_seed(0)
     shared = torch.randint(1, catalog + 1, (negatives,), device="cuda", generator=generator)
-    tiles = torch.randint(1, catalog + 1, (triton.cdiv(tokens, TILE), negatives),
+    tiles = torch.randint(1, catalog + 1, (triton.cdiv(tokens, tile), negatives),
                           device="cuda", generator=generator)
     impls = {
         ("ours", "tile (in-kernel)"): lambda h, e, t: cce_minus(
-            h, e, t, InKernelNegatives(negatives, "tile", TILE, seed=0)),
-        ("ours", "tile"): lambda h, e, t: cce_minus(h, e, t, tiles, tile_size=TILE),
-        ("torch", "tile"): lambda h, e, t: reference.ce_minus(h, e, t, tiles, tile_size=TILE),
+            h, e, t, InKernelNegatives(negatives, "tile", tile, seed=0)),
+        ("ours", "tile"): lambda h, e, t: cce_minus(h, e, t, tiles, tile_size=tile),
+        ("torch", "tile"): lambda h, e, t: reference.ce_minus(h, e, t, tiles, tile_size=tile),
         ("ours", "shared"): lambda h, e, t: cce_minus(h, e, t, shared),
         ("torch", "shared"): lambda h, e, t: reference.ce_minus(h, e, t, shared),
     }
@@ -294,6 +295,9 @@ def main() -> None:
     parser.add_argument("--modes", nargs="*", default=None,
                         help="only these sampled modes, as the table names them (e.g. "
                              "per_position 'tile (in-kernel)'), default all")
+    parser.add_argument("--tile-size", type=int, default=TILE,
+                        help="tokens per tile of the tile modes (the library's default is "
+                             "kernels.config.DEFAULT_TILE_SIZE)")
     parser.add_argument("--impls", nargs="*", default=None,
                         help="only these implementations (ours, torch, apple-cce, liger)")
     parser.add_argument("--ours-label", default="ours",
@@ -323,7 +327,8 @@ def main() -> None:
     if "sampled" in args.kinds:
         for dtype, tokens, negatives, dim, catalog in points:
             impls = {key: fn for key, fn in sampled_impls(
-                tokens, negatives, catalog, tokens * negatives <= args.max_per_position).items()
+                tokens, negatives, catalog, tokens * negatives <= args.max_per_position,
+                args.tile_size).items()
                 if args.modes is None or key[1] in args.modes}
             impls = _chosen(impls, args)
             rows += measure_point(impls, ceilings, args, "sampled", dtype, tokens, negatives,

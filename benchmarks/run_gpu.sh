@@ -8,7 +8,8 @@
 # step-packed, sparse-item-grad, memory-packed, memory-packed-graphs, step-memory-packed,
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
 # per-position-passes, per-position-tensor-passes, tile-quality, memory-per-position,
-# fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes).
+# fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes, tile16-kernels,
+# gpu-kernel-tests).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -214,6 +215,15 @@ for stage in "$@"; do
         --extra fp16:131072:4095:256:26744 fp16:131072:1511:64:26744 \
         fp16:32768:1511:256:26744 --max-per-position 1e12 \
         --modes per_position "per_position (in-kernel)" "tile (in-kernel)" 2>&1 | tail -24 ;;
+    tile16-kernels)  # issue 19: the default tile (16) at the per-position rows, beside PyTorch
+      python3 -m benchmarks.kernels --out-dir "$out" --tag tile16 --kinds sampled \
+        --tokens 131072 --negatives 511 --dims 256 --catalogs 26744 --dtypes fp16 \
+        --extra fp16:131072:4095:256:26744 fp16:131072:1511:64:26744 \
+        fp16:32768:1511:256:26744 --tile-size 16 --modes tile "tile (in-kernel)" 2>&1 \
+        | tail -16 ;;
+    gpu-kernel-tests)  # the kernels' GPU-only tests: real sizes, compiled, every dtype
+      python3 -m pytest -q tests/kernels/test_fused_gpu.py 2>&1 \
+        | tee "$out/gpu-kernel-tests.log" | tail -4 ;;
     fp32-bars)  # issue 19: fp32 at d 256 against PyTorch's true fp32 (TF32 off)
       python3 -m benchmarks.kernels --out-dir "$out" --tag fp32-d256 --tokens 32768 131072 \
         --negatives 512 2048 --dims 256 --catalogs 26744 1000000 --dtypes fp32 \
