@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import triton
 
+import cce_tune.kernels.cce_buckets as buckets
 import cce_tune.kernels.fused as fused
 from benchmarks.kernels import DTYPES, gpu_slug, grad_step, inputs
 from benchmarks.step_time import kernel_times
@@ -96,6 +97,10 @@ def main() -> None:
                              "shape's blocks then as the library sizes them for tensor cores, "
                              "or for the CUDA cores with ieee), default the library's own "
                              "per kernel (kernels.fused.on_cuda_cores)")
+    parser.add_argument("--item-programs", nargs="+", type=int, default=None,
+                        help="programs per multiprocessor of the per-position item pass to "
+                             "sweep (kernels.cce_buckets.ITEM_PROGRAMS_PER_PROCESSOR), each "
+                             "variant once per value; default the library's")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -107,14 +112,18 @@ def main() -> None:
     hidden, emb, targets = inputs(DTYPES[args.dtype], args.tokens, args.dim, args.catalog)
     default_blocks, default_precision = fused.choose_blocks, fused.precision_for
     default_cores = fused.on_cuda_cores
+    default_programs = buckets.ITEM_PROGRAMS_PER_PROCESSOR
     rows = []
-    for variant, precision in itertools.product(args.variants or builders,
-                                                args.precisions or [None]):
+    for variant, precision, programs in itertools.product(
+            args.variants or builders, args.precisions or [None], args.item_programs or [None]):
         fn, name = builders[variant](), variant
         if precision is not None:
             fused.precision_for = lambda dtype, *_, precision=precision: precision
             fused.on_cuda_cores = lambda *_, precision=precision: precision == "ieee"
             name = f"{name} [{precision}]"
+        if programs is not None:
+            buckets.ITEM_PROGRAMS_PER_PROCESSOR = programs
+            name = f"{name} [{programs} item programs per SM]"
         shapes = [None, *(args.shapes or itertools.product(args.block_t, args.block_n,
                                                            args.warps, args.stages))]
         for shape in shapes:
@@ -133,6 +142,7 @@ def main() -> None:
             print(rows[-1], flush=True)
             write(rows, args, quiet=True)  # what a cut-off sweep measured stays written
         fused.precision_for, fused.on_cuda_cores = default_precision, default_cores
+        buckets.ITEM_PROGRAMS_PER_PROCESSOR = default_programs
     write(rows, args)
 
 

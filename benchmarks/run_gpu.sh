@@ -9,7 +9,7 @@
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
 # per-position-passes, per-position-tensor-passes, tile-quality, memory-per-position,
 # fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes, tile16-kernels,
-# gpu-kernel-tests).
+# gpu-kernel-tests, per-position-item-programs).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -215,6 +215,15 @@ for stage in "$@"; do
         --extra fp16:131072:4095:256:26744 fp16:131072:1511:64:26744 \
         fp16:32768:1511:256:26744 --max-per-position 1e12 \
         --modes per_position "per_position (in-kernel)" "tile (in-kernel)" 2>&1 | tail -24 ;;
+    per-position-item-programs)  # ... and the item pass's programs per multiprocessor
+      for point in "d256 511 256 8" "d64 1511 64 32"; do
+        read -r tag negatives dim slots <<< "$point"
+        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-item-programs-$tag" \
+          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
+          --shapes "$slots,1,1,2" --item-programs 8 16 32 64 \
+          --variants "per position" "per position (in-kernel)" 2>&1 \
+          | tee "$out/passes-item-programs-$tag.log" | tail -12
+      done ;;
     tile16-kernels)  # issue 19: the default tile (16) at the per-position rows, beside PyTorch
       python3 -m benchmarks.kernels --out-dir "$out" --tag tile16 --kinds sampled \
         --tokens 131072 --negatives 511 --dims 256 --catalogs 26744 --dtypes fp16 \

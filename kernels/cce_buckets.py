@@ -33,6 +33,9 @@ from cce_tune.kernels.cce_backward import launch_args, upstream_gradient
 from cce_tune.kernels.cce_scores import gradient_rows, load_seed, negative_ids
 
 PAIR_BLOCK = (16, 64)  # (tokens, negatives) per program of the counting and placing passes
+# Programs of the item pass per multiprocessor, each over an equal range of slots: a program
+# is one warp (kernels.fused.choose_blocks), so eight left an H200 at 8 warps of its 64.
+ITEM_PROGRAMS_PER_PROCESSOR = 8
 
 
 @triton.jit
@@ -200,10 +203,11 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
         torch.sub(ends, counts, out=cursor)  # each item's first slot, then its next free one
         place_kernel[pair_grid](*pair_args, cursor, token_slots, item_slots,
                                 ID_SOURCE=plan.id_source, BLOCK_T=block_t, BLOCK_N=block_n)
-        # About eight programs per multiprocessor over this chunk's pairs at most, in whole
-        # blocks of slots (a short last chunk spreads as wide as the others).
+        # ITEM_PROGRAMS_PER_PROCESSOR over this chunk's pairs at most, in whole blocks of
+        # slots (a short last chunk spreads as wide as the others).
         pairs = (last - first) * pairs_per_token
-        per_program = triton.cdiv(triton.cdiv(pairs, 8 * processors), blocks.t) * blocks.t
+        programs = ITEM_PROGRAMS_PER_PROCESSOR * processors
+        per_program = triton.cdiv(triton.cdiv(pairs, programs), blocks.t) * blocks.t
         items_kernel[(triton.cdiv(pairs, per_program),)](
             token_slots, item_slots, ends[-1:], per_program, hidden, hidden.stride(0),
             item_emb, item_emb.stride(0), args.log_q, lse, pos, shift, grad_loss,
