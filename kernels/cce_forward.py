@@ -34,7 +34,7 @@ from cce_tune.kernels.cce_scores import (
 @triton.jit(do_not_specialize=["num_tokens"])
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
-    loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr, direction_ptr,
+    loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr, direction_ptr, drawn_ptr,
     num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, log2_others,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TENSOR_GATHER: tl.constexpr,
     TILED: tl.constexpr,
@@ -62,7 +62,8 @@ def cce_minus_forward_kernel(
     for start in range(0, num_negatives, BLOCK_N):
         if GATHER and TENSOR_GATHER:
             scores, masked, rows = gathered_block_tensor_cores(
-                h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens,
+                h, e_ptr, e_row_stride, ids_ptr, ids_row_stride,
+                drawn_ptr + pid.to(tl.int64) * (BLOCK_T * BLOCK_N), pid * BLOCK_T, num_tokens,
                 start, targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
                 scale, ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_T, BLOCK_N)
         elif GATHER:

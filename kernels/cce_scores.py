@@ -146,8 +146,8 @@ def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t,
 
 
 @triton.jit
-def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, first,
-                                num_tokens, start, targets, log_q_ptr, offs_d, d_mask,
+def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, drawn_ptr,
+                                first, num_tokens, start, targets, log_q_ptr, offs_d, d_mask,
                                 num_negatives, num_items, seed, scale,
                                 ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
                                 DOT_PRECISION: tl.constexpr, BLOCK_T: tl.constexpr,
@@ -172,6 +172,15 @@ def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride,
     ids = negative_ids(ids_ptr, row_tokens.to(tl.int64), ids_row_stride, offs_n,
                        (row_tokens < num_tokens) & n_mask, num_negatives, num_items, seed,
                        ID_SOURCE)
+    if ID_SOURCE == 2:
+        # Drawn once a row, then shared through `drawn_ptr` (this program's BLOCK_T * BLOCK_N
+        # int32s, in L1): drawn where they are used, each id was drawn again by every lane
+        # that reads its row (32, across d) and by the scores' every token (the forward
+        # 6.5 ms with ids read, 14.5 drawn, at 131,072 x N 511 on an H200).
+        tl.store(drawn_ptr + offs_r, ids.to(tl.int32))
+        tl.debug_barrier()
+        ids = tl.load(drawn_ptr + offs_r).to(tl.int64)
+        tl.debug_barrier()  # read by every thread before the next step overwrites them
     e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype)
     raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
     scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)

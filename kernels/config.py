@@ -32,6 +32,28 @@ def pair_chunks(num_tokens: int, num_negatives: int) -> tuple[int, int]:
     chunk = max(1, min(num_tokens, MAX_SLOTS // pairs))
     return chunk, chunk * pairs
 
+# Per position the forward scores each token's own rows on the tensor cores (all of a block's
+# rows against all of its tokens; kernels.cce_scores) where that was measured faster: half
+# precision at d 256, 30.6 -> 14.6 ms at 131,072 tokens x N 511 on an H200. At d 64 the CUDA
+# cores' row-by-row scores stay ahead (8.7 against 14.7 ms at N 1,511: the 16x wasted
+# products and scores cost per pair, whatever the row's length); float32 keeps its IEEE
+# products. benchmarks/results/passes-h200-per-position-{tensor-d256,tensor-d64,d256,d64}.md.
+TENSOR_GATHER_MIN_D = 256
+# Its tile: 16 tokens (the least a product takes, so the wasted products stay 16x) and 64 KB
+# of rows gathered per step, 8 of each token's at d 256 in half precision: the fastest at
+# 131,072 tokens x N 511 on an H200 (14.6 ms; 4 of each 14.7, 2 of each 18.8, 8 warps
+# 19.7-33: benchmarks/results/passes-h200-per-position-tensor-d256.md).
+TENSOR_GATHER_TOKENS = 16
+TENSOR_GATHER_STEP_BYTES = 65536
+
+
+def tensor_gather_negatives(block_d: int, row_element_size: int) -> int:
+    """Negatives of each token per step of the tensor-core per-position forward, for rows
+    of `block_d` elements of `row_element_size` bytes."""
+    return max(1, TENSOR_GATHER_STEP_BYTES // (TENSOR_GATHER_TOKENS * block_d
+                                               * row_element_size))
+
+
 REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
 FUSED_LOSSES = {"cce": "ce", "cce_minus": "ce_minus"}  # fused loss -> its reference
 LOSSES = (*REFERENCE_LOSSES, *FUSED_LOSSES)

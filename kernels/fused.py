@@ -36,7 +36,13 @@ from cce_tune.kernels.cce_scores import (
     precision_for,
 )
 from cce_tune.kernels.compact import compact_accumulator, expand_gradient, sparse_gradient
-from cce_tune.kernels.config import DEFAULT_TILE_SIZE, NEGATIVE_MODES
+from cce_tune.kernels.config import (
+    DEFAULT_TILE_SIZE,
+    NEGATIVE_MODES,
+    TENSOR_GATHER_MIN_D,
+    TENSOR_GATHER_TOKENS,
+    tensor_gather_negatives,
+)
 from cce_tune.kernels.reference import check_reduction
 
 
@@ -128,15 +134,6 @@ def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
     return kernel != "forward" and dtype == torch.float32 and block_d == CUDA_CORE_BLOCK_D
 
 
-# Per position the forward scores each token's own rows on the tensor cores (all of a block's
-# rows against all of its tokens; kernels.cce_scores) where that was measured faster: half
-# precision at d 256, 30.6 -> 14.6 ms at 131,072 tokens x N 511 on an H200. At d 64 the CUDA
-# cores' row-by-row scores stay ahead (8.7 against 14.7 ms at N 1,511: the 16x wasted
-# products and scores cost per pair, whatever the row's length); float32 keeps its IEEE
-# products. benchmarks/results/passes-h200-per-position-{tensor-d256,tensor-d64,d256,d64}.md.
-TENSOR_GATHER_MIN_D = 256
-
-
 def gathers_on_tensor_cores(dtype: torch.dtype, block_d: int) -> bool:
     """Whether the per-position forward over `dtype` hidden states scores on the tensor
     cores (TENSOR_GATHER_MIN_D)."""
@@ -150,12 +147,9 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
     shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`);
     CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`)."""
-    if gather and tensor_gather and kernel == "forward":
-        # 16 tokens (the least a product takes: the wasted products stay 16x) and 64 KB of
-        # rows gathered per step, 8 of each token's at d 256 in half precision: the fastest
-        # at 131,072 tokens x N 511 on an H200 (14.6 ms; 4 of each 14.7, 2 of each 18.8, 8
-        # warps 19.7-33: benchmarks/results/passes-h200-per-position-tensor-d256.md).
-        return Blocks(16, max(1, 65536 // (16 * block_d * dtype.itemsize)), 4, 2)
+    if gather and tensor_gather and kernel == "forward":  # kernels.config's measured tile
+        return Blocks(TENSOR_GATHER_TOKENS, tensor_gather_negatives(block_d, dtype.itemsize),
+                      4, 2)
     if gather:
         # Per position on the CUDA cores the passes sum a register tile of gathered rows
         # both across d (the scores) and across its rows (d(hidden)'s directions; an item's
@@ -324,11 +318,17 @@ class _CCEMinus(torch.autograd.Function):
         # Per position the forward also writes d(hidden)'s directions (kernels.cce_forward).
         directions = (_output(hidden.shape, torch.float32, hidden.device)
                       if plan.gather and ctx.needs_input_grad[0] else None)
+        # The tensor-core per-position forward shares the ids it draws through memory, one
+        # step's per program (kernels.cce_scores.gathered_block_tensor_cores).
+        blocks = plan.blocks["forward"]
+        drawn = (torch.empty((plan.programs(tokens), blocks.t * blocks.n), dtype=torch.int32,
+                             device=hidden.device)
+                 if plan.tensor_gather and plan.id_source == IDS_RANDOM else lse)
         cce_minus_forward_kernel[(plan.programs(tokens),)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
             ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
             loss, lse, pos, shift, partials, directions if directions is not None else lse,
-            tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
+            drawn, tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
             seed, plan.scale, plan.log2_others,
             GATHER=plan.gather, TENSOR_GATHER=plan.tensor_gather, TILED=plan.tiled,
             DIRECTIONS=directions is not None,

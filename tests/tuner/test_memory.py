@@ -69,6 +69,31 @@ def test_fused_loss_holds_no_scores():
     assert loss_memory(drawn, tokens, items, dim, False).saved == per_token + directions
 
 
+def test_the_tensor_core_forward_holds_the_ids_it_draws_for_one_step():
+    """Per position in half precision at d >= 256 the forward shares its drawn ids through
+    memory: a step's per program (kernels.fused allocates it from the plan's tile), on top
+    of what the same loss with ids read from memory holds in its forward."""
+    from cce_tune.kernels import fused
+
+    tokens, items, dim = 1000, 50_000, 256
+    drawn = LossConfig("cce_minus", num_negatives=511, negative_mode="per_position",
+                       in_kernel_negatives=True)
+    read = replace(drawn, in_kernel_negatives=False)
+    half = torch.empty(tokens, dim, dtype=torch.bfloat16)
+    plan = fused._plan(half, half, id_source=2,
+                       gather=True, tiled=False, tile_size=1, num_negatives=511,
+                       temperature=1.0, has_log_q=False, sampled_softmax=False)
+    blocks = plan.blocks["forward"]
+    assert plan.tensor_gather and blocks.n == 8
+    extra = (loss_memory(drawn, tokens, items, dim, True).forward_extra
+             - loss_memory(read, tokens, items, dim, True).forward_extra)
+    assert extra == allocation(plan.programs(tokens) * blocks.t * blocks.n, 4)
+    # float32 (no autocast) and narrower rows score on the CUDA cores: nothing drawn ahead.
+    for autocast, width in ((False, dim), (True, 64)):
+        assert (loss_memory(drawn, tokens, items, width, autocast).forward_extra
+                == loss_memory(read, tokens, items, width, autocast).forward_extra)
+
+
 def test_reference_loss_holds_the_scores():
     """ce_minus keeps the (tokens, 1 + N) concatenation and the (tokens, N) mask."""
     tokens, items, dim, n = 1000, 50_000, 64, 512
