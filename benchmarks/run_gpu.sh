@@ -9,7 +9,7 @@
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
 # per-position-passes, per-position-tensor-passes, tile-quality, memory-per-position,
 # fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes, tile16-kernels,
-# gpu-kernel-tests, per-position-item-programs).
+# gpu-kernel-tests, per-position-item-programs, per-position-items-passes).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -223,6 +223,15 @@ for stage in "$@"; do
           --shapes "$slots,1,1,2" --item-programs 8 16 32 64 \
           --variants "per position" "per position (in-kernel)" 2>&1 \
           | tee "$out/passes-item-programs-$tag.log" | tail -12
+      done ;;
+    per-position-items-passes)  # ... the item pass's time over its pairs per step
+      for point in "d256 511 256 4,1,1,2 8,1,1,2 16,1,1,2" "d64 1511 64 16,1,1,2 32,1,1,2 64,1,1,2"; do
+        read -r tag negatives dim shapes <<< "$point"
+        # shellcheck disable=SC2086
+        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-items-prefetch-$tag" \
+          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
+          --shapes $shapes --variants "per position" "per position (in-kernel)" 2>&1 \
+          | tee "$out/passes-items-prefetch-$tag.log" | tail -10
       done ;;
     tile16-kernels)  # issue 19: the default tile (16) at the per-position rows, beside PyTorch
       python3 -m benchmarks.kernels --out-dir "$out" --tag tile16 --kinds sampled \

@@ -134,15 +134,23 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
     current = tl.load(item_ptr + first, mask=first < last, other=0).to(tl.int64)
     row = tl.load(e_ptr + current * e_row_stride + offs_d, mask=d_mask, other=0.0)
     summed = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for start in range(first, last, BLOCK_S):
-        offs = start + tl.arange(0, BLOCK_S)
-        mask = offs < last
-        items = tl.load(item_ptr + offs, mask=mask, other=0).to(tl.int64)
-        code = tl.load(token_ptr + offs, mask=mask, other=0)
+    offs = first + tl.arange(0, BLOCK_S)
+    mask = offs < last
+    slot_items = tl.load(item_ptr + offs, mask=mask, other=0)
+    code = tl.load(token_ptr + offs, mask=mask, other=0)
+    for _ in range(first, last, BLOCK_S):
+        items = slot_items.to(tl.int64)
         tokens = (code >> 1).to(tl.int64)
         is_target = (code & 1) == 1
         h = tl.load(h_ptr + tokens[:, None] * h_row_stride + offs_d[None, :],
                     mask=mask[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
+        # The next step's slots, read while this step's rows come in: read at the step's
+        # start, each step waited for its slots and then for their rows, two round trips
+        # with 9 one-warp programs a multiprocessor (their registers' limit).
+        next_offs = offs + BLOCK_S
+        next_mask = next_offs < last
+        next_items = tl.load(item_ptr + next_offs, mask=next_mask, other=0)
+        next_code = tl.load(token_ptr + next_offs, mask=next_mask, other=0)
         low = tl.min(tl.where(mask, items, 2**31 - 1), axis=0)
         high = tl.max(tl.where(mask, items, -1), axis=0)
         if low == high:  # one item: into the run's registers
@@ -167,6 +175,7 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
             tl.atomic_add(de_ptr + targets[:, None] * de_row_stride + offs_d[None, :],
                           weights[:, None] * h, mask=mask[:, None] & d_mask[None, :],
                           sem="relaxed")
+        offs, mask, slot_items, code = next_offs, next_mask, next_items, next_code
     _add_run(de_ptr, de_row_stride, owner_ptr, current, offs_d, summed,
              d_mask & (offs_d * 0 + first < last), COMPACT)  # a tensor condition: see _pairs
 
