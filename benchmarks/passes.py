@@ -23,6 +23,7 @@ import torch
 import triton
 
 import cce_tune.kernels.cce_buckets as buckets
+import cce_tune.kernels.config as kernel_config
 import cce_tune.kernels.fused as fused
 from benchmarks.kernels import DTYPES, gpu_slug, grad_step, inputs
 from benchmarks.step_time import kernel_times
@@ -101,6 +102,10 @@ def main() -> None:
                         help="programs per multiprocessor of the per-position item pass to "
                              "sweep (kernels.cce_buckets.ITEM_PROGRAMS_PER_PROCESSOR), each "
                              "variant once per value; default the library's")
+    parser.add_argument("--max-slots", nargs="+", type=int, default=None,
+                        help="per-position pairs per chunk of the bucketed item gradient to "
+                             "sweep (kernels.config.MAX_SLOTS), each variant once per value; "
+                             "default the library's")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -113,9 +118,11 @@ def main() -> None:
     default_blocks, default_precision = fused.choose_blocks, fused.precision_for
     default_cores = fused.on_cuda_cores
     default_programs = buckets.ITEM_PROGRAMS_PER_PROCESSOR
+    default_slots = kernel_config.MAX_SLOTS
     rows = []
-    for variant, precision, programs in itertools.product(
-            args.variants or builders, args.precisions or [None], args.item_programs or [None]):
+    for variant, precision, programs, slots in itertools.product(
+            args.variants or builders, args.precisions or [None], args.item_programs or [None],
+            args.max_slots or [None]):
         fn, name = builders[variant](), variant
         if precision is not None:
             fused.precision_for = lambda dtype, *_, precision=precision: precision
@@ -124,6 +131,9 @@ def main() -> None:
         if programs is not None:
             buckets.ITEM_PROGRAMS_PER_PROCESSOR = programs
             name = f"{name} [{programs} item programs per SM]"
+        if slots is not None:
+            kernel_config.MAX_SLOTS = slots
+            name = f"{name} [{slots} slots a chunk]"
         shapes = [None, *(args.shapes or itertools.product(args.block_t, args.block_n,
                                                            args.warps, args.stages))]
         for shape in shapes:
@@ -143,6 +153,7 @@ def main() -> None:
             write(rows, args, quiet=True)  # what a cut-off sweep measured stays written
         fused.precision_for, fused.on_cuda_cores = default_precision, default_cores
         buckets.ITEM_PROGRAMS_PER_PROCESSOR = default_programs
+        kernel_config.MAX_SLOTS = default_slots
     write(rows, args)
 
 

@@ -9,7 +9,8 @@
 # packed-peak, per-position-floor, per-position-kernels, per-position-baseline,
 # per-position-passes, per-position-tensor-passes, tile-quality, memory-per-position,
 # fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes, tile16-kernels,
-# gpu-kernel-tests, per-position-item-programs, per-position-items-passes).
+# gpu-kernel-tests, per-position-item-programs, per-position-items-passes,
+# per-position-chunks).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -232,6 +233,15 @@ for stage in "$@"; do
           --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
           --shapes $shapes --variants "per position" "per position (in-kernel)" 2>&1 \
           | tee "$out/passes-items-prefetch-$tag.log" | tail -10
+      done ;;
+    per-position-chunks)  # ... the counting sort and item pass over pairs per chunk
+      for point in "d256 511 256 8,1,1,2" "d64 1511 64 32,1,1,2"; do
+        read -r tag negatives dim shape <<< "$point"
+        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-chunks-$tag" \
+          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
+          --shapes "$shape" --max-slots 4194304 8388608 16777216 33554432 \
+          --variants "per position" "per position (in-kernel)" 2>&1 \
+          | tee "$out/passes-chunks-$tag.log" | tail -18
       done ;;
     tile16-kernels)  # issue 19: the default tile (16) at the per-position rows, beside PyTorch
       python3 -m benchmarks.kernels --out-dir "$out" --tag tile16 --kinds sampled \

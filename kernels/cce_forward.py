@@ -25,9 +25,31 @@ from cce_tune.kernels.cce_scores import (
     gathered_block_tensor_cores,
     load_seed,
     negative_block,
+    own_ids,
     positive_scores,
     token_block,
 )
+
+
+@triton.jit
+def _online_step(scores, masked, rows, running_max, running_sum, weighted, kept,
+                 DIRECTIONS: tl.constexpr, TENSOR_GATHER: tl.constexpr,
+                 SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """A block of scores into the running max and sum, the softmax-weighted rows
+    (DIRECTIONS) and the count of kept negatives (SAMPLED_SOFTMAX)."""
+    new_max = tl.maximum(running_max, tl.max(scores, axis=1))
+    rescale = tl.exp2(running_max - new_max)
+    terms = tl.exp2(scores - new_max[:, None])
+    running_sum = running_sum * rescale + tl.sum(terms, axis=1)
+    if DIRECTIONS and TENSOR_GATHER:  # (BLOCK_T, BLOCK_T * BLOCK_N) weights of the rows
+        weighted = weighted * rescale[:, None] + tl.dot(
+            terms.to(rows.dtype), rows, input_precision=DOT_PRECISION)
+    elif DIRECTIONS:  # rows (BLOCK_T, BLOCK_N, BLOCK_D)
+        weighted = weighted * rescale[:, None] + tl.sum(
+            terms[:, :, None] * rows.to(tl.float32), axis=1)
+    if SAMPLED_SOFTMAX:
+        kept += tl.sum(tl.where(masked, 0.0, 1.0), axis=1)
+    return new_max, running_sum, weighted, kept
 
 
 # Not specialised on a value: each epoch has a ragged last batch.
@@ -39,7 +61,7 @@ def cce_minus_forward_kernel(
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TENSOR_GATHER: tl.constexpr,
     TILED: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    DIRECTIONS: tl.constexpr,
+    DIRECTIONS: tl.constexpr, DRAWN_STEPS: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -59,36 +81,53 @@ def cce_minus_forward_kernel(
     if TILED:
         row = (pid * BLOCK_T) // tile_size
 
-    for start in range(0, num_negatives, BLOCK_N):
-        if GATHER and TENSOR_GATHER:
-            scores, masked, rows = gathered_block_tensor_cores(
-                h, e_ptr, e_row_stride, ids_ptr, ids_row_stride,
-                drawn_ptr + pid.to(tl.int64) * (BLOCK_T * BLOCK_N), pid * BLOCK_T, num_tokens,
-                start, targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-                scale, ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_T, BLOCK_N)
-        elif GATHER:
-            scores, masked, rows = gathered_block_cuda_cores(
-                h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, offs_t, t_mask, start,
-                targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed, scale,
-                ID_SOURCE, HAS_LOG_Q, BLOCK_N)
-        else:
-            scores, masked, _ids, rows = negative_block(
-                h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
-                targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-                scale, ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
-        new_max = tl.maximum(running_max, tl.max(scores, axis=1))
-        rescale = tl.exp2(running_max - new_max)
-        terms = tl.exp2(scores - new_max[:, None])
-        running_sum = running_sum * rescale + tl.sum(terms, axis=1)
-        if DIRECTIONS and TENSOR_GATHER:  # (BLOCK_T, BLOCK_T * BLOCK_N) weights of the rows
-            weighted = weighted * rescale[:, None] + tl.dot(
-                terms.to(rows.dtype), rows, input_precision=DOT_PRECISION)
-        elif DIRECTIONS:  # rows (BLOCK_T, BLOCK_N, BLOCK_D)
-            weighted = weighted * rescale[:, None] + tl.sum(
-                terms[:, :, None] * rows.to(tl.float32), axis=1)
-        if SAMPLED_SOFTMAX:
-            kept += tl.sum(tl.where(masked, 0.0, 1.0), axis=1)
-        running_max = new_max
+    if GATHER and TENSOR_GATHER and ID_SOURCE == 2:
+        # Ids drawn here, DRAWN_STEPS steps' at a time into this program's scratch, each id
+        # once, then read back as ids in memory are. Drawn where they are used, each was
+        # drawn again by every lane that reads its row (32, across d) and by the scores'
+        # every token (the forward 14.5 ms, 6.5 with ids read, at 131,072 x N 511 on an
+        # H200); drawn a step at a time through the scratch, the gather lost its pipelining.
+        offs_r = tl.arange(0, BLOCK_T * BLOCK_N)
+        drawn_ptr += pid.to(tl.int64) * (DRAWN_STEPS * BLOCK_T * BLOCK_N)
+        for round_start in range(0, num_negatives, DRAWN_STEPS * BLOCK_N):
+            for step in tl.static_range(DRAWN_STEPS):
+                ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens,
+                              round_start + step * BLOCK_N, num_negatives, num_items, seed,
+                              ID_SOURCE, BLOCK_T, BLOCK_N)
+                tl.store(drawn_ptr + step * (BLOCK_T * BLOCK_N) + offs_r, ids.to(tl.int32))
+            tl.debug_barrier()
+            round_end = tl.minimum(round_start + DRAWN_STEPS * BLOCK_N, num_negatives)
+            for start in range(round_start, round_end, BLOCK_N):
+                ids = tl.load(drawn_ptr + (start - round_start) // BLOCK_N * (BLOCK_T * BLOCK_N)
+                              + offs_r).to(tl.int64)
+                scores, masked, rows = gathered_block_tensor_cores(
+                    h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
+                    ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_T, BLOCK_N)
+                running_max, running_sum, weighted, kept = _online_step(
+                    scores, masked, rows, running_max, running_sum, weighted, kept,
+                    DIRECTIONS, TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
+            tl.debug_barrier()  # read by every thread before the next round overwrites them
+    else:
+        for start in range(0, num_negatives, BLOCK_N):
+            if GATHER and TENSOR_GATHER:
+                ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens, start,
+                              num_negatives, num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N)
+                scores, masked, rows = gathered_block_tensor_cores(
+                    h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
+                    ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_T, BLOCK_N)
+            elif GATHER:
+                scores, masked, rows = gathered_block_cuda_cores(
+                    h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, offs_t, t_mask, start,
+                    targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed, scale,
+                    ID_SOURCE, HAS_LOG_Q, BLOCK_N)
+            else:
+                scores, masked, _ids, rows = negative_block(
+                    h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask,
+                    start, targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items,
+                    seed, scale, ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
+            running_max, running_sum, weighted, kept = _online_step(
+                scores, masked, rows, running_max, running_sum, weighted, kept, DIRECTIONS,
+                TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
 
     shift = tl.zeros([BLOCK_T], dtype=tl.float32)
     if SAMPLED_SOFTMAX:

@@ -146,44 +146,40 @@ def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t,
 
 
 @triton.jit
-def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, drawn_ptr,
-                                first, num_tokens, start, targets, log_q_ptr, offs_d, d_mask,
-                                num_negatives, num_items, seed, scale,
-                                ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
-                                DOT_PRECISION: tl.constexpr, BLOCK_T: tl.constexpr,
-                                BLOCK_N: tl.constexpr):
-    """Per position: the BLOCK_T tokens from `first` against their own negatives
-    start..start+BLOCK_N, on the tensor cores.
-
-    Each token's rows are gathered into one (BLOCK_T * BLOCK_N, d) block, row t * BLOCK_N + n
-    being token t's negative start + n, and the block is scored against every token of the
-    program: (BLOCK_T, BLOCK_T * BLOCK_N) products of which a token keeps its own BLOCK_N,
-    the others masked like accidental hits. BLOCK_T times the products needed, but on the
-    tensor cores, where summing each row on the CUDA cores (a shuffle across the warp per
-    row) made the pass twice as slow at d 256 (`gathered_block_cuda_cores`). The rows come
-    back for the caller's second product (the forward's softmax-weighted rows: scores as
-    weights). Returns (scores, mask, rows) as `negative_block` does, over the wide block.
-    """
+def own_ids(ids_ptr, ids_row_stride, first, num_tokens, start, num_negatives, num_items, seed,
+            ID_SOURCE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Per position: the ids (int64) of the BLOCK_T tokens from `first`, negatives
+    start..start+BLOCK_N of each, flat: row t * BLOCK_N + n is token t's negative start + n
+    (`gathered_block_tensor_cores`'s layout)."""
     offs_r = tl.arange(0, BLOCK_T * BLOCK_N)
-    owner = offs_r // BLOCK_N  # the token, within the block, of each gathered row
-    row_tokens = first + owner
+    row_tokens = first + offs_r // BLOCK_N
     offs_n = start + offs_r % BLOCK_N
-    n_mask = offs_n < num_negatives
-    ids = negative_ids(ids_ptr, row_tokens.to(tl.int64), ids_row_stride, offs_n,
-                       (row_tokens < num_tokens) & n_mask, num_negatives, num_items, seed,
-                       ID_SOURCE)
-    if ID_SOURCE == 2:
-        # Drawn once a row, then shared through `drawn_ptr` (this program's BLOCK_T * BLOCK_N
-        # int32s, in L1): drawn where they are used, each id was drawn again by every lane
-        # that reads its row (32, across d) and by the scores' every token (the forward
-        # 6.5 ms with ids read, 14.5 drawn, at 131,072 x N 511 on an H200).
-        tl.store(drawn_ptr + offs_r, ids.to(tl.int32))
-        tl.debug_barrier()
-        ids = tl.load(drawn_ptr + offs_r).to(tl.int64)
-        tl.debug_barrier()  # read by every thread before the next step overwrites them
+    return negative_ids(ids_ptr, row_tokens.to(tl.int64), ids_row_stride, offs_n,
+                        (row_tokens < num_tokens) & (offs_n < num_negatives), num_negatives,
+                        num_items, seed, ID_SOURCE)
+
+
+@triton.jit
+def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d,
+                                d_mask, scale, ID_SOURCE: tl.constexpr,
+                                HAS_LOG_Q: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                                BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Per position: a block of BLOCK_T tokens against their own negatives `ids` (laid out
+    by `own_ids`), on the tensor cores.
+
+    Each token's rows are gathered into one (BLOCK_T * BLOCK_N, d) block and the block is
+    scored against every token of the program: (BLOCK_T, BLOCK_T * BLOCK_N) products of which
+    a token keeps its own BLOCK_N, the others masked like accidental hits. BLOCK_T times the
+    products needed, but on the tensor cores, where summing each row on the CUDA cores (a
+    shuffle across the warp per row) made the pass twice as slow at d 256
+    (`gathered_block_cuda_cores`). The rows come back for the caller's second product (the
+    forward's softmax-weighted rows: scores as weights). Returns (scores, mask, rows) as
+    `negative_block` does, over the wide block.
+    """
     e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype)
     raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
     scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
+    owner = tl.arange(0, BLOCK_T * BLOCK_N) // BLOCK_N  # each row's token, within the block
     masked = masked | (owner[None, :] != tl.arange(0, BLOCK_T)[:, None])
     return tl.where(masked, float("-inf"), scores), masked, e
 

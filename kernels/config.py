@@ -45,6 +45,9 @@ TENSOR_GATHER_MIN_D = 256
 # 19.7-33: benchmarks/results/passes-h200-per-position-tensor-d256.md).
 TENSOR_GATHER_TOKENS = 16
 TENSOR_GATHER_STEP_BYTES = 65536
+# Ids drawn in the kernel are drawn this many steps ahead into a program's scratch (int32),
+# then read back as ids in memory are (kernels.cce_forward).
+TENSOR_GATHER_DRAWN_STEPS = 8
 
 
 def tensor_gather_negatives(block_d: int, row_element_size: int) -> int:

@@ -39,6 +39,7 @@ from cce_tune.kernels.compact import compact_accumulator, expand_gradient, spars
 from cce_tune.kernels.config import (
     DEFAULT_TILE_SIZE,
     NEGATIVE_MODES,
+    TENSOR_GATHER_DRAWN_STEPS,
     TENSOR_GATHER_MIN_D,
     TENSOR_GATHER_TOKENS,
     tensor_gather_negatives,
@@ -318,11 +319,12 @@ class _CCEMinus(torch.autograd.Function):
         # Per position the forward also writes d(hidden)'s directions (kernels.cce_forward).
         directions = (_output(hidden.shape, torch.float32, hidden.device)
                       if plan.gather and ctx.needs_input_grad[0] else None)
-        # The tensor-core per-position forward shares the ids it draws through memory, one
-        # step's per program (kernels.cce_scores.gathered_block_tensor_cores).
+        # The tensor-core per-position forward draws its ids into a scratch, a few steps'
+        # per program (kernels.cce_forward).
         blocks = plan.blocks["forward"]
-        drawn = (torch.empty((plan.programs(tokens), blocks.t * blocks.n), dtype=torch.int32,
-                             device=hidden.device)
+        drawn = (torch.empty((plan.programs(tokens),
+                              TENSOR_GATHER_DRAWN_STEPS * blocks.t * blocks.n),
+                             dtype=torch.int32, device=hidden.device)
                  if plan.tensor_gather and plan.id_source == IDS_RANDOM else lse)
         cce_minus_forward_kernel[(plan.programs(tokens),)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
@@ -331,7 +333,7 @@ class _CCEMinus(torch.autograd.Function):
             drawn, tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
             seed, plan.scale, plan.log2_others,
             GATHER=plan.gather, TENSOR_GATHER=plan.tensor_gather, TILED=plan.tiled,
-            DIRECTIONS=directions is not None,
+            DIRECTIONS=directions is not None, DRAWN_STEPS=TENSOR_GATHER_DRAWN_STEPS,
             **plan.constants("forward"),
         )
         totals = None if reduction == "none" else partials.sum(1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cce_tune.kernels.config import (
     FUSED_LOSSES,
+    TENSOR_GATHER_DRAWN_STEPS,
     TENSOR_GATHER_MIN_D,
     TENSOR_GATHER_TOKENS,
     LossConfig,
@@ -121,11 +122,11 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
     block_d = max(16, 1 << (dim - 1).bit_length())
     if gather and config.in_kernel_negatives and autocast and block_d >= TENSOR_GATHER_MIN_D:
-        # The tensor-core forward's drawn ids, one step's per program of 16 tokens (int32;
+        # The tensor-core forward's drawn ids, a few steps' per program of 16 tokens (int32;
         # half-precision rows: no sparse item gradient draws its ids per position).
         programs = -(-tokens // TENSOR_GATHER_TOKENS)
         per_step = TENSOR_GATHER_TOKENS * tensor_gather_negatives(block_d, 2)
-        forward_extra += allocation(programs * per_step, 4)
+        forward_extra += allocation(programs * TENSOR_GATHER_DRAWN_STEPS * per_step, 4)
 
     d_hidden = allocation(tokens * dim, element)
     if gather:

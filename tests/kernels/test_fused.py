@@ -166,14 +166,18 @@ class LaunchSpy:
         return launch
 
 
-@pytest.mark.parametrize("ids", ["explicit", "in-kernel"])
+@pytest.mark.parametrize("ids", ["explicit", "in-kernel", "in-kernel, 3 rounds"])
 @pytest.mark.parametrize("dim", [17, 64])
 def test_per_position_forward_on_the_tensor_cores(ids, dim, monkeypatch):
     """The per-position forward that scores a block's gathered rows against all of its tokens
     (half precision at d >= 256), forced here in float32 at small d, where its products are
     exact in the interpreter: each token keeps its own scores, hits and padding ids masked,
-    tokens past the end (71 = 4 x 16 + 7) and negatives past N (67 in steps of 2) too."""
+    tokens past the end (71 = 4 x 16 + 7) and negatives past N (67, in steps of 16 or 32)
+    too. Drawn ids go through the scratch a round of steps at a time: at 2 steps a round,
+    67 negatives take 3 rounds (at d 64), the last one short."""
     monkeypatch.setattr(fused_module, "gathers_on_tensor_cores", lambda *args: True)
+    if ids == "in-kernel, 3 rounds":
+        monkeypatch.setattr(fused_module, "TENSOR_GATHER_DRAWN_STEPS", 2)
     launches = []
     monkeypatch.setattr(fused_module, "cce_minus_forward_kernel",
                         LaunchSpy(fused_module.cce_minus_forward_kernel, launches))

@@ -69,10 +69,10 @@ def test_fused_loss_holds_no_scores():
     assert loss_memory(drawn, tokens, items, dim, False).saved == per_token + directions
 
 
-def test_the_tensor_core_forward_holds_the_ids_it_draws_for_one_step():
-    """Per position in half precision at d >= 256 the forward shares its drawn ids through
-    memory: a step's per program (kernels.fused allocates it from the plan's tile), on top
-    of what the same loss with ids read from memory holds in its forward."""
+def test_the_tensor_core_forward_holds_the_ids_it_draws_a_few_steps_ahead():
+    """Per position in half precision at d >= 256 the forward draws its ids into a scratch,
+    a few steps' per program (kernels.fused allocates it from the plan's tile), on top of
+    what the same loss with ids read from memory holds in its forward."""
     from cce_tune.kernels import fused
 
     tokens, items, dim = 1000, 50_000, 256
@@ -87,7 +87,8 @@ def test_the_tensor_core_forward_holds_the_ids_it_draws_for_one_step():
     assert plan.tensor_gather and blocks.n == 8
     extra = (loss_memory(drawn, tokens, items, dim, True).forward_extra
              - loss_memory(read, tokens, items, dim, True).forward_extra)
-    assert extra == allocation(plan.programs(tokens) * blocks.t * blocks.n, 4)
+    assert extra == allocation(plan.programs(tokens) * fused.TENSOR_GATHER_DRAWN_STEPS
+                               * blocks.t * blocks.n, 4)
     # float32 (no autocast) and narrower rows score on the CUDA cores: nothing drawn ahead.
     for autocast, width in ((False, dim), (True, 64)):
         assert (loss_memory(drawn, tokens, items, width, autocast).forward_extra
