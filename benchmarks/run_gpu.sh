@@ -287,21 +287,13 @@ for stage in "$@"; do
         fp16:32768:1511:256:26744 --max-per-position 1e12 --impls ours \
         --ours-label "ours $(basename "$baseline")" \
         --modes per_position "per_position (in-kernel)") 2>&1 | tail -12 ;;
-    per-position-passes)  # ... and each pass's time over register tiles: the forward's
-      # (BLOCK_T, BLOCK_N), then the bucketed item pass's pairs per step (BLOCK_S as BLOCK_T).
-      # Few warps: a warp splits the tile's rows, and both passes also sum over rows.
-      for point in "d256 511 256 1 2" "d64 1511 64 2 4"; do
-        read -r tag negatives dim t1 t2 <<< "$point"
-        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-$tag" \
-          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels forward \
-          --block-t "$t1" "$t2" --block-n 8 16 32 --warps 1 2 --stages 2 \
-          --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-$tag.log" | tail -6
-        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-items-$tag" \
-          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
-          --block-t 8 16 32 64 --block-n 1 --warps 1 2 --stages 2 \
-          --variants "per position (in-kernel)" 2>&1 | tee "$out/passes-items-$tag.log" \
-          | tail -6
-      done ;;
+    per-position-passes)  # ... and the CUDA-core forward's register tiles (d 64; d 256 in half
+      # precision is on the tensor cores: per-position-tensor-passes). Few warps: a warp splits
+      # the tile's rows, and the pass also sums over rows.
+      python3 -m benchmarks.passes --out-dir "$out" --tag per-position-d64 --tokens 131072 \
+        --negatives 1511 --dim 64 --kernels forward --block-t 2 4 --block-n 8 16 32 \
+        --warps 1 2 --stages 2 --variants "per position (in-kernel)" 2>&1 \
+        | tee "$out/passes-d64.log" | tail -6 ;;
     per-position-tensor-passes)  # ... the forward on the tensor cores (half precision, d 256):
       # 16 tokens, 2-8 negatives of each per step
       python3 -m benchmarks.passes --out-dir "$out" --tag per-position-tensor-d256 \

@@ -33,8 +33,10 @@ from cce_tune.kernels.cce_backward import launch_args, upstream_gradient
 from cce_tune.kernels.cce_scores import gradient_rows, load_seed, negative_ids
 
 PAIR_BLOCK = (16, 64)  # (tokens, negatives) per program of the counting and placing passes
-# Programs of the item pass per multiprocessor, each over an equal range of slots: a program
-# is one warp (kernels.fused.choose_blocks), so eight left an H200 at 8 warps of its 64.
+# Programs of the item pass per multiprocessor, each over an equal range of slots. 8 to 64
+# measured alike on an H200: the pass's registers (over 200 a thread) hold about 9 of its
+# one-warp programs a multiprocessor whatever the grid
+# (benchmarks/results/passes-h200-per-position-item-programs-*.md).
 ITEM_PROGRAMS_PER_PROCESSOR = 8
 
 
@@ -146,7 +148,8 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
                     mask=mask[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
         # The next step's slots, read while this step's rows come in: read at the step's
         # start, each step waited for its slots and then for their rows, two round trips
-        # with 9 one-warp programs a multiprocessor (their registers' limit).
+        # with 9 one-warp programs a multiprocessor (their registers' limit): 17.3 -> 15.6
+        # ms at d 256 N 511, 10.8 -> 8.1 at d 64 N 1,511 on an H200.
         next_offs = offs + BLOCK_S
         next_mask = next_offs < last
         next_items = tl.load(item_ptr + next_offs, mask=next_mask, other=0)
