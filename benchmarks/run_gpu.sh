@@ -25,6 +25,22 @@ if ! python3 -c "import cce_tune.tuner" 2>/dev/null; then
   done
   export PYTHONPATH="$namespace${PYTHONPATH:+:$PYTHONPATH}"
 fi
+
+# The per-position item pass over tiles or settings, at 131,072 tokens, d 256 N 511 and d 64
+# N 1,511, ids explicit and drawn: item_sweep TAG D256_SHAPES D64_SHAPES [passes flags...],
+# shapes T,N,WARPS,STAGES joined by '+'.
+item_sweep() {
+  local tag=$1 d256=$2 d64=$3
+  shift 3
+  for point in "d256 511 256 $d256" "d64 1511 64 $d64"; do
+    read -r name negatives dim shapes <<< "$point"
+    # shellcheck disable=SC2086
+    python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-$tag-$name" \
+      --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
+      --shapes ${shapes//+/ } --variants "per position" "per position (in-kernel)" "$@" 2>&1 \
+      | tee "$out/passes-$tag-$name.log" | tail -18
+  done
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)'
 for stage in "$@"; do
@@ -217,32 +233,11 @@ for stage in "$@"; do
         fp16:32768:1511:256:26744 --max-per-position 1e12 \
         --modes per_position "per_position (in-kernel)" "tile (in-kernel)" 2>&1 | tail -24 ;;
     per-position-item-programs)  # ... and the item pass's programs per multiprocessor
-      for point in "d256 511 256 8" "d64 1511 64 32"; do
-        read -r tag negatives dim slots <<< "$point"
-        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-item-programs-$tag" \
-          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
-          --shapes "$slots,1,1,2" --item-programs 8 16 32 64 \
-          --variants "per position" "per position (in-kernel)" 2>&1 \
-          | tee "$out/passes-item-programs-$tag.log" | tail -12
-      done ;;
+      item_sweep item-programs 8,1,1,2 32,1,1,2 --item-programs 8 16 32 64 ;;
     per-position-items-passes)  # ... the item pass's time over its pairs per step
-      for point in "d256 511 256 4,1,1,2 8,1,1,2 16,1,1,2" "d64 1511 64 16,1,1,2 32,1,1,2 64,1,1,2"; do
-        read -r tag negatives dim shapes <<< "$point"
-        # shellcheck disable=SC2086
-        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-items-prefetch-$tag" \
-          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
-          --shapes $shapes --variants "per position" "per position (in-kernel)" 2>&1 \
-          | tee "$out/passes-items-prefetch-$tag.log" | tail -10
-      done ;;
+      item_sweep items-prefetch 4,1,1,2+8,1,1,2+16,1,1,2 16,1,1,2+32,1,1,2+64,1,1,2 ;;
     per-position-chunks)  # ... the counting sort and item pass over pairs per chunk
-      for point in "d256 511 256 8,1,1,2" "d64 1511 64 32,1,1,2"; do
-        read -r tag negatives dim shape <<< "$point"
-        python3 -m benchmarks.passes --out-dir "$out" --tag "per-position-chunks-$tag" \
-          --tokens 131072 --negatives "$negatives" --dim "$dim" --kernels items \
-          --shapes "$shape" --max-slots 4194304 8388608 16777216 33554432 \
-          --variants "per position" "per position (in-kernel)" 2>&1 \
-          | tee "$out/passes-chunks-$tag.log" | tail -18
-      done ;;
+      item_sweep chunks 8,1,1,2 32,1,1,2 --max-slots 4194304 8388608 16777216 33554432 ;;
     tile16-kernels)  # issue 19: the default tile (16) at the per-position rows, beside PyTorch
       python3 -m benchmarks.kernels --out-dir "$out" --tag tile16 --kinds sampled \
         --tokens 131072 --negatives 511 --dims 256 --catalogs 26744 --dtypes fp16 \
