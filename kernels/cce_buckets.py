@@ -50,7 +50,7 @@ def _pairs(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, num_ne
     t_mask = offs_t < last_token
     targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    ids = negative_ids(ids_ptr, offs_t[:, None], ids_row_stride, offs_n[None, :],
+    ids = negative_ids(ids_ptr, offs_t[:, None].to(tl.int64), ids_row_stride, offs_n[None, :],
                        t_mask[:, None] & (offs_n < num_negatives)[None, :], num_negatives,
                        num_items, seed, ID_SOURCE)
     valid = t_mask & (targets != 0)

@@ -108,9 +108,10 @@ def adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE: tl.constexpr,
 
 @triton.jit
 def item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, dtype: tl.constexpr):
-    """(BLOCK_N, BLOCK_D) item rows `ids` (shared by a token block) in the hidden states'
-    `dtype`, for a tensor-core product with them (a float32 table beside half-precision
-    hidden states is converted here, row by row); id 0 reads padding."""
+    """(rows, BLOCK_D) item rows `ids` in the hidden states' `dtype`, for a tensor-core
+    product with them (a float32 table beside half-precision hidden states is converted
+    here, row by row); id 0 reads padding. The rows a token block shares, or per position
+    (`gathered_block_tensor_cores`) each token's own, side by side."""
     return tl.load(e_ptr + ids[:, None] * e_row_stride + offs_d[None, :],
                    mask=d_mask[None, :], other=0.0).to(dtype)
 
@@ -205,9 +206,9 @@ def gathered_block_cuda_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, o
     rows are short or the products are float32. Returns (scores, mask, rows) as there, the
     rows (T, N, d)."""
     offs_n = start + tl.arange(0, BLOCK_N)
-    ids = negative_ids(ids_ptr, offs_t[:, None], ids_row_stride, offs_n[None, :],
-                       t_mask[:, None] & (offs_n < num_negatives)[None, :], num_negatives,
-                       num_items, seed, ID_SOURCE)
+    ids = negative_ids(ids_ptr, offs_t[:, None].to(tl.int64), ids_row_stride,
+                       offs_n[None, :], t_mask[:, None] & (offs_n < num_negatives)[None, :],
+                       num_negatives, num_items, seed, ID_SOURCE)
     e = tl.load(e_ptr + ids[:, :, None] * e_row_stride + offs_d[None, None, :],
                 mask=d_mask[None, None, :], other=0.0)
     raw = tl.sum(h[:, None, :].to(tl.float32) * e.to(tl.float32), axis=2)

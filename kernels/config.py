@@ -37,8 +37,11 @@ def pair_chunks(num_tokens: int, num_negatives: int) -> tuple[int, int]:
 # precision at d 256, 30.6 -> 14.6 ms at 131,072 tokens x N 511 on an H200. At d 64 the CUDA
 # cores' row-by-row scores stay ahead (8.7 against 14.7 ms at N 1,511: the 16x wasted
 # products and scores cost per pair, whatever the row's length); float32 keeps its IEEE
-# products. benchmarks/results/passes-h200-per-position-{tensor-d256,tensor-d64,d256,d64}.md.
-TENSOR_GATHER_MIN_D = 256
+# products, and so does a float32 table beside half hidden states (the item pass scores its
+# float32 rows: the forward's must be the same). Only the width measured: wider rows would
+# outgrow the 64 KB step below and the accumulator's registers.
+# benchmarks/results/passes-h200-per-position-{tensor-d256,tensor-d64,d256,d64}.md.
+TENSOR_GATHER_D = 256
 # Its tile: 16 tokens (the least a product takes, so the wasted products stay 16x) and 64 KB
 # of rows gathered per step, 8 of each token's at d 256 in half precision: the fastest at
 # 131,072 tokens x N 511 on an H200 (14.6 ms; 4 of each 14.7, 2 of each 18.8, 8 warps

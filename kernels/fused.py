@@ -39,8 +39,8 @@ from cce_tune.kernels.compact import compact_accumulator, expand_gradient, spars
 from cce_tune.kernels.config import (
     DEFAULT_TILE_SIZE,
     NEGATIVE_MODES,
+    TENSOR_GATHER_D,
     TENSOR_GATHER_DRAWN_STEPS,
-    TENSOR_GATHER_MIN_D,
     TENSOR_GATHER_TOKENS,
     tensor_gather_negatives,
 )
@@ -94,7 +94,7 @@ class Blocks:
     # item pass's pairs per inner step (kernels.cce_buckets).
     t: int
     # Negatives per inner step (forward, hidden; per position, of each token) or per program
-    # (items); per position, the item pass's runs per product.
+    # (items; unused by the per-position item pass).
     n: int
     warps: int
     stages: int
@@ -136,9 +136,9 @@ def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
 
 
 def gathers_on_tensor_cores(dtype: torch.dtype, block_d: int) -> bool:
-    """Whether the per-position forward over `dtype` hidden states scores on the tensor
-    cores (TENSOR_GATHER_MIN_D)."""
-    return dtype in HALF and block_d >= TENSOR_GATHER_MIN_D
+    """Whether the per-position forward over `dtype` rows (the wider of hidden's and the
+    table's) scores on the tensor cores (kernels.config.TENSOR_GATHER_D)."""
+    return dtype in HALF and block_d == TENSOR_GATHER_D
 
 
 @functools.cache  # a step's host time counts at small sizes: decide once per shape
@@ -257,7 +257,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     sampled_dense = not gather and id_source != IDS_CATALOG
     cuda_cores = {kernel: sampled_dense and on_cuda_cores(kernel, hidden.dtype, block_d)
                   for kernel in KERNELS}
-    tensor_gather = gather and gathers_on_tensor_cores(hidden.dtype, block_d)
+    tensor_gather = gather and gathers_on_tensor_cores(wider, block_d)
     items_in_hidden = tiled or (sampled_dense and _fold_shared(
         hidden.shape[0], num_negatives, block_d, wider, cuda_cores["hidden"]))
     blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,

@@ -79,14 +79,17 @@ def test_shared_negatives_with_and_without_the_item_pass(fold, num_items, monkey
 
 
 class SpyKernel:
-    """A Triton kernel that notes each launch in `launched`."""
+    """A Triton kernel that notes each launch's keyword arguments (its constexprs) in
+    `launched`."""
 
     def __init__(self, kernel, launched: list) -> None:
         self.kernel, self.launched = kernel, launched
 
     def __getitem__(self, grid):
-        self.launched.append(grid)
-        return self.kernel[grid]
+        def launch(*args, **kwargs):
+            self.launched.append(kwargs)
+            return self.kernel[grid](*args, **kwargs)
+        return launch
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -153,24 +156,11 @@ def test_per_position_item_gradient_alone(monkeypatch):
     assert relative_errors([emb.grad], [wide_emb.grad])[0] < 1e-5
 
 
-class LaunchSpy:
-    """A Triton kernel that notes the keyword arguments (the constexprs) of each launch."""
-
-    def __init__(self, kernel, launches: list) -> None:
-        self.kernel, self.launches = kernel, launches
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.launches.append(kwargs)
-            return self.kernel[grid](*args, **kwargs)
-        return launch
-
-
 @pytest.mark.parametrize("ids", ["explicit", "in-kernel", "in-kernel, 3 rounds"])
 @pytest.mark.parametrize("dim", [17, 64])
 def test_per_position_forward_on_the_tensor_cores(ids, dim, monkeypatch):
     """The per-position forward that scores a block's gathered rows against all of its tokens
-    (half precision at d >= 256), forced here in float32 at small d, where its products are
+    (half precision at d 129-256), forced here in float32 at small d, where its products are
     exact in the interpreter: each token keeps its own scores, hits and padding ids masked,
     tokens past the end (71 = 4 x 16 + 7) and negatives past N (67, in steps of 16 or 32)
     too. Drawn ids go through the scratch a round of steps at a time: at 2 steps a round,
@@ -180,9 +170,9 @@ def test_per_position_forward_on_the_tensor_cores(ids, dim, monkeypatch):
         monkeypatch.setattr(fused_module, "TENSOR_GATHER_DRAWN_STEPS", 2)
     launches = []
     monkeypatch.setattr(fused_module, "cce_minus_forward_kernel",
-                        LaunchSpy(fused_module.cce_minus_forward_kernel, launches))
+                        SpyKernel(fused_module.cce_minus_forward_kernel, launches))
     problem = fp32_problem("per_position", tokens=71, dim=dim, num_negatives=67, num_items=90)
-    problem.negatives[::5, :3] = 0  # padding ids among the negatives
+    problem.negatives[1::5, :3] = 0  # padding ids among the negatives (of real tokens)
     log_q = torch.log_softmax(torch.randn(problem.num_items + 1, device=DEVICE), 0)
     negatives = InKernelNegatives(67, mode="per_position", seed=5)
     drawn = in_kernel_ids(negatives, 71, problem.num_items, DEVICE)
@@ -202,11 +192,13 @@ def test_half_precision_at_d_256_takes_the_tensor_core_forward():
                               tile_size=1, num_negatives=9, temperature=1.0, has_log_q=False,
                               sampled_softmax=False)
     assert plan.tensor_gather and plan.blocks["forward"] == fused_module.Blocks(16, 8, 4, 2)
-    for narrower in (hidden[:, :64], hidden.float()):  # shorter rows; float32's IEEE products
-        assert not fused_module._plan(narrower, narrower, id_source=0, gather=True,
-                                      tiled=False, tile_size=1, num_negatives=9,
-                                      temperature=1.0, has_log_q=False,
-                                      sampled_softmax=False).tensor_gather
+    # Shorter and longer rows than measured; float32's IEEE products; a float32 table.
+    wide = torch.zeros(4, 512, dtype=torch.float16)
+    for other, table in ((hidden[:, :64], hidden[:, :64]), (wide, wide),
+                         (hidden.float(), hidden.float()), (hidden, hidden.float())):
+        assert not fused_module._plan(other, table, id_source=0, gather=True, tiled=False,
+                                      tile_size=1, num_negatives=9, temperature=1.0,
+                                      has_log_q=False, sampled_softmax=False).tensor_gather
 
 
 @pytest.mark.parametrize("mode", ["shared", "tile"])

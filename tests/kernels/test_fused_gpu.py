@@ -50,6 +50,22 @@ def test_real_sizes(dtype, mode, tokens, num_negatives):
                  hidden, emb, targets, dtype, TOLERANCE[dtype])
 
 
+@pytest.mark.parametrize("tokens,num_negatives", [(1_003, 67), (1_003, 1_000)])
+def test_ids_drawn_ahead_match_the_same_ids_read(tokens, num_negatives):
+    """The tensor-core forward draws in-kernel ids a round of steps ahead into each
+    program's scratch: per-token losses equal those from the same ids read from memory (up
+    to the compiler's own rounding: a wrong or raced id moves a loss by far more), at sizes
+    that end mid-program, mid-step and mid-round, several times over (programs run side by
+    side here, unlike in the interpreter). Not yet run on a GPU when written."""
+    hidden, emb, targets = inputs(tokens, 256, torch.bfloat16)
+    negatives = InKernelNegatives(num_negatives, mode="per_position", seed=3)
+    ids = in_kernel_ids(negatives, tokens, CATALOG, "cuda")
+    read = cce_minus(hidden, emb, targets, ids, reduction="none")
+    for _ in range(3):
+        drawn = cce_minus(hidden, emb, targets, negatives, reduction="none")
+        torch.testing.assert_close(drawn, read, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_full_catalog_real_size(dtype):
     hidden, emb, targets = inputs(4_096, 64, dtype)

@@ -70,7 +70,7 @@ def test_fused_loss_holds_no_scores():
 
 
 def test_the_tensor_core_forward_holds_the_ids_it_draws_a_few_steps_ahead():
-    """Per position in half precision at d >= 256 the forward draws its ids into a scratch,
+    """Per position in half precision at d 129-256 the forward draws its ids into a scratch,
     a few steps' per program (kernels.fused allocates it from the plan's tile), on top of
     what the same loss with ids read from memory holds in its forward."""
     from cce_tune.kernels import fused
@@ -89,8 +89,8 @@ def test_the_tensor_core_forward_holds_the_ids_it_draws_a_few_steps_ahead():
              - loss_memory(read, tokens, items, dim, True).forward_extra)
     assert extra == allocation(plan.programs(tokens) * fused.TENSOR_GATHER_DRAWN_STEPS
                                * blocks.t * blocks.n, 4)
-    # float32 (no autocast) and narrower rows score on the CUDA cores: nothing drawn ahead.
-    for autocast, width in ((False, dim), (True, 64)):
+    # float32 (no autocast), narrower and wider rows score on the CUDA cores: nothing drawn.
+    for autocast, width in ((False, dim), (True, 64), (True, 512)):
         assert (loss_memory(drawn, tokens, items, width, autocast).forward_extra
                 == loss_memory(read, tokens, items, width, autocast).forward_extra)
 
