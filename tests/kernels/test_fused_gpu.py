@@ -56,7 +56,7 @@ def test_ids_drawn_ahead_match_the_same_ids_read(tokens, num_negatives):
     program's scratch: per-token losses equal those from the same ids read from memory (up
     to the compiler's own rounding: a wrong or raced id moves a loss by far more), at sizes
     that end mid-program, mid-step and mid-round, several times over (programs run side by
-    side here, unlike in the interpreter). Not yet run on a GPU when written."""
+    side here, unlike in the interpreter)."""
     hidden, emb, targets = inputs(tokens, 256, torch.bfloat16)
     negatives = InKernelNegatives(num_negatives, mode="per_position", seed=3)
     ids = in_kernel_ids(negatives, tokens, CATALOG, "cuda")
