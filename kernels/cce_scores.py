@@ -185,16 +185,6 @@ def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr,
     return tl.where(masked, float("-inf"), scores), masked, e
 
 
-def precision_for(dtype, cuda_cores: bool = False) -> str:
-    """fp32 inputs: three TF32 tensor-core products per product ("tf32x3"), about fp32
-    accuracy (users choosing fp32 want fp32) at tensor-core speed; or, with `cuda_cores`,
-    IEEE fp32 products on the CUDA cores, where tf32x3's split operands leave tiles too
-    small (kernels.fused.on_cuda_cores). Half precision: tensor cores as they are."""
-    if dtype.itemsize != 4:
-        return "tf32"
-    return "ieee" if cuda_cores else "tf32x3"
-
-
 @triton.jit
 def gathered_block_cuda_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, offs_t, t_mask,
                               start, targets, log_q_ptr, offs_d, d_mask, num_negatives,
@@ -214,3 +204,13 @@ def gathered_block_cuda_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, o
     raw = tl.sum(h[:, None, :].to(tl.float32) * e.to(tl.float32), axis=2)
     scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
     return scores, masked, e
+
+
+def precision_for(dtype, cuda_cores: bool = False) -> str:
+    """fp32 inputs: three TF32 tensor-core products per product ("tf32x3"), about fp32
+    accuracy (users choosing fp32 want fp32) at tensor-core speed; or, with `cuda_cores`,
+    IEEE fp32 products on the CUDA cores, where tf32x3's split operands leave tiles too
+    small (kernels.fused.on_cuda_cores). Half precision: tensor cores as they are."""
+    if dtype.itemsize != 4:
+        return "tf32"
+    return "ieee" if cuda_cores else "tf32x3"

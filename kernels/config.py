@@ -32,6 +32,7 @@ def pair_chunks(num_tokens: int, num_negatives: int) -> tuple[int, int]:
     chunk = max(1, min(num_tokens, MAX_SLOTS // pairs))
     return chunk, chunk * pairs
 
+
 # Per position the forward scores each token's own rows on the tensor cores (all of a block's
 # rows against all of its tokens; kernels.cce_scores) where that was measured faster: half
 # precision at d 256, 30.6 -> 14.6 ms at 131,072 tokens x N 511 on an H200. At d 64 the CUDA
