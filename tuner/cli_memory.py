@@ -29,7 +29,7 @@ from cce_tune.tuner.memory import (
     with_knob,
 )
 from cce_tune.tuner.memory_grid import GRIDS
-from cce_tune.tuner.sequences.config import TrainConfig, resolve_auto
+from cce_tune.tuner.sequences.config import TrainConfig, data_parallel_refusal, resolve_auto
 
 
 def add_profile_argument(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +83,7 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
     """The estimate of a sequence model's training `config` on the arguments' dataset (its
     size from the cache or metadata, or --num-users / --num-items), or --solve's answer."""
     try:
-        check_described(config, args.gpus)
+        check_described(config)
     except ValueError as error:
         raise CceTuneError(str(error)) from None
     if args.solve and not args.gpu_mem:
@@ -91,9 +91,9 @@ def run_sequence_estimate(args: argparse.Namespace, config: TrainConfig) -> None
     if args.solve and args.gpus > 1:
         raise CceTuneError("--solve solves for one GPU; leave out --gpus")
     config = resolve_auto(config, data_parallel=args.gpus > 1)
-    if args.gpus > 1 and (config.batches == "packed" or config.cuda_graphs):
-        raise CceTuneError("data-parallel training (--gpus > 1) neither packs nor replays "
-                           "graphs: leave --batches to auto and --cuda-graphs out")
+    refusal = data_parallel_refusal(config, "--gpus > 1") if args.gpus > 1 else None
+    if refusal:
+        raise CceTuneError(refusal)
     shape = dataset_shape(args)
     by_hand = bool(args.num_users and args.num_items)  # a dataset of no lengths known
     if packs(config) and not by_hand:

@@ -244,7 +244,7 @@ def _bert4rec_terms(config: ClozeConfig, shape: DatasetShape, batch: int) -> Mod
 MODEL_TERMS = {"sasrec": _sasrec_terms, "bert4rec": _bert4rec_terms}
 
 
-def check_described(config: TrainConfig, gpus: int = 1) -> None:
+def check_described(config: TrainConfig) -> None:
     """Raises ValueError, saying why, for a step this model does not describe or training
     refuses (a caller must not trust, or launch, an estimate of it)."""
     loss = config.loss
@@ -262,9 +262,6 @@ def check_described(config: TrainConfig, gpus: int = 1) -> None:
         raise ValueError("--sparse-item-grad with --batches packed: the memory model "
                          "describes sparse item gradients over length or random batches "
                          "(measured there); leave --batches to auto")
-    if gpus > 1:
-        raise ValueError("--sparse-item-grad on several GPUs: data-parallel training reduces "
-                         "no sparse gradient (NCCL); train on one GPU")
 
 
 def estimate(config: TrainConfig, shape: DatasetShape,

@@ -230,8 +230,6 @@ def test_the_sparse_grid_measures_every_sparse_group_the_model_describes():
     sparse = TrainConfig(loss=LossConfig("cce_minus", sparse_item_grad=True))
     with pytest.raises(ValueError, match="over length or random batches"):
         check_described(replace(sparse, batches="packed"))
-    with pytest.raises(ValueError, match="reduces no sparse gradient"):
-        check_described(sparse, gpus=2)
 
 
 def test_a_sparse_item_gradient_holds_a_row_per_position_or_per_table_row():
@@ -313,6 +311,8 @@ def test_estimate_command_solves(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["estimate", "--solve", "batch-size"], "--solve needs --gpu-mem"),
+    (["estimate", "--loss", "cce_minus", "--sparse-item-grad", "--gpus", "2"],
+     "data-parallel training (--gpus > 1) takes none of --sparse-item-grad (NCCL"),
     (["estimate", "--dataset", "missing.csv"], "missing.csv: no such file"),
     (["verify-memory"] if not torch.cuda.is_available() else ["estimate", "--dataset", "x"],
      "none is visible" if not torch.cuda.is_available() else "unknown dataset"),

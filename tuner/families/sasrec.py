@@ -40,7 +40,7 @@ from cce_tune.tuner.memory import (
     packs,
 )
 from cce_tune.tuner.sequences import trial
-from cce_tune.tuner.sequences.config import TrainConfig, resolve_auto
+from cce_tune.tuner.sequences.config import TrainConfig, data_parallel_refusal, resolve_auto
 from cce_tune.tuner.trial import data_parallel_workers
 
 if TYPE_CHECKING:
@@ -157,14 +157,15 @@ class SASRecTarget:
         torch), steps replayed from CUDA graphs but packed ones (the only graphed steps
         measured), and what `tuner.memory.check_described` refuses."""
         config = resolve_auto(self.configure(params, self.base), data_parallel=self.gpus > 1)
-        if self.gpus > 1 and (config.batches == "packed" or config.cuda_graphs):
-            raise ValueError("data-parallel trials (--gpus-per-trial > 1) neither pack nor "
-                             "replay graphs: leave --batches to auto and --cuda-graphs out")
+        refusal = (data_parallel_refusal(config, "--gpus-per-trial > 1") if self.gpus > 1
+                   else None)
+        if refusal:
+            raise ValueError(refusal)
         if config.batches == "packed" and not packs(config):
             raise ValueError("--batches packed needs bf16 and torch >= 2.10 in a tuning run "
                              "(elsewhere attention runs on a padded layout, which the memory "
                              "model does not describe): add --bf16, or leave --batches to auto")
-        check_described(config, self.gpus)
+        check_described(config)
         if config.cuda_graphs and not packs(config):
             raise ValueError("--cuda-graphs in a tuning run replays packed bf16 steps only (no "
                              "other graphed step was measured against the memory model): "

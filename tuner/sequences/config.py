@@ -96,6 +96,22 @@ def resolve_auto(config: TrainConfig, data_parallel: bool = False) -> TrainConfi
                    cuda_graphs=config.cuda_graphs or fast)
 
 
+def data_parallel_refusal(config: TrainConfig, where: str) -> str | None:
+    """Why data-parallel training (`where`: the flag or launcher that makes it so) cannot
+    train `config`, or None. NCCL reduces no sparse gradient, a rank's share of a packed
+    batch would be cut by width, and graphs are captured per process: one home for the
+    refusal that `estimate`, `tune` and `train` each make."""
+    refused = [why for why, on in (
+        ("--sparse-item-grad (NCCL reduces no sparse gradient)", config.loss.sparse_item_grad),
+        ("--batches packed (a rank's share would be cut by width)", config.batches == "packed"),
+        ("--cuda-graphs (graphs are captured per process)", config.cuda_graphs)) if on]
+    if not refused:
+        return None
+    return (f"data-parallel training ({where}) takes none of {', '.join(refused)}: leave "
+            f"{'it' if len(refused) == 1 else 'them'} out (--batches auto neither packs nor "
+            "graphs there)")
+
+
 CLOZE_GRAPHS = ("--cuda-graphs: BERT4Rec's step has not been replayed from graphs on a GPU "
                 "yet (its masking no longer waits for the device, but nothing has checked it "
                 "there); use it with --model sasrec")

@@ -32,14 +32,12 @@ if TYPE_CHECKING:
     from cce_tune.tuner.sequences.train import Setup
 
 
-def check_graphable(device: torch.device, world: int = 1) -> None:
-    """Raises CceTuneError when `--cuda-graphs` cannot apply to a run on `device` over
-    `world` ranks, saying why (BERT4Rec's config refuses it itself)."""
+def check_graphable(device: torch.device) -> None:
+    """Raises CceTuneError when `--cuda-graphs` cannot apply to a run on `device`, saying why
+    (BERT4Rec's config refuses it itself; data-parallel training is refused by
+    `tuner.sequences.config.data_parallel_refusal`)."""
     if device.type != "cuda":
         raise CceTuneError("--cuda-graphs needs a CUDA GPU; leave it out on the CPU")
-    if world > 1:
-        raise CceTuneError("--cuda-graphs does not combine with data-parallel training "
-                           "(torchrun): leave it out there")
 
 
 @functools.cache

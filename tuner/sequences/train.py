@@ -23,7 +23,7 @@ from cce_tune.tuner.data.sequences import SequenceData
 from cce_tune.tuner.errors import CceTuneError
 from cce_tune.tuner.memory import DatasetShape
 from cce_tune.tuner.sequences.batching import epoch_batches
-from cce_tune.tuner.sequences.config import TrainConfig, resolve_auto
+from cce_tune.tuner.sequences.config import TrainConfig, data_parallel_refusal, resolve_auto
 from cce_tune.tuner.sequences.data_parallel import rank_share, replicate, world_size
 from cce_tune.tuner.sequences.device_windows import DeviceSequences
 from cce_tune.tuner.sequences.evaluate import RankingMetrics, evaluate, popularity_scorer
@@ -198,14 +198,9 @@ def train(
     config = setup.config  # --batches auto made concrete
     world = world_size()  # with a process group of several ranks: data parallel
     if world > 1:
-        if config.cuda_graphs:
-            check_graphable(setup.device, world)
-        if config.loss.sparse_item_grad:
-            raise CceTuneError("--sparse-item-grad does not combine with data-parallel "
-                               "training (NCCL reduces no sparse gradient): leave it out there")
-        if config.batches == "packed":
-            raise CceTuneError("--batches packed does not combine with data-parallel training "
-                               "yet (a rank's share is cut by width): use length or random")
+        refusal = data_parallel_refusal(config, "torchrun")
+        if refusal:
+            raise CceTuneError(refusal)
         setup.step_model = replicate(setup.model, setup.device)
     # What trains and evaluates: the setup, or its steps replayed from CUDA graphs.
     runner = GraphedSteps(setup) if config.cuda_graphs else setup

@@ -10,6 +10,7 @@ from cce_tune.tuner.sequences import config as config_module
 from cce_tune.tuner.sequences.config import (
     ClozeConfig,
     TrainConfig,
+    data_parallel_refusal,
     resolve_auto,
     variable_length_attention,
 )
@@ -42,7 +43,19 @@ def test_a_tuning_run_refuses_steps_the_memory_model_does_not_describe():
     with pytest.raises(ValueError, match="replays packed bf16 steps only"):
         graphed.config({"bf16": True})
     parallel = SASRecTarget(TrainConfig(batches="packed"), DatasetShape(100, 50), None, gpus=2)
-    with pytest.raises(ValueError, match="data-parallel trials"):
+    with pytest.raises(ValueError, match=r"\(--gpus-per-trial > 1\) takes none of --batches"):
         parallel.config({"bf16": True})
     auto = SASRecTarget(TrainConfig(batches="auto"), DatasetShape(100, 50), None, gpus=2)
     assert auto.config({"bf16": True}).batches == "length"  # auto never packs them
+
+
+def test_data_parallel_training_names_what_it_cannot_reduce_pack_or_graph():
+    assert data_parallel_refusal(TrainConfig(batches="length"), "--gpus > 1") is None
+    sparse = TrainConfig(batches="length", loss=LossConfig("cce_minus", sparse_item_grad=True))
+    assert data_parallel_refusal(sparse, "torchrun") == (
+        "data-parallel training (torchrun) takes none of --sparse-item-grad (NCCL reduces no "
+        "sparse gradient): leave it out (--batches auto neither packs nor graphs there)")
+    both = TrainConfig(batches="packed", cuda_graphs=True)
+    refusal = data_parallel_refusal(both, "--gpus > 1")
+    assert "--batches packed (a rank's" in refusal and "--cuda-graphs (graphs" in refusal
+    assert "leave them out" in refusal
