@@ -155,7 +155,8 @@ class SASRecTarget:
         concrete). A step the memory model does not describe is refused (ValueError), never
         launched: packed batches off the variable-length kernel (float32, or an older
         torch), steps replayed from CUDA graphs but packed ones (the only graphed steps
-        measured), and what `tuner.memory.check_described` refuses."""
+        measured), what data-parallel trials cannot train (`data_parallel_refusal`) and what
+        `tuner.memory.check_described` refuses."""
         config = resolve_auto(self.configure(params, self.base), data_parallel=self.gpus > 1)
         refusal = (data_parallel_refusal(config, "--gpus-per-trial > 1") if self.gpus > 1
                    else None)
