@@ -16,13 +16,21 @@ set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 CCE_TUNE_CACHE=/tmp/cce-cache
-# Not pip-installed on the device machine: links stand the folders up as the cce_tune namespace.
-if ! python3 -c "import cce_tune.tuner" 2>/dev/null; then
-  namespace=$(mktemp -d)
-  mkdir "$namespace/cce_tune"
-  for package in kernels models search_spaces tuner; do
-    ln -s "$PWD/$package" "$namespace/cce_tune/$package"
+# A new folder in which links stand this checkout's packages up as the cce_tune namespace,
+# with kernels/ from $1 (default this checkout's); prints the folder.
+cce_namespace() {
+  local kernels=${1:-$PWD/kernels} folder package
+  folder=$(mktemp -d)
+  mkdir "$folder/cce_tune"
+  for package in models search_spaces tuner; do
+    ln -s "$PWD/$package" "$folder/cce_tune/$package"
   done
+  ln -s "$kernels" "$folder/cce_tune/kernels"
+  echo "$folder"
+}
+# Not pip-installed on the device machine.
+if ! python3 -c "import cce_tune.tuner" 2>/dev/null; then
+  namespace=$(cce_namespace)
   export PYTHONPATH="$namespace${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
@@ -270,9 +278,7 @@ for stage in "$@"; do
       baseline=${BASELINE:-.baseline/92fd809}
       # Run from a folder where both names it may import itself by (kernels, as it was then,
       # and cce_tune.kernels, as the benchmark imports it) are that commit's.
-      namespace=$(mktemp -d)
-      mkdir "$namespace/cce_tune"
-      ln -s "$PWD/$baseline/kernels" "$namespace/cce_tune/kernels"
+      namespace=$(cce_namespace "$PWD/$baseline/kernels")
       ln -s "$PWD/$baseline/kernels" "$namespace/kernels"
       ln -s "$PWD/benchmarks" "$namespace/benchmarks"
       (cd "$namespace" && PYTHONPATH="$namespace" python3 -m benchmarks.kernels --out-dir "$out" \
