@@ -58,6 +58,7 @@ def rank_main(rank: int, args: argparse.Namespace, port: int) -> None:
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=args.world)
     try:
         run_rank(rank, args, torch.device("cuda", rank) if cuda else torch.device("cpu"))
+        dist.barrier()  # every rank done communicating before any tears down (tests/gloo.py)
     finally:
         dist.destroy_process_group()
 
