@@ -54,6 +54,19 @@ TENSOR_GATHER_STEP_BYTES = 65536
 TENSOR_GATHER_DRAWN_STEPS = 8
 
 
+def row_block(dim: int) -> int:
+    """BLOCK_D of the fused kernels for rows of `dim`: the next power of two, 16 at least
+    (the least a tensor-core product takes)."""
+    return max(16, 1 << (dim - 1).bit_length())
+
+
+def gathers_on_tensor_cores(row_element_size: int, block_d: int) -> bool:
+    """Whether the per-position forward scores on the tensor cores: rows of half precision,
+    hidden's and the table's alike (`row_element_size` of the wider), at the width measured
+    (TENSOR_GATHER_D)."""
+    return row_element_size == 2 and block_d == TENSOR_GATHER_D
+
+
 def tensor_gather_negatives(block_d: int, row_element_size: int) -> int:
     """Negatives of each token per step of the tensor-core per-position forward, for rows
     of `block_d` elements of `row_element_size` bytes."""

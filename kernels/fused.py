@@ -39,9 +39,10 @@ from cce_tune.kernels.compact import compact_accumulator, expand_gradient, spars
 from cce_tune.kernels.config import (
     DEFAULT_TILE_SIZE,
     NEGATIVE_MODES,
-    TENSOR_GATHER_D,
     TENSOR_GATHER_DRAWN_STEPS,
     TENSOR_GATHER_TOKENS,
+    gathers_on_tensor_cores,
+    row_block,
     tensor_gather_negatives,
 )
 from cce_tune.kernels.reference import check_reduction
@@ -135,12 +136,6 @@ def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
     return kernel != "forward" and dtype == torch.float32 and block_d == CUDA_CORE_BLOCK_D
 
 
-def gathers_on_tensor_cores(dtype: torch.dtype, block_d: int) -> bool:
-    """Whether the per-position forward over `dtype` rows (the wider of hidden's and the
-    table's) scores on the tensor cores (kernels.config.TENSOR_GATHER_D)."""
-    return dtype in HALF and block_d == TENSOR_GATHER_D
-
-
 @functools.cache  # a step's host time counts at small sizes: decide once per shape
 def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
                   items_in_hidden: bool, tile_size: int | None,
@@ -188,7 +183,7 @@ class _Plan:
 
     id_source: int
     gather: bool  # per position: each token's own rows
-    tensor_gather: bool  # ... scored on the tensor cores (gathers_on_tensor_cores)
+    tensor_gather: bool  # ... scored on the tensor cores (config.gathers_on_tensor_cores)
     tiled: bool
     tile_size: int
     items_in_hidden: bool  # the hidden pass adds the negatives' gradient; no item pass
@@ -248,7 +243,7 @@ def _check_inputs(hidden, item_emb, targets) -> None:
 
 def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negatives,
           temperature, has_log_q, sampled_softmax, sparse_item_grad=False) -> _Plan:
-    block_d = max(16, triton.next_power_of_2(hidden.shape[1]))
+    block_d = row_block(hidden.shape[1])
     if tiled and (tile_size < 16 or tile_size & (tile_size - 1)):
         raise ValueError(f"tile_size must be a power of two >= 16, got {tile_size}")
     # Tiles staged by the wider of the two dtypes (a float32 table's rows beside half hidden).
@@ -257,7 +252,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     sampled_dense = not gather and id_source != IDS_CATALOG
     cuda_cores = {kernel: sampled_dense and on_cuda_cores(kernel, hidden.dtype, block_d)
                   for kernel in KERNELS}
-    tensor_gather = gather and gathers_on_tensor_cores(wider, block_d)
+    tensor_gather = gather and gathers_on_tensor_cores(wider.itemsize, block_d)
     items_in_hidden = tiled or (sampled_dense and _fold_shared(
         hidden.shape[0], num_negatives, block_d, wider, cuda_cores["hidden"]))
     blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from cce_tune.kernels.config import (
     FUSED_LOSSES,
-    TENSOR_GATHER_D,
     TENSOR_GATHER_DRAWN_STEPS,
     TENSOR_GATHER_TOKENS,
     LossConfig,
+    gathers_on_tensor_cores,
     negatives_shape,
     pair_chunks,
+    row_block,
     tensor_gather_negatives,
 )
 
@@ -120,8 +121,8 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     saved = casts + ids + per_token_results + totals + directions
     # Per-program partial sums: at most one program per token, and the scalar result.
     forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
-    block_d = max(16, 1 << (dim - 1).bit_length())
-    if gather and config.in_kernel_negatives and autocast and block_d == TENSOR_GATHER_D:
+    block_d = row_block(dim)
+    if gather and config.in_kernel_negatives and gathers_on_tensor_cores(element, block_d):
         # The tensor-core forward's drawn ids, a few steps' per program of 16 tokens (int32;
         # half-precision rows: no sparse item gradient draws its ids per position).
         programs = -(-tokens // TENSOR_GATHER_TOKENS)
