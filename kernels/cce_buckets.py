@@ -12,13 +12,13 @@ wrote a row.
 1. `count_kernel`: pairs per item, one int32 atomic per pair. Accidental hits, padding ids
    and padding tokens make no pair; each kept target is a pair too, flagged.
 2. Each item's first slot: an exclusive prefix sum (torch.cumsum).
-3. `place_kernel`: each pair claims a slot of its item (an int32 atomic) and writes its
-   token (with the target flag) and its item there.
+3. `place_kernel`: each pair claims a slot of its item (an int32 atomic) and writes itself
+   there, packed in one int64 (`_packed`): its token, the target flag and its item.
 4. `items_kernel`: programs over equal ranges of slots, so a popular item's long run is
    shared, whatever the skew of the ids: a block of slots of one item adds into registers,
    flushed by one atomic add per run; a block that straddles items adds row by row.
 
-Tokens are taken in chunks so that the slot arrays stay under `MAX_SLOTS` pairs. Nothing waits
+Tokens are taken in chunks so that the slot array stays under `MAX_SLOTS` pairs. Nothing waits
 for the GPU (the pair count is read on the device), so a CUDA graph can capture it all.
 """
 
@@ -75,8 +75,21 @@ def count_kernel(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, 
 
 
 @triton.jit
+def _packed(tokens, items, TARGET: tl.constexpr):
+    """Pairs as one int64 each, so that placing one is one scattered store: token << 33 |
+    TARGET << 32 | item (an item below 2^32, a token below 2^30)."""
+    return (tokens.to(tl.int64) << 33) | (TARGET << 32) | items.to(tl.int64)
+
+
+@triton.jit
+def _unpacked(pairs):
+    """`_packed`'s (token, is target, item), int64."""
+    return pairs >> 33, ((pairs >> 32) & 1) == 1, pairs & 0xFFFFFFFF
+
+
+@triton.jit
 def place_kernel(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, num_negatives,
-                 num_items, seed_ptr, cursor_ptr, token_ptr, item_ptr,
+                 num_items, seed_ptr, cursor_ptr, pair_ptr,
                  ID_SOURCE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     seed = load_seed(seed_ptr, ID_SOURCE)
     tokens, targets, ids, kept, target_kept = _pairs(
@@ -84,12 +97,10 @@ def place_kernel(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, 
         num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N)
     slots = tl.atomic_add(cursor_ptr + ids, tl.full(ids.shape, 1, tl.int32), mask=kept,
                           sem="relaxed")
-    tl.store(token_ptr + slots, tl.broadcast_to(2 * tokens[:, None], ids.shape), mask=kept)
-    tl.store(item_ptr + slots, ids.to(tl.int32), mask=kept)
+    tl.store(pair_ptr + slots, _packed(tokens[:, None], ids, 0), mask=kept)
     slots = tl.atomic_add(cursor_ptr + targets, tl.full(targets.shape, 1, tl.int32),
                           mask=target_kept, sem="relaxed")
-    tl.store(token_ptr + slots, 2 * tokens + 1, mask=target_kept)
-    tl.store(item_ptr + slots, targets.to(tl.int32), mask=target_kept)
+    tl.store(pair_ptr + slots, _packed(tokens, targets, 1), mask=target_kept)
 
 
 @triton.jit
@@ -122,7 +133,7 @@ def _add_run(de_ptr, de_row_stride, owner_ptr, item, offs_d, summed, mask,
 
 # Not specialised on values: the slots per program change with every batch's shape.
 @triton.jit(do_not_specialize=["slots_per_program"])
-def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row_stride,
+def items_kernel(pair_ptr, total_ptr, slots_per_program, h_ptr, h_row_stride,
                  e_ptr, e_row_stride, log_q_ptr, lse_ptr, pos_ptr, shift_ptr, grad_ptr,
                  grad_stride, totals_ptr, de_ptr, de_row_stride, owner_ptr, dim, scale,
                  inv_temperature, COMPACT: tl.constexpr, MEAN: tl.constexpr,
@@ -133,17 +144,14 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < dim
     # The item of the run (int64, as every id the shared helpers take).
-    current = tl.load(item_ptr + first, mask=first < last, other=0).to(tl.int64)
+    current = _unpacked(tl.load(pair_ptr + first, mask=first < last, other=0))[2]
     row = tl.load(e_ptr + current * e_row_stride + offs_d, mask=d_mask, other=0.0)
     summed = tl.zeros([BLOCK_D], dtype=tl.float32)
     offs = first + tl.arange(0, BLOCK_S)
     mask = offs < last
-    slot_items = tl.load(item_ptr + offs, mask=mask, other=0)
-    code = tl.load(token_ptr + offs, mask=mask, other=0)
+    pairs = tl.load(pair_ptr + offs, mask=mask, other=0)
     for _ in range(first, last, BLOCK_S):
-        items = slot_items.to(tl.int64)
-        tokens = (code >> 1).to(tl.int64)
-        is_target = (code & 1) == 1
+        tokens, is_target, items = _unpacked(pairs)
         h = tl.load(h_ptr + tokens[:, None] * h_row_stride + offs_d[None, :],
                     mask=mask[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
         # The next step's slots, read while this step's rows come in: read at the step's
@@ -152,8 +160,7 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
         # ms at d 256 N 511, 10.8 -> 8.1 at d 64 N 1,511 on an H200.
         next_offs = offs + BLOCK_S
         next_mask = next_offs < last
-        next_items = tl.load(item_ptr + next_offs, mask=next_mask, other=0)
-        next_code = tl.load(token_ptr + next_offs, mask=next_mask, other=0)
+        next_pairs = tl.load(pair_ptr + next_offs, mask=next_mask, other=0)
         low = tl.min(tl.where(mask, items, 2**31 - 1), axis=0)
         high = tl.max(tl.where(mask, items, -1), axis=0)
         if low == high:  # one item: into the run's registers
@@ -178,7 +185,7 @@ def items_kernel(token_ptr, item_ptr, total_ptr, slots_per_program, h_ptr, h_row
             tl.atomic_add(de_ptr + targets[:, None] * de_row_stride + offs_d[None, :],
                           weights[:, None] * h, mask=mask[:, None] & d_mask[None, :],
                           sem="relaxed")
-        offs, mask, slot_items, code = next_offs, next_mask, next_items, next_code
+        offs, mask, pairs = next_offs, next_mask, next_pairs
     _add_run(de_ptr, de_row_stride, owner_ptr, current, offs_d, summed,
              d_mask & (offs_d * 0 + first < last), COMPACT)  # a tensor condition: see _pairs
 
@@ -199,8 +206,7 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
     # Three table-sized int32 arrays, reused by every chunk (the memory model counts three).
     counts, ends, cursor = torch.empty((3, item_emb.shape[0]), dtype=torch.int32,
                                        device=device)
-    token_slots = torch.empty(capacity, dtype=torch.int32, device=device)
-    item_slots = torch.empty(capacity, dtype=torch.int32, device=device)
+    pair_slots = torch.empty(capacity, dtype=torch.int64, device=device)  # kernels' _packed
     args = launch_args(targets, lse, ids, log_q, owners, totals, grad_loss)
     block_t, block_n = PAIR_BLOCK
     for first in range(0, tokens, chunk):
@@ -213,7 +219,7 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
                                 BLOCK_T=block_t, BLOCK_N=block_n)
         torch.cumsum(counts, 0, dtype=torch.int32, out=ends)
         torch.sub(ends, counts, out=cursor)  # each item's first slot, then its next free one
-        place_kernel[pair_grid](*pair_args, cursor, token_slots, item_slots,
+        place_kernel[pair_grid](*pair_args, cursor, pair_slots,
                                 ID_SOURCE=plan.id_source, BLOCK_T=block_t, BLOCK_N=block_n)
         # ITEM_PROGRAMS_PER_PROCESSOR over this chunk's pairs at most, in whole blocks of
         # slots (a short last chunk spreads as wide as the others).
@@ -221,7 +227,7 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
         programs = ITEM_PROGRAMS_PER_PROCESSOR * processors
         per_program = triton.cdiv(triton.cdiv(pairs, programs), blocks.t) * blocks.t
         items_kernel[(triton.cdiv(pairs, per_program),)](
-            token_slots, item_slots, ends[-1:], per_program, hidden, hidden.stride(0),
+            pair_slots, ends[-1:], per_program, hidden, hidden.stride(0),
             item_emb, item_emb.stride(0), args.log_q, lse, pos, shift, grad_loss,
             args.grad_stride, args.totals, d_items, d_items.stride(0), args.owners, dim,
             plan.scale, plan.inv_temperature, COMPACT=owners is not None, MEAN=mean,

@@ -26,6 +26,7 @@ from cce_tune.kernels.cce_scores import (
     load_seed,
     negative_block,
     own_ids,
+    own_layout,
     positive_scores,
     token_block,
 )
@@ -50,6 +51,21 @@ def _online_step(scores, masked, rows, running_max, running_sum, weighted, kept,
     if SAMPLED_SOFTMAX:
         kept += tl.sum(tl.where(masked, 0.0, 1.0), axis=1)
     return new_max, running_sum, weighted, kept
+
+
+@triton.jit
+def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
+                    ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
+                    DOT_PRECISION: tl.constexpr, TENSOR_GATHER: tl.constexpr,
+                    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Per position: a step of each token's own negatives `ids` (laid out by
+    `own_layout`) scored on the tensor cores or on the CUDA cores."""
+    if TENSOR_GATHER:
+        return gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr,
+                                           offs_d, d_mask, scale, ID_SOURCE, HAS_LOG_Q,
+                                           DOT_PRECISION, BLOCK_T, BLOCK_N)
+    return gathered_block_cuda_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d,
+                                     d_mask, scale, ID_SOURCE, HAS_LOG_Q)
 
 
 # Not specialised on a value: each epoch has a ragged last batch.
@@ -81,45 +97,43 @@ def cce_minus_forward_kernel(
     if TILED:
         row = (pid * BLOCK_T) // tile_size
 
-    if GATHER and TENSOR_GATHER and ID_SOURCE == 2:
+    if GATHER and ID_SOURCE == 2:
         # Ids drawn here, DRAWN_STEPS steps' at a time into this program's scratch, each id
         # once, then read back as ids in memory are. Drawn where they are used, each was
-        # drawn again by every lane that reads its row (32, across d) and by the scores'
-        # every token (the forward 14.5 ms, 6.5 with ids read, at 131,072 x N 511 on an
-        # H200); drawn a step at a time through the scratch, the gather lost its pipelining.
-        offs_r = tl.arange(0, BLOCK_T * BLOCK_N)
+        # drawn again by every lane that reads its row (across d) and on the tensor cores by
+        # the scores' every token (that forward 14.5 ms, 6.5 with ids read, at 131,072 x
+        # N 511 on an H200); drawn a step at a time through the scratch, the gather lost its
+        # pipelining.
+        token, negative = own_layout(BLOCK_T, BLOCK_N, TENSOR_GATHER)
+        step_offs = token * BLOCK_N + negative  # an id's place in its step of the scratch
         drawn_ptr += pid.to(tl.int64) * (DRAWN_STEPS * BLOCK_T * BLOCK_N)
         for round_start in range(0, num_negatives, DRAWN_STEPS * BLOCK_N):
             for step in tl.static_range(DRAWN_STEPS):
                 ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens,
                               round_start + step * BLOCK_N, num_negatives, num_items, seed,
-                              ID_SOURCE, BLOCK_T, BLOCK_N)
-                tl.store(drawn_ptr + step * (BLOCK_T * BLOCK_N) + offs_r, ids.to(tl.int32))
+                              ID_SOURCE, BLOCK_T, BLOCK_N, TENSOR_GATHER)
+                tl.store(drawn_ptr + step * (BLOCK_T * BLOCK_N) + step_offs, ids.to(tl.int32))
             tl.debug_barrier()
             round_end = tl.minimum(round_start + DRAWN_STEPS * BLOCK_N, num_negatives)
             for start in range(round_start, round_end, BLOCK_N):
                 ids = tl.load(drawn_ptr + (start - round_start) // BLOCK_N * (BLOCK_T * BLOCK_N)
-                              + offs_r).to(tl.int64)
-                scores, masked, rows = gathered_block_tensor_cores(
+                              + step_offs).to(tl.int64)
+                scores, masked, rows = _gathered_block(
                     h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
-                    ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_T, BLOCK_N)
+                    ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, TENSOR_GATHER, BLOCK_T, BLOCK_N)
                 running_max, running_sum, weighted, kept = _online_step(
                     scores, masked, rows, running_max, running_sum, weighted, kept,
                     DIRECTIONS, TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
             tl.debug_barrier()  # read by every thread before the next round overwrites them
     else:
         for start in range(0, num_negatives, BLOCK_N):
-            if GATHER and TENSOR_GATHER:
+            if GATHER:
                 ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens, start,
-                              num_negatives, num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N)
-                scores, masked, rows = gathered_block_tensor_cores(
+                              num_negatives, num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N,
+                              TENSOR_GATHER)
+                scores, masked, rows = _gathered_block(
                     h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
-                    ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_T, BLOCK_N)
-            elif GATHER:
-                scores, masked, rows = gathered_block_cuda_cores(
-                    h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, offs_t, t_mask, start,
-                    targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed, scale,
-                    ID_SOURCE, HAS_LOG_Q, BLOCK_N)
+                    ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, TENSOR_GATHER, BLOCK_T, BLOCK_N)
             else:
                 scores, masked, _ids, rows = negative_block(
                     h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask,

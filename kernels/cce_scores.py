@@ -147,14 +147,25 @@ def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t,
 
 
 @triton.jit
+def own_layout(BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, FLAT: tl.constexpr):
+    """(token within the block, negative within the step) of each id of a per-position
+    step: flat for the tensor cores (`gathered_block_tensor_cores`: element t * BLOCK_N + n
+    is token t's negative n), (BLOCK_T, BLOCK_N) for the CUDA cores."""
+    if FLAT:
+        offs = tl.arange(0, BLOCK_T * BLOCK_N)
+        return offs // BLOCK_N, offs % BLOCK_N
+    return tl.arange(0, BLOCK_T)[:, None], tl.arange(0, BLOCK_N)[None, :]
+
+
+@triton.jit
 def own_ids(ids_ptr, ids_row_stride, first, num_tokens, start, num_negatives, num_items, seed,
-            ID_SOURCE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+            ID_SOURCE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+            FLAT: tl.constexpr):
     """Per position: the ids (int64) of the BLOCK_T tokens from `first`, negatives
-    start..start+BLOCK_N of each, flat: row t * BLOCK_N + n is token t's negative start + n
-    (`gathered_block_tensor_cores`'s layout)."""
-    offs_r = tl.arange(0, BLOCK_T * BLOCK_N)
-    row_tokens = first + offs_r // BLOCK_N
-    offs_n = start + offs_r % BLOCK_N
+    start..start+BLOCK_N of each, laid out by `own_layout`."""
+    token, negative = own_layout(BLOCK_T, BLOCK_N, FLAT)
+    row_tokens = first + token
+    offs_n = start + negative
     return negative_ids(ids_ptr, row_tokens.to(tl.int64), ids_row_stride, offs_n,
                         (row_tokens < num_tokens) & (offs_n < num_negatives), num_negatives,
                         num_items, seed, ID_SOURCE)
@@ -166,7 +177,7 @@ def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr,
                                 HAS_LOG_Q: tl.constexpr, DOT_PRECISION: tl.constexpr,
                                 BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     """Per position: a block of BLOCK_T tokens against their own negatives `ids` (laid out
-    by `own_ids`), on the tensor cores.
+    by `own_layout`, flat), on the tensor cores.
 
     Each token's rows are gathered into one (BLOCK_T * BLOCK_N, d) block and the block is
     scored against every token of the program: (BLOCK_T, BLOCK_T * BLOCK_N) products of which
@@ -186,19 +197,13 @@ def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr,
 
 
 @triton.jit
-def gathered_block_cuda_cores(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, offs_t, t_mask,
-                              start, targets, log_q_ptr, offs_d, d_mask, num_negatives,
-                              num_items, seed, scale, ID_SOURCE: tl.constexpr,
-                              HAS_LOG_Q: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Per position on the CUDA cores: each token's own negatives start..start+BLOCK_N,
+def gathered_block_cuda_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask,
+                              scale, ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr):
+    """Per position on the CUDA cores: each token's own negatives `ids` (BLOCK_T, BLOCK_N),
     gathered into a (BLOCK_T, BLOCK_N, d) tile and scored row by row (a sum across d) in
     float32. No product is wasted, which wins over `gathered_block_tensor_cores` where the
     rows are short or the products are float32. Returns (scores, mask, rows) as there, the
     rows (T, N, d)."""
-    offs_n = start + tl.arange(0, BLOCK_N)
-    ids = negative_ids(ids_ptr, offs_t[:, None].to(tl.int64), ids_row_stride,
-                       offs_n[None, :], t_mask[:, None] & (offs_n < num_negatives)[None, :],
-                       num_negatives, num_items, seed, ID_SOURCE)
     e = tl.load(e_ptr + ids[:, :, None] * e_row_stride + offs_d[None, None, :],
                 mask=d_mask[None, None, :], other=0.0)
     raw = tl.sum(h[:, None, :].to(tl.float32) * e.to(tl.float32), axis=2)

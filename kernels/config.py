@@ -21,7 +21,7 @@ def negatives_shape(mode: str, num_tokens: int, num_negatives: int, tile_size: i
 
 
 # Per-position pairs per chunk of the fused loss's bucketed item gradient
-# (kernels.cce_buckets): two int32 slot arrays of 64 MiB.
+# (kernels.cce_buckets): one int64 slot array of 128 MiB.
 MAX_SLOTS = 2**24
 
 
@@ -49,9 +49,10 @@ TENSOR_GATHER_D = 256
 # 19.7-33: benchmarks/results/passes-h200-per-position-tensor-d256.md).
 TENSOR_GATHER_TOKENS = 16
 TENSOR_GATHER_STEP_BYTES = 65536
-# Ids drawn in the kernel are drawn this many steps ahead into a program's scratch (int32),
-# then read back as ids in memory are (kernels.cce_forward).
-TENSOR_GATHER_DRAWN_STEPS = 8
+# Per position, ids drawn in the kernel are drawn this many steps ahead into a program's
+# scratch (int32), then read back as ids in memory are (kernels.cce_forward), on the tensor
+# cores and on the CUDA cores alike.
+DRAWN_STEPS = 8
 
 
 def row_block(dim: int) -> int:
@@ -67,11 +68,18 @@ def gathers_on_tensor_cores(row_element_size: int, block_d: int) -> bool:
     return row_element_size == 2 and block_d == TENSOR_GATHER_D
 
 
-def tensor_gather_negatives(block_d: int, row_element_size: int) -> int:
-    """Negatives of each token per step of the tensor-core per-position forward, for rows
-    of `block_d` elements of `row_element_size` bytes."""
-    return max(1, TENSOR_GATHER_STEP_BYTES // (TENSOR_GATHER_TOKENS * block_d
-                                               * row_element_size))
+def per_position_forward_tile(block_d: int, row_element_size: int,
+                              tensor_cores: bool) -> tuple[int, int]:
+    """(tokens, negatives of each) per step of the per-position forward over rows of
+    `block_d` elements of `row_element_size` bytes (the wider of hidden's and the table's).
+    On the tensor cores (`gathers_on_tensor_cores`): TENSOR_GATHER_TOKENS and
+    TENSOR_GATHER_STEP_BYTES of rows. On the CUDA cores: a (tokens, 8 rows, d) register tile
+    of up to 1,024 elements, the fastest of
+    benchmarks/results/passes-h200-per-position-{d256,d64}.md."""
+    if tensor_cores:
+        return TENSOR_GATHER_TOKENS, max(1, TENSOR_GATHER_STEP_BYTES // (
+            TENSOR_GATHER_TOKENS * block_d * row_element_size))
+    return max(1, min(16, 1024 // (8 * block_d))), 8
 
 
 REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")

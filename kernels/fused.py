@@ -21,6 +21,7 @@ import torch
 import triton
 from torch import nn
 
+from cce_tune.kernels import config
 from cce_tune.kernels.cce_backward import (
     cce_minus_backward_hidden_kernel,
     cce_minus_backward_items_kernel,
@@ -39,11 +40,9 @@ from cce_tune.kernels.compact import compact_accumulator, expand_gradient, spars
 from cce_tune.kernels.config import (
     DEFAULT_TILE_SIZE,
     NEGATIVE_MODES,
-    TENSOR_GATHER_DRAWN_STEPS,
-    TENSOR_GATHER_TOKENS,
     gathers_on_tensor_cores,
+    per_position_forward_tile,
     row_block,
-    tensor_gather_negatives,
 )
 from cce_tune.kernels.reference import check_reduction
 
@@ -143,9 +142,6 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
     shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`);
     CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`)."""
-    if gather and tensor_gather and kernel == "forward":  # kernels.config's measured tile
-        return Blocks(TENSOR_GATHER_TOKENS, tensor_gather_negatives(block_d, dtype.itemsize),
-                      4, 2)
     if gather:
         # Per position on the CUDA cores the passes sum a register tile of gathered rows
         # both across d (the scores) and across its rows (d(hidden)'s directions; an item's
@@ -155,7 +151,8 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
         # benchmarks/results/passes-h200-per-position-{d256,d64,items-d256,items-d64}.md.
         if kernel == "items":  # kernels.cce_buckets: BLOCK_S pairs' hidden rows per step
             return Blocks(max(8, min(64, 2048 // block_d)), 1, 1, 2)
-        return Blocks(max(1, min(16, 1024 // (8 * block_d))), 8, 1, 2)  # (T, 8 rows, d)
+        tokens, negatives = per_position_forward_tile(block_d, dtype.itemsize, tensor_gather)
+        return Blocks(tokens, negatives, 4 if tensor_gather else 1, 2)
     if cuda_cores:
         blocks = CUDA_CORE_BLOCKS
         return blocks if tile_size is None else replace(blocks, t=min(blocks.t, tile_size))
@@ -314,13 +311,12 @@ class _CCEMinus(torch.autograd.Function):
         # Per position the forward also writes d(hidden)'s directions (kernels.cce_forward).
         directions = (_output(hidden.shape, torch.float32, hidden.device)
                       if plan.gather and ctx.needs_input_grad[0] else None)
-        # The tensor-core per-position forward draws its ids into a scratch, a few steps'
-        # per program (kernels.cce_forward).
+        # Per position the forward draws its ids into a scratch, a few steps' per program
+        # (kernels.cce_forward).
         blocks = plan.blocks["forward"]
-        drawn = (torch.empty((plan.programs(tokens),
-                              TENSOR_GATHER_DRAWN_STEPS * blocks.t * blocks.n),
+        drawn = (torch.empty((plan.programs(tokens), config.DRAWN_STEPS * blocks.t * blocks.n),
                              dtype=torch.int32, device=hidden.device)
-                 if plan.tensor_gather and plan.id_source == IDS_RANDOM else lse)
+                 if plan.gather and plan.id_source == IDS_RANDOM else lse)
         cce_minus_forward_kernel[(plan.programs(tokens),)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
             ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
@@ -328,7 +324,7 @@ class _CCEMinus(torch.autograd.Function):
             drawn, tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
             seed, plan.scale, plan.log2_others,
             GATHER=plan.gather, TENSOR_GATHER=plan.tensor_gather, TILED=plan.tiled,
-            DIRECTIONS=directions is not None, DRAWN_STEPS=TENSOR_GATHER_DRAWN_STEPS,
+            DIRECTIONS=directions is not None, DRAWN_STEPS=config.DRAWN_STEPS,
             **plan.constants("forward"),
         )
         totals = None if reduction == "none" else partials.sum(1)
@@ -351,7 +347,7 @@ class _CCEMinus(torch.autograd.Function):
                                                    hidden.shape[1])
                                or (None, torch.zeros(item_emb.shape, dtype=torch.float32,
                                                      device=hidden.device)))
-        if plan.gather:  # the item gradient first: its slot arrays are gone before d(hidden)
+        if plan.gather:  # the item gradient first: its slot array is gone before d(hidden)
             if d_items is not None:
                 add_item_gradient(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
                                   grad_loss, totals, d_items, owners, plan=plan, mean=ctx.mean,

@@ -13,15 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cce_tune.kernels.config import (
+    DRAWN_STEPS,
     FUSED_LOSSES,
-    TENSOR_GATHER_DRAWN_STEPS,
-    TENSOR_GATHER_TOKENS,
     LossConfig,
     gathers_on_tensor_cores,
     negatives_shape,
     pair_chunks,
+    per_position_forward_tile,
     row_block,
-    tensor_gather_negatives,
 )
 
 # The CUDA caching allocator hands out blocks in multiples of 512 bytes.
@@ -122,19 +121,20 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     # Per-program partial sums: at most one program per token, and the scalar result.
     forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
     block_d = row_block(dim)
-    if gather and config.in_kernel_negatives and gathers_on_tensor_cores(element, block_d):
-        # The tensor-core forward's drawn ids, a few steps' per program of 16 tokens (int32;
-        # half-precision rows: no sparse item gradient draws its ids per position).
-        programs = -(-tokens // TENSOR_GATHER_TOKENS)
-        per_step = TENSOR_GATHER_TOKENS * tensor_gather_negatives(block_d, 2)
-        forward_extra += allocation(programs * TENSOR_GATHER_DRAWN_STEPS * per_step, 4)
+    if gather and config.in_kernel_negatives:
+        # The forward's drawn ids, a few steps' per program (int32; rows of `element` bytes,
+        # hidden's and the table's: no sparse item gradient draws its ids per position).
+        step_tokens, step_negatives = per_position_forward_tile(
+            block_d, element, gathers_on_tensor_cores(element, block_d))
+        programs = -(-tokens // step_tokens)
+        forward_extra += allocation(programs * DRAWN_STEPS * step_tokens * step_negatives, 4)
 
     d_hidden = allocation(tokens * dim, element)
     if gather:
         # Beside the float32 item accumulator: first kernels.cce_buckets' counters and slot
         # arrays, then d(hidden) scaled from the directions (a float32 product, then its cast).
         capacity = pair_chunks(tokens, config.num_negatives)[1]
-        buckets = 3 * allocation(rows, 4) + 2 * allocation(capacity, 4)
+        buckets = 3 * allocation(rows, 4) + allocation(capacity, 8)
         during = max(buckets, d_hidden + (allocation(tokens * dim, 4) if element != 4 else 0))
     else:
         during = d_hidden  # the hidden pass writes it beside the accumulator

@@ -156,18 +156,22 @@ def test_per_position_item_gradient_alone(monkeypatch):
     assert relative_errors([emb.grad], [wide_emb.grad])[0] < 1e-5
 
 
-@pytest.mark.parametrize("ids", ["explicit", "in-kernel", "in-kernel, 3 rounds"])
+@pytest.mark.parametrize("cores", ["tensor", "CUDA"])
+@pytest.mark.parametrize("ids", ["explicit", "in-kernel", "in-kernel, several rounds"])
 @pytest.mark.parametrize("dim", [17, 64])
-def test_per_position_forward_on_the_tensor_cores(ids, dim, monkeypatch):
-    """The per-position forward that scores a block's gathered rows against all of its tokens
-    (half precision at d 129-256), forced here in float32 at small d, where its products are
-    exact in the interpreter: each token keeps its own scores, hits and padding ids masked,
-    tokens past the end (71 = 4 x 16 + 7) and negatives past N (67, in steps of 16 or 32)
-    too. Drawn ids go through the scratch a round of steps at a time: at 2 steps a round,
-    67 negatives take 3 rounds (at d 64), the last one short."""
-    monkeypatch.setattr(fused_module, "gathers_on_tensor_cores", lambda *args: True)
-    if ids == "in-kernel, 3 rounds":
-        monkeypatch.setattr(fused_module, "TENSOR_GATHER_DRAWN_STEPS", 2)
+def test_per_position_forward(cores, ids, dim, monkeypatch):
+    """The per-position forward on the tensor cores (a block's gathered rows scored against
+    all of its tokens; half precision at d 129-256), forced here in float32 at small d,
+    where its products are exact in the interpreter, and on the CUDA cores (row by row):
+    each token keeps its own scores, hits and padding ids masked, tokens past the end
+    (71 = 4 x 16 + 7) and negatives past N (67) too. Drawn ids go through the scratch a
+    round of steps at a time: at 2 steps a round 67 negatives take 3 rounds on the tensor
+    cores (16 or 32 a step), 5 on the CUDA cores (8 a step), the last one short."""
+    tensor = cores == "tensor"
+    if tensor:
+        monkeypatch.setattr(fused_module, "gathers_on_tensor_cores", lambda *args: True)
+    if ids == "in-kernel, several rounds":
+        monkeypatch.setattr(kernel_config, "DRAWN_STEPS", 2)
     launches = []
     monkeypatch.setattr(fused_module, "cce_minus_forward_kernel",
                         SpyKernel(fused_module.cce_minus_forward_kernel, launches))
@@ -182,8 +186,8 @@ def test_per_position_forward_on_the_tensor_cores(ids, dim, monkeypatch):
            else lambda h, e, t, n, **kwargs: reference.ce_minus(h, e, t, drawn.to(h.device),
                                                                 **kwargs))
     check(ours, ref, problem, log_q=log_q, sampled_softmax=True, temperature=0.7)
-    assert launches and all(launch["TENSOR_GATHER"] and launch["BLOCK_T"] == 16
-                            for launch in launches)
+    assert launches and all(launch["TENSOR_GATHER"] == tensor
+                            and (launch["BLOCK_T"] == 16) == tensor for launch in launches)
 
 
 def test_half_precision_at_d_256_takes_the_tensor_core_forward():

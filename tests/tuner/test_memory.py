@@ -69,30 +69,29 @@ def test_fused_loss_holds_no_scores():
     assert loss_memory(drawn, tokens, items, dim, False).saved == per_token + directions
 
 
-def test_the_tensor_core_forward_holds_the_ids_it_draws_a_few_steps_ahead():
-    """Per position in half precision at d 129-256 the forward draws its ids into a scratch,
-    a few steps' per program (kernels.fused allocates it from the plan's tile), on top of
-    what the same loss with ids read from memory holds in its forward."""
-    from cce_tune.kernels import fused
+@pytest.mark.parametrize("autocast, dim", [(True, 256), (True, 64), (False, 256)])
+def test_the_per_position_forward_holds_the_ids_it_draws_a_few_steps_ahead(autocast, dim):
+    """Per position the forward draws its ids into a scratch, a few steps' per program
+    (kernels.fused allocates it from the plan's tile: 16 tokens on the tensor cores, at half
+    precision and d 129-256; 1 or 2 on the CUDA cores), on top of what the same loss with
+    ids read from memory holds in its forward."""
+    from cce_tune.kernels import config, fused
 
-    tokens, items, dim = 1000, 50_000, 256
+    tokens, items = 1000, 50_000
     drawn = LossConfig("cce_minus", num_negatives=511, negative_mode="per_position",
                        in_kernel_negatives=True)
     read = replace(drawn, in_kernel_negatives=False)
-    half = torch.empty(tokens, dim, dtype=torch.bfloat16)
-    plan = fused._plan(half, half, id_source=2,
-                       gather=True, tiled=False, tile_size=1, num_negatives=511,
-                       temperature=1.0, has_log_q=False, sampled_softmax=False)
+    rows = torch.empty(tokens, dim, dtype=torch.bfloat16 if autocast else torch.float32)
+    plan = fused._plan(rows, rows, id_source=2, gather=True, tiled=False, tile_size=1,
+                       num_negatives=511, temperature=1.0, has_log_q=False,
+                       sampled_softmax=False)
     blocks = plan.blocks["forward"]
-    assert plan.tensor_gather and blocks.n == 8
-    extra = (loss_memory(drawn, tokens, items, dim, True).forward_extra
-             - loss_memory(read, tokens, items, dim, True).forward_extra)
-    assert extra == allocation(plan.programs(tokens) * fused.TENSOR_GATHER_DRAWN_STEPS
-                               * blocks.t * blocks.n, 4)
-    # float32 (no autocast), narrower and wider rows score on the CUDA cores: nothing drawn.
-    for autocast, width in ((False, dim), (True, 64), (True, 512)):
-        assert (loss_memory(drawn, tokens, items, width, autocast).forward_extra
-                == loss_memory(read, tokens, items, width, autocast).forward_extra)
+    assert plan.tensor_gather == (autocast and dim == 256)
+    assert blocks.t == (16 if plan.tensor_gather else max(1, 1024 // (8 * dim)))
+    extra = (loss_memory(drawn, tokens, items, dim, autocast).forward_extra
+             - loss_memory(read, tokens, items, dim, autocast).forward_extra)
+    assert extra == allocation(plan.programs(tokens) * config.DRAWN_STEPS * blocks.t
+                               * blocks.n, 4)
 
 
 def test_reference_loss_holds_the_scores():
