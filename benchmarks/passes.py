@@ -37,6 +37,13 @@ KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",
                 "bucketed items": "items_kernel"}
 
 
+# Module constants that --item-programs, --max-slots and --drawn-steps sweep: (module,
+# name, label in the table), by the flag's attribute.
+CONSTANTS = {"item_programs": (buckets, "ITEM_PROGRAMS_PER_PROCESSOR", "item programs per SM"),
+             "max_slots": (kernel_config, "MAX_SLOTS", "slots a chunk"),
+             "drawn_steps": (kernel_config, "DRAWN_STEPS", "steps drawn ahead")}
+
+
 def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]) -> dict:
     """Builders of each variant's loss function, by name: a builder draws its ids when
     called, so variants left out allocate nothing (per position, tokens x N ids)."""
@@ -106,6 +113,10 @@ def main() -> None:
                         help="per-position pairs per chunk of the bucketed item gradient to "
                              "sweep (kernels.config.MAX_SLOTS), each variant once per value; "
                              "default the library's")
+    parser.add_argument("--drawn-steps", nargs="+", type=int, default=None,
+                        help="steps of in-kernel per-position ids the forward draws ahead "
+                             "to sweep (kernels.config.DRAWN_STEPS), each variant once per "
+                             "value; default the library's")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -117,23 +128,21 @@ def main() -> None:
     hidden, emb, targets = inputs(DTYPES[args.dtype], args.tokens, args.dim, args.catalog)
     default_blocks, default_precision = fused.choose_blocks, fused.precision_for
     default_cores = fused.on_cuda_cores
-    default_programs = buckets.ITEM_PROGRAMS_PER_PROCESSOR
-    default_slots = kernel_config.MAX_SLOTS
+    defaults = {flag: getattr(module, constant)
+                for flag, (module, constant, _label) in CONSTANTS.items()}
     rows = []
-    for variant, precision, programs, slots in itertools.product(
-            args.variants or builders, args.precisions or [None], args.item_programs or [None],
-            args.max_slots or [None]):
+    for variant, precision, *values in itertools.product(
+            args.variants or builders, args.precisions or [None],
+            *(getattr(args, flag) or [None] for flag in CONSTANTS)):
         fn, name = builders[variant](), variant
         if precision is not None:
             fused.precision_for = lambda dtype, *_, precision=precision: precision
             fused.on_cuda_cores = lambda *_, precision=precision: precision == "ieee"
             name = f"{name} [{precision}]"
-        if programs is not None:
-            buckets.ITEM_PROGRAMS_PER_PROCESSOR = programs
-            name = f"{name} [{programs} item programs per SM]"
-        if slots is not None:
-            kernel_config.MAX_SLOTS = slots
-            name = f"{name} [{slots} slots a chunk]"
+        for (module, constant, label), value in zip(CONSTANTS.values(), values, strict=True):
+            if value is not None:
+                setattr(module, constant, value)
+                name = f"{name} [{value} {label}]"
         shapes = [None, *(args.shapes or itertools.product(args.block_t, args.block_n,
                                                            args.warps, args.stages))]
         for shape in shapes:
@@ -152,8 +161,8 @@ def main() -> None:
             print(rows[-1], flush=True)
             write(rows, args, quiet=True)  # what a cut-off sweep measured stays written
         fused.precision_for, fused.on_cuda_cores = default_precision, default_cores
-        buckets.ITEM_PROGRAMS_PER_PROCESSOR = default_programs
-        kernel_config.MAX_SLOTS = default_slots
+        for flag, (module, constant, _label) in CONSTANTS.items():
+            setattr(module, constant, defaults[flag])
     write(rows, args)
 
 

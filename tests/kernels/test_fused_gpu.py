@@ -50,14 +50,15 @@ def test_real_sizes(dtype, mode, tokens, num_negatives):
                  hidden, emb, targets, dtype, TOLERANCE[dtype])
 
 
+@pytest.mark.parametrize("dim", [256, 64])  # the tensor cores' forward, the CUDA cores'
 @pytest.mark.parametrize("tokens,num_negatives", [(1_003, 67), (1_003, 1_000)])
-def test_ids_drawn_ahead_match_the_same_ids_read(tokens, num_negatives):
-    """The tensor-core forward draws in-kernel ids a round of steps ahead into each
+def test_ids_drawn_ahead_match_the_same_ids_read(tokens, num_negatives, dim):
+    """The per-position forward draws in-kernel ids a round of steps ahead into each
     program's scratch: per-token losses equal those from the same ids read from memory (up
     to the compiler's own rounding: a wrong or raced id moves a loss by far more), at sizes
     that end mid-program, mid-step and mid-round, several times over (programs run side by
     side here, unlike in the interpreter)."""
-    hidden, emb, targets = inputs(tokens, 256, torch.bfloat16)
+    hidden, emb, targets = inputs(tokens, dim, torch.bfloat16)
     negatives = InKernelNegatives(num_negatives, mode="per_position", seed=3)
     ids = in_kernel_ids(negatives, tokens, CATALOG, "cuda")
     read = cce_minus(hidden, emb, targets, ids, reduction="none")
