@@ -60,12 +60,15 @@ def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_m
                     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     """Per position: a step of each token's own negatives `ids` (laid out by
     `own_layout`) scored on the tensor cores or on the CUDA cores."""
-    if TENSOR_GATHER:
-        return gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr,
-                                           offs_d, d_mask, scale, ID_SOURCE, HAS_LOG_Q,
-                                           DOT_PRECISION, BLOCK_T, BLOCK_N)
-    return gathered_block_cuda_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d,
-                                     d_mask, scale, ID_SOURCE, HAS_LOG_Q)
+    if TENSOR_GATHER:  # one return after the branch: see cce_scores.own_layout
+        scores, masked, rows = gathered_block_tensor_cores(
+            h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale, ID_SOURCE,
+            HAS_LOG_Q, DOT_PRECISION, BLOCK_T, BLOCK_N)
+    else:
+        scores, masked, rows = gathered_block_cuda_cores(
+            h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale, ID_SOURCE,
+            HAS_LOG_Q)
+    return scores, masked, rows
 
 
 # Not specialised on a value: each epoch has a ragged last batch.

@@ -151,10 +151,14 @@ def own_layout(BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, FLAT: tl.constexpr)
     """(token within the block, negative within the step) of each id of a per-position
     step: flat for the tensor cores (`gathered_block_tensor_cores`: element t * BLOCK_N + n
     is token t's negative n), (BLOCK_T, BLOCK_N) for the CUDA cores."""
+    # One return after a static branch: compiled, Triton takes the statements after a
+    # returning branch too, and two returns of other shapes do not compile.
     if FLAT:
         offs = tl.arange(0, BLOCK_T * BLOCK_N)
-        return offs // BLOCK_N, offs % BLOCK_N
-    return tl.arange(0, BLOCK_T)[:, None], tl.arange(0, BLOCK_N)[None, :]
+        token, negative = offs // BLOCK_N, offs % BLOCK_N
+    else:
+        token, negative = tl.arange(0, BLOCK_T)[:, None], tl.arange(0, BLOCK_N)[None, :]
+    return token, negative
 
 
 @triton.jit
