@@ -37,11 +37,13 @@ KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",
                 "bucketed items": "items_kernel"}
 
 
-# Module constants that --item-programs, --max-slots and --drawn-steps sweep: (module,
-# name, label in the table), by the flag's attribute.
+# Module constants that --item-programs, --max-slots, --drawn-steps and --max-forward-counts
+# sweep: (module, name, label in the table), by the flag's attribute.
 CONSTANTS = {"item_programs": (buckets, "ITEM_PROGRAMS_PER_PROCESSOR", "item programs per SM"),
              "max_slots": (kernel_config, "MAX_SLOTS", "slots a chunk"),
-             "drawn_steps": (kernel_config, "DRAWN_STEPS", "steps drawn ahead")}
+             "drawn_steps": (kernel_config, "DRAWN_STEPS", "steps drawn ahead"),
+             "max_forward_counts": (kernel_config, "MAX_FORWARD_COUNTS",
+                                    "forward counts at most")}
 
 
 def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]) -> dict:
@@ -117,6 +119,10 @@ def main() -> None:
                         help="steps of in-kernel per-position ids the forward draws ahead "
                              "to sweep (kernels.config.DRAWN_STEPS), each variant once per "
                              "value; default the library's")
+    parser.add_argument("--max-forward-counts", nargs="+", type=int, default=None,
+                        help="largest table of per-position pair counts the forward fills "
+                             "to sweep (kernels.config.MAX_FORWARD_COUNTS; 0: the backward "
+                             "counts), each variant once per value; default the library's")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()

@@ -10,7 +10,7 @@
 # per-position-passes, per-position-tensor-passes, tile-quality, memory-per-position,
 # fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes, tile16-kernels,
 # gpu-kernel-tests, per-position-item-programs, per-position-items-passes,
-# per-position-chunks, per-position-drawn-steps).
+# per-position-chunks, per-position-drawn-steps, per-position-counted).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -248,6 +248,8 @@ for stage in "$@"; do
       item_sweep chunks 8,1,1,2 32,1,1,2 --max-slots 4194304 8388608 16777216 33554432 ;;
     per-position-drawn-steps)  # ... every pass, over the steps of ids the forward draws ahead
       item_sweep drawn-steps 8,1,1,2 32,1,1,2 --drawn-steps 4 8 16 32 ;;
+    per-position-counted)  # ... every pass, pairs counted in the forward or in the backward
+      item_sweep counted 8,1,1,2 32,1,1,2 --max-forward-counts 0 4194304 ;;
     tile16-kernels)  # issue 19: the default tile (16) at the per-position rows, beside PyTorch
       python3 -m benchmarks.kernels --out-dir "$out" --tag tile16 --kinds sampled \
         --tokens 131072 --negatives 511 --dims 256 --catalogs 26744 --dtypes fp16 \

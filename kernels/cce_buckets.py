@@ -10,7 +10,9 @@ once, reading each pair's hidden row (a gather, the forward's traffic) where the
 wrote a row.
 
 1. `count_kernel`: pairs per item, one int32 atomic per pair. Accidental hits, padding ids
-   and padding tokens make no pair; each kept target is a pair too, flagged.
+   and padding tokens make no pair; each kept target is a pair too, flagged. Where the
+   forward pass counted them already (`count_own_pairs`, into a (chunks, items) table that
+   `config.counted_in_forward` admits), this pass is not launched.
 2. Each item's first slot: an exclusive prefix sum (torch.cumsum).
 3. `place_kernel`: each pair claims a slot of its item (an int32 atomic) and writes itself
    there, packed in one int64 (`_packed`): its token, the target flag and its item.
@@ -30,7 +32,7 @@ import triton.language as tl
 
 from cce_tune.kernels import config
 from cce_tune.kernels.cce_backward import launch_args, upstream_gradient
-from cce_tune.kernels.cce_scores import gradient_rows, load_seed, negative_ids
+from cce_tune.kernels.cce_scores import gradient_rows, load_seed, negative_ids, own_layout
 
 PAIR_BLOCK = (16, 64)  # (tokens, negatives) per program of the counting and placing passes
 # Programs of the item pass per multiprocessor, each over an equal range of slots. 8 to 64
@@ -38,6 +40,37 @@ PAIR_BLOCK = (16, 64)  # (tokens, negatives) per program of the counting and pla
 # one-warp programs a multiprocessor whatever the grid
 # (benchmarks/results/passes-h200-per-position-item-programs-*.md).
 ITEM_PROGRAMS_PER_PROCESSOR = 8
+
+
+@triton.jit
+def _kept(ids, targets):
+    """Which negatives `ids` of tokens with `targets` (broadcast alike) make pairs: not
+    padding ids, not accidental hits, not of padding tokens."""
+    return (targets != 0) & (ids != 0) & (ids.to(tl.int32) != targets.to(tl.int32))
+
+
+@triton.jit
+def count_own_pairs(counts_ptr, counts_row_stride, chunk_tokens, ids, targets_ptr, first,
+                    num_tokens, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+                    FLAT: tl.constexpr):
+    """The counting pass's work done by the per-position forward (its COUNTED): a step's
+    pairs (`ids` of the BLOCK_T tokens from `first`, laid out by `own_layout`) counted into
+    row `token // chunk_tokens` of the (chunks, items) counts, as `count_kernel` counts
+    them."""
+    token, _negative = own_layout(BLOCK_T, BLOCK_N, FLAT)
+    tokens = first + token
+    targets = tl.load(targets_ptr + tokens, mask=tokens < num_tokens, other=0)
+    rows = (tokens // chunk_tokens).to(tl.int64) * counts_row_stride
+    tl.atomic_add(counts_ptr + rows + ids, tl.full(ids.shape, 1, tl.int32),
+                  mask=_kept(ids, targets), sem="relaxed")
+
+
+@triton.jit
+def count_own_targets(counts_ptr, counts_row_stride, chunk_tokens, offs_t, t_mask, targets):
+    """`count_own_pairs`'s share of the targets: one pair each, of every real token."""
+    rows = (offs_t // chunk_tokens).to(tl.int64) * counts_row_stride
+    tl.atomic_add(counts_ptr + rows + targets, tl.full(targets.shape, 1, tl.int32),
+                  mask=t_mask & (targets != 0), sem="relaxed")
 
 
 @triton.jit
@@ -54,7 +87,7 @@ def _pairs(ids_ptr, ids_row_stride, targets_ptr, first_token, last_token, num_ne
                        t_mask[:, None] & (offs_n < num_negatives)[None, :], num_negatives,
                        num_items, seed, ID_SOURCE)
     valid = t_mask & (targets != 0)
-    kept = valid[:, None] & (ids != 0) & (ids.to(tl.int32) != targets.to(tl.int32)[:, None])
+    kept = t_mask[:, None] & _kept(ids, targets[:, None])
     # Targets once, by the first block of negatives (a tensor comparison: a boolean tensor
     # and a scalar condition combine to int32 in Triton 3.9's interpreter).
     first_block = (offs_t * 0 + tl.program_id(1)) == 0
@@ -194,29 +227,38 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
                       ids: torch.Tensor | None, seed: torch.Tensor, log_q: torch.Tensor | None,
                       lse: torch.Tensor, pos: torch.Tensor, shift: torch.Tensor,
                       grad_loss: torch.Tensor, totals: torch.Tensor | None,
-                      d_items: torch.Tensor, owners: torch.Tensor | None, *, plan, mean: bool,
-                      blocks, processors: int) -> None:
+                      d_items: torch.Tensor, owners: torch.Tensor | None,
+                      counted: torch.Tensor | None, *, plan, mean: bool, blocks,
+                      processors: int) -> None:
     """Adds the per-position loss's item-table gradient into `d_items` (float32; the table's
-    rows, or with `owners` the compact accumulator's), chunk by chunk of tokens. `plan` and
-    `blocks` are `kernels.fused`'s (the loss's settings, this pass's tile)."""
+    rows, or with `owners` the compact accumulator's), chunk by chunk of tokens. `counted`:
+    each chunk's pairs per item as the forward counted them (`count_own_pairs`), or None to
+    count them here. `plan` and `blocks` are `kernels.fused`'s (the loss's settings, this
+    pass's tile)."""
     tokens, dim = hidden.shape
     device = hidden.device
     pairs_per_token = plan.num_negatives + 1  # at most: the negatives and the target
     chunk, capacity = config.pair_chunks(tokens, plan.num_negatives)
-    # Three table-sized int32 arrays, reused by every chunk (the memory model counts three).
-    counts, ends, cursor = torch.empty((3, item_emb.shape[0]), dtype=torch.int32,
-                                       device=device)
+    # Table-sized int32 arrays reused by every chunk: the counts unless counted, each item's
+    # end and its next free slot (the memory model counts them).
+    rows = torch.empty((2 if counted is not None else 3, item_emb.shape[0]), dtype=torch.int32,
+                       device=device)
+    ends, cursor = rows[0], rows[1]
     pair_slots = torch.empty(capacity, dtype=torch.int64, device=device)  # kernels' _packed
     args = launch_args(targets, lse, ids, log_q, owners, totals, grad_loss)
     block_t, block_n = PAIR_BLOCK
-    for first in range(0, tokens, chunk):
+    for index, first in enumerate(range(0, tokens, chunk)):
         last = min(first + chunk, tokens)
         pair_grid = (triton.cdiv(last - first, block_t), triton.cdiv(plan.num_negatives, block_n))
         pair_args = (args.ids, args.ids_stride, targets, first, last, plan.num_negatives,
                      plan.num_items, seed)
-        counts.zero_()
-        count_kernel[pair_grid](*pair_args, counts, ID_SOURCE=plan.id_source,
-                                BLOCK_T=block_t, BLOCK_N=block_n)
+        if counted is not None:
+            counts = counted[index]
+        else:
+            counts = rows[2]
+            counts.zero_()
+            count_kernel[pair_grid](*pair_args, counts, ID_SOURCE=plan.id_source,
+                                    BLOCK_T=block_t, BLOCK_N=block_n)
         torch.cumsum(counts, 0, dtype=torch.int32, out=ends)
         torch.sub(ends, counts, out=cursor)  # each item's first slot, then its next free one
         place_kernel[pair_grid](*pair_args, cursor, pair_slots,

@@ -15,11 +15,16 @@ rows it has gathered anyway: softmax-weighted rows summed online (on the tensor 
 second product), rescaled with the running max as flash attention rescales its output. The
 backward then reads no row for d(hidden), and per position reading rows is the whole cost
 (a gather of tokens x N rows).
+
+With COUNTED (per position, when the item gradient will be wanted) the pass also counts
+each chunk's pairs per item for the backward's counting sort (`cce_buckets.count_own_pairs`),
+from ids it holds anyway: the backward's own counting pass re-read or re-drew every id.
 """
 
 import triton
 import triton.language as tl
 
+from cce_tune.kernels.cce_buckets import count_own_pairs, count_own_targets
 from cce_tune.kernels.cce_scores import (
     gathered_block_cuda_cores,
     gathered_block_tensor_cores,
@@ -76,11 +81,12 @@ def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_m
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr, direction_ptr, drawn_ptr,
+    counts_ptr, counts_row_stride, chunk_tokens,
     num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, log2_others,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TENSOR_GATHER: tl.constexpr,
     TILED: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    DIRECTIONS: tl.constexpr, DRAWN_STEPS: tl.constexpr,
+    DIRECTIONS: tl.constexpr, DRAWN_STEPS: tl.constexpr, COUNTED: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -88,6 +94,8 @@ def cce_minus_forward_kernel(
     offs_t, t_mask, offs_d, d_mask, h, targets = token_block(
         h_ptr, h_row_stride, targets_ptr, pid * BLOCK_T, num_tokens, dim, BLOCK_T, BLOCK_D)
 
+    if COUNTED:  # per position, the item gradient's counting sort starts here
+        count_own_targets(counts_ptr, counts_row_stride, chunk_tokens, offs_t, t_mask, targets)
     pos, e_pos = positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask)
     pos *= scale
     if HAS_LOG_Q:
@@ -116,6 +124,10 @@ def cce_minus_forward_kernel(
                               round_start + step * BLOCK_N, num_negatives, num_items, seed,
                               ID_SOURCE, BLOCK_T, BLOCK_N, TENSOR_GATHER)
                 tl.store(drawn_ptr + step * (BLOCK_T * BLOCK_N) + step_offs, ids.to(tl.int32))
+                if COUNTED:
+                    count_own_pairs(counts_ptr, counts_row_stride, chunk_tokens, ids,
+                                    targets_ptr, pid * BLOCK_T, num_tokens, BLOCK_T, BLOCK_N,
+                                    TENSOR_GATHER)
             tl.debug_barrier()
             round_end = tl.minimum(round_start + DRAWN_STEPS * BLOCK_N, num_negatives)
             for start in range(round_start, round_end, BLOCK_N):
@@ -134,6 +146,10 @@ def cce_minus_forward_kernel(
                 ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens, start,
                               num_negatives, num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N,
                               TENSOR_GATHER)
+                if COUNTED:
+                    count_own_pairs(counts_ptr, counts_row_stride, chunk_tokens, ids,
+                                    targets_ptr, pid * BLOCK_T, num_tokens, BLOCK_T, BLOCK_N,
+                                    TENSOR_GATHER)
                 scores, masked, rows = _gathered_block(
                     h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
                     ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, TENSOR_GATHER, BLOCK_T, BLOCK_N)

@@ -33,6 +33,21 @@ def pair_chunks(num_tokens: int, num_negatives: int) -> tuple[int, int]:
     return chunk, chunk * pairs
 
 
+# The per-position forward counts each chunk's pairs per item for the counting sort (one
+# int32 per chunk and table row, held from the forward to the backward) where that table
+# has at most this many entries (16 MiB); beyond (catalogs of millions over many chunks) the
+# backward counts each chunk itself, in one row's worth of memory.
+MAX_FORWARD_COUNTS = 2**22
+
+
+def forward_count_chunks(num_tokens: int, num_negatives: int, rows: int) -> int:
+    """Chunks of the per-position forward's counts table over an item table of `rows`
+    (`MAX_FORWARD_COUNTS`), or 0 where the backward counts instead."""
+    chunk = pair_chunks(num_tokens, num_negatives)[0]
+    chunks = -(-num_tokens // chunk)
+    return chunks if chunks * rows <= MAX_FORWARD_COUNTS else 0
+
+
 # Per position the forward scores each token's own rows on the tensor cores (all of a block's
 # rows against all of its tokens; kernels.cce_scores) where that was measured faster: half
 # precision at d 256, 30.6 -> 14.6 ms at 131,072 tokens x N 511 on an H200. At d 64 the CUDA

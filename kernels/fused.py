@@ -317,19 +317,28 @@ class _CCEMinus(torch.autograd.Function):
         drawn = (torch.empty((plan.programs(tokens), config.DRAWN_STEPS * blocks.t * blocks.n),
                              dtype=torch.int32, device=hidden.device)
                  if plan.gather and plan.id_source == IDS_RANDOM else lse)
+        # Per position, where the table's gradient will be wanted, the forward counts the
+        # counting sort's pairs too (kernels.cce_buckets), when their table is small.
+        count_chunks = (config.forward_count_chunks(tokens, plan.num_negatives,
+                                                    item_emb.shape[0])
+                        if plan.gather and ctx.needs_input_grad[1] else 0)
+        counted = (torch.zeros((count_chunks, item_emb.shape[0]), dtype=torch.int32,
+                               device=hidden.device) if count_chunks else None)
         cce_minus_forward_kernel[(plan.programs(tokens),)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
             ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
             loss, lse, pos, shift, partials, directions if directions is not None else lse,
-            drawn, tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
+            drawn, counted if counted is not None else lse, item_emb.shape[0],
+            config.pair_chunks(tokens, plan.num_negatives)[0],
+            tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
             seed, plan.scale, plan.log2_others,
             GATHER=plan.gather, TENSOR_GATHER=plan.tensor_gather, TILED=plan.tiled,
             DIRECTIONS=directions is not None, DRAWN_STEPS=config.DRAWN_STEPS,
-            **plan.constants("forward"),
+            COUNTED=counted is not None, **plan.constants("forward"),
         )
         totals = None if reduction == "none" else partials.sum(1)
         ctx.save_for_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
-                              totals, directions)
+                              totals, directions, counted)
         ctx.plan, ctx.mean = plan, reduction == "mean"
         if reduction == "none":
             return loss
@@ -338,7 +347,7 @@ class _CCEMinus(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss):
         (hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, totals,
-         directions) = ctx.saved_tensors
+         directions, counted) = ctx.saved_tensors
         plan: _Plan = ctx.plan
         grad_loss = grad_loss.float()
         owners, d_items = None, None  # a frozen table (no gradient wanted) gets none computed
@@ -350,8 +359,8 @@ class _CCEMinus(torch.autograd.Function):
         if plan.gather:  # the item gradient first: its slot array is gone before d(hidden)
             if d_items is not None:
                 add_item_gradient(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
-                                  grad_loss, totals, d_items, owners, plan=plan, mean=ctx.mean,
-                                  blocks=plan.blocks["items"],
+                                  grad_loss, totals, d_items, owners, counted, plan=plan,
+                                  mean=ctx.mean, blocks=plan.blocks["items"],
                                   processors=_processors_of(hidden.device))
             d_hidden = None if directions is None else _scaled_directions(
                 directions, grad_loss, totals, plan.inv_temperature, ctx.mean, hidden.dtype)

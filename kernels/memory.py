@@ -16,6 +16,7 @@ from cce_tune.kernels.config import (
     DRAWN_STEPS,
     FUSED_LOSSES,
     LossConfig,
+    forward_count_chunks,
     gathers_on_tensor_cores,
     negatives_shape,
     pair_chunks,
@@ -117,7 +118,10 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     # Per position the forward writes d(hidden)'s float32 directions (kernels.cce_forward).
     gather = config.name == "cce_minus" and config.negative_mode == "per_position"
     directions = allocation(tokens * dim, 4) if gather else 0
-    saved = casts + ids + per_token_results + totals + directions
+    # ... and counts the counting sort's pairs per chunk and table row, where that is small.
+    count_chunks = forward_count_chunks(tokens, config.num_negatives, rows) if gather else 0
+    counts = allocation(count_chunks * rows, 4)
+    saved = casts + ids + per_token_results + totals + directions + counts
     # Per-program partial sums: at most one program per token, and the scalar result.
     forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
     block_d = row_block(dim)
@@ -131,10 +135,11 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
 
     d_hidden = allocation(tokens * dim, element)
     if gather:
-        # Beside the float32 item accumulator: first kernels.cce_buckets' counters and slot
-        # arrays, then d(hidden) scaled from the directions (a float32 product, then its cast).
+        # Beside the float32 item accumulator: first kernels.cce_buckets' table-sized
+        # counters (the counts too, unless the forward's) and slot array, then d(hidden)
+        # scaled from the directions (a float32 product, then its cast).
         capacity = pair_chunks(tokens, config.num_negatives)[1]
-        buckets = 3 * allocation(rows, 4) + allocation(capacity, 8)
+        buckets = (2 if count_chunks else 3) * allocation(rows, 4) + allocation(capacity, 8)
         during = max(buckets, d_hidden + (allocation(tokens * dim, 4) if element != 4 else 0))
     else:
         during = d_hidden  # the hidden pass writes it beside the accumulator

@@ -4,6 +4,7 @@
 import pytest
 import torch
 
+import cce_tune.kernels.cce_buckets as buckets_module
 import cce_tune.kernels.config as kernel_config
 import cce_tune.kernels.fused as fused_module
 from cce_tune.kernels import (
@@ -119,16 +120,24 @@ def test_in_kernel_negatives_match_their_materialised_ids(mode):
           problem)
 
 
+@pytest.mark.parametrize("counted", ["forward", "backward"])
 @pytest.mark.parametrize("num_items", [8, 5000, "5000 skewed"])
 @pytest.mark.parametrize("max_slots", [None, 500])  # one chunk of tokens; chunks of 22
-def test_per_position_item_gradient_bucketed_by_item(num_items, max_slots, monkeypatch):
+def test_per_position_item_gradient_bucketed_by_item(num_items, max_slots, counted,
+                                                     monkeypatch):
     """kernels.cce_buckets over about 3,100 pairs (200 tokens, 21 negatives, padding and
     accidental hits left out): 8 items make runs of ~390 pairs, across programs of 64-pair
     blocks (added in registers, flushed per run); 5,000 make blocks that straddle items
     (added row by row, into the compact accumulator); skewed, long runs into the compact
-    accumulator too."""
+    accumulator too. The pairs counted by the forward (a small table of chunks x items) or,
+    past MAX_FORWARD_COUNTS, by the backward's own pass."""
     if max_slots is not None:
         monkeypatch.setattr(kernel_config, "MAX_SLOTS", max_slots)
+    if counted == "backward":
+        monkeypatch.setattr(kernel_config, "MAX_FORWARD_COUNTS", 0)
+    launched = []
+    monkeypatch.setattr(buckets_module, "count_kernel",
+                        SpyKernel(buckets_module.count_kernel, launched))
     skewed = num_items == "5000 skewed"
     num_items = 5000 if skewed else num_items
     problem = fp32_problem("per_position", tokens=200, num_items=num_items)
@@ -137,6 +146,7 @@ def test_per_position_item_gradient_bucketed_by_item(num_items, max_slots, monke
     log_q = torch.log_softmax(torch.randn(num_items + 1, device=DEVICE), 0)
     check(cce_minus, reference.ce_minus, problem, log_q=log_q, sampled_softmax=True,
           temperature=0.7)
+    assert bool(launched) == (counted == "backward")
 
 
 def test_per_position_item_gradient_alone(monkeypatch):

@@ -94,6 +94,25 @@ def test_the_per_position_forward_holds_the_ids_it_draws_a_few_steps_ahead(autoc
                                * blocks.n, 4)
 
 
+def test_the_per_position_forward_holds_its_counts_where_they_are_few(monkeypatch):
+    """Per position the forward counts the backward's pairs per chunk of tokens and table
+    row (kernels.cce_buckets.count_own_pairs) and holds them until the backward, which
+    then needs no counts row of its own; a table of over MAX_FORWARD_COUNTS entries is left
+    to the backward."""
+    from cce_tune.kernels import config
+
+    loss = LossConfig("cce_minus", num_negatives=511, negative_mode="per_position")
+    tokens, items = 131_072, 26_744  # 32,768 tokens (2^24 pairs) a chunk: 4 chunks
+    # d 64 in float32: the counting sort's arrays are the backward's largest moment.
+    counted = loss_memory(loss, tokens, items, 64, False)
+    large = loss_memory(loss, tokens, 10_000_000, 64, False)
+    monkeypatch.setattr(config, "MAX_FORWARD_COUNTS", 0)
+    uncounted = loss_memory(loss, tokens, items, 64, False)
+    assert counted.saved - uncounted.saved == allocation(4 * (items + 1), 4)
+    assert uncounted.backward_extra - counted.backward_extra == allocation(items + 1, 4)
+    assert large == loss_memory(loss, tokens, 10_000_000, 64, False)
+
+
 def test_reference_loss_holds_the_scores():
     """ce_minus keeps the (tokens, 1 + N) concatenation and the (tokens, N) mask."""
     tokens, items, dim, n = 1000, 50_000, 64, 512
