@@ -108,13 +108,14 @@ def cce_minus_forward_kernel(
     if TILED:
         row = (pid * BLOCK_T) // tile_size
 
-    if GATHER and ID_SOURCE == 2:
-        # Ids drawn here, DRAWN_STEPS steps' at a time into this program's scratch, each id
-        # once, then read back as ids in memory are. Drawn where they are used, each was
+    if GATHER and (ID_SOURCE == 2 or COUNTED):
+        # Rounds of DRAWN_STEPS steps: first each step's ids are drawn into this program's
+        # scratch (ID_SOURCE 2) or read, and counted (COUNTED), then the gather's loop takes
+        # them, drawn ones read back from the scratch. Drawn where they are used, each id was
         # drawn again by every lane that reads its row (across d) and on the tensor cores by
         # the scores' every token (that forward 14.5 ms, 6.5 with ids read, at 131,072 x
-        # N 511 on an H200); drawn a step at a time through the scratch, the gather lost its
-        # pipelining.
+        # N 511 on an H200); drawn a step at a time through the scratch, or counted inside
+        # the gather's loop (+1.9 ms there, with ids read), the gather lost its pipelining.
         token, negative = own_layout(BLOCK_T, BLOCK_N, TENSOR_GATHER)
         step_offs = token * BLOCK_N + negative  # an id's place in its step of the scratch
         drawn_ptr += pid.to(tl.int64) * (DRAWN_STEPS * BLOCK_T * BLOCK_N)
@@ -123,33 +124,38 @@ def cce_minus_forward_kernel(
                 ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens,
                               round_start + step * BLOCK_N, num_negatives, num_items, seed,
                               ID_SOURCE, BLOCK_T, BLOCK_N, TENSOR_GATHER)
-                tl.store(drawn_ptr + step * (BLOCK_T * BLOCK_N) + step_offs, ids.to(tl.int32))
+                if ID_SOURCE == 2:
+                    tl.store(drawn_ptr + step * (BLOCK_T * BLOCK_N) + step_offs,
+                             ids.to(tl.int32))
                 if COUNTED:
                     count_own_pairs(counts_ptr, counts_row_stride, chunk_tokens, ids,
                                     targets_ptr, pid * BLOCK_T, num_tokens, BLOCK_T, BLOCK_N,
                                     TENSOR_GATHER)
-            tl.debug_barrier()
+            if ID_SOURCE == 2:
+                tl.debug_barrier()
             round_end = tl.minimum(round_start + DRAWN_STEPS * BLOCK_N, num_negatives)
             for start in range(round_start, round_end, BLOCK_N):
-                ids = tl.load(drawn_ptr + (start - round_start) // BLOCK_N * (BLOCK_T * BLOCK_N)
-                              + step_offs).to(tl.int64)
+                if ID_SOURCE == 2:
+                    ids = tl.load(drawn_ptr + (start - round_start) // BLOCK_N
+                                  * (BLOCK_T * BLOCK_N) + step_offs).to(tl.int64)
+                else:
+                    ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens, start,
+                                  num_negatives, num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N,
+                                  TENSOR_GATHER)
                 scores, masked, rows = _gathered_block(
                     h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
                     ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, TENSOR_GATHER, BLOCK_T, BLOCK_N)
                 running_max, running_sum, weighted, kept = _online_step(
                     scores, masked, rows, running_max, running_sum, weighted, kept,
                     DIRECTIONS, TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
-            tl.debug_barrier()  # read by every thread before the next round overwrites them
+            if ID_SOURCE == 2:  # read by every thread before the next round overwrites them
+                tl.debug_barrier()
     else:
         for start in range(0, num_negatives, BLOCK_N):
             if GATHER:
                 ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens, start,
                               num_negatives, num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N,
                               TENSOR_GATHER)
-                if COUNTED:
-                    count_own_pairs(counts_ptr, counts_row_stride, chunk_tokens, ids,
-                                    targets_ptr, pid * BLOCK_T, num_tokens, BLOCK_T, BLOCK_N,
-                                    TENSOR_GATHER)
                 scores, masked, rows = _gathered_block(
                     h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
                     ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, TENSOR_GATHER, BLOCK_T, BLOCK_N)
