@@ -76,6 +76,10 @@ def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_m
     return scores, masked, rows
 
 
+# Ids a step of the loop that counts ids read from memory (COUNTED): many loads in flight.
+COUNT_IDS = tl.constexpr(1024)
+
+
 # Not specialised on a value: each epoch has a ragged last batch.
 @triton.jit(do_not_specialize=["num_tokens"])
 def cce_minus_forward_kernel(
@@ -108,14 +112,24 @@ def cce_minus_forward_kernel(
     if TILED:
         row = (pid * BLOCK_T) // tile_size
 
-    if GATHER and (ID_SOURCE == 2 or COUNTED):
-        # Rounds of DRAWN_STEPS steps: first each step's ids are drawn into this program's
-        # scratch (ID_SOURCE 2) or read, and counted (COUNTED), then the gather's loop takes
-        # them, drawn ones read back from the scratch. Drawn where they are used, each id was
-        # drawn again by every lane that reads its row (across d) and on the tensor cores by
-        # the scores' every token (that forward 14.5 ms, 6.5 with ids read, at 131,072 x
-        # N 511 on an H200); drawn a step at a time through the scratch, or counted inside
-        # the gather's loop (+1.9 ms there, with ids read), the gather lost its pipelining.
+    if GATHER and COUNTED and ID_SOURCE != 2:
+        # Ids read from memory are counted in a loop of their own, COUNT_IDS a step (each
+        # step waits for its ids): inside the gather's loop the atomics cost it its
+        # pipelining (+1.9 ms at d 256 N 511 on an H200), and so did rounds of a few steps
+        # counted then gathered (+2.5 ms).
+        for start in range(0, num_negatives, COUNT_IDS // BLOCK_T):
+            ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens, start,
+                          num_negatives, num_items, seed, ID_SOURCE, BLOCK_T,
+                          COUNT_IDS // BLOCK_T, False)
+            count_own_pairs(counts_ptr, counts_row_stride, chunk_tokens, ids, targets_ptr,
+                            pid * BLOCK_T, num_tokens, BLOCK_T, COUNT_IDS // BLOCK_T, False)
+    if GATHER and ID_SOURCE == 2:
+        # Ids drawn here, DRAWN_STEPS steps' at a time into this program's scratch, each id
+        # once, and counted (COUNTED), then read back as ids in memory are. Drawn where they
+        # are used, each was drawn again by every lane that reads its row (across d) and on
+        # the tensor cores by the scores' every token (that forward 14.5 ms, 6.5 with ids
+        # read, at 131,072 x N 511 on an H200); drawn a step at a time through the scratch,
+        # the gather lost its pipelining.
         token, negative = own_layout(BLOCK_T, BLOCK_N, TENSOR_GATHER)
         step_offs = token * BLOCK_N + negative  # an id's place in its step of the scratch
         drawn_ptr += pid.to(tl.int64) * (DRAWN_STEPS * BLOCK_T * BLOCK_N)
@@ -124,32 +138,23 @@ def cce_minus_forward_kernel(
                 ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens,
                               round_start + step * BLOCK_N, num_negatives, num_items, seed,
                               ID_SOURCE, BLOCK_T, BLOCK_N, TENSOR_GATHER)
-                if ID_SOURCE == 2:
-                    tl.store(drawn_ptr + step * (BLOCK_T * BLOCK_N) + step_offs,
-                             ids.to(tl.int32))
+                tl.store(drawn_ptr + step * (BLOCK_T * BLOCK_N) + step_offs, ids.to(tl.int32))
                 if COUNTED:
                     count_own_pairs(counts_ptr, counts_row_stride, chunk_tokens, ids,
                                     targets_ptr, pid * BLOCK_T, num_tokens, BLOCK_T, BLOCK_N,
                                     TENSOR_GATHER)
-            if ID_SOURCE == 2:
-                tl.debug_barrier()
+            tl.debug_barrier()
             round_end = tl.minimum(round_start + DRAWN_STEPS * BLOCK_N, num_negatives)
             for start in range(round_start, round_end, BLOCK_N):
-                if ID_SOURCE == 2:
-                    ids = tl.load(drawn_ptr + (start - round_start) // BLOCK_N
-                                  * (BLOCK_T * BLOCK_N) + step_offs).to(tl.int64)
-                else:
-                    ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens, start,
-                                  num_negatives, num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N,
-                                  TENSOR_GATHER)
+                ids = tl.load(drawn_ptr + (start - round_start) // BLOCK_N * (BLOCK_T * BLOCK_N)
+                              + step_offs).to(tl.int64)
                 scores, masked, rows = _gathered_block(
                     h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
                     ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, TENSOR_GATHER, BLOCK_T, BLOCK_N)
                 running_max, running_sum, weighted, kept = _online_step(
                     scores, masked, rows, running_max, running_sum, weighted, kept,
                     DIRECTIONS, TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
-            if ID_SOURCE == 2:  # read by every thread before the next round overwrites them
-                tl.debug_barrier()
+            tl.debug_barrier()  # read by every thread before the next round overwrites them
     else:
         for start in range(0, num_negatives, BLOCK_N):
             if GATHER:
