@@ -11,8 +11,9 @@ wrote a row.
 
 1. `count_kernel`: pairs per item, one int32 atomic per pair. Accidental hits, padding ids
    and padding tokens make no pair; each kept target is a pair too, flagged. Where the
-   forward pass counted them already (`count_own_pairs`, into a (chunks, items) table that
-   `config.counted_in_forward` admits), this pass is not launched.
+   forward pass counted them already as it drew their ids (`count_own_pairs`, into a
+   (chunks, items) table that `config.forward_count_chunks` admits), this pass is not
+   launched.
 2. Each item's first slot: an exclusive prefix sum (torch.cumsum).
 3. `place_kernel`: each pair claims a slot of its item (an int32 atomic) and writes itself
    there, packed in one int64 (`_packed`): its token, the target flag and its item.

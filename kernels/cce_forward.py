@@ -16,9 +16,13 @@ second product), rescaled with the running max as flash attention rescales its o
 backward then reads no row for d(hidden), and per position reading rows is the whole cost
 (a gather of tokens x N rows).
 
-With COUNTED (per position, when the item gradient will be wanted) the pass also counts
-each chunk's pairs per item for the backward's counting sort (`cce_buckets.count_own_pairs`),
-from ids it holds anyway: the backward's own counting pass re-read or re-drew every id.
+With COUNTED (per position with ids drawn here, when the item gradient will be wanted) the
+pass also counts each chunk's pairs per item for the backward's counting sort
+(`cce_buckets.count_own_pairs`) as it draws them: the backward's own counting pass drew every
+id again. Ids read from memory are left to that pass: counted here they cost the forward more
+than the pass takes (+1.9 ms inside the gather's loop, +3.0 in a loop of their own, against
+the pass's 1.2 at 131,072 x 511 x 256 on an H200), the forward's registers leaving too few
+warps to hide the loads.
 """
 
 import triton
@@ -76,10 +80,6 @@ def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_m
     return scores, masked, rows
 
 
-# Ids a step of the loop that counts ids read from memory (COUNTED): many loads in flight.
-COUNT_IDS = tl.constexpr(1024)
-
-
 # Not specialised on a value: each epoch has a ragged last batch.
 @triton.jit(do_not_specialize=["num_tokens"])
 def cce_minus_forward_kernel(
@@ -112,17 +112,6 @@ def cce_minus_forward_kernel(
     if TILED:
         row = (pid * BLOCK_T) // tile_size
 
-    if GATHER and COUNTED and ID_SOURCE != 2:
-        # Ids read from memory are counted in a loop of their own, COUNT_IDS a step (each
-        # step waits for its ids): inside the gather's loop the atomics cost it its
-        # pipelining (+1.9 ms at d 256 N 511 on an H200), and so did rounds of a few steps
-        # counted then gathered (+2.5 ms).
-        for start in range(0, num_negatives, COUNT_IDS // BLOCK_T):
-            ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens, start,
-                          num_negatives, num_items, seed, ID_SOURCE, BLOCK_T,
-                          COUNT_IDS // BLOCK_T, False)
-            count_own_pairs(counts_ptr, counts_row_stride, chunk_tokens, ids, targets_ptr,
-                            pid * BLOCK_T, num_tokens, BLOCK_T, COUNT_IDS // BLOCK_T, False)
     if GATHER and ID_SOURCE == 2:
         # Ids drawn here, DRAWN_STEPS steps' at a time into this program's scratch, each id
         # once, and counted (COUNTED), then read back as ids in memory are. Drawn where they

@@ -33,10 +33,10 @@ def pair_chunks(num_tokens: int, num_negatives: int) -> tuple[int, int]:
     return chunk, chunk * pairs
 
 
-# The per-position forward counts each chunk's pairs per item for the counting sort (one
-# int32 per chunk and table row, held from the forward to the backward) where that table
-# has at most this many entries (16 MiB); beyond (catalogs of millions over many chunks) the
-# backward counts each chunk itself, in one row's worth of memory.
+# The per-position forward counts each chunk's pairs per item for the counting sort as it
+# draws their ids (one int32 per chunk and table row, held from the forward to the backward)
+# where that table has at most this many entries (16 MiB); beyond (catalogs of millions over
+# many chunks) the backward counts each chunk itself, in one row's worth of memory.
 MAX_FORWARD_COUNTS = 2**22
 
 

@@ -118,8 +118,10 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     # Per position the forward writes d(hidden)'s float32 directions (kernels.cce_forward).
     gather = config.name == "cce_minus" and config.negative_mode == "per_position"
     directions = allocation(tokens * dim, 4) if gather else 0
-    # ... and counts the counting sort's pairs per chunk and table row, where that is small.
-    count_chunks = forward_count_chunks(tokens, config.num_negatives, rows) if gather else 0
+    # ... and with ids drawn there counts the counting sort's pairs per chunk and table row,
+    # where that table is small.
+    count_chunks = (forward_count_chunks(tokens, config.num_negatives, rows)
+                    if gather and config.in_kernel_negatives else 0)
     counts = allocation(count_chunks * rows, 4)
     saved = casts + ids + per_token_results + totals + directions + counts
     # Per-program partial sums: at most one program per token, and the scalar result.

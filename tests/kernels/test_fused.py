@@ -120,20 +120,21 @@ def test_in_kernel_negatives_match_their_materialised_ids(mode):
           problem)
 
 
-@pytest.mark.parametrize("counted", ["forward", "backward"])
-@pytest.mark.parametrize("num_items", [8, 5000, "5000 skewed"])
+@pytest.mark.parametrize("num_items, ids", [
+    (8, "read"), (5000, "read"), ("5000 skewed", "read"), (8, "drawn"), (5000, "drawn"),
+    (8, "drawn, past the forward's table"), (5000, "drawn, past the forward's table")])
 @pytest.mark.parametrize("max_slots", [None, 500])  # one chunk of tokens; chunks of 22
-def test_per_position_item_gradient_bucketed_by_item(num_items, max_slots, counted,
-                                                     monkeypatch):
+def test_per_position_item_gradient_bucketed_by_item(num_items, ids, max_slots, monkeypatch):
     """kernels.cce_buckets over about 3,100 pairs (200 tokens, 21 negatives, padding and
     accidental hits left out): 8 items make runs of ~390 pairs, across programs of 64-pair
     blocks (added in registers, flushed per run); 5,000 make blocks that straddle items
     (added row by row, into the compact accumulator); skewed, long runs into the compact
-    accumulator too. The pairs counted by the forward (a small table of chunks x items) or,
-    past MAX_FORWARD_COUNTS, by the backward's own pass."""
+    accumulator too. Ids read are counted by the backward's own pass; ids drawn in the
+    kernels by the forward as it draws them (a table of chunks x items), or past
+    MAX_FORWARD_COUNTS by the backward's pass again."""
     if max_slots is not None:
         monkeypatch.setattr(kernel_config, "MAX_SLOTS", max_slots)
-    if counted == "backward":
+    if ids == "drawn, past the forward's table":
         monkeypatch.setattr(kernel_config, "MAX_FORWARD_COUNTS", 0)
     launched = []
     monkeypatch.setattr(buckets_module, "count_kernel",
@@ -143,10 +144,16 @@ def test_per_position_item_gradient_bucketed_by_item(num_items, max_slots, count
     problem = fp32_problem("per_position", tokens=200, num_items=num_items)
     if skewed:
         problem.negatives[:, :15] = 7
+    negatives = InKernelNegatives(21, mode="per_position", seed=13)
+    drawn = in_kernel_ids(negatives, 200, num_items, DEVICE)
+    ours = (cce_minus if ids == "read"
+            else lambda h, e, t, n, **kwargs: cce_minus(h, e, t, negatives, **kwargs))
+    ref = (reference.ce_minus if ids == "read"
+           else lambda h, e, t, n, **kwargs: reference.ce_minus(h, e, t, drawn.to(h.device),
+                                                                **kwargs))
     log_q = torch.log_softmax(torch.randn(num_items + 1, device=DEVICE), 0)
-    check(cce_minus, reference.ce_minus, problem, log_q=log_q, sampled_softmax=True,
-          temperature=0.7)
-    assert bool(launched) == (counted == "backward")
+    check(ours, ref, problem, log_q=log_q, sampled_softmax=True, temperature=0.7)
+    assert bool(launched) == (ids != "drawn")
 
 
 def test_per_position_item_gradient_alone(monkeypatch):

@@ -52,20 +52,19 @@ def test_real_sizes(dtype, mode, tokens, num_negatives):
 
 
 @pytest.mark.parametrize("dim", [256, 64])  # the tensor cores' forward, the CUDA cores'
-@pytest.mark.parametrize("ids", ["explicit", "in-kernel"])
-@pytest.mark.parametrize("counted", ["forward", "backward"])
-def test_per_position_over_chunks(counted, ids, dim, monkeypatch):
+@pytest.mark.parametrize("ids", ["read", "drawn", "drawn, past the forward's table"])
+def test_per_position_over_chunks(ids, dim, monkeypatch):
     """Compiled, per position over three chunks of the counting sort (4,096 tokens of 601
-    pairs at 2^20 slots a chunk), its pairs counted by the forward (an atomic add from each
-    id's one lane, however the gather's layout spreads the id across lanes) or by the
-    backward's pass."""
+    pairs at 2^20 slots a chunk), its pairs counted by the backward's pass (ids read, or
+    drawn past MAX_FORWARD_COUNTS) or by the forward as it draws them (an atomic add from
+    each id's one lane, however the layout spreads the id across lanes)."""
     monkeypatch.setattr(kernel_config, "MAX_SLOTS", 2**20)
-    if counted == "backward":
+    if ids == "drawn, past the forward's table":
         monkeypatch.setattr(kernel_config, "MAX_FORWARD_COUNTS", 0)
     hidden, emb, targets = inputs(4_096, dim, torch.bfloat16)
     drawn = InKernelNegatives(600, mode="per_position", seed=9)
     read = in_kernel_ids(drawn, 4_096, CATALOG, "cuda")
-    negatives = read if ids == "explicit" else drawn
+    negatives = read if ids == "read" else drawn
     assert_close(lambda h, e, t: cce_minus(h, e, t, negatives),
                  lambda h, e, t: reference.ce_minus(h, e, t, read),
                  hidden, emb, targets, torch.bfloat16, TOLERANCE[torch.bfloat16])
