@@ -11,7 +11,7 @@ wrote a row.
 
 1. `count_kernel`: pairs per item, one int32 atomic per pair. Accidental hits, padding ids
    and padding tokens make no pair; each kept target is a pair too, flagged. Where the
-   forward pass counted them already as it drew their ids (`count_own_pairs`, into a
+   forward pass counted them already (`count_own_pairs`, `config.counts_in_forward`, into a
    (chunks, items) table that `config.forward_count_chunks` admits), this pass is not
    launched.
 2. Each item's first slot: an exclusive prefix sum (torch.cumsum).

@@ -16,13 +16,10 @@ second product), rescaled with the running max as flash attention rescales its o
 backward then reads no row for d(hidden), and per position reading rows is the whole cost
 (a gather of tokens x N rows).
 
-With COUNTED (per position with ids drawn here, when the item gradient will be wanted) the
-pass also counts each chunk's pairs per item for the backward's counting sort
-(`cce_buckets.count_own_pairs`) as it draws them: the backward's own counting pass drew every
-id again. Ids read from memory are left to that pass: counted here they cost the forward more
-than the pass takes (+1.9 ms inside the gather's loop, +3.0 in a loop of their own, against
-the pass's 1.2 at 131,072 x 511 x 256 on an H200), the forward's registers leaving too few
-warps to hide the loads.
+With COUNTED (per position, when the item gradient will be wanted) the pass also counts
+each chunk's pairs per item for the backward's counting sort (`cce_buckets.count_own_pairs`)
+from ids it holds anyway, where that was measured faster than the backward's own counting
+pass (`config.counts_in_forward`): as it draws them, or in the CUDA cores' gather loop.
 """
 
 import triton
@@ -150,6 +147,10 @@ def cce_minus_forward_kernel(
                 ids = own_ids(ids_ptr, ids_row_stride, pid * BLOCK_T, num_tokens, start,
                               num_negatives, num_items, seed, ID_SOURCE, BLOCK_T, BLOCK_N,
                               TENSOR_GATHER)
+                if COUNTED:  # ids read, on the CUDA cores (config.counts_in_forward)
+                    count_own_pairs(counts_ptr, counts_row_stride, chunk_tokens, ids,
+                                    targets_ptr, pid * BLOCK_T, num_tokens, BLOCK_T, BLOCK_N,
+                                    TENSOR_GATHER)
                 scores, masked, rows = _gathered_block(
                     h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
                     ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, TENSOR_GATHER, BLOCK_T, BLOCK_N)

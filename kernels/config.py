@@ -33,11 +33,20 @@ def pair_chunks(num_tokens: int, num_negatives: int) -> tuple[int, int]:
     return chunk, chunk * pairs
 
 
-# The per-position forward counts each chunk's pairs per item for the counting sort as it
-# draws their ids (one int32 per chunk and table row, held from the forward to the backward)
-# where that table has at most this many entries (16 MiB); beyond (catalogs of millions over
-# many chunks) the backward counts each chunk itself, in one row's worth of memory.
+# The per-position forward counts each chunk's pairs per item for the counting sort
+# (`counts_in_forward`; one int32 per chunk and table row, held from the forward to the
+# backward) where that table has at most this many entries (16 MiB); beyond (catalogs of
+# millions over many chunks) the backward counts each chunk itself, in one row's worth.
 MAX_FORWARD_COUNTS = 2**22
+
+
+def counts_in_forward(drawn: bool, tensor_cores: bool) -> bool:
+    """Whether the per-position forward counts the counting sort's pairs: as it draws their
+    ids, or ids read from memory on the CUDA cores (whose gather's loop is not pipelined:
+    +1.8 ms against the counting pass's 2.8 at 131,072 x 1,511 x 64 on an H200). On the
+    tensor cores the atomics cost the gather's loop its pipelining (+1.9 ms inside it, +3.0
+    in a loop of their own, against the pass's 1.2 at 131,072 x 511 x 256)."""
+    return drawn or not tensor_cores
 
 
 def forward_count_chunks(num_tokens: int, num_negatives: int, rows: int) -> int:

@@ -317,13 +317,13 @@ class _CCEMinus(torch.autograd.Function):
         drawn = (torch.empty((plan.programs(tokens), config.DRAWN_STEPS * blocks.t * blocks.n),
                              dtype=torch.int32, device=hidden.device)
                  if plan.gather and plan.id_source == IDS_RANDOM else lse)
-        # Per position with ids drawn in the kernel, where the table's gradient will be
-        # wanted, the forward counts the counting sort's pairs too (kernels.cce_buckets),
-        # when their table is small.
+        # Per position, where the table's gradient will be wanted, the forward counts the
+        # counting sort's pairs too (kernels.cce_buckets), where that was measured faster
+        # and their table is small.
+        counts_here = plan.gather and ctx.needs_input_grad[1] and config.counts_in_forward(
+            plan.id_source == IDS_RANDOM, plan.tensor_gather)
         count_chunks = (config.forward_count_chunks(tokens, plan.num_negatives,
-                                                    item_emb.shape[0])
-                        if plan.gather and plan.id_source == IDS_RANDOM
-                        and ctx.needs_input_grad[1] else 0)
+                                                    item_emb.shape[0]) if counts_here else 0)
         counted = (torch.zeros((count_chunks, item_emb.shape[0]), dtype=torch.int32,
                                device=hidden.device) if count_chunks else None)
         cce_minus_forward_kernel[(plan.programs(tokens),)](

@@ -16,6 +16,7 @@ from cce_tune.kernels.config import (
     DRAWN_STEPS,
     FUSED_LOSSES,
     LossConfig,
+    counts_in_forward,
     forward_count_chunks,
     gathers_on_tensor_cores,
     negatives_shape,
@@ -118,15 +119,17 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     # Per position the forward writes d(hidden)'s float32 directions (kernels.cce_forward).
     gather = config.name == "cce_minus" and config.negative_mode == "per_position"
     directions = allocation(tokens * dim, 4) if gather else 0
-    # ... and with ids drawn there counts the counting sort's pairs per chunk and table row,
-    # where that table is small.
+    # ... and counts the counting sort's pairs per chunk and table row, where that was
+    # measured faster and their table is small.
+    block_d = row_block(dim)
+    counts_here = gather and counts_in_forward(config.in_kernel_negatives,
+                                               gathers_on_tensor_cores(element, block_d))
     count_chunks = (forward_count_chunks(tokens, config.num_negatives, rows)
-                    if gather and config.in_kernel_negatives else 0)
+                    if counts_here else 0)
     counts = allocation(count_chunks * rows, 4)
     saved = casts + ids + per_token_results + totals + directions + counts
     # Per-program partial sums: at most one program per token, and the scalar result.
     forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
-    block_d = row_block(dim)
     if gather and config.in_kernel_negatives:
         # The forward's drawn ids, a few steps' per program (int32; rows of `element` bytes,
         # hidden's and the table's: no sparse item gradient draws its ids per position).

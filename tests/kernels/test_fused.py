@@ -120,22 +120,29 @@ def test_in_kernel_negatives_match_their_materialised_ids(mode):
           problem)
 
 
+FORWARD_COUNTED = ("read", "drawn")  # the others by the backward's counting pass
+
+
 @pytest.mark.parametrize("num_items, ids", [
-    (8, "read"), (5000, "read"), ("5000 skewed", "read"), (8, "drawn"), (5000, "drawn"),
-    (8, "drawn, past the forward's table"), (5000, "drawn, past the forward's table")])
+    *((items, ids) for items in (8, 5000, "5000 skewed")
+      for ids in ("read", "read on the tensor cores")),
+    *((items, ids) for items in (8, 5000)
+      for ids in ("drawn", "drawn, past the forward's table"))])
 @pytest.mark.parametrize("max_slots", [None, 500])  # one chunk of tokens; chunks of 22
 def test_per_position_item_gradient_bucketed_by_item(num_items, ids, max_slots, monkeypatch):
     """kernels.cce_buckets over about 3,100 pairs (200 tokens, 21 negatives, padding and
     accidental hits left out): 8 items make runs of ~390 pairs, across programs of 64-pair
     blocks (added in registers, flushed per run); 5,000 make blocks that straddle items
     (added row by row, into the compact accumulator); skewed, long runs into the compact
-    accumulator too. Ids read are counted by the backward's own pass; ids drawn in the
-    kernels by the forward as it draws them (a table of chunks x items), or past
-    MAX_FORWARD_COUNTS by the backward's pass again."""
+    accumulator too. The pairs counted by the forward (a table of chunks x items: ids drawn,
+    or read on the CUDA cores) or by the backward's own pass (ids read on the tensor cores,
+    forced here in float32, or drawn past MAX_FORWARD_COUNTS)."""
     if max_slots is not None:
         monkeypatch.setattr(kernel_config, "MAX_SLOTS", max_slots)
     if ids == "drawn, past the forward's table":
         monkeypatch.setattr(kernel_config, "MAX_FORWARD_COUNTS", 0)
+    if ids == "read on the tensor cores":
+        monkeypatch.setattr(fused_module, "gathers_on_tensor_cores", lambda *args: True)
     launched = []
     monkeypatch.setattr(buckets_module, "count_kernel",
                         SpyKernel(buckets_module.count_kernel, launched))
@@ -146,14 +153,15 @@ def test_per_position_item_gradient_bucketed_by_item(num_items, ids, max_slots, 
         problem.negatives[:, :15] = 7
     negatives = InKernelNegatives(21, mode="per_position", seed=13)
     drawn = in_kernel_ids(negatives, 200, num_items, DEVICE)
-    ours = (cce_minus if ids == "read"
+    read = ids.startswith("read")
+    ours = (cce_minus if read
             else lambda h, e, t, n, **kwargs: cce_minus(h, e, t, negatives, **kwargs))
-    ref = (reference.ce_minus if ids == "read"
+    ref = (reference.ce_minus if read
            else lambda h, e, t, n, **kwargs: reference.ce_minus(h, e, t, drawn.to(h.device),
                                                                 **kwargs))
     log_q = torch.log_softmax(torch.randn(num_items + 1, device=DEVICE), 0)
     check(ours, ref, problem, log_q=log_q, sampled_softmax=True, temperature=0.7)
-    assert bool(launched) == (ids != "drawn")
+    assert bool(launched) == (ids not in FORWARD_COUNTED)
 
 
 def test_per_position_item_gradient_alone(monkeypatch):

@@ -55,9 +55,10 @@ def test_real_sizes(dtype, mode, tokens, num_negatives):
 @pytest.mark.parametrize("ids", ["read", "drawn", "drawn, past the forward's table"])
 def test_per_position_over_chunks(ids, dim, monkeypatch):
     """Compiled, per position over three chunks of the counting sort (4,096 tokens of 601
-    pairs at 2^20 slots a chunk), its pairs counted by the backward's pass (ids read, or
-    drawn past MAX_FORWARD_COUNTS) or by the forward as it draws them (an atomic add from
-    each id's one lane, however the layout spreads the id across lanes)."""
+    pairs at 2^20 slots a chunk), its pairs counted by the forward (drawn ids, and ids read
+    on the CUDA cores at d 64: an atomic add from each id's one lane, however the layout
+    spreads the id across lanes) or by the backward's pass (ids read at d 256, on the
+    tensor cores; ids drawn past MAX_FORWARD_COUNTS)."""
     monkeypatch.setattr(kernel_config, "MAX_SLOTS", 2**20)
     if ids == "drawn, past the forward's table":
         monkeypatch.setattr(kernel_config, "MAX_FORWARD_COUNTS", 0)

@@ -95,18 +95,21 @@ def test_the_per_position_forward_holds_the_ids_it_draws_a_few_steps_ahead(autoc
 
 
 def test_the_per_position_forward_holds_its_counts_where_they_are_few(monkeypatch):
-    """Per position with ids drawn in the kernels the forward counts the backward's pairs
-    per chunk of tokens and table row (kernels.cce_buckets.count_own_pairs) and holds them
-    until the backward, which then needs no counts row of its own; a table of over
-    MAX_FORWARD_COUNTS entries is left to the backward, and so are ids read."""
+    """Per position the forward counts the backward's pairs per chunk of tokens and table
+    row (kernels.cce_buckets.count_own_pairs: ids drawn, or read on the CUDA cores) and holds
+    them until the backward, which then needs no counts row of its own; a table of over
+    MAX_FORWARD_COUNTS entries is left to the backward, and so are ids read on the tensor
+    cores (half precision at d 256)."""
     from cce_tune.kernels import config
 
     loss = LossConfig("cce_minus", num_negatives=511, negative_mode="per_position",
                       in_kernel_negatives=True)
     read = replace(loss, in_kernel_negatives=False)
-    assert (loss_memory(read, 131_072, 26_744, 64, False).saved
-            - allocation(131_072 * 511, 8) == loss_memory(loss, 131_072, 26_744, 64, False).saved
-            - allocation(4 * 26_745, 4))
+    ids, counts = allocation(131_072 * 511, 8), allocation(4 * 26_745, 4)
+    for dim, autocast, read_counted in ((64, False, True), (256, True, False)):
+        assert (loss_memory(read, 131_072, 26_744, dim, autocast).saved - ids
+                == loss_memory(loss, 131_072, 26_744, dim, autocast).saved
+                - (0 if read_counted else counts))
     tokens, items = 131_072, 26_744  # 32,768 tokens (2^24 pairs) a chunk: 4 chunks
     # d 64 in float32: the counting sort's arrays are the backward's largest moment.
     counted = loss_memory(loss, tokens, items, 64, False)
