@@ -37,13 +37,19 @@ KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",
                 "bucketed items": "items_kernel"}
 
 
-# Module constants that --item-programs, --max-slots, --drawn-steps and --max-forward-counts
-# sweep: (module, name, label in the table), by the flag's attribute.
-CONSTANTS = {"item_programs": (buckets, "ITEM_PROGRAMS_PER_PROCESSOR", "item programs per SM"),
-             "max_slots": (kernel_config, "MAX_SLOTS", "slots a chunk"),
-             "drawn_steps": (kernel_config, "DRAWN_STEPS", "steps drawn ahead"),
-             "max_forward_counts": (kernel_config, "MAX_FORWARD_COUNTS",
-                                    "forward counts at most")}
+# Module constants that a flag of each name sweeps: (module, name, label in the table, what
+# it holds).
+CONSTANTS = {
+    "item_programs": (buckets, "ITEM_PROGRAMS_PER_PROCESSOR", "item programs per SM",
+                      "programs per multiprocessor of the per-position item pass"),
+    "max_slots": (kernel_config, "MAX_SLOTS", "slots a chunk",
+                  "per-position pairs per chunk of the bucketed item gradient"),
+    "drawn_steps": (kernel_config, "DRAWN_STEPS", "steps drawn ahead",
+                    "steps of in-kernel per-position ids the forward draws ahead"),
+    "max_forward_counts": (kernel_config, "MAX_FORWARD_COUNTS", "forward counts at most",
+                           "largest table of per-position pair counts the forward fills (0: "
+                           "the backward counts)"),
+}
 
 
 def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]) -> dict:
@@ -107,22 +113,10 @@ def main() -> None:
                              "shape's blocks then as the library sizes them for tensor cores, "
                              "or for the CUDA cores with ieee), default the library's own "
                              "per kernel (kernels.fused.on_cuda_cores)")
-    parser.add_argument("--item-programs", nargs="+", type=int, default=None,
-                        help="programs per multiprocessor of the per-position item pass to "
-                             "sweep (kernels.cce_buckets.ITEM_PROGRAMS_PER_PROCESSOR), each "
-                             "variant once per value; default the library's")
-    parser.add_argument("--max-slots", nargs="+", type=int, default=None,
-                        help="per-position pairs per chunk of the bucketed item gradient to "
-                             "sweep (kernels.config.MAX_SLOTS), each variant once per value; "
-                             "default the library's")
-    parser.add_argument("--drawn-steps", nargs="+", type=int, default=None,
-                        help="steps of in-kernel per-position ids the forward draws ahead "
-                             "to sweep (kernels.config.DRAWN_STEPS), each variant once per "
-                             "value; default the library's")
-    parser.add_argument("--max-forward-counts", nargs="+", type=int, default=None,
-                        help="largest table of per-position pair counts the forward fills "
-                             "to sweep (kernels.config.MAX_FORWARD_COUNTS; 0: the backward "
-                             "counts), each variant once per value; default the library's")
+    for flag, (module, constant, _label, what) in CONSTANTS.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", nargs="+", type=int, default=None,
+                            help=f"{what} to sweep ({module.__name__}.{constant}), each "
+                                 "variant once per value; default the library's")
     parser.add_argument("--tag", default="")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -135,7 +129,7 @@ def main() -> None:
     default_blocks, default_precision = fused.choose_blocks, fused.precision_for
     default_cores = fused.on_cuda_cores
     defaults = {flag: getattr(module, constant)
-                for flag, (module, constant, _label) in CONSTANTS.items()}
+                for flag, (module, constant, *_text) in CONSTANTS.items()}
     rows = []
     for variant, precision, *values in itertools.product(
             args.variants or builders, args.precisions or [None],
@@ -145,7 +139,8 @@ def main() -> None:
             fused.precision_for = lambda dtype, *_, precision=precision: precision
             fused.on_cuda_cores = lambda *_, precision=precision: precision == "ieee"
             name = f"{name} [{precision}]"
-        for (module, constant, label), value in zip(CONSTANTS.values(), values, strict=True):
+        for (module, constant, label, _what), value in zip(CONSTANTS.values(), values,
+                                                          strict=True):
             if value is not None:
                 setattr(module, constant, value)
                 name = f"{name} [{value} {label}]"
@@ -167,7 +162,7 @@ def main() -> None:
             print(rows[-1], flush=True)
             write(rows, args, quiet=True)  # what a cut-off sweep measured stays written
         fused.precision_for, fused.on_cuda_cores = default_precision, default_cores
-        for flag, (module, constant, _label) in CONSTANTS.items():
+        for flag, (module, constant, *_text) in CONSTANTS.items():
             setattr(module, constant, defaults[flag])
     write(rows, args)
 
