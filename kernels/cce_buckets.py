@@ -240,6 +240,10 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
     device = hidden.device
     pairs_per_token = plan.num_negatives + 1  # at most: the negatives and the target
     chunk, capacity = config.pair_chunks(tokens, plan.num_negatives)
+    if counted is not None and len(counted) != triton.cdiv(tokens, chunk):
+        raise RuntimeError(f"the forward counted {len(counted)} chunks of pairs, the backward "
+                           f"takes {triton.cdiv(tokens, chunk)}: kernels.config.MAX_SLOTS "
+                           "changed between the two")
     # Table-sized int32 arrays reused by every chunk: the counts unless counted, each item's
     # end and its next free slot (the memory model counts them).
     rows = torch.empty((2 if counted is not None else 3, item_emb.shape[0]), dtype=torch.int32,
@@ -250,11 +254,13 @@ def add_item_gradient(hidden: torch.Tensor, item_emb: torch.Tensor, targets: tor
     block_t, block_n = PAIR_BLOCK
     for index, first in enumerate(range(0, tokens, chunk)):
         last = min(first + chunk, tokens)
-        pair_grid = (triton.cdiv(last - first, block_t), triton.cdiv(plan.num_negatives, block_n))
+        # A column of programs at least: the first places the targets, negatives or none.
+        pair_grid = (triton.cdiv(last - first, block_t),
+                     max(1, triton.cdiv(plan.num_negatives, block_n)))
         pair_args = (args.ids, args.ids_stride, targets, first, last, plan.num_negatives,
                      plan.num_items, seed)
         if counted is not None:
-            counts = counted[index]
+            counts = counted[index]  # the forward's chunks are these (config.pair_chunks)
         else:
             counts = rows[2]
             counts.zero_()

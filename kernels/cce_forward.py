@@ -77,8 +77,9 @@ def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_m
     return scores, masked, rows
 
 
-# Not specialised on a value: each epoch has a ragged last batch.
-@triton.jit(do_not_specialize=["num_tokens"])
+# Not specialised on a value: each epoch has a ragged last batch (and chunk_tokens is the
+# batch's tokens where one chunk holds them all).
+@triton.jit(do_not_specialize=["num_tokens", "chunk_tokens"])
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr, direction_ptr, drawn_ptr,

@@ -142,13 +142,14 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
     shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`);
     CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`)."""
-    if gather:
-        # Per position on the CUDA cores the passes sum a register tile of gathered rows
-        # both across d (the scores) and across its rows (d(hidden)'s directions; an item's
-        # gradient): one warp a program keeps the rows in each thread's registers, where
-        # more warps split them and summed through shared memory each step (the forward
-        # 53 -> 32 ms at d 256 on an H200). Tiles: the fastest of
-        # benchmarks/results/passes-h200-per-position-{d256,d64,items-d256,items-d64}.md.
+    if gather:  # per position: the forward and kernels.cce_buckets' item pass (no hidden pass)
+        # On the CUDA cores the passes sum a register tile of gathered rows both across d
+        # (the scores) and across its rows (d(hidden)'s directions; an item's gradient): one
+        # warp a program keeps the rows in each thread's registers, where more warps split
+        # them and summed through shared memory each step (the forward 53 -> 32 ms at d 256
+        # on an H200). Tiles: the fastest of
+        # benchmarks/results/passes-h200-per-position-{d256,d64,items-d256,items-d64}.md; the
+        # tensor-core forward's, kernels.config's.
         if kernel == "items":  # kernels.cce_buckets: BLOCK_S pairs' hidden rows per step
             return Blocks(max(8, min(64, 2048 // block_d)), 1, 1, 2)
         tokens, negatives = per_position_forward_tile(block_d, dtype.itemsize, tensor_gather)
@@ -507,7 +508,7 @@ def cce_minus(
                  temperature=temperature, has_log_q=log_q is not None,
                  sampled_softmax=sampled_softmax, sparse_item_grad=sparse_item_grad)
     log_q = None if log_q is None else (log_q.float() * LOG2E).contiguous()
-    return _CCEMinus.apply(hidden, item_emb, targets, ids, seed, log_q, plan,
+    return _CCEMinus.apply(*_graded(hidden, item_emb), targets, ids, seed, log_q, plan,
                            check_reduction(reduction))
 
 
@@ -525,8 +526,17 @@ def cce(
     plan = _plan(hidden, item_emb, id_source=IDS_CATALOG, gather=False, tiled=False,
                  tile_size=1, num_negatives=num_items, temperature=temperature,
                  has_log_q=False, sampled_softmax=False)
-    return _CCEMinus.apply(hidden, item_emb, targets, None, targets, None, plan,
+    return _CCEMinus.apply(*_graded(hidden, item_emb), targets, None, targets, None, plan,
                            check_reduction(reduction))
+
+
+def _graded(hidden: torch.Tensor, item_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs as the loss's node sees them: detached under `torch.no_grad()`, so that the
+    forward prepares nothing for a backward that will not run (per position: d(hidden)'s
+    directions, the counting sort's counts); `needs_input_grad` follows requires_grad alone."""
+    if torch.is_grad_enabled():
+        return hidden, item_emb
+    return hidden.detach(), item_emb.detach()
 
 
 def in_kernel_ids(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cce_tune.kernels import config as kernel_config
 from cce_tune.kernels.config import (
-    DRAWN_STEPS,
     FUSED_LOSSES,
     LossConfig,
     counts_in_forward,
@@ -120,10 +120,12 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     gather = config.name == "cce_minus" and config.negative_mode == "per_position"
     directions = allocation(tokens * dim, 4) if gather else 0
     # ... and counts the counting sort's pairs per chunk and table row, where that was
-    # measured faster and their table is small.
+    # measured faster and their table is small. Its kernels take rows of the wider of
+    # hidden's and the table's elements: a sparse item gradient leaves the table float32.
     block_d = row_block(dim)
-    counts_here = gather and counts_in_forward(config.in_kernel_negatives,
-                                               gathers_on_tensor_cores(element, block_d))
+    rows_element = 4 if sparse else element
+    tensor_cores = gathers_on_tensor_cores(rows_element, block_d)
+    counts_here = gather and counts_in_forward(config.in_kernel_negatives, tensor_cores)
     count_chunks = (forward_count_chunks(tokens, config.num_negatives, rows)
                     if counts_here else 0)
     counts = allocation(count_chunks * rows, 4)
@@ -131,12 +133,12 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     # Per-program partial sums: at most one program per token, and the scalar result.
     forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
     if gather and config.in_kernel_negatives:
-        # The forward's drawn ids, a few steps' per program (int32; rows of `element` bytes,
-        # hidden's and the table's: no sparse item gradient draws its ids per position).
-        step_tokens, step_negatives = per_position_forward_tile(
-            block_d, element, gathers_on_tensor_cores(element, block_d))
+        # The forward's drawn ids, a few steps' per program (int32).
+        step_tokens, step_negatives = per_position_forward_tile(block_d, rows_element,
+                                                                tensor_cores)
         programs = -(-tokens // step_tokens)
-        forward_extra += allocation(programs * DRAWN_STEPS * step_tokens * step_negatives, 4)
+        forward_extra += allocation(
+            programs * kernel_config.DRAWN_STEPS * step_tokens * step_negatives, 4)
 
     d_hidden = allocation(tokens * dim, element)
     if gather:

@@ -7,9 +7,12 @@ that returns one shape and falls through to a return of another) fails here, on 
 The launches are the library's own: `cce_minus` and `cce` run forward and backward on CPU
 tensors with each kernel replaced by a recorder, so every compile-time setting and argument
 comes from the code that launches on a GPU. Each recorded launch is then compiled with
-`triton.compile` for `GPUTarget("cuda", 90, 32)`: pointers typed by their tensors (16-byte
-aligned ones marked so, as Triton marks them at launch), integers as 32 or 64-bit. Run it in
-a process without TRITON_INTERPRET: the interpreter's kernels cannot be compiled.
+`triton.compile` for `GPUTarget("cuda", 90, 32)`, specialised as Triton specialises a launch:
+pointers typed by their tensors (16-byte aligned ones marked so), integers as 32 or 64-bit
+(multiples of 16 marked so, 1 a constant) unless the kernel says not to specialise them. The
+kernels' outputs are never written, so host code that read one to size a later launch would
+record a meaningless one (none does). Run it in a process without TRITON_INTERPRET: the
+interpreter's kernels cannot be compiled.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from triton.compiler import ASTSource
 
 import cce_tune.kernels.cce_buckets as buckets
 import cce_tune.kernels.compact as compact
+import cce_tune.kernels.config as kernel_config
 import cce_tune.kernels.fused as fused
 from cce_tune.kernels import InKernelNegatives, cce, cce_minus
 
@@ -55,14 +59,15 @@ def losses() -> dict:
     """Loss calls that together take every kernel variant the library launches: per
     position on the tensor cores (half precision, d 256) and the CUDA cores (d 64, float32),
     ids read and drawn; tiles, shared, the full catalog; log-Q, sampled softmax, a compact
-    accumulator (a catalog much larger than the batch's ids)."""
+    accumulator (a catalog much larger than the batch's ids); pairs counted by the forward
+    and by the backward; with hidden frozen (no d(hidden) directions)."""
     def sampled(negatives, **kwargs):
         return lambda h, e, t: cce_minus(h, e, t, negatives, **kwargs)
 
     def ids(rows, num_negatives, catalog):
         return torch.randint(1, catalog + 1, (rows, num_negatives))
 
-    return {  # label: (dtype, d, catalog, loss, module constants set meanwhile)
+    return {  # label: `record`'s arguments
         "per position, fp16 d 256, ids read": (torch.float16, 256, 100,
                                                sampled(ids(64, 40, 100))),
         "per position, fp16 d 256, drawn": (torch.float16, 256, 100,
@@ -71,6 +76,11 @@ def losses() -> dict:
                                               sampled(ids(64, 40, 100), sampled_softmax=True)),
         "per position, fp16 d 64, drawn": (torch.float16, 64, 100,
                                            sampled(InKernelNegatives(40, "per_position"))),
+        "per position, fp16 d 64, drawn, counted by the backward": (
+            torch.float16, 64, 100, sampled(InKernelNegatives(40, "per_position")),
+            {(kernel_config, "MAX_FORWARD_COUNTS"): 0}),
+        "per position, fp16 d 256, hidden frozen": (torch.float16, 256, 100,
+                                                    sampled(ids(64, 40, 100)), {}, False),
         "per position, fp32 d 256, compact": (torch.float32, 256, 50_000,
                                               sampled(ids(64, 40, 50_000))),
         "tile, fp16 d 64, drawn, log-Q": (torch.float16, 64, 100,
@@ -85,7 +95,8 @@ def losses() -> dict:
     }
 
 
-def record(dtype: torch.dtype, dim: int, catalog: int, loss, constants=None) -> list:
+def record(dtype: torch.dtype, dim: int, catalog: int, loss, constants=None,
+           hidden_grad: bool = True) -> list:
     """The launches of one loss's forward and backward over 64 tokens, with module
     `constants` ({(module, name): value}) set meanwhile."""
     launches = []
@@ -97,7 +108,7 @@ def record(dtype: torch.dtype, dim: int, catalog: int, loss, constants=None) -> 
     try:
         for (module, name), value in stand_ins.items():
             setattr(module, name, value)
-        hidden = torch.randn(64, dim, dtype=dtype, requires_grad=True)
+        hidden = torch.randn(64, dim, dtype=dtype, requires_grad=hidden_grad)
         emb = torch.randn(catalog + 1, dim, dtype=dtype, requires_grad=True)
         loss(hidden, emb, torch.randint(1, catalog + 1, (64,))).backward()
     finally:
@@ -113,19 +124,23 @@ def compile_launch(kernel, args: tuple, kwargs: dict):
     values = dict(zip(names, args, strict=False))
     values.update({key: value for key, value in kwargs.items() if key not in options})
     signature, constexprs, attrs = {}, {}, {}
-    for index, name in enumerate(names):
+    for index, (name, param) in enumerate(zip(names, kernel.params, strict=True)):
         value = values[name]
-        if index in kernel.constexprs:
+        specialized = not param.do_not_specialize
+        one = type(value) is int and value == 1  # Triton makes a 1 a constant
+        if index in kernel.constexprs or (specialized and one):
             signature[name], constexprs[(index,)] = "constexpr", value
         elif isinstance(value, torch.Tensor):
             signature[name] = "*" + TRITON_TYPES[value.dtype]
             if value.data_ptr() % 16 == 0:
                 attrs[(index,)] = [["tt.divisibility", 16]]
+        elif isinstance(value, bool):
+            signature[name] = "u1"
         elif isinstance(value, float):
             signature[name] = "fp32"
         else:
             signature[name] = "i32" if -2**31 <= value < 2**31 else "i64"
-            if value % 16 == 0 and index not in kernel.do_not_specialize:
+            if specialized and value % 16 == 0:
                 attrs[(index,)] = [["tt.divisibility", 16]]
     return triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=TARGET,
                           options=options)

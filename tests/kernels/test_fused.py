@@ -120,14 +120,15 @@ def test_in_kernel_negatives_match_their_materialised_ids(mode):
           problem)
 
 
-FORWARD_COUNTED = ("read", "drawn")  # the others by the backward's counting pass
+# The others by the backward's counting pass.
+FORWARD_COUNTED = ("read", "drawn", "drawn on the tensor cores")
 
 
 @pytest.mark.parametrize("num_items, ids", [
     *((items, ids) for items in (8, 5000, "5000 skewed")
       for ids in ("read", "read on the tensor cores")),
     *((items, ids) for items in (8, 5000)
-      for ids in ("drawn", "drawn, past the forward's table"))])
+      for ids in ("drawn", "drawn on the tensor cores", "drawn, past the forward's table"))])
 @pytest.mark.parametrize("max_slots", [None, 500])  # one chunk of tokens; chunks of 22
 def test_per_position_item_gradient_bucketed_by_item(num_items, ids, max_slots, monkeypatch):
     """kernels.cce_buckets over about 3,100 pairs (200 tokens, 21 negatives, padding and
@@ -135,13 +136,14 @@ def test_per_position_item_gradient_bucketed_by_item(num_items, ids, max_slots, 
     blocks (added in registers, flushed per run); 5,000 make blocks that straddle items
     (added row by row, into the compact accumulator); skewed, long runs into the compact
     accumulator too. The pairs counted by the forward (a table of chunks x items: ids drawn,
-    or read on the CUDA cores) or by the backward's own pass (ids read on the tensor cores,
-    forced here in float32, or drawn past MAX_FORWARD_COUNTS)."""
+    on either cores, or read on the CUDA cores; programs straddle the chunks of 22 tokens)
+    or by the backward's own pass (ids read on the tensor cores, forced here in float32, or
+    drawn past MAX_FORWARD_COUNTS)."""
     if max_slots is not None:
         monkeypatch.setattr(kernel_config, "MAX_SLOTS", max_slots)
     if ids == "drawn, past the forward's table":
         monkeypatch.setattr(kernel_config, "MAX_FORWARD_COUNTS", 0)
-    if ids == "read on the tensor cores":
+    if ids.endswith("on the tensor cores"):
         monkeypatch.setattr(fused_module, "gathers_on_tensor_cores", lambda *args: True)
     launched = []
     monkeypatch.setattr(buckets_module, "count_kernel",
@@ -262,9 +264,11 @@ def test_a_frozen_item_table_gets_no_gradient_computed(mode, monkeypatch):
         raise AssertionError("item-gradient work for a frozen table")
     monkeypatch.setattr(fused_module, "compact_accumulator", refused)
     monkeypatch.setattr(fused_module, "add_item_gradient", refused)
-    launched = []
+    launched, forwards = [], []
     monkeypatch.setattr(fused_module, "cce_minus_backward_items_kernel",
                         SpyKernel(fused_module.cce_minus_backward_items_kernel, launched))
+    monkeypatch.setattr(fused_module, "cce_minus_forward_kernel",
+                        SpyKernel(fused_module.cce_minus_forward_kernel, forwards))
     if mode == "shared unfolded":  # the item pass would run: large batches
         monkeypatch.setattr(fused_module, "SHARED_FOLD_ATOMICS", 0)
         mode = "shared"
@@ -281,6 +285,42 @@ def test_a_frozen_item_table_gets_no_gradient_computed(mode, monkeypatch):
                            problem.negatives, **tile).backward()
     assert relative_errors([hidden.grad], [wide_hidden.grad])[0] < 1e-5
     assert not launched
+    assert not any(forward["COUNTED"] for forward in forwards)  # per position: no counts
+
+
+@pytest.mark.parametrize("ids", ["read", "drawn"])
+def test_no_grad_prepares_nothing_for_a_backward(ids, monkeypatch):
+    """Under torch.no_grad() (evaluation with trainable inputs) the per-position forward
+    writes neither d(hidden)'s directions nor the counting sort's counts; the loss is the
+    same."""
+    forwards = []
+    monkeypatch.setattr(fused_module, "cce_minus_forward_kernel",
+                        SpyKernel(fused_module.cce_minus_forward_kernel, forwards))
+    problem = fp32_problem("per_position")
+    negatives = (problem.negatives if ids == "read"
+                 else InKernelNegatives(21, mode="per_position", seed=4))
+    hidden = problem.hidden.detach().clone().requires_grad_()
+    emb = problem.emb.detach().clone().requires_grad_()
+    trained = cce_minus(hidden, emb, problem.targets, negatives)
+    with torch.no_grad():
+        evaluated = cce_minus(hidden, emb, problem.targets, negatives)
+    assert torch.equal(evaluated, trained.detach())
+    assert [(f["DIRECTIONS"], f["COUNTED"]) for f in forwards] == [(True, True), (False, False)]
+
+
+@pytest.mark.parametrize("cores", ["tensor", "CUDA"])
+def test_per_position_without_negatives(cores, monkeypatch):
+    """Ids of no column (N = 0): every token's loss is 0 and so are the gradients, as in the
+    reference, whichever pass counts the targets' pairs."""
+    if cores == "tensor":
+        monkeypatch.setattr(fused_module, "gathers_on_tensor_cores", lambda *args: True)
+    problem = fp32_problem("per_position")
+    hidden = problem.hidden.detach().clone().requires_grad_()
+    emb = problem.emb.detach().clone().requires_grad_()
+    loss = cce_minus(hidden, emb, problem.targets, problem.negatives[:, :0])
+    loss.backward()
+    assert loss.item() == 0.0
+    assert not hidden.grad.any() and not emb.grad.any()
 
 
 @pytest.mark.skipif(DEVICE == "cuda", reason="the interpreter's limit, not the GPU's")

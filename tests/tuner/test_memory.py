@@ -110,6 +110,12 @@ def test_the_per_position_forward_holds_its_counts_where_they_are_few(monkeypatc
         assert (loss_memory(read, 131_072, 26_744, dim, autocast).saved - ids
                 == loss_memory(loss, 131_072, 26_744, dim, autocast).saved
                 - (0 if read_counted else counts))
+    # A sparse item gradient leaves the table float32 (no bf16 copy of it is saved): the
+    # CUDA cores even under autocast, which count ids read.
+    sparse = replace(read, sparse_item_grad=True)
+    table_cast = allocation(26_745 * 256, 2)
+    assert (loss_memory(sparse, 131_072, 26_744, 256, True).saved
+            - loss_memory(read, 131_072, 26_744, 256, True).saved == counts - table_cast)
     tokens, items = 131_072, 26_744  # 32,768 tokens (2^24 pairs) a chunk: 4 chunks
     # d 64 in float32: the counting sort's arrays are the backward's largest moment.
     counted = loss_memory(loss, tokens, items, 64, False)
