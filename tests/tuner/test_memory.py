@@ -55,7 +55,8 @@ def test_dataset_bytes_by_hand():
 
 def test_fused_loss_holds_no_scores():
     """cce_minus keeps four floats per token, the two totals and the ids; no tokens x N
-    term (per position, d(hidden)'s float32 directions too: tokens x d)."""
+    term (per position, d(hidden)'s float32 directions too, tokens x d, and the counting
+    sort's counts, chunks x the table's rows)."""
     tokens, items, dim = 1000, 50_000, 64
     per_token = allocation(4 * tokens, 4) + allocation(2, 4)
     small = loss_memory(LossConfig("cce_minus", num_negatives=128), tokens, items, dim, False)
@@ -66,7 +67,9 @@ def test_fused_loss_holds_no_scores():
     drawn = LossConfig("cce_minus", num_negatives=8192, negative_mode="per_position",
                        in_kernel_negatives=True)
     directions = allocation(tokens * dim, 4)
-    assert loss_memory(drawn, tokens, items, dim, False).saved == per_token + directions
+    counts = allocation(1 * (items + 1), 4)  # 1,000 tokens of 8,193 pairs: one chunk
+    assert (loss_memory(drawn, tokens, items, dim, False).saved
+            == per_token + directions + counts)
 
 
 @pytest.mark.parametrize("autocast, dim", [(True, 256), (True, 64), (False, 256)])
