@@ -215,8 +215,22 @@ class _Plan:
                     num_warps=blocks.warps, num_stages=blocks.stages)
 
 
-def _interpreted() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+# Triton reads TRITON_INTERPRET as a kernel module is imported: set later, the kernels stay
+# compiled ones, which CPU tensors cannot run (the launch fails deep in Triton).
+_INTERPRETED_AT_IMPORT = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _cpu_refusal() -> str | None:
+    """Why the kernels cannot take CPU tensors in this process, or None: they can, under
+    Triton's interpreter."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        return ("the fused losses run on CUDA tensors (or under TRITON_INTERPRET=1); use "
+                "cce_tune.kernels.reference on the CPU")
+    if not _INTERPRETED_AT_IMPORT:
+        return ("TRITON_INTERPRET=1 was set after cce_tune.kernels was imported, and Triton "
+                "reads it at import: set it in the environment first (TRITON_INTERPRET=1 "
+                "python ...)")
+    return None
 
 
 def _check_inputs(hidden, item_emb, targets) -> None:
@@ -230,9 +244,9 @@ def _check_inputs(hidden, item_emb, targets) -> None:
     if hidden.dtype != item_emb.dtype and not mixed:
         raise ValueError(f"hidden is {hidden.dtype} but item_emb is {item_emb.dtype}: give "
                          f"both one dtype, or a float32 item_emb with half-precision hidden")
-    if not hidden.is_cuda and not _interpreted():
-        raise ValueError("the fused losses run on CUDA tensors (or under TRITON_INTERPRET=1); "
-                         "use cce_tune.kernels.reference on the CPU")
+    refusal = None if hidden.is_cuda else _cpu_refusal()
+    if refusal:
+        raise ValueError(refusal)
     if not hidden.is_cuda and torch.bfloat16 in (hidden.dtype, item_emb.dtype):
         # Measured: a loss of 2.2e10 where float32 and float16 give 7.96.
         raise ValueError("Triton's interpreter computes bfloat16 wrongly: on the CPU give "

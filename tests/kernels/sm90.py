@@ -103,7 +103,7 @@ def record(dtype: torch.dtype, dim: int, catalog: int, loss, constants=None,
     stand_ins = {(module, name): Recorder(getattr(module, name), launches)
                  for module, names in LAUNCHERS.items() for name in names}
     stand_ins.update(constants or {})
-    stand_ins[fused, "_interpreted"] = lambda: True  # CPU tensors, as under the interpreter
+    stand_ins[fused, "_cpu_refusal"] = lambda: None  # CPU tensors, as under the interpreter
     saved = {key: getattr(*key) for key in stand_ins}
     try:
         for (module, name), value in stand_ins.items():

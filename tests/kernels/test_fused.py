@@ -323,6 +323,22 @@ def test_per_position_without_negatives(cores, monkeypatch):
     assert not hidden.grad.any() and not emb.grad.any()
 
 
+@pytest.mark.skipif(DEVICE == "cuda", reason="CPU tensors")
+@pytest.mark.parametrize("when", ["never", "after the import"])
+def test_cpu_tensors_without_the_interpreter_get_a_clear_refusal(when, monkeypatch):
+    """CPU tensors need Triton's interpreter, switched on before the kernels are imported:
+    set later, the launch failed deep inside Triton ("0 active drivers")."""
+    if when == "never":
+        monkeypatch.delenv("TRITON_INTERPRET")
+        expected = "run on CUDA tensors .or under TRITON_INTERPRET=1.; use"
+    else:
+        monkeypatch.setattr(fused_module, "_INTERPRETED_AT_IMPORT", False)
+        expected = "TRITON_INTERPRET=1 was set after cce_tune.kernels was imported"
+    problem = fp32_problem("shared")
+    with pytest.raises(ValueError, match=expected):
+        cce_minus(problem.hidden, problem.emb, problem.targets, problem.negatives)
+
+
 @pytest.mark.skipif(DEVICE == "cuda", reason="the interpreter's limit, not the GPU's")
 def test_the_interpreter_refuses_bfloat16_which_it_computes_wrongly():
     problem = make_problem_like(fp32_problem("shared"), torch.bfloat16)
