@@ -195,7 +195,7 @@ def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr,
     e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype)
     raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
     scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
-    owner = tl.arange(0, BLOCK_T * BLOCK_N) // BLOCK_N  # each row's token, within the block
+    owner, _negative = own_layout(BLOCK_T, BLOCK_N, True)  # each row's token in the block
     masked = masked | (owner[None, :] != tl.arange(0, BLOCK_T)[:, None])
     return tl.where(masked, float("-inf"), scores), masked, e
 

@@ -50,6 +50,16 @@ def make_problem_like(problem, dtype):
     return replace(problem, hidden=problem.hidden.to(dtype), emb=problem.emb.to(dtype))
 
 
+def drawn_and_materialised(negatives, problem):
+    """The fused loss drawing `negatives` in the kernels, and the reference over the same ids
+    materialised (`in_kernel_ids`): a pair for `check` (the problem's own ids unused)."""
+    ids = in_kernel_ids(negatives, len(problem.targets), problem.num_items, DEVICE)
+    tile = {"tile_size": negatives.tile_size} if negatives.mode == "tile" else {}
+    return (lambda h, e, t, n, **kwargs: cce_minus(h, e, t, negatives, **kwargs),
+            lambda h, e, t, n, **kwargs: reference.ce_minus(h, e, t, ids.to(h.device), **tile,
+                                                            **kwargs))
+
+
 def fp32_problem(mode, **kwargs):
     kwargs = {"tokens": 37, "dim": 24, "num_negatives": 21, "tile_size": 16, **kwargs}
     return make_problem(mode, dtype=torch.float32, device=DEVICE, **kwargs)
@@ -113,11 +123,7 @@ def test_in_kernel_negatives_match_their_materialised_ids(mode):
     problem = fp32_problem(mode)
     negatives = InKernelNegatives(21, mode=mode, tile_size=16,
                                   seed=int(torch.randint(0, 2**30, ())))
-    ids = in_kernel_ids(negatives, 37, problem.num_items, DEVICE)
-    tile_size = 16 if mode == "tile" else None
-    check(lambda h, e, t, n: cce_minus(h, e, t, negatives),
-          lambda h, e, t, n: reference.ce_minus(h, e, t, ids.to(h.device), tile_size=tile_size),
-          problem)
+    check(*drawn_and_materialised(negatives, problem), problem)
 
 
 # The others by the backward's counting pass.
@@ -153,14 +159,9 @@ def test_per_position_item_gradient_bucketed_by_item(num_items, ids, max_slots, 
     problem = fp32_problem("per_position", tokens=200, num_items=num_items)
     if skewed:
         problem.negatives[:, :15] = 7
-    negatives = InKernelNegatives(21, mode="per_position", seed=13)
-    drawn = in_kernel_ids(negatives, 200, num_items, DEVICE)
-    read = ids.startswith("read")
-    ours = (cce_minus if read
-            else lambda h, e, t, n, **kwargs: cce_minus(h, e, t, negatives, **kwargs))
-    ref = (reference.ce_minus if read
-           else lambda h, e, t, n, **kwargs: reference.ce_minus(h, e, t, drawn.to(h.device),
-                                                                **kwargs))
+    ours, ref = ((cce_minus, reference.ce_minus) if ids.startswith("read")
+                 else drawn_and_materialised(InKernelNegatives(21, mode="per_position", seed=13),
+                                             problem))
     log_q = torch.log_softmax(torch.randn(num_items + 1, device=DEVICE), 0)
     check(ours, ref, problem, log_q=log_q, sampled_softmax=True, temperature=0.7)
     assert bool(launched) == (ids not in FORWARD_COUNTED)
@@ -205,13 +206,9 @@ def test_per_position_forward(cores, ids, dim, monkeypatch):
     problem = fp32_problem("per_position", tokens=71, dim=dim, num_negatives=67, num_items=90)
     problem.negatives[1::5, :3] = 0  # padding ids among the negatives (of real tokens)
     log_q = torch.log_softmax(torch.randn(problem.num_items + 1, device=DEVICE), 0)
-    negatives = InKernelNegatives(67, mode="per_position", seed=5)
-    drawn = in_kernel_ids(negatives, 71, problem.num_items, DEVICE)
-    ours = (cce_minus if ids == "explicit"
-            else lambda h, e, t, n, **kwargs: cce_minus(h, e, t, negatives, **kwargs))
-    ref = (reference.ce_minus if ids == "explicit"
-           else lambda h, e, t, n, **kwargs: reference.ce_minus(h, e, t, drawn.to(h.device),
-                                                                **kwargs))
+    ours, ref = ((cce_minus, reference.ce_minus) if ids == "explicit"
+                 else drawn_and_materialised(InKernelNegatives(67, mode="per_position", seed=5),
+                                             problem))
     check(ours, ref, problem, log_q=log_q, sampled_softmax=True, temperature=0.7)
     assert launches and all(launch["TENSOR_GATHER"] == tensor
                             and (launch["BLOCK_T"] == 16) == tensor for launch in launches)
