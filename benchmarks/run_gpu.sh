@@ -10,7 +10,7 @@
 # per-position-passes, per-position-tensor-passes, tile-quality, memory-per-position,
 # fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes, tile16-kernels,
 # gpu-kernel-tests, per-position-item-programs, per-position-items-passes,
-# per-position-chunks, per-position-drawn-steps, per-position-counted).
+# per-position-chunks, per-position-drawn-steps, per-position-counted, full-catalog-passes).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -264,6 +264,18 @@ for stage in "$@"; do
         --negatives 512 2048 --dims 256 --catalogs 26744 1000000 --dtypes fp32 \
         --kinds sampled --modes "tile (in-kernel)" tile shared --max-per-position 0 \
         2>&1 | tail -26 ;;
+    full-catalog-passes)  # issue 19 item 4: each pass at the library's shapes, over the full
+      # catalog (51,200 tokens, bf16, d 64 and 256) and shared at 131,072 x 2,048 (the dense
+      # item pass's other mode)
+      for point in "full-d64 51200 1 64 full 128,128,4,2" "full-d256 51200 1 256 full 64,64,4,3" \
+          "shared-d64 131072 2048 64 shared 128,128,4,2" \
+          "shared-d256 131072 2048 256 shared 64,64,4,3"; do
+        read -r tag tokens negatives dim variant items <<< "$point"
+        [ "$variant" = full ] && variant="full catalog"
+        python3 -m benchmarks.passes --out-dir "$out" --tag "$tag-s19" --dtype bf16 \
+          --tokens "$tokens" --negatives "$negatives" --dim "$dim" --variants "$variant" \
+          --kernels items --shapes "$items" 2>&1 | tail -3
+      done ;;
     full-bars)  # issue 19: the full catalog at d 64 and 256, 26,744 and 1M items, beside
       # Apple's CCE and Liger (carry .devbundle)
       python3 -m benchmarks.kernels --out-dir "$out" --tag full-bars --tokens 51200 \

@@ -9,9 +9,10 @@ per token, or one value for a summed or (MEAN) averaged loss (`grad_stride` 0).
   out by atomic adds. With ITEMS_HERE the negatives' d(item_emb) goes out here too, as P^T H
   per (tile, negative block): one score recompute serves both gradients.
 - `cce_minus_backward_items_kernel` (shared and full-catalog modes): one program per
-  (negative block, chunk of tokens) accumulates P^T H for its negative rows over the chunk,
-  then adds it atomically; tokens are split only far enough to fill the GPU, so atomics stay
-  few.
+  (negative block, chunk of tokens) accumulates P^T H for its negative rows over the chunk
+  (with TRANSPOSED, scores computed as (items, tokens): faster for short rows), then adds it
+  atomically; tokens are split only far enough to fill the GPU evenly
+  (`config.balanced_parts`), so atomics stay few.
 
 The per-position mode has neither: its forward writes d(hidden) up to the upstream factor,
 and its item gradient goes through `kernels.cce_buckets`.
@@ -24,13 +25,13 @@ import triton
 import triton.language as tl
 
 from cce_tune.kernels.cce_scores import (
-    adjust_scores,
     gradient_rows,
     item_rows,
     load_seed,
     negative_block,
     negative_ids,
     positive_scores,
+    probabilities,
     token_block,
 )
 
@@ -58,13 +59,21 @@ def launch_args(targets, lse, ids, log_q, owners, totals, grad_loss) -> LaunchAr
 
 
 @triton.jit
-def upstream_gradient(grad_ptr, grad_stride, totals_ptr, offs_t, valid, inv_temperature,
-                      MEAN: tl.constexpr):
-    """d(loss)/d(token loss) times the temperature's chain-rule factor; 0 on padding."""
-    g = tl.load(grad_ptr + offs_t * grad_stride, mask=valid, other=0.0) * inv_temperature
-    if MEAN:  # totals: (loss sum, count of non-padding tokens)
-        g = g / tl.maximum(tl.load(totals_ptr + 1), 1.0)
-    return g
+def upstream_factor(totals_ptr, inv_temperature, MEAN: tl.constexpr):
+    """What every token's upstream gradient is multiplied by: the temperature's chain-rule
+    factor, over the count of non-padding tokens for the mean (totals: loss sum, count).
+    Computed once a program: per token in the item pass's transposed block, it was computed
+    for each of a thread's columns, division included."""
+    factor = inv_temperature
+    if MEAN:
+        factor = factor / tl.maximum(tl.load(totals_ptr + 1), 1.0)
+    return factor
+
+
+@triton.jit
+def upstream_gradient(grad_ptr, grad_stride, offs_t, valid, factor):
+    """d(loss)/d(token loss) times `upstream_factor`; 0 on padding."""
+    return tl.load(grad_ptr + offs_t * grad_stride, mask=valid, other=0.0) * factor
 
 
 # Not specialised on a value: each epoch has a ragged last batch.
@@ -85,8 +94,8 @@ def cce_minus_backward_hidden_kernel(
         h_ptr, h_row_stride, targets_ptr, pid * BLOCK_T, num_tokens, dim, BLOCK_T, BLOCK_D)
     valid = t_mask & (targets != 0)
     lse = tl.load(lse_ptr + offs_t, mask=t_mask, other=0.0)
-    g = upstream_gradient(grad_ptr, grad_stride, totals_ptr, offs_t, valid, inv_temperature,
-                          MEAN)
+    g = upstream_gradient(grad_ptr, grad_stride, offs_t, valid,
+                          upstream_factor(totals_ptr, inv_temperature, MEAN))
     if SAMPLED_SOFTMAX:
         shift = tl.load(shift_ptr + offs_t, mask=t_mask, other=0.0)
     else:
@@ -106,12 +115,14 @@ def cce_minus_backward_hidden_kernel(
     if TILED:
         row = (pid * BLOCK_T) // tile_size
 
+    offset = shift - lse  # then exp2 of a score is its probability
     for start in range(0, num_negatives, BLOCK_N):
-        scores, _masked, ids, e = negative_block(
-            h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
-            targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-            scale, ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
-        d_scores = tl.exp2(scores + shift[:, None] - lse[:, None]) * g[:, None]
+        raw, ids, e = negative_block(
+            h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start, num_negatives,
+            num_items, seed, offs_d, d_mask, ID_SOURCE, DOT_PRECISION, BLOCK_N,
+            ZERO_PADDING=ID_SOURCE == 1)
+        d_scores = probabilities(raw * scale + offset[:, None], ids, targets[:, None],
+                                 log_q_ptr, ID_SOURCE, HAS_LOG_Q) * g[:, None]
         dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
         if ITEM_GRAD and ITEMS_HERE:
             d_items = tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
@@ -132,7 +143,7 @@ def cce_minus_backward_items_kernel(
     inv_temperature,
     ID_SOURCE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
     HAS_LOG_Q: tl.constexpr,
-    SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr, TRANSPOSED: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     chunk = tl.program_id(1)
@@ -146,6 +157,7 @@ def cce_minus_backward_items_kernel(
     # The same rows for every token.
     e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h_ptr.dtype.element_ty)
     d_items = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    factor = upstream_factor(totals_ptr, inv_temperature, MEAN)
     first = chunk * tokens_per_chunk
     last = tl.minimum(first + tokens_per_chunk, num_tokens)
     for start in range(first, last, BLOCK_T):
@@ -154,17 +166,25 @@ def cce_minus_backward_items_kernel(
         h = tl.load(h_ptr + offs_t[:, None] * h_row_stride + offs_d[None, :],
                     mask=t_mask[:, None] & d_mask[None, :], other=0.0)
         targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
-        lse = tl.load(lse_ptr + offs_t, mask=t_mask, other=0.0)
-        g = upstream_gradient(grad_ptr, grad_stride, totals_ptr, offs_t,
-                              t_mask & (targets != 0), inv_temperature, MEAN)
+        g = upstream_gradient(grad_ptr, grad_stride, offs_t, t_mask & (targets != 0), factor)
+        offset = -tl.load(lse_ptr + offs_t, mask=t_mask, other=0.0)
         if SAMPLED_SOFTMAX:
-            shift = tl.load(shift_ptr + offs_t, mask=t_mask, other=0.0)
+            offset += tl.load(shift_ptr + offs_t, mask=t_mask, other=0.0)
+        if TRANSPOSED:
+            # Scores as (items, tokens): E is the products' first operand for the whole loop,
+            # and the gradient's product takes the probabilities as they are, beside H from
+            # the same shared memory as H^T.
+            raw = tl.dot(e, tl.trans(h), input_precision=DOT_PRECISION)
+            d_scores = probabilities(raw * scale + offset[None, :], ids[:, None],
+                                     targets[None, :], log_q_ptr, ID_SOURCE,
+                                     HAS_LOG_Q) * g[None, :]
+            d_items += tl.dot(d_scores.to(h.dtype), h, input_precision=DOT_PRECISION)
         else:
-            shift = tl.zeros([BLOCK_T], dtype=tl.float32)
-        raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
-        scores = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)[0]
-        d_scores = tl.exp2(scores + shift[:, None] - lse[:, None]) * g[:, None]
-        d_items += tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
+            raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
+            d_scores = probabilities(raw * scale + offset[:, None], ids[None, :],
+                                     targets[:, None], log_q_ptr, ID_SOURCE,
+                                     HAS_LOG_Q) * g[:, None]
+            d_items += tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
     rows = gradient_rows(ids, owner_ptr, COMPACT)
     tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,
                   mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")

@@ -32,7 +32,11 @@ import triton
 import triton.language as tl
 
 from cce_tune.kernels import config
-from cce_tune.kernels.cce_backward import launch_args, upstream_gradient
+from cce_tune.kernels.cce_backward import (
+    launch_args,
+    upstream_factor,
+    upstream_gradient,
+)
 from cce_tune.kernels.cce_scores import gradient_rows, load_seed, negative_ids, own_layout
 
 PAIR_BLOCK = (16, 64)  # (tokens, negatives) per program of the counting and placing passes
@@ -143,8 +147,8 @@ def _pair_weights(h, rows, items, tokens, is_target, mask, lse_ptr, pos_ptr, shi
                   MEAN: tl.constexpr, HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr):
     """d(loss)/d(score) of each pair: g (p - 1) for a target, g p for a negative, 0 off
     `mask`. `rows` (one row, or one per pair) are the items' embeddings."""
-    g = upstream_gradient(grad_ptr, grad_stride, totals_ptr, tokens, mask, inv_temperature,
-                          MEAN)
+    g = upstream_gradient(grad_ptr, grad_stride, tokens, mask,
+                          upstream_factor(totals_ptr, inv_temperature, MEAN))
     lse = tl.load(lse_ptr + tokens, mask=mask, other=0.0)
     scores = tl.sum(h * rows.to(tl.float32), axis=1) * scale
     if HAS_LOG_Q:

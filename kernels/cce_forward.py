@@ -27,6 +27,7 @@ import triton.language as tl
 
 from cce_tune.kernels.cce_buckets import count_own_pairs, count_own_targets
 from cce_tune.kernels.cce_scores import (
+    adjust_scores,
     gathered_block_cuda_cores,
     gathered_block_tensor_cores,
     load_seed,
@@ -60,6 +61,18 @@ def _online_step(scores, masked, rows, running_max, running_sum, weighted, kept,
 
 
 @triton.jit
+def _catalog_step(raw, scale, running_max, running_sum):
+    """`_online_step` over raw products none of which is masked: the max taken over the
+    products and scaled once a token (the scale is positive), each score's scale and shift
+    one multiply-add inside the exponential (four operations a score: max, multiply-add,
+    exponential, sum)."""
+    new_max = tl.maximum(running_max, tl.max(raw, axis=1) * scale)
+    terms = tl.exp2(raw * scale - new_max[:, None])
+    running_sum = running_sum * tl.exp2(running_max - new_max) + tl.sum(terms, axis=1)
+    return new_max, running_sum
+
+
+@triton.jit
 def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
                     ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
                     DOT_PRECISION: tl.constexpr, TENSOR_GATHER: tl.constexpr,
@@ -83,12 +96,13 @@ def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_m
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr, direction_ptr, drawn_ptr,
-    counts_ptr, counts_row_stride, chunk_tokens,
+    counts_ptr, counts_row_stride, chunk_tokens, part_ptr, columns_per_part,
     num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, log2_others,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TENSOR_GATHER: tl.constexpr,
     TILED: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     DIRECTIONS: tl.constexpr, DRAWN_STEPS: tl.constexpr, COUNTED: tl.constexpr,
+    SPLIT: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -142,6 +156,29 @@ def cce_minus_forward_kernel(
                     scores, masked, rows, running_max, running_sum, weighted, kept,
                     DIRECTIONS, TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
             tl.debug_barrier()  # read by every thread before the next round overwrites them
+    elif ID_SOURCE == 1:
+        # The whole catalog (no log-Q, nothing sampled), or with SPLIT this program's part of
+        # it: only the catalog's last block has columns past it, so the others are neither
+        # masked nor scaled score by score (`_catalog_step`).
+        tl.static_assert(not HAS_LOG_Q and not SAMPLED_SOFTMAX and not DIRECTIONS)
+        first_column = tl.program_id(1) * columns_per_part
+        last_column = tl.minimum(first_column + columns_per_part, num_negatives)
+        whole_blocks_end = first_column + (last_column - first_column) // BLOCK_N * BLOCK_N
+        for start in range(first_column, whole_blocks_end, BLOCK_N):
+            raw = negative_block(
+                h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start, num_negatives,
+                num_items, seed, offs_d, d_mask, ID_SOURCE, DOT_PRECISION, BLOCK_N)[0]
+            running_max, running_sum = _catalog_step(raw, scale, running_max, running_sum)
+        if whole_blocks_end < last_column:
+            raw, ids, rows = negative_block(
+                h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, whole_blocks_end,
+                num_negatives, num_items, seed, offs_d, d_mask, ID_SOURCE, DOT_PRECISION,
+                BLOCK_N)
+            scores, masked = adjust_scores(raw * scale, ids, targets[:, None],
+                                           log_q_ptr, ID_SOURCE, HAS_LOG_Q)
+            running_max, running_sum, weighted, kept = _online_step(
+                scores, masked, rows, running_max, running_sum, weighted, kept, DIRECTIONS,
+                TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
     else:
         for start in range(0, num_negatives, BLOCK_N):
             if GATHER:
@@ -156,35 +193,74 @@ def cce_minus_forward_kernel(
                     h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
                     ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, TENSOR_GATHER, BLOCK_T, BLOCK_N)
             else:
-                scores, masked, _ids, rows = negative_block(
-                    h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask,
-                    start, targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items,
-                    seed, scale, ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, BLOCK_N)
+                raw, ids, rows = negative_block(
+                    h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start, num_negatives,
+                    num_items, seed, offs_d, d_mask, ID_SOURCE, DOT_PRECISION, BLOCK_N)
+                scores, masked = adjust_scores(raw * scale, ids, targets[:, None],
+                                               log_q_ptr, ID_SOURCE, HAS_LOG_Q)
             running_max, running_sum, weighted, kept = _online_step(
                 scores, masked, rows, running_max, running_sum, weighted, kept, DIRECTIONS,
                 TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
 
-    shift = tl.zeros([BLOCK_T], dtype=tl.float32)
-    if SAMPLED_SOFTMAX:
-        # exp2(shift) scales every negative term: log((V - 1) / kept) added to each score.
-        shift = log2_others - tl.log2(tl.maximum(kept, 1.0))
-        running_sum = running_sum * tl.exp2(shift)
-        tl.store(shift_ptr + offs_t, shift, mask=t_mask)
-    if ID_SOURCE == 1:  # the whole catalog: the target was one of the columns
-        lse = running_max + tl.log2(running_sum)
+    if SPLIT:  # the parts' running maxima and sums, combined by catalog_lse_kernel
+        part_stats = part_ptr + tl.program_id(1) * num_tokens + offs_t
+        tl.store(part_stats, running_max, mask=t_mask)
+        tl.store(part_stats + tl.num_programs(1) * num_tokens, running_sum, mask=t_mask)
+        tl.store(pos_ptr + offs_t, pos, mask=t_mask)
     else:
-        lse = running_max + tl.log2(tl.exp2(pos - running_max) + running_sum)
+        shift = tl.zeros([BLOCK_T], dtype=tl.float32)
+        if SAMPLED_SOFTMAX:
+            # exp2(shift) scales every negative term: log((V - 1) / kept) added to each score.
+            shift = log2_others - tl.log2(tl.maximum(kept, 1.0))
+            running_sum = running_sum * tl.exp2(shift)
+            tl.store(shift_ptr + offs_t, shift, mask=t_mask)
+        if ID_SOURCE == 1:  # the whole catalog: the target was one of the columns
+            lse = running_max + tl.log2(running_sum)
+        else:
+            lse = running_max + tl.log2(tl.exp2(pos - running_max) + running_sum)
+        valid = _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets,
+                              lse, pos)
+        if DIRECTIONS:  # p_n = exp2(s_n - max) exp2(max + shift - lse); p_target - 1 on e_target
+            direction = (weighted * tl.exp2(running_max + shift - lse)[:, None]
+                         + (tl.exp2(pos - lse) - 1.0)[:, None] * e_pos.to(tl.float32))
+            # Directions: a contiguous (tokens, d) float32 tensor of the caller's.
+            tl.store(direction_ptr + offs_t[:, None].to(tl.int64) * dim + offs_d[None, :],
+                     tl.where(valid[:, None], direction, 0.0),
+                     mask=t_mask[:, None] & d_mask[None, :])
+
+
+@triton.jit
+def _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets, lse, pos):
+    """Each token's loss, log-sum-exp and positive score (log2 units), and the program's
+    (loss sum, count of non-padding tokens), so the mean needs no pass over per-token
+    losses. Returns which tokens are not padding."""
     valid = t_mask & (targets != 0)
     loss = tl.where(valid, (lse - pos) * 0.6931471805599453, 0.0)  # log2 units to natural
     tl.store(loss_ptr + offs_t, loss, mask=t_mask)
     tl.store(lse_ptr + offs_t, lse, mask=t_mask)
     tl.store(pos_ptr + offs_t, pos, mask=t_mask)
-    if DIRECTIONS:  # p_n = exp2(s_n - max) exp2(max + shift - lse); p_target - 1 on e_target
-        direction = (weighted * tl.exp2(running_max + shift - lse)[:, None]
-                     + (tl.exp2(pos - lse) - 1.0)[:, None] * e_pos.to(tl.float32))
-        # Directions: a contiguous (tokens, d) float32 tensor of the caller's.
-        tl.store(direction_ptr + offs_t[:, None].to(tl.int64) * dim + offs_d[None, :],
-                 tl.where(valid[:, None], direction, 0.0),
-                 mask=t_mask[:, None] & d_mask[None, :])
+    pid = tl.program_id(0)
     tl.store(partial_ptr + pid, tl.sum(loss, axis=0))
     tl.store(partial_ptr + tl.num_programs(0) + pid, tl.sum(valid.to(tl.float32), axis=0))
+    return valid
+
+
+# Not specialised on a value: each epoch has a ragged last batch.
+@triton.jit(do_not_specialize=["num_tokens"])
+def catalog_lse_kernel(part_ptr, targets_ptr, pos_ptr, loss_ptr, lse_ptr, partial_ptr,
+                       num_tokens, parts, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
+    """The full catalog in parts (`cce_minus_forward_kernel` with SPLIT): each token's
+    parts' running maxima and sums into its log-sum-exp, loss and the per-program sums, as
+    the unsplit forward writes them (programs of the forward's BLOCK_T tokens)."""
+    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    t_mask = offs_t < num_tokens
+    offs_p = tl.arange(0, BLOCK_P)
+    stats = part_ptr + offs_p[:, None] * num_tokens + offs_t[None, :]
+    mask = (offs_p < parts)[:, None] & t_mask[None, :]
+    maxima = tl.load(stats, mask=mask, other=float("-inf"))
+    sums = tl.load(stats + parts * num_tokens, mask=mask, other=0.0)
+    running_max = tl.max(maxima, axis=0)
+    lse = running_max + tl.log2(tl.sum(sums * tl.exp2(maxima - running_max[None, :]), axis=0))
+    targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0)
+    pos = tl.load(pos_ptr + offs_t, mask=t_mask, other=0.0)
+    _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets, lse, pos)

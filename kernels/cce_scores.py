@@ -84,36 +84,57 @@ def gradient_rows(ids, owner_ptr, COMPACT: tl.constexpr):
 
 
 @triton.jit
-def adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE: tl.constexpr,
+def adjust_scores(scores, ids, targets, log_q_ptr, ID_SOURCE: tl.constexpr,
                   HAS_LOG_Q: tl.constexpr):
-    """Raw dot products to scores in log2 units (`scale` = log2(e) / temperature), log-Q
-    corrected, with masked entries at -inf. Returns (scores, mask).
+    """Scores in log2 units (raw dot products times `scale` = log2(e) / temperature, plus any
+    per-token term of the caller's) log-Q corrected, with masked entries at -inf. Returns
+    (scores, mask).
 
     Masked: id 0 (padding, or past the last negative) and, for sampled ids, accidental hits.
     Over the whole catalog (ID_SOURCE 1) the target is one of the columns by design, so only
     the columns past the catalog are masked: no per-score id comparison at all.
-    `ids` broadcasts against `targets[:, None]`: (N,) for a block's columns shared by its
-    tokens (per position on the tensor cores each token's own are among them, the rest
-    masked by the caller), (T, N) for each token's own.
+    `ids` and `targets` come shaped to broadcast against `scores`: ids (N,) and
+    targets[:, None] for a block of tokens against columns they share (per position on the
+    tensor cores each token's own are among them, the rest masked by the caller), (T, N) ids
+    for each token's own, and ids[:, None], targets[None, :] for the item pass's transposed
+    block (items, tokens). (Shared ids given as ids[None, :] made Triton draw in-kernel ids
+    again in the scores' layout: the tile mode's forward 2.5 times as long in machine code.)
     """
-    scores = raw * scale
     if HAS_LOG_Q:
         scores -= tl.load(log_q_ptr + ids)
     if ID_SOURCE == 1:
-        masked = tl.broadcast_to((ids == 0)[None, :], scores.shape)
+        masked = (ids == 0) & tl.full(scores.shape, True, tl.int1)
     else:
-        masked = (ids.to(tl.int32) == targets.to(tl.int32)[:, None]) | (ids == 0)
+        masked = (ids.to(tl.int32) == targets.to(tl.int32)) | (ids == 0)
     return tl.where(masked, float("-inf"), scores), masked
 
 
 @triton.jit
-def item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, dtype: tl.constexpr):
+def probabilities(scores, ids, targets, log_q_ptr, ID_SOURCE: tl.constexpr,
+                  HAS_LOG_Q: tl.constexpr):
+    """The backward's softmax probabilities, exp2 of scores that already hold the shift
+    minus the log-sum-exp (`adjust_scores`' arguments), masked entries 0. Over the whole
+    catalog nothing is masked: a column past the catalog (id 0) meets a zero row in the
+    hidden pass (`item_rows` with ZERO_PADDING) and its gradient row is dropped in the item
+    pass, so the select is saved on every score."""
+    if ID_SOURCE != 1 or HAS_LOG_Q:
+        scores = adjust_scores(scores, ids, targets, log_q_ptr, ID_SOURCE, HAS_LOG_Q)[0]
+    return tl.exp2(scores)
+
+
+@triton.jit
+def item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, dtype: tl.constexpr,
+              ZERO_PADDING: tl.constexpr = False):
     """(rows, BLOCK_D) item rows `ids` in the hidden states' `dtype`, for a tensor-core
     product with them (a float32 table beside half-precision hidden states is converted
-    here, row by row); id 0 reads padding. The rows a token block shares, or per position
-    (`gathered_block_tensor_cores`) each token's own, side by side."""
-    return tl.load(e_ptr + ids[:, None] * e_row_stride + offs_d[None, :],
-                   mask=d_mask[None, :], other=0.0).to(dtype)
+    here, row by row); id 0 reads padding, or with ZERO_PADDING zeros, so that a product with
+    a score's row adds nothing whatever the score (`probabilities`). The rows a token block
+    shares, or per position (`gathered_block_tensor_cores`) each token's own, side by side."""
+    mask = d_mask[None, :]
+    if ZERO_PADDING:
+        mask = mask & (ids != 0)[:, None]
+    return tl.load(e_ptr + ids[:, None] * e_row_stride + offs_d[None, :], mask=mask,
+                   other=0.0).to(dtype)
 
 
 @triton.jit
@@ -125,25 +146,20 @@ def positive_scores(h, e_ptr, targets, e_row_stride, offs_d, d_mask):
 
 
 @triton.jit
-def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, offs_t, t_mask, start,
-                   targets, log_q_ptr, offs_d, d_mask, num_negatives, num_items, seed,
-                   scale, ID_SOURCE: tl.constexpr, HAS_LOG_Q: tl.constexpr,
-                   DOT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Scores (log2 units) of a token block against the negatives start..start+BLOCK_N of
-    row `row` of the ids (shared by the block): one tensor-core product.
-
-    Returns (scores with masked entries at -inf, the mask, the ids, the item rows): the
-    forward pass needs the scores and the mask (sampled softmax counts the kept negatives),
-    the backward passes the scores, ids and rows.
-    """
+def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start, num_negatives,
+                   num_items, seed, offs_d, d_mask, ID_SOURCE: tl.constexpr,
+                   DOT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr,
+                   ZERO_PADDING: tl.constexpr = False):
+    """Raw dot products of a token block with the negatives start..start+BLOCK_N of row
+    `row` of the ids (shared by the block): one tensor-core product. Returns (products, ids,
+    item rows (`item_rows`)); the caller scales the products and masks them
+    (`adjust_scores`) or takes their probabilities (`probabilities`)."""
     offs_n = start + tl.arange(0, BLOCK_N)
     n_mask = offs_n < num_negatives
     ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives,
                        num_items, seed, ID_SOURCE)
-    e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype)
-    raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
-    scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
-    return scores, masked, ids, e
+    e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype, ZERO_PADDING)
+    return tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION), ids, e
 
 
 @triton.jit
@@ -189,12 +205,13 @@ def gathered_block_tensor_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr,
     products needed, but on the tensor cores, where summing each row on the CUDA cores (a
     shuffle across the warp per row) made the pass twice as slow at d 256
     (`gathered_block_cuda_cores`). The rows come back for the caller's second product (the
-    forward's softmax-weighted rows: scores as weights). Returns (scores, mask, rows) as
-    `negative_block` does, over the wide block.
+    forward's softmax-weighted rows: scores as weights). Returns (scores in log2 units with
+    masked entries at -inf, the mask, the rows).
     """
     e = item_rows(e_ptr, ids, e_row_stride, offs_d, d_mask, h.dtype)
     raw = tl.dot(h, tl.trans(e), input_precision=DOT_PRECISION)
-    scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
+    scores, masked = adjust_scores(raw * scale, ids, targets[:, None], log_q_ptr,
+                                   ID_SOURCE, HAS_LOG_Q)
     owner, _negative = own_layout(BLOCK_T, BLOCK_N, True)  # each row's token in the block
     masked = masked | (owner[None, :] != tl.arange(0, BLOCK_T)[:, None])
     return tl.where(masked, float("-inf"), scores), masked, e
@@ -211,7 +228,8 @@ def gathered_block_cuda_cores(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, o
     e = tl.load(e_ptr + ids[:, :, None] * e_row_stride + offs_d[None, None, :],
                 mask=d_mask[None, None, :], other=0.0)
     raw = tl.sum(h[:, None, :].to(tl.float32) * e.to(tl.float32), axis=2)
-    scores, masked = adjust_scores(raw, ids, targets, log_q_ptr, scale, ID_SOURCE, HAS_LOG_Q)
+    scores, masked = adjust_scores(raw * scale, ids, targets[:, None], log_q_ptr, ID_SOURCE,
+                                   HAS_LOG_Q)
     return scores, masked, e
 
 

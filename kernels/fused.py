@@ -28,7 +28,7 @@ from cce_tune.kernels.cce_backward import (
     launch_args,
 )
 from cce_tune.kernels.cce_buckets import add_item_gradient
-from cce_tune.kernels.cce_forward import cce_minus_forward_kernel
+from cce_tune.kernels.cce_forward import catalog_lse_kernel, cce_minus_forward_kernel
 from cce_tune.kernels.cce_scores import (
     IDS_CATALOG,
     IDS_EXPLICIT,
@@ -110,6 +110,15 @@ SHORT_ROW_BLOCKS = {"forward": Blocks(64, 128, 4, 3), "hidden": Blocks(64, 64, 4
 LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4, 2),
                    "items": Blocks(64, 64, 4, 3), "hidden + items": Blocks(128, 64, 8, 2)}
 
+# The dense item pass (shared negatives, the full catalog) scores (items, tokens) blocks
+# (cce_backward's TRANSPOSED) for rows of up to this many bytes, in these blocks: at d 64
+# bf16 on an H200, 1.20 -> 0.84 ms over the full catalog at 51,200 tokens and 0.34 -> 0.24
+# shared at 131,072 x 2,048; at d 256 it was slower (3.11 -> 3.28 ms, 1.01 -> 1.30, 96 ->
+# 131 over 1M items), so longer rows keep (tokens, items) blocks
+# (benchmarks/results/passes-h200-s19-*.md). Rows of 256 bytes were not measured.
+TRANSPOSED_ITEMS_ROW_BYTES = 128
+TRANSPOSED_ITEMS_BLOCKS = Blocks(128, 128, 4, 2)
+
 # Batch-shared negatives: up to this many atomic adds (token blocks x N x d) the hidden
 # pass adds the negatives' gradient itself, as in the tile mode, and the item pass is not
 # launched. On an H100 folding was faster at every point up to 2**25 (one launch fewer on a
@@ -158,6 +167,8 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
         blocks = CUDA_CORE_BLOCKS
         return blocks if tile_size is None else replace(blocks, t=min(blocks.t, tile_size))
     row_bytes = block_d * dtype.itemsize
+    if kernel == "items" and items_transposed(block_d, dtype):
+        return TRANSPOSED_ITEMS_BLOCKS
     table = SHORT_ROW_BLOCKS if row_bytes <= 256 else LONG_ROW_BLOCKS
     blocks = table["hidden + items" if items_in_hidden and kernel == "hidden" else kernel]
     if tile_size is not None:
@@ -175,6 +186,11 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
     return blocks
 
 
+def items_transposed(block_d: int, dtype: torch.dtype) -> bool:
+    """Whether the dense item pass scores (items, tokens) blocks (TRANSPOSED_ITEMS_ROW_BYTES)."""
+    return block_d * dtype.itemsize <= TRANSPOSED_ITEMS_ROW_BYTES
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Everything the three kernels need besides tensors: modes, constants, block sizes."""
@@ -185,6 +201,7 @@ class _Plan:
     tiled: bool
     tile_size: int
     items_in_hidden: bool  # the hidden pass adds the negatives' gradient; no item pass
+    items_transposed: bool  # the item pass scores (items, tokens) blocks
     num_negatives: int
     num_items: int
     inv_temperature: float
@@ -278,6 +295,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     return _Plan(
         id_source=id_source, gather=gather, tensor_gather=tensor_gather, tiled=tiled,
         tile_size=tile_size, items_in_hidden=items_in_hidden,
+        items_transposed=items_transposed(block_d, wider),
         num_negatives=num_negatives, num_items=item_emb.shape[0] - 1,
         inv_temperature=1.0 / temperature, log2_others=math.log2(max(1, item_emb.shape[0] - 2)),
         has_log_q=has_log_q, sampled_softmax=sampled_softmax, sparse_item_grad=sparse_item_grad,
@@ -341,18 +359,30 @@ class _CCEMinus(torch.autograd.Function):
                                                     item_emb.shape[0]) if counts_here else 0)
         counted = (torch.zeros((count_chunks, item_emb.shape[0]), dtype=torch.int32,
                                device=hidden.device) if count_chunks else None)
-        cce_minus_forward_kernel[(plan.programs(tokens),)](
+        # Over the full catalog, each token block's columns in parts where that spreads the
+        # work more evenly over the multiprocessors; their running maxima and sums are
+        # combined per token after (catalog_lse_kernel).
+        parts = _catalog_parts(plan, tokens, hidden.device)
+        column_blocks = triton.cdiv(plan.num_negatives, blocks.n)
+        part_stats = (_output((2, parts, tokens), torch.float32, hidden.device)
+                      if parts > 1 else lse)
+        cce_minus_forward_kernel[(plan.programs(tokens), parts)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
             ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
             loss, lse, pos, shift, partials, directions if directions is not None else lse,
             drawn, counted if counted is not None else lse, item_emb.shape[0],
-            config.pair_chunks(tokens, plan.num_negatives)[0],
+            config.pair_chunks(tokens, plan.num_negatives)[0], part_stats,
+            triton.cdiv(column_blocks, parts) * blocks.n,
             tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
             seed, plan.scale, plan.log2_others,
             GATHER=plan.gather, TENSOR_GATHER=plan.tensor_gather, TILED=plan.tiled,
             DIRECTIONS=directions is not None, DRAWN_STEPS=config.DRAWN_STEPS,
-            COUNTED=counted is not None, **plan.constants("forward"),
+            COUNTED=counted is not None, SPLIT=parts > 1, **plan.constants("forward"),
         )
+        if parts > 1:
+            catalog_lse_kernel[(plan.programs(tokens),)](
+                part_stats, targets, pos, loss, lse, partials, tokens, parts, BLOCK_T=blocks.t,
+                BLOCK_P=triton.next_power_of_2(parts))
         totals = None if reduction == "none" else partials.sum(1)
         ctx.save_for_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
                               totals, directions, counted)
@@ -432,21 +462,38 @@ def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift
             args.ids_stride, args.log_q, lse, shift, grad_loss, args.grad_stride, args.totals,
             d_items, d_items.stride(0), args.owners, tokens, dim, plan.num_negatives,
             plan.num_items, chunk, seed, plan.scale, plan.inv_temperature,
-            COMPACT=owners is not None, MEAN=mean, **plan.constants("items"),
+            COMPACT=owners is not None, MEAN=mean,
+            TRANSPOSED=plan.items_transposed, **plan.constants("items"),
         )
 
 
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:
-    """(tokens per chunk, chunks) for the item-gradient grid: split the tokens only until
-    the grid has about four programs per multiprocessor, as each split costs N x d atomic
-    adds."""
+    """(tokens per chunk, chunks) for the item-gradient grid: split the tokens until the
+    grid has about four programs per multiprocessor, then as far as spreads the work most
+    evenly (config.balanced_parts), as each split costs N x d atomic adds."""
     blocks = plan.blocks["items"]
     token_blocks = triton.cdiv(tokens, blocks.t)
     negative_blocks = triton.cdiv(plan.num_negatives, blocks.n)
     processors = _processors_of(device)
-    chunks = max(1, min(token_blocks, triton.cdiv(4 * processors, negative_blocks)))
+    least = max(1, min(token_blocks, triton.cdiv(4 * processors, negative_blocks)))
+    chunks = config.balanced_parts(negative_blocks, token_blocks, processors, least)
     chunk = triton.cdiv(token_blocks, chunks) * blocks.t
     return chunk, triton.cdiv(tokens, chunk)
+
+
+def _catalog_parts(plan: _Plan, tokens: int, device: torch.device) -> int:
+    """Parts of the full catalog per token block of the forward (1 in the sampled modes):
+    enough for about four programs per multiprocessor, then as many as spread the work most
+    evenly (config.balanced_parts), at most config.MAX_CATALOG_PARTS."""
+    if plan.id_source != IDS_CATALOG:
+        return 1
+    blocks = plan.blocks["forward"]
+    programs = triton.cdiv(tokens, blocks.t)
+    steps = triton.cdiv(plan.num_negatives, blocks.n)
+    processors = _processors_of(device)
+    least = max(1, min(steps, triton.cdiv(4 * processors, programs)))
+    return min(config.MAX_CATALOG_PARTS,
+               config.balanced_parts(programs, steps, processors, least))
 
 
 def _processors_of(device: torch.device) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from cce_tune.kernels import config as kernel_config
 from cce_tune.kernels.config import (
     FUSED_LOSSES,
+    MAX_CATALOG_PARTS,
     LossConfig,
     counts_in_forward,
     forward_count_chunks,
@@ -132,6 +133,10 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     saved = casts + ids + per_token_results + totals + directions + counts
     # Per-program partial sums: at most one program per token, and the scalar result.
     forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
+    if id_count is None:
+        # Over the full catalog in parts, each part's running max and sum per token
+        # (kernels.fused._catalog_parts: at most MAX_CATALOG_PARTS, fewer on most GPUs).
+        forward_extra += allocation(2 * MAX_CATALOG_PARTS * tokens, 4)
     if gather and config.in_kernel_negatives:
         # The forward's drawn ids, a few steps' per program (int32).
         step_tokens, step_negatives = per_position_forward_tile(block_d, rows_element,

@@ -38,7 +38,8 @@ from cce_tune.kernels import InKernelNegatives, cce, cce_minus
 TARGET = GPUTarget("cuda", 90, 32)
 # Kernel module attributes that launch kernels, by the module that launches them.
 LAUNCHERS = {fused: ("cce_minus_forward_kernel", "cce_minus_backward_hidden_kernel",
-                     "cce_minus_backward_items_kernel", "draw_negatives_kernel"),
+                     "cce_minus_backward_items_kernel", "draw_negatives_kernel",
+                     "catalog_lse_kernel"),
              buckets: ("count_kernel", "place_kernel", "items_kernel"),
              compact: ("claim_rows_kernel", "expand_rows_kernel")}
 TRITON_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
@@ -92,6 +93,7 @@ def losses() -> dict:
                                                  sampled(ids(1, 40, 100)[0]),
                                                  {(fused, "SHARED_FOLD_ATOMICS"): 0}),
         "full catalog, fp16 d 64": (torch.float16, 64, 100, cce),
+        "full catalog in parts, fp16 d 64": (torch.float16, 64, 1000, cce),
     }
 
 

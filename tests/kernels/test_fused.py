@@ -434,9 +434,12 @@ def test_unseeded_negatives_follow_torchs_generator():
     assert torch.equal(loss(0), loss(0)) and not torch.equal(loss(0), loss(1))
 
 
+# 100 items: one block of columns, one part; 150: a whole block and a masked one, in two
+# parts; 1,000: eight parts (kernels.fused._catalog_parts, two multiprocessors on the CPU).
+@pytest.mark.parametrize("num_items", [100, 150, 1000])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_full_catalog_cce(reduction):
-    problem = fp32_problem("shared", num_items=150)
+def test_full_catalog_cce(reduction, num_items):
+    problem = fp32_problem("shared", num_items=num_items)
     check(lambda h, e, t, n: cce(h, e, t, temperature=0.8, reduction=reduction),
           lambda h, e, t, n: reference.ce(h, e, t, temperature=0.8, reduction=reduction),
           problem)
