@@ -107,25 +107,28 @@ def per_position_forward_tile(block_d: int, row_element_size: int,
 
 
 # A loop split into parts over more programs (the full catalog's columns per token block in
-# the forward, the dense item pass's tokens per block of negatives) takes at most this many
-# parts more than the least it must have (`balanced_parts`); the full catalog's forward at
-# most MAX_CATALOG_PARTS in all (each part's running maxima and sums are held per token).
+# the forward, the dense item pass's tokens per block of negatives) takes enough parts for
+# this many programs per multiprocessor (where it has the steps), then at most
+# MAX_EXTRA_PARTS more (`balanced_parts`); the full catalog's forward at most
+# MAX_CATALOG_PARTS in all (each part's running maxima and sums are held per token).
+PROGRAMS_PER_PROCESSOR = 4
 MAX_EXTRA_PARTS = 8
 MAX_CATALOG_PARTS = 16
 
 
-def balanced_parts(programs: int, steps: int, processors: int, least: int = 1) -> int:
-    """How many parts to split each of `programs` loops of `steps` steps into, so that the
-    busiest multiprocessor's steps are fewest: ceil(programs x parts / processors) programs
-    of ceil(steps / parts) steps each. Unsplit, the full catalog's 800 token blocks at 51,200
-    tokens left 8 programs for a seventh round on an H200's 132 multiprocessors (forward
-    0.651 ms; 0.565 at 50,688 tokens, six rounds). Each part costs its partial results'
-    traffic: the fewest parts from `least` (at most `steps`: a part has a step at least)
-    within 3 % of the best."""
+def balanced_parts(programs: int, steps: int, processors: int) -> int:
+    """How many parts to split each of `programs` loops of `steps` steps into: at least
+    enough for PROGRAMS_PER_PROCESSOR programs per multiprocessor (a part has a step at
+    least), then as many as make the busiest multiprocessor's steps fewest:
+    ceil(programs x parts / processors) programs of ceil(steps / parts) steps each. Unsplit,
+    the full catalog's 800 token blocks at 51,200 tokens left 8 programs for a seventh round
+    on an H200's 132 multiprocessors (forward 0.651 ms; 0.565 at 50,688 tokens, six rounds).
+    Each part costs its partial results' traffic: the fewest parts within 3 % of the best."""
     def busiest(parts: int) -> int:
         return -(-programs * parts // processors) * -(-steps // parts)
 
-    candidates = range(least, max(least, min(steps, least + MAX_EXTRA_PARTS)) + 1)
+    least = max(1, min(steps, -(-PROGRAMS_PER_PROCESSOR * processors // programs)))
+    candidates = range(least, min(steps, least + MAX_EXTRA_PARTS) + 1)
     best = min(busiest(parts) for parts in candidates)
     return next(parts for parts in candidates if busiest(parts) <= 1.03 * best)
 

@@ -468,32 +468,26 @@ def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift
 
 
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:
-    """(tokens per chunk, chunks) for the item-gradient grid: split the tokens until the
-    grid has about four programs per multiprocessor, then as far as spreads the work most
-    evenly (config.balanced_parts), as each split costs N x d atomic adds."""
+    """(tokens per chunk, chunks) for the item-gradient grid: the tokens split only as far
+    as fills the GPU evenly (config.balanced_parts), as each split costs N x d atomic adds."""
     blocks = plan.blocks["items"]
     token_blocks = triton.cdiv(tokens, blocks.t)
-    negative_blocks = triton.cdiv(plan.num_negatives, blocks.n)
-    processors = _processors_of(device)
-    least = max(1, min(token_blocks, triton.cdiv(4 * processors, negative_blocks)))
-    chunks = config.balanced_parts(negative_blocks, token_blocks, processors, least)
+    chunks = config.balanced_parts(triton.cdiv(plan.num_negatives, blocks.n), token_blocks,
+                                   _processors_of(device))
     chunk = triton.cdiv(token_blocks, chunks) * blocks.t
     return chunk, triton.cdiv(tokens, chunk)
 
 
 def _catalog_parts(plan: _Plan, tokens: int, device: torch.device) -> int:
-    """Parts of the full catalog per token block of the forward (1 in the sampled modes):
-    enough for about four programs per multiprocessor, then as many as spread the work most
-    evenly (config.balanced_parts), at most config.MAX_CATALOG_PARTS."""
+    """Parts of the full catalog per token block of the forward (1 in the sampled modes): as
+    many as fill the GPU evenly (config.balanced_parts), at most config.MAX_CATALOG_PARTS."""
     if plan.id_source != IDS_CATALOG:
         return 1
     blocks = plan.blocks["forward"]
-    programs = triton.cdiv(tokens, blocks.t)
-    steps = triton.cdiv(plan.num_negatives, blocks.n)
-    processors = _processors_of(device)
-    least = max(1, min(steps, triton.cdiv(4 * processors, programs)))
     return min(config.MAX_CATALOG_PARTS,
-               config.balanced_parts(programs, steps, processors, least))
+               config.balanced_parts(triton.cdiv(tokens, blocks.t),
+                                     triton.cdiv(plan.num_negatives, blocks.n),
+                                     _processors_of(device)))
 
 
 def _processors_of(device: torch.device) -> int:

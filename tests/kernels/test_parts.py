@@ -8,7 +8,7 @@ def test_parts_even_out_the_busiest_multiprocessor():
     assert balanced_parts(792, 209, 132) == 1  # six programs each: even already
 
 
-def test_parts_start_at_the_least_and_never_outnumber_the_steps():
-    assert balanced_parts(8, 800, 132, least=66) == 66
+def test_parts_fill_the_multiprocessors_but_never_outnumber_the_steps():
+    assert balanced_parts(8, 800, 132) == 66  # 528 programs: four per multiprocessor
     assert balanced_parts(1, 3, 132) == 3
-    assert balanced_parts(1, 1, 132, least=4) == 4  # the least is the caller's to cap
+    assert balanced_parts(1, 1, 132) == 1
