@@ -34,7 +34,9 @@ KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",
                 "items": "cce_minus_backward_items_kernel",
                 # per position (kernels.cce_buckets): the counting sort and the item pass
                 "count": "count_kernel", "place": "place_kernel",
-                "bucketed items": "items_kernel"}
+                "bucketed items": "items_kernel",
+                # the full catalog in parts: the parts combined; d(hidden) from directions
+                "parts": "catalog_lse_kernel", "directions": "directions_backward_kernel"}
 
 
 # Module constants that a flag of each name sweeps: (module, name, label in the table, what
@@ -49,6 +51,10 @@ CONSTANTS = {
     "max_forward_counts": (kernel_config, "MAX_FORWARD_COUNTS", "forward counts at most",
                            "largest table of per-position pair counts the forward fills (0: "
                            "the backward counts)"),
+    "catalog_directions_row_bytes": (
+        kernel_config, "CATALOG_DIRECTIONS_ROW_BYTES", "directions row bytes",
+        "longest rows (bytes) over which the full catalog's forward writes d(hidden)'s "
+        "directions (0: never, the hidden pass runs)"),
 }
 
 

@@ -10,7 +10,8 @@
 # per-position-passes, per-position-tensor-passes, tile-quality, memory-per-position,
 # fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes, tile16-kernels,
 # gpu-kernel-tests, per-position-item-programs, per-position-items-passes,
-# per-position-chunks, per-position-drawn-steps, per-position-counted, full-catalog-passes).
+# per-position-chunks, per-position-drawn-steps, per-position-counted, full-catalog-passes,
+# full-forward-directions, full-forward-directions-d256, memory-full-catalog).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -276,6 +277,23 @@ for stage in "$@"; do
           --tokens "$tokens" --negatives "$negatives" --dim "$dim" --variants "$variant" \
           --kernels items --shapes "$items" 2>&1 | tail -3
       done ;;
+    full-forward-directions)  # issue 19 item 4: the full catalog's forward writing d(hidden)'s
+      # directions (d 64 bf16, 51,200 tokens; no hidden pass runs) over block shapes, and
+      # without directions (the hidden pass) in the same run
+      python3 -m benchmarks.passes --out-dir "$out" --tag full-d64-directions --dtype bf16 \
+        --tokens 51200 --negatives 1 --dim 64 --variants "full catalog" --kernels forward \
+        --shapes 64,128,4,3 64,128,4,2 64,64,4,3 64,256,4,2 128,64,8,2 128,128,8,2 \
+        --catalog-directions-row-bytes 128 0 2>&1 | tail -16 ;;
+    full-forward-directions-d256)  # ... and at d 256 (not the library's yet: 512 row bytes
+      # turns it on), over shapes that compile without spills (8 warps: the float32 sum of
+      # rows is 64 x 256)
+      python3 -m benchmarks.passes --out-dir "$out" --tag full-d256-directions --dtype bf16 \
+        --tokens 51200 --negatives 1 --dim 256 --variants "full catalog" --kernels forward \
+        --shapes 64,32,8,3 64,64,8,2 128,32,8,2 128,64,8,2 64,32,4,3 \
+        --catalog-directions-row-bytes 512 0 2>&1 | tail -16 ;;
+    memory-full-catalog)  # the default grid's full-catalog points (directions at d 64 bf16)
+      python3 -m cce_tune.tuner.cli verify-memory --grid full-catalog --out "$out" 2>&1 \
+        | tee "$out/memory-full-catalog.log" | tail -20 ;;
     full-bars)  # issue 19: the full catalog at d 64 and 256, 26,744 and 1M items, beside
       # Apple's CCE and Liger (carry .devbundle)
       python3 -m benchmarks.kernels --out-dir "$out" --tag full-bars --tokens 51200 \

@@ -15,7 +15,10 @@ per token, or one value for a summed or (MEAN) averaged loss (`grad_stride` 0).
   (`config.balanced_parts`), so atomics stay few.
 
 The per-position mode has neither: its forward writes d(hidden) up to the upstream factor,
-and its item gradient goes through `kernels.cce_buckets`.
+and its item gradient goes through `kernels.cce_buckets`. Over the full catalog with short
+rows the forward writes d(hidden)'s directions too, and only the item pass runs.
+`directions_backward_kernel` scales the directions (and over the full catalog adds the
+targets' item-gradient rows).
 """
 
 from typing import NamedTuple
@@ -188,3 +191,38 @@ def cce_minus_backward_items_kernel(
     rows = gradient_rows(ids, owner_ptr, COMPACT)
     tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,
                   mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")
+
+
+# Not specialised on a value: each epoch has a ragged last batch.
+@triton.jit(do_not_specialize=["num_tokens"])
+def directions_backward_kernel(
+    directions_ptr, h_ptr, h_row_stride, targets_ptr, grad_ptr, grad_stride, totals_ptr,
+    dh_ptr, dh_row_stride, de_ptr, de_row_stride, owner_ptr, num_tokens, dim, inv_temperature,
+    HIDDEN: tl.constexpr, TARGET_ROWS: tl.constexpr, COMPACT: tl.constexpr,
+    MEAN: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """With HIDDEN, d(hidden): the forward's directions (kernels.cce_forward's DIRECTIONS)
+    times each token's upstream gradient, in the hidden states' dtype without a float32
+    product in memory. With TARGET_ROWS (over the full catalog, whose item pass takes no
+    target apart) the targets' item-gradient rows, -g h each (per position the item pass
+    adds them)."""
+    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    t_mask = offs_t < num_tokens
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = t_mask[:, None] & (offs_d < dim)[None, :]
+    targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0).to(tl.int64)
+    valid = t_mask & (targets != 0)
+    g = upstream_gradient(grad_ptr, grad_stride, offs_t, valid,
+                          upstream_factor(totals_ptr, inv_temperature, MEAN))
+    if HIDDEN:
+        directions = tl.load(directions_ptr + offs_t[:, None].to(tl.int64) * dim
+                             + offs_d[None, :], mask=mask, other=0.0)
+        tl.store(dh_ptr + offs_t[:, None] * dh_row_stride + offs_d[None, :],
+                 (directions * g[:, None]).to(dh_ptr.dtype.element_ty), mask=mask)
+    if TARGET_ROWS:
+        h = tl.load(h_ptr + offs_t[:, None] * h_row_stride + offs_d[None, :], mask=mask,
+                    other=0.0)
+        rows = gradient_rows(targets, owner_ptr, COMPACT)
+        tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :],
+                      -g[:, None] * h.to(tl.float32), mask=mask & valid[:, None],
+                      sem="relaxed")

@@ -9,12 +9,15 @@ scores them either on the tensor cores, all of the block's rows against all of i
 (`cce_scores.gathered_block_cuda_cores`). Each program also writes its tokens' loss sum and
 count of non-padding tokens, so the mean needs no pass over per-token losses.
 
-With DIRECTIONS (per position, for training) the pass also writes each token's hidden-state
-gradient up to its upstream factor, d(loss_t)/d(h_t) = sum_j p_j e_j - e_target, from the
-rows it has gathered anyway: softmax-weighted rows summed online (on the tensor cores by a
-second product), rescaled with the running max as flash attention rescales its output. The
-backward then reads no row for d(hidden), and per position reading rows is the whole cost
-(a gather of tokens x N rows).
+With DIRECTIONS (for training: per position, and over the full catalog where rows are
+short, `config.catalog_directions`) the pass also writes each token's hidden-state gradient
+up to its upstream factor, d(loss_t)/d(h_t) = sum_j p_j e_j - e_target, from the rows it has
+loaded anyway: softmax-weighted rows summed online (on the tensor cores by a second
+product), rescaled with the running max as flash attention rescales its output. The
+backward then has no hidden pass: per position it saves reading rows, the whole cost there
+(a gather of tokens x N rows); over the full catalog, the pass's recomputed scores and
+their exponentials, which bound every pass there. Over the full catalog in parts, each part
+writes its weighted rows and `catalog_lse_kernel` combines them.
 
 With COUNTED (per position, when the item gradient will be wanted) the pass also counts
 each chunk's pairs per item for the backward's counting sort (`cce_buckets.count_own_pairs`)
@@ -41,35 +44,49 @@ from cce_tune.kernels.cce_scores import (
 
 @triton.jit
 def _online_step(scores, masked, rows, running_max, running_sum, weighted, kept,
-                 DIRECTIONS: tl.constexpr, TENSOR_GATHER: tl.constexpr,
+                 DIRECTIONS: tl.constexpr, ROW_BLOCK: tl.constexpr,
                  SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """A block of scores into the running max and sum, the softmax-weighted rows
-    (DIRECTIONS) and the count of kept negatives (SAMPLED_SOFTMAX)."""
+    (DIRECTIONS) and the count of kept negatives (SAMPLED_SOFTMAX). With ROW_BLOCK the rows
+    are one (columns, d) block that the scores' columns weigh, by a product; else
+    (BLOCK_T, BLOCK_N, d), each token's own."""
     new_max = tl.maximum(running_max, tl.max(scores, axis=1))
     rescale = tl.exp2(running_max - new_max)
     terms = tl.exp2(scores - new_max[:, None])
     running_sum = running_sum * rescale + tl.sum(terms, axis=1)
-    if DIRECTIONS and TENSOR_GATHER:  # (BLOCK_T, BLOCK_T * BLOCK_N) weights of the rows
-        weighted = weighted * rescale[:, None] + tl.dot(
-            terms.to(rows.dtype), rows, input_precision=DOT_PRECISION)
-    elif DIRECTIONS:  # rows (BLOCK_T, BLOCK_N, BLOCK_D)
-        weighted = weighted * rescale[:, None] + tl.sum(
-            terms[:, :, None] * rows.to(tl.float32), axis=1)
+    weighted = _weigh_rows(terms, rows, rescale, weighted, DIRECTIONS, ROW_BLOCK,
+                           DOT_PRECISION)
     if SAMPLED_SOFTMAX:
         kept += tl.sum(tl.where(masked, 0.0, 1.0), axis=1)
     return new_max, running_sum, weighted, kept
 
 
 @triton.jit
-def _catalog_step(raw, scale, running_max, running_sum):
+def _weigh_rows(terms, rows, rescale, weighted, DIRECTIONS: tl.constexpr,
+                ROW_BLOCK: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """The softmax-weighted rows, rescaled to the new running max, plus this block's."""
+    if DIRECTIONS and ROW_BLOCK:  # terms (BLOCK_T, columns) weigh rows (columns, d)
+        weighted = weighted * rescale[:, None] + tl.dot(
+            terms.to(rows.dtype), rows, input_precision=DOT_PRECISION)
+    elif DIRECTIONS:  # rows (BLOCK_T, BLOCK_N, BLOCK_D)
+        weighted = weighted * rescale[:, None] + tl.sum(
+            terms[:, :, None] * rows.to(tl.float32), axis=1)
+    return weighted
+
+
+@triton.jit
+def _catalog_step(raw, rows, scale, running_max, running_sum, weighted,
+                  DIRECTIONS: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """`_online_step` over raw products none of which is masked: the max taken over the
     products and scaled once a token (the scale is positive), each score's scale and shift
     one multiply-add inside the exponential (four operations a score: max, multiply-add,
-    exponential, sum)."""
+    exponential, sum), and with DIRECTIONS the rows weighed by a second product."""
     new_max = tl.maximum(running_max, tl.max(raw, axis=1) * scale)
+    rescale = tl.exp2(running_max - new_max)
     terms = tl.exp2(raw * scale - new_max[:, None])
-    running_sum = running_sum * tl.exp2(running_max - new_max) + tl.sum(terms, axis=1)
-    return new_max, running_sum
+    running_sum = running_sum * rescale + tl.sum(terms, axis=1)
+    weighted = _weigh_rows(terms, rows, rescale, weighted, DIRECTIONS, True, DOT_PRECISION)
+    return new_max, running_sum, weighted
 
 
 @triton.jit
@@ -160,15 +177,16 @@ def cce_minus_forward_kernel(
         # The whole catalog (no log-Q, nothing sampled), or with SPLIT this program's part of
         # it: only the catalog's last block has columns past it, so the others are neither
         # masked nor scaled score by score (`_catalog_step`).
-        tl.static_assert(not HAS_LOG_Q and not SAMPLED_SOFTMAX and not DIRECTIONS)
+        tl.static_assert(not HAS_LOG_Q and not SAMPLED_SOFTMAX)
         first_column = tl.program_id(1) * columns_per_part
         last_column = tl.minimum(first_column + columns_per_part, num_negatives)
         whole_blocks_end = first_column + (last_column - first_column) // BLOCK_N * BLOCK_N
         for start in range(first_column, whole_blocks_end, BLOCK_N):
-            raw = negative_block(
+            raw, _ids, rows = negative_block(
                 h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start, num_negatives,
-                num_items, seed, offs_d, d_mask, ID_SOURCE, DOT_PRECISION, BLOCK_N)[0]
-            running_max, running_sum = _catalog_step(raw, scale, running_max, running_sum)
+                num_items, seed, offs_d, d_mask, ID_SOURCE, DOT_PRECISION, BLOCK_N)
+            running_max, running_sum, weighted = _catalog_step(
+                raw, rows, scale, running_max, running_sum, weighted, DIRECTIONS, DOT_PRECISION)
         if whole_blocks_end < last_column:
             raw, ids, rows = negative_block(
                 h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, whole_blocks_end,
@@ -178,7 +196,7 @@ def cce_minus_forward_kernel(
                                            log_q_ptr, ID_SOURCE, HAS_LOG_Q)
             running_max, running_sum, weighted, kept = _online_step(
                 scores, masked, rows, running_max, running_sum, weighted, kept, DIRECTIONS,
-                TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
+                True, SAMPLED_SOFTMAX, DOT_PRECISION)
     else:
         for start in range(0, num_negatives, BLOCK_N):
             if GATHER:
@@ -200,13 +218,16 @@ def cce_minus_forward_kernel(
                                                log_q_ptr, ID_SOURCE, HAS_LOG_Q)
             running_max, running_sum, weighted, kept = _online_step(
                 scores, masked, rows, running_max, running_sum, weighted, kept, DIRECTIONS,
-                TENSOR_GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
+                TENSOR_GATHER or not GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
 
     if SPLIT:  # the parts' running maxima and sums, combined by catalog_lse_kernel
         part_stats = part_ptr + tl.program_id(1) * num_tokens + offs_t
         tl.store(part_stats, running_max, mask=t_mask)
         tl.store(part_stats + tl.num_programs(1) * num_tokens, running_sum, mask=t_mask)
         tl.store(pos_ptr + offs_t, pos, mask=t_mask)
+        if DIRECTIONS:  # this part's softmax-weighted rows, relative to its running max
+            _store_rows(direction_ptr + tl.program_id(1).to(tl.int64) * num_tokens * dim,
+                        offs_t, offs_d, dim, weighted, t_mask, t_mask, d_mask)
     else:
         shift = tl.zeros([BLOCK_T], dtype=tl.float32)
         if SAMPLED_SOFTMAX:
@@ -221,12 +242,20 @@ def cce_minus_forward_kernel(
         valid = _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets,
                               lse, pos)
         if DIRECTIONS:  # p_n = exp2(s_n - max) exp2(max + shift - lse); p_target - 1 on e_target
-            direction = (weighted * tl.exp2(running_max + shift - lse)[:, None]
-                         + (tl.exp2(pos - lse) - 1.0)[:, None] * e_pos.to(tl.float32))
-            # Directions: a contiguous (tokens, d) float32 tensor of the caller's.
-            tl.store(direction_ptr + offs_t[:, None].to(tl.int64) * dim + offs_d[None, :],
-                     tl.where(valid[:, None], direction, 0.0),
-                     mask=t_mask[:, None] & d_mask[None, :])
+            direction = weighted * tl.exp2(running_max + shift - lse)[:, None]
+            if ID_SOURCE == 1:  # the target's term is among the columns' already
+                direction -= e_pos.to(tl.float32)
+            else:
+                direction += (tl.exp2(pos - lse) - 1.0)[:, None] * e_pos.to(tl.float32)
+            _store_rows(direction_ptr, offs_t, offs_d, dim, direction, valid, t_mask, d_mask)
+
+
+@triton.jit
+def _store_rows(ptr, offs_t, offs_d, dim, rows, valid, t_mask, d_mask):
+    """(BLOCK_T, BLOCK_D) float32 rows into a contiguous (tokens, d) tensor of the caller's
+    (directions): zeros for tokens not `valid` (padding's gradient), nothing past `t_mask`."""
+    tl.store(ptr + offs_t[:, None].to(tl.int64) * dim + offs_d[None, :],
+             tl.where(valid[:, None], rows, 0.0), mask=t_mask[:, None] & d_mask[None, :])
 
 
 @triton.jit
@@ -248,10 +277,13 @@ def _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targe
 # Not specialised on a value: each epoch has a ragged last batch.
 @triton.jit(do_not_specialize=["num_tokens"])
 def catalog_lse_kernel(part_ptr, targets_ptr, pos_ptr, loss_ptr, lse_ptr, partial_ptr,
-                       num_tokens, parts, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
+                       part_rows_ptr, direction_ptr, e_ptr, e_row_stride, num_tokens, dim,
+                       parts, DIRECTIONS: tl.constexpr, BLOCK_T: tl.constexpr,
+                       BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
     """The full catalog in parts (`cce_minus_forward_kernel` with SPLIT): each token's
-    parts' running maxima and sums into its log-sum-exp, loss and the per-program sums, as
-    the unsplit forward writes them (programs of the forward's BLOCK_T tokens)."""
+    parts' running maxima and sums into its log-sum-exp, loss and the per-program sums, and
+    with DIRECTIONS the parts' weighted rows into its direction, as the unsplit forward
+    writes them (programs of the forward's BLOCK_T tokens)."""
     offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     t_mask = offs_t < num_tokens
     offs_p = tl.arange(0, BLOCK_P)
@@ -263,4 +295,18 @@ def catalog_lse_kernel(part_ptr, targets_ptr, pos_ptr, loss_ptr, lse_ptr, partia
     lse = running_max + tl.log2(tl.sum(sums * tl.exp2(maxima - running_max[None, :]), axis=0))
     targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0)
     pos = tl.load(pos_ptr + offs_t, mask=t_mask, other=0.0)
-    _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets, lse, pos)
+    valid = _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets,
+                          lse, pos)
+    if DIRECTIONS:  # sum over parts of exp2(part max - lse) x its weighted rows, - e_target
+        offs_d = tl.arange(0, BLOCK_D)
+        d_mask = offs_d < dim
+        rows_mask = t_mask[:, None] & d_mask[None, :]
+        direction = -tl.load(e_ptr + targets[:, None].to(tl.int64) * e_row_stride
+                             + offs_d[None, :],
+                             mask=rows_mask, other=0.0).to(tl.float32)
+        for part in range(parts):
+            part_max = tl.load(part_ptr + part * num_tokens + offs_t, mask=t_mask, other=0.0)
+            weighted = tl.load(part_rows_ptr + (part * num_tokens + offs_t[:, None]).to(tl.int64)
+                               * dim + offs_d[None, :], mask=rows_mask, other=0.0)
+            direction += weighted * tl.exp2(part_max - lse)[:, None]
+        _store_rows(direction_ptr, offs_t, offs_d, dim, direction, valid, t_mask, d_mask)

@@ -133,6 +133,34 @@ def balanced_parts(programs: int, steps: int, processors: int) -> int:
     return next(parts for parts in candidates if busiest(parts) <= 1.03 * best)
 
 
+# Over the full catalog with rows of up to this many bytes (d 64 in half precision), the
+# forward also sums the softmax-weighted rows into d(hidden)'s directions
+# (kernels.cce_forward's DIRECTIONS) and the backward has no hidden pass, whose exponentials
+# (one per score, as the forward's) bound it: at 51,200 x 26,744 x 64 bf16 on an H200 the
+# forward 0.54 -> 0.74 ms, the hidden pass's 0.78 gone
+# (benchmarks/results/passes-h200-full-d64-directions.md). Longer rows: not measured (the
+# float32 sum of rows is a register tile of BLOCK_T x d).
+CATALOG_DIRECTIONS_ROW_BYTES = 128
+# ... where each part of the catalog holds its float32 weighted rows (tokens x d) until
+# they are combined: the parts at most as many as this many bytes of them, so that a large
+# batch (whose last round of programs weighs little anyway) runs unsplit and holds none.
+CATALOG_PART_ROWS_BYTES = 64 * 2**20
+
+
+def catalog_directions(block_d: int, row_element_size: int) -> bool:
+    """Whether the full catalog's forward writes d(hidden)'s directions
+    (CATALOG_DIRECTIONS_ROW_BYTES), for rows of `block_d` elements of that size."""
+    return block_d * row_element_size <= CATALOG_DIRECTIONS_ROW_BYTES
+
+
+def catalog_part_limit(tokens: int, dim: int, directions: bool) -> int:
+    """Most parts the full catalog's forward splits into: MAX_CATALOG_PARTS, with directions
+    as many as hold CATALOG_PART_ROWS_BYTES of weighted rows."""
+    if not directions:
+        return MAX_CATALOG_PARTS
+    return max(1, min(MAX_CATALOG_PARTS, CATALOG_PART_ROWS_BYTES // max(1, tokens * dim * 4)))
+
+
 REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
 FUSED_LOSSES = {"cce": "ce", "cce_minus": "ce_minus"}  # fused loss -> its reference
 LOSSES = (*REFERENCE_LOSSES, *FUSED_LOSSES)

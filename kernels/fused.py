@@ -25,6 +25,7 @@ from cce_tune.kernels import config
 from cce_tune.kernels.cce_backward import (
     cce_minus_backward_hidden_kernel,
     cce_minus_backward_items_kernel,
+    directions_backward_kernel,
     launch_args,
 )
 from cce_tune.kernels.cce_buckets import add_item_gradient
@@ -119,6 +120,9 @@ LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4,
 TRANSPOSED_ITEMS_ROW_BYTES = 128
 TRANSPOSED_ITEMS_BLOCKS = Blocks(128, 128, 4, 2)
 
+# Elements of directions a program of directions_backward_kernel scales (64 tokens at d 64).
+DIRECTION_BLOCK_ELEMENTS = 4096
+
 # Batch-shared negatives: up to this many atomic adds (token blocks x N x d) the hidden
 # pass adds the negatives' gradient itself, as in the tile mode, and the item pass is not
 # launched. On an H100 folding was faster at every point up to 2**25 (one launch fewer on a
@@ -197,6 +201,10 @@ class _Plan:
 
     id_source: int
     gather: bool  # per position: each token's own rows
+    # The forward writes d(hidden)'s directions where hidden's gradient is wanted, and the
+    # backward has no hidden pass: per position, and over the full catalog for short rows
+    # (config.catalog_directions).
+    forward_directions: bool
     tensor_gather: bool  # ... scored on the tensor cores (config.gathers_on_tensor_cores)
     tiled: bool
     tile_size: int
@@ -293,7 +301,10 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
             raise ValueError(f"tile_size {tile_size} is not a multiple of the {kernel} "
                              f"kernel's {blocks[kernel].t}-token block")
     return _Plan(
-        id_source=id_source, gather=gather, tensor_gather=tensor_gather, tiled=tiled,
+        id_source=id_source, gather=gather,
+        forward_directions=gather or (id_source == IDS_CATALOG and config.catalog_directions(
+            block_d, wider.itemsize)),
+        tensor_gather=tensor_gather, tiled=tiled,
         tile_size=tile_size, items_in_hidden=items_in_hidden,
         items_transposed=items_transposed(block_d, wider),
         num_negatives=num_negatives, num_items=item_emb.shape[0] - 1,
@@ -341,9 +352,10 @@ class _CCEMinus(torch.autograd.Function):
         partials = _output((2, plan.programs(tokens)), torch.float32, hidden.device)
         ids_arg = ids if ids is not None else targets  # unused pointer when ids are generated
         log_q_arg = log_q if log_q is not None else lse
-        # Per position the forward also writes d(hidden)'s directions (kernels.cce_forward).
+        # Per position, and over the full catalog for short rows, the forward also writes
+        # d(hidden)'s directions (kernels.cce_forward).
         directions = (_output(hidden.shape, torch.float32, hidden.device)
-                      if plan.gather and ctx.needs_input_grad[0] else None)
+                      if plan.forward_directions and ctx.needs_input_grad[0] else None)
         # Per position the forward draws its ids into a scratch, a few steps' per program
         # (kernels.cce_forward).
         blocks = plan.blocks["forward"]
@@ -362,14 +374,19 @@ class _CCEMinus(torch.autograd.Function):
         # Over the full catalog, each token block's columns in parts where that spreads the
         # work more evenly over the multiprocessors; their running maxima and sums are
         # combined per token after (catalog_lse_kernel).
-        parts = _catalog_parts(plan, tokens, hidden.device)
+        parts = _catalog_parts(plan, tokens, hidden.shape[1], directions is not None,
+                               hidden.device)
         column_blocks = triton.cdiv(plan.num_negatives, blocks.n)
         part_stats = (_output((2, parts, tokens), torch.float32, hidden.device)
                       if parts > 1 else lse)
+        # ... and their softmax-weighted rows, for the directions (unused pointers: lse).
+        directions_arg = directions if directions is not None else lse
+        part_rows = (_output((parts, *hidden.shape), torch.float32, hidden.device)
+                     if parts > 1 and directions is not None else directions_arg)
         cce_minus_forward_kernel[(plan.programs(tokens), parts)](
             hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
             ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
-            loss, lse, pos, shift, partials, directions if directions is not None else lse,
+            loss, lse, pos, shift, partials, part_rows,
             drawn, counted if counted is not None else lse, item_emb.shape[0],
             config.pair_chunks(tokens, plan.num_negatives)[0], part_stats,
             triton.cdiv(column_blocks, parts) * blocks.n,
@@ -381,8 +398,10 @@ class _CCEMinus(torch.autograd.Function):
         )
         if parts > 1:
             catalog_lse_kernel[(plan.programs(tokens),)](
-                part_stats, targets, pos, loss, lse, partials, tokens, parts, BLOCK_T=blocks.t,
-                BLOCK_P=triton.next_power_of_2(parts))
+                part_stats, targets, pos, loss, lse, partials, part_rows, directions_arg,
+                item_emb, item_emb.stride(0), tokens, hidden.shape[1], parts,
+                DIRECTIONS=directions is not None, BLOCK_T=blocks.t,
+                BLOCK_P=triton.next_power_of_2(parts), BLOCK_D=plan.block_d)
         totals = None if reduction == "none" else partials.sum(1)
         ctx.save_for_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
                               totals, directions, counted)
@@ -403,14 +422,18 @@ class _CCEMinus(torch.autograd.Function):
                                                    hidden.shape[1])
                                or (None, torch.zeros(item_emb.shape, dtype=torch.float32,
                                                      device=hidden.device)))
-        if plan.gather:  # the item gradient first: its slot array is gone before d(hidden)
-            if d_items is not None:
+        if plan.forward_directions:
+            # The item gradient first: per position its slot array is gone before d(hidden).
+            if d_items is not None and plan.gather:
                 add_item_gradient(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
                                   grad_loss, totals, d_items, owners, counted, plan=plan,
                                   mean=ctx.mean, blocks=plan.blocks["items"],
                                   processors=_processors_of(hidden.device))
-            d_hidden = None if directions is None else _scaled_directions(
-                directions, grad_loss, totals, plan.inv_temperature, ctx.mean, hidden.dtype)
+            elif d_items is not None:
+                _item_pass(hidden, item_emb, targets, ids, seed, log_q, lse, shift, grad_loss,
+                           totals, d_items, owners, plan, ctx.mean)
+            d_hidden = _from_directions(directions, hidden, targets, grad_loss, totals,
+                                        d_items, owners, plan, ctx.mean)
         else:
             d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
             _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
@@ -425,19 +448,34 @@ class _CCEMinus(torch.autograd.Function):
         return d_hidden, d_items, None, None, None, None, None, None
 
 
-def _scaled_directions(directions: torch.Tensor, grad_loss: torch.Tensor,
-                       totals: torch.Tensor | None, inv_temperature: float, mean: bool,
-                       dtype: torch.dtype) -> torch.Tensor:
-    """d(hidden) from the forward's per-token directions and the upstream gradient."""
-    scale = grad_loss * inv_temperature
-    if mean:
-        scale = scale / totals[1].clamp(min=1)
-    return (directions * (scale[:, None] if scale.dim() else scale)).to(dtype)
+def _from_directions(directions, hidden, targets, grad_loss, totals, d_items, owners,
+                     plan: _Plan, mean: bool) -> torch.Tensor | None:
+    """d(hidden) from the forward's directions (None: hidden is frozen, none written) and
+    the upstream gradient; over the full catalog also the targets' item-gradient rows into
+    `d_items` (None: a frozen table)."""
+    target_rows = d_items is not None and not plan.gather
+    if directions is None and not target_rows:
+        return None
+    unused = grad_loss  # the pointer for a tensor the kernel does not read
+    args = launch_args(targets, unused, None, None, owners, totals, grad_loss)
+    d_hidden = None if directions is None else _output(hidden.shape, hidden.dtype,
+                                                       hidden.device)
+    block_t = max(1, DIRECTION_BLOCK_ELEMENTS // plan.block_d)
+    directions_backward_kernel[(triton.cdiv(hidden.shape[0], block_t),)](
+        unused if directions is None else directions, hidden, hidden.stride(0), targets,
+        grad_loss, args.grad_stride, args.totals, unused if d_hidden is None else d_hidden,
+        0 if d_hidden is None else d_hidden.stride(0), d_items if target_rows else unused,
+        d_items.stride(0) if target_rows else 0, args.owners, hidden.shape[0],
+        hidden.shape[1], plan.inv_temperature, HIDDEN=d_hidden is not None,
+        TARGET_ROWS=target_rows, COMPACT=owners is not None, MEAN=mean, BLOCK_T=block_t,
+        BLOCK_D=plan.block_d)
+    return d_hidden
 
 
 def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, grad_loss,
                     totals, d_hidden, d_items, owners, plan: _Plan, mean: bool) -> None:
-    """The shared, tile and full-catalog modes' backward: the hidden pass, and the item pass
+    """The shared and tile modes' backward, and the full catalog's where the forward wrote
+    no directions (`_Plan.forward_directions`): the hidden pass, and the item pass
     where the hidden pass does not add the negatives' gradient itself (`d_items` None: the
     table is frozen, no item gradient at all)."""
     tokens, dim = hidden.shape
@@ -455,16 +493,26 @@ def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift
         COMPACT=owners is not None, MEAN=mean, **plan.constants("hidden"),
     )
     if item_grad and not plan.items_in_hidden:
-        chunk, chunks = _token_chunks(plan, tokens, hidden.device)
-        cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives,
-                                                     plan.blocks["items"].n), chunks)](
-            hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, args.ids,
-            args.ids_stride, args.log_q, lse, shift, grad_loss, args.grad_stride, args.totals,
-            d_items, d_items.stride(0), args.owners, tokens, dim, plan.num_negatives,
-            plan.num_items, chunk, seed, plan.scale, plan.inv_temperature,
-            COMPACT=owners is not None, MEAN=mean,
-            TRANSPOSED=plan.items_transposed, **plan.constants("items"),
-        )
+        _item_pass(hidden, item_emb, targets, ids, seed, log_q, lse, shift, grad_loss, totals,
+                   d_items, owners, plan, mean)
+
+
+def _item_pass(hidden, item_emb, targets, ids, seed, log_q, lse, shift, grad_loss, totals,
+               d_items, owners, plan: _Plan, mean: bool) -> None:
+    """The dense modes' item pass: the negatives' (or the catalog's) gradient rows added
+    into `d_items` (kernels.cce_backward)."""
+    tokens, dim = hidden.shape
+    args = launch_args(targets, lse, ids, log_q, owners, totals, grad_loss)
+    chunk, chunks = _token_chunks(plan, tokens, hidden.device)
+    cce_minus_backward_items_kernel[(triton.cdiv(plan.num_negatives,
+                                                 plan.blocks["items"].n), chunks)](
+        hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, args.ids,
+        args.ids_stride, args.log_q, lse, shift, grad_loss, args.grad_stride, args.totals,
+        d_items, d_items.stride(0), args.owners, tokens, dim, plan.num_negatives,
+        plan.num_items, chunk, seed, plan.scale, plan.inv_temperature,
+        COMPACT=owners is not None, MEAN=mean, TRANSPOSED=plan.items_transposed,
+        **plan.constants("items"),
+    )
 
 
 def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, int]:
@@ -478,13 +526,15 @@ def _token_chunks(plan: _Plan, tokens: int, device: torch.device) -> tuple[int, 
     return chunk, triton.cdiv(tokens, chunk)
 
 
-def _catalog_parts(plan: _Plan, tokens: int, device: torch.device) -> int:
+def _catalog_parts(plan: _Plan, tokens: int, dim: int, directions: bool,
+                   device: torch.device) -> int:
     """Parts of the full catalog per token block of the forward (1 in the sampled modes): as
-    many as fill the GPU evenly (config.balanced_parts), at most config.MAX_CATALOG_PARTS."""
+    many as fill the GPU evenly (config.balanced_parts), at most
+    config.catalog_part_limit."""
     if plan.id_source != IDS_CATALOG:
         return 1
     blocks = plan.blocks["forward"]
-    return min(config.MAX_CATALOG_PARTS,
+    return min(config.catalog_part_limit(tokens, dim, directions),
                config.balanced_parts(triton.cdiv(tokens, blocks.t),
                                      triton.cdiv(plan.num_negatives, blocks.n),
                                      _processors_of(device)))

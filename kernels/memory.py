@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from cce_tune.kernels import config as kernel_config
 from cce_tune.kernels.config import (
     FUSED_LOSSES,
-    MAX_CATALOG_PARTS,
     LossConfig,
+    catalog_directions,
+    catalog_part_limit,
     counts_in_forward,
     forward_count_chunks,
     gathers_on_tensor_cores,
@@ -117,14 +118,17 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
         ids = allocation(id_count, 8)
     per_token_results = allocation(4 * tokens, 4)  # loss, lse, positive, shift
     totals = allocation(2, 4)  # loss sum and token count, for the mean
-    # Per position the forward writes d(hidden)'s float32 directions (kernels.cce_forward).
+    # Per position, and over the full catalog for short rows, the forward writes d(hidden)'s
+    # float32 directions (kernels.cce_forward). Per position it also counts the counting
+    # sort's pairs per chunk and table row, where that was measured faster and their table
+    # is small. Its kernels take rows of the wider of hidden's and the table's elements: a
+    # sparse item gradient leaves the table float32.
     gather = config.name == "cce_minus" and config.negative_mode == "per_position"
-    directions = allocation(tokens * dim, 4) if gather else 0
-    # ... and counts the counting sort's pairs per chunk and table row, where that was
-    # measured faster and their table is small. Its kernels take rows of the wider of
-    # hidden's and the table's elements: a sparse item gradient leaves the table float32.
     block_d = row_block(dim)
     rows_element = 4 if sparse else element
+    writes_directions = gather or (id_count is None
+                                   and catalog_directions(block_d, rows_element))
+    directions = allocation(tokens * dim, 4) if writes_directions else 0
     tensor_cores = gathers_on_tensor_cores(rows_element, block_d)
     counts_here = gather and counts_in_forward(config.in_kernel_negatives, tensor_cores)
     count_chunks = (forward_count_chunks(tokens, config.num_negatives, rows)
@@ -133,10 +137,15 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     saved = casts + ids + per_token_results + totals + directions + counts
     # Per-program partial sums: at most one program per token, and the scalar result.
     forward_extra = allocation(2 * tokens, 4) + allocation(1, 4)
-    if id_count is None:
-        # Over the full catalog in parts, each part's running max and sum per token
-        # (kernels.fused._catalog_parts: at most MAX_CATALOG_PARTS, fewer on most GPUs).
-        forward_extra += allocation(2 * MAX_CATALOG_PARTS * tokens, 4)
+    # Over the full catalog in parts, each part's running max and sum per token, and with
+    # directions its float32 weighted rows (kernels.fused._catalog_parts: as many parts as
+    # even out the GPU's rounds, at most catalog_part_limit: counted at that bound, none
+    # where it is one part).
+    parts = catalog_part_limit(tokens, dim, writes_directions) if id_count is None else 1
+    if parts > 1:
+        forward_extra += allocation(2 * parts * tokens, 4)
+        if writes_directions:
+            forward_extra += allocation(parts * tokens * dim, 4)
     if gather and config.in_kernel_negatives:
         # The forward's drawn ids, a few steps' per program (int32).
         step_tokens, step_negatives = per_position_forward_tile(block_d, rows_element,
@@ -149,12 +158,12 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     if gather:
         # Beside the float32 item accumulator: first kernels.cce_buckets' table-sized
         # counters (the counts too, unless the forward's) and slot array, then d(hidden)
-        # scaled from the directions (a float32 product, then its cast).
+        # scaled from the directions.
         capacity = pair_chunks(tokens, config.num_negatives)[1]
         buckets = (2 if count_chunks else 3) * allocation(rows, 4) + allocation(capacity, 8)
-        during = max(buckets, d_hidden + (allocation(tokens * dim, 4) if element != 4 else 0))
+        during = max(buckets, d_hidden)
     else:
-        during = d_hidden  # the hidden pass writes it beside the accumulator
+        during = d_hidden  # the hidden pass (or the directions' scaling) writes it
     positions = compact_positions(config, tokens, num_items)
     if positions is not None:
         # kernels.compact: an int32 owner per table row and one float32 accumulator row per

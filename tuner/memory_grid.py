@@ -215,6 +215,12 @@ def per_position_grid() -> list[GridPoint]:
     return [point for point in default_grid() if point.negative_mode == "per_position"]
 
 
+def full_catalog_grid() -> list[GridPoint]:
+    """The default grid's fused full-catalog points alone (12: bf16 at d 64 has the forward
+    write d(hidden)'s directions, the others the hidden pass)."""
+    return [point for point in default_grid() if point.loss == "cce"]
+
+
 # batch, max_len, hidden, negatives, catalog, bf16, negative mode, in-kernel ids
 _SPARSE = [
     (256, 200, 256, 4095, 26_744, True, "shared", False),
@@ -246,4 +252,5 @@ def sparse_grid() -> list[GridPoint]:
 GRIDS: dict[str, Callable[[], list[GridPoint]]] = {
     "default": default_grid, "tiny": tiny_grid, "bert4rec": bert4rec_grid,
     "packed": packed_grid, "packed-graphs": packed_graphs_grid,
-    "per-position": per_position_grid, "sparse": sparse_grid}
+    "per-position": per_position_grid, "sparse": sparse_grid,
+    "full-catalog": full_catalog_grid}

@@ -39,7 +39,7 @@ TARGET = GPUTarget("cuda", 90, 32)
 # Kernel module attributes that launch kernels, by the module that launches them.
 LAUNCHERS = {fused: ("cce_minus_forward_kernel", "cce_minus_backward_hidden_kernel",
                      "cce_minus_backward_items_kernel", "draw_negatives_kernel",
-                     "catalog_lse_kernel"),
+                     "catalog_lse_kernel", "directions_backward_kernel"),
              buckets: ("count_kernel", "place_kernel", "items_kernel"),
              compact: ("claim_rows_kernel", "expand_rows_kernel")}
 TRITON_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
@@ -61,7 +61,8 @@ def losses() -> dict:
     position on the tensor cores (half precision, d 256) and the CUDA cores (d 64, float32),
     ids read and drawn; tiles, shared, the full catalog; log-Q, sampled softmax, a compact
     accumulator (a catalog much larger than the batch's ids); pairs counted by the forward
-    and by the backward; with hidden frozen (no d(hidden) directions)."""
+    and by the backward; with hidden frozen (no d(hidden) directions); over the full catalog
+    with the forward's directions (d 64) and the hidden pass (d 256)."""
     def sampled(negatives, **kwargs):
         return lambda h, e, t: cce_minus(h, e, t, negatives, **kwargs)
 
@@ -94,6 +95,9 @@ def losses() -> dict:
                                                  {(fused, "SHARED_FOLD_ATOMICS"): 0}),
         "full catalog, fp16 d 64": (torch.float16, 64, 100, cce),
         "full catalog in parts, fp16 d 64": (torch.float16, 64, 1000, cce),
+        "full catalog in parts, fp16 d 64, hidden frozen": (torch.float16, 64, 1000, cce, {},
+                                                            False),
+        "full catalog in parts, fp16 d 256 (a hidden pass)": (torch.float16, 256, 1000, cce),
     }
 
 

@@ -436,13 +436,48 @@ def test_unseeded_negatives_follow_torchs_generator():
 
 # 100 items: one block of columns, one part; 150: a whole block and a masked one, in two
 # parts; 1,000: eight parts (kernels.fused._catalog_parts, two multiprocessors on the CPU).
+# d(hidden) from the forward's directions (rows of 24 float32s) or from the hidden pass.
 @pytest.mark.parametrize("num_items", [100, 150, 1000])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_full_catalog_cce(reduction, num_items):
+@pytest.mark.parametrize("directions", [True, False])
+def test_full_catalog_cce(reduction, num_items, directions, monkeypatch):
+    if not directions:
+        monkeypatch.setattr(kernel_config, "CATALOG_DIRECTIONS_ROW_BYTES", 0)
+    forwards, hidden_passes = [], []
+    monkeypatch.setattr(fused_module, "cce_minus_forward_kernel",
+                        SpyKernel(fused_module.cce_minus_forward_kernel, forwards))
+    monkeypatch.setattr(fused_module, "cce_minus_backward_hidden_kernel",
+                        SpyKernel(fused_module.cce_minus_backward_hidden_kernel, hidden_passes))
     problem = fp32_problem("shared", num_items=num_items)
     check(lambda h, e, t, n: cce(h, e, t, temperature=0.8, reduction=reduction),
           lambda h, e, t, n: reference.ce(h, e, t, temperature=0.8, reduction=reduction),
           problem)
+    assert [forward["DIRECTIONS"] for forward in forwards] == [directions]
+    assert len(hidden_passes) == (not directions)
+
+
+@pytest.mark.parametrize("frozen", ["hidden", "table"])
+def test_full_catalog_with_one_input_frozen(frozen, monkeypatch):
+    """Over the full catalog a frozen hidden state gets neither directions nor a hidden pass;
+    a frozen table, directions and no item pass."""
+    forwards, hidden_passes, item_passes = [], [], []
+    for name, launched in [("cce_minus_forward_kernel", forwards),
+                           ("cce_minus_backward_hidden_kernel", hidden_passes),
+                           ("cce_minus_backward_items_kernel", item_passes)]:
+        monkeypatch.setattr(fused_module, name, SpyKernel(getattr(fused_module, name), launched))
+    problem = fp32_problem("shared", num_items=1000)
+    trained = problem.emb if frozen == "hidden" else problem.hidden
+    ours = trained.detach().clone().requires_grad_()
+    wide = trained.double().requires_grad_()
+    if frozen == "hidden":
+        cce(problem.hidden, ours, problem.targets, temperature=0.8).backward()
+        reference.ce(problem.hidden.double(), wide, problem.targets, temperature=0.8).backward()
+    else:
+        cce(ours, problem.emb, problem.targets, temperature=0.8).backward()
+        reference.ce(wide, problem.emb.double(), problem.targets, temperature=0.8).backward()
+    assert relative_errors([ours.grad], [wide.grad])[0] < 1e-5
+    assert [forward["DIRECTIONS"] for forward in forwards] == [frozen == "table"]
+    assert (len(hidden_passes), len(item_passes)) == ((0, 1) if frozen == "hidden" else (0, 0))
 
 
 @pytest.mark.parametrize("fn", [cce_minus, lambda h, e, t, n: cce(h, e, t)])

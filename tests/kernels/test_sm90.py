@@ -10,7 +10,7 @@ from pathlib import Path
 KERNELS = {"cce_minus_forward_kernel", "cce_minus_backward_hidden_kernel",
            "cce_minus_backward_items_kernel", "draw_negatives_kernel", "count_kernel",
            "place_kernel", "items_kernel", "claim_rows_kernel", "expand_rows_kernel",
-           "catalog_lse_kernel"}
+           "catalog_lse_kernel", "directions_backward_kernel"}
 
 
 def test_every_kernel_compiles_for_sm90_as_launched(tmp_path):

@@ -72,6 +72,35 @@ def test_fused_loss_holds_no_scores():
             == per_token + directions + counts)
 
 
+@pytest.mark.parametrize("tokens, autocast, dim, directions, parts", [
+    (1000, True, 64, True, 16), (1000, True, 32, True, 16), (1000, False, 32, True, 16),
+    (1000, False, 64, False, 16), (1000, True, 256, False, 16),
+    (51_200, True, 64, True, 5), (300_000, True, 64, True, 1), (300_000, True, 256, False, 16)])
+def test_the_full_catalog_holds_directions_where_its_forward_writes_them(
+        tokens, autocast, dim, directions, parts):
+    """Over the full catalog, rows of up to 128 bytes (kernels.config.catalog_directions)
+    have the forward write d(hidden)'s float32 directions, held until the backward, and each
+    part of the catalog its weighted rows in the forward: counted at the most parts the
+    library may take (16, or with directions as many as 64 MiB of rows hold: none at all
+    past 262,144 tokens of d 64), with their running maxima and sums."""
+    from cce_tune.kernels import fused
+
+    items = 50_000
+    rows = torch.empty(8, dim, dtype=torch.bfloat16 if autocast else torch.float32)
+    plan = fused._plan(rows, rows, id_source=1, gather=False, tiled=False, tile_size=1,
+                       num_negatives=items, temperature=1.0, has_log_q=False,
+                       sampled_softmax=False)
+    assert plan.forward_directions == directions
+    memory = loss_memory(LossConfig("cce"), tokens, items, dim, autocast)
+    casts = allocation(tokens * dim, 2) + allocation((items + 1) * dim, 2) if autocast else 0
+    per_token = allocation(4 * tokens, 4) + allocation(2, 4)
+    held = allocation(tokens * dim, 4) if directions else 0
+    assert memory.saved == casts + per_token + held
+    in_parts = 0 if parts == 1 else (allocation(2 * parts * tokens, 4) + (
+        allocation(parts * tokens * dim, 4) if directions else 0))
+    assert memory.forward_extra == allocation(2 * tokens, 4) + allocation(1, 4) + in_parts
+
+
 @pytest.mark.parametrize("autocast, dim", [(True, 256), (True, 64), (False, 256)])
 def test_the_per_position_forward_holds_the_ids_it_draws_a_few_steps_ahead(autocast, dim):
     """Per position the forward draws its ids into a scratch, a few steps' per program
