@@ -15,8 +15,8 @@ per token, or one value for a summed or (MEAN) averaged loss (`grad_stride` 0).
   (`config.balanced_parts`), so atomics stay few.
 
 The per-position mode has neither: its forward writes d(hidden) up to the upstream factor,
-and its item gradient goes through `kernels.cce_buckets`. Over the full catalog with short
-rows the forward writes d(hidden)'s directions too, and only the item pass runs.
+and its item gradient goes through `kernels.cce_buckets`. Over the full catalog in half
+precision the forward writes d(hidden)'s directions too, and only the item pass runs.
 `directions_backward_kernel` scales the directions (and over the full catalog adds the
 targets' item-gradient rows).
 """

@@ -9,8 +9,8 @@ scores them either on the tensor cores, all of the block's rows against all of i
 (`cce_scores.gathered_block_cuda_cores`). Each program also writes its tokens' loss sum and
 count of non-padding tokens, so the mean needs no pass over per-token losses.
 
-With DIRECTIONS (for training: per position, and over the full catalog where rows are
-short, `config.catalog_directions`) the pass also writes each token's hidden-state gradient
+With DIRECTIONS (for training: per position, and over the full catalog in half precision,
+`config.catalog_directions`) the pass also writes each token's hidden-state gradient
 up to its upstream factor, d(loss_t)/d(h_t) = sum_j p_j e_j - e_target, from the rows it has
 loaded anyway: softmax-weighted rows summed online (on the tensor cores by a second
 product), rescaled with the running max as flash attention rescales its output. The
@@ -196,7 +196,7 @@ def cce_minus_forward_kernel(
                                            log_q_ptr, ID_SOURCE, HAS_LOG_Q)
             running_max, running_sum, weighted, kept = _online_step(
                 scores, masked, rows, running_max, running_sum, weighted, kept, DIRECTIONS,
-                True, SAMPLED_SOFTMAX, DOT_PRECISION)
+                ROW_BLOCK=True, SAMPLED_SOFTMAX=SAMPLED_SOFTMAX, DOT_PRECISION=DOT_PRECISION)
     else:
         for start in range(0, num_negatives, BLOCK_N):
             if GATHER:
@@ -218,7 +218,8 @@ def cce_minus_forward_kernel(
                                                log_q_ptr, ID_SOURCE, HAS_LOG_Q)
             running_max, running_sum, weighted, kept = _online_step(
                 scores, masked, rows, running_max, running_sum, weighted, kept, DIRECTIONS,
-                TENSOR_GATHER or not GATHER, SAMPLED_SOFTMAX, DOT_PRECISION)
+                ROW_BLOCK=TENSOR_GATHER or not GATHER, SAMPLED_SOFTMAX=SAMPLED_SOFTMAX,
+                DOT_PRECISION=DOT_PRECISION)
 
     if SPLIT:  # the parts' running maxima and sums, combined by catalog_lse_kernel
         part_stats = part_ptr + tl.program_id(1) * num_tokens + offs_t
@@ -279,11 +280,11 @@ def _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targe
 def catalog_lse_kernel(part_ptr, targets_ptr, pos_ptr, loss_ptr, lse_ptr, partial_ptr,
                        part_rows_ptr, direction_ptr, e_ptr, e_row_stride, num_tokens, dim,
                        parts, DIRECTIONS: tl.constexpr, BLOCK_T: tl.constexpr,
-                       BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
+                       BLOCK_P: tl.constexpr, CHUNK_D: tl.constexpr):
     """The full catalog in parts (`cce_minus_forward_kernel` with SPLIT): each token's
     parts' running maxima and sums into its log-sum-exp, loss and the per-program sums, and
-    with DIRECTIONS the parts' weighted rows into its direction, as the unsplit forward
-    writes them (programs of the forward's BLOCK_T tokens)."""
+    with DIRECTIONS the parts' weighted rows into its direction, CHUNK_D columns at a time,
+    as the unsplit forward writes them (programs of the forward's BLOCK_T tokens)."""
     offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     t_mask = offs_t < num_tokens
     offs_p = tl.arange(0, BLOCK_P)
@@ -297,8 +298,9 @@ def catalog_lse_kernel(part_ptr, targets_ptr, pos_ptr, loss_ptr, lse_ptr, partia
     pos = tl.load(pos_ptr + offs_t, mask=t_mask, other=0.0)
     valid = _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets,
                           lse, pos)
-    if DIRECTIONS:  # sum over parts of exp2(part max - lse) x its weighted rows, - e_target
-        offs_d = tl.arange(0, BLOCK_D)
+    for first_d in range(0, dim if DIRECTIONS else 0, CHUNK_D):
+        # sum over parts of exp2(part max - lse) x its weighted rows, - e_target
+        offs_d = first_d + tl.arange(0, CHUNK_D)
         d_mask = offs_d < dim
         rows_mask = t_mask[:, None] & d_mask[None, :]
         direction = -tl.load(e_ptr + targets[:, None].to(tl.int64) * e_row_stride

@@ -133,14 +133,16 @@ def balanced_parts(programs: int, steps: int, processors: int) -> int:
     return next(parts for parts in candidates if busiest(parts) <= 1.03 * best)
 
 
-# Over the full catalog with rows of up to this many bytes (d 64 in half precision), the
+# Over the full catalog with half-precision rows of up to this many bytes (d 256), the
 # forward also sums the softmax-weighted rows into d(hidden)'s directions
-# (kernels.cce_forward's DIRECTIONS) and the backward has no hidden pass, whose exponentials
-# (one per score, as the forward's) bound it: at 51,200 x 26,744 x 64 bf16 on an H200 the
-# forward 0.54 -> 0.74 ms, the hidden pass's 0.78 gone
-# (benchmarks/results/passes-h200-full-d64-directions.md). Longer rows: not measured (the
-# float32 sum of rows is a register tile of BLOCK_T x d).
-CATALOG_DIRECTIONS_ROW_BYTES = 128
+# (kernels.cce_forward's DIRECTIONS) and the backward has no hidden pass, whose products and
+# exponentials (one per score, as the forward's) it repeated. At 51,200 x 26,744 bf16 on an
+# H200: d 64 forward 0.54 -> 0.74 ms with the hidden pass's 0.78 gone; d 256 1.68 -> 3.65 (in
+# kernels.fused's DIRECTIONS_LONG_ROW_FORWARD blocks) with its 3.01 gone
+# (benchmarks/results/passes-h200-full-{d64,d256}-directions.md). Float32 rows keep the
+# hidden pass: their second product would be tf32x3, whose split operands crowd the shared
+# memory (not measured).
+CATALOG_DIRECTIONS_ROW_BYTES = 512
 # ... where each part of the catalog holds its float32 weighted rows (tokens x d) until
 # they are combined: the parts at most as many as this many bytes of them, so that a large
 # batch (whose last round of programs weighs little anyway) runs unsplit and holds none.
@@ -150,7 +152,7 @@ CATALOG_PART_ROWS_BYTES = 64 * 2**20
 def catalog_directions(block_d: int, row_element_size: int) -> bool:
     """Whether the full catalog's forward writes d(hidden)'s directions
     (CATALOG_DIRECTIONS_ROW_BYTES), for rows of `block_d` elements of that size."""
-    return block_d * row_element_size <= CATALOG_DIRECTIONS_ROW_BYTES
+    return row_element_size == 2 and block_d * row_element_size <= CATALOG_DIRECTIONS_ROW_BYTES
 
 
 def catalog_part_limit(tokens: int, dim: int, directions: bool) -> int:

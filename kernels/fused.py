@@ -111,6 +111,12 @@ SHORT_ROW_BLOCKS = {"forward": Blocks(64, 128, 4, 3), "hidden": Blocks(64, 64, 4
 LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4, 2),
                    "items": Blocks(64, 64, 4, 3), "hidden + items": Blocks(128, 64, 8, 2)}
 
+# The full catalog's forward writing d(hidden)'s directions over rows of over 256 bytes: its
+# float32 sum of rows is BLOCK_T x d, so 8 warps. At 51,200 x 26,744 x 256 bf16 on an H200,
+# 3.65 ms against 4.05-7.35 at 4 other shapes and 13.8 at LONG_ROW_BLOCKS' (which spills)
+# (benchmarks/results/passes-h200-full-d256-directions.md).
+DIRECTIONS_LONG_ROW_FORWARD = Blocks(128, 64, 8, 2)
+
 # The dense item pass (shared negatives, the full catalog) scores (items, tokens) blocks
 # (cce_backward's TRANSPOSED) for rows of up to this many bytes, in these blocks: at d 64
 # bf16 on an H200, 1.20 -> 0.84 ms over the full catalog at 51,200 tokens and 0.34 -> 0.24
@@ -120,7 +126,8 @@ LONG_ROW_BLOCKS = {"forward": Blocks(128, 32, 4, 3), "hidden": Blocks(64, 64, 4,
 TRANSPOSED_ITEMS_ROW_BYTES = 128
 TRANSPOSED_ITEMS_BLOCKS = Blocks(128, 128, 4, 2)
 
-# Elements of directions a program of directions_backward_kernel scales (64 tokens at d 64).
+# Elements of directions a program of directions_backward_kernel scales (64 tokens at d 64),
+# and catalog_lse_kernel combines at a time (its float32 sums in registers).
 DIRECTION_BLOCK_ELEMENTS = 4096
 
 # Batch-shared negatives: up to this many atomic adds (token blocks x N x d) the hidden
@@ -151,10 +158,12 @@ def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
 @functools.cache  # a step's host time counts at small sizes: decide once per shape
 def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
                   items_in_hidden: bool, tile_size: int | None,
-                  cuda_cores: bool = False, tensor_gather: bool = False) -> Blocks:
+                  cuda_cores: bool = False, tensor_gather: bool = False,
+                  directions: bool = False) -> Blocks:
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
     shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`);
-    CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`)."""
+    CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`);
+    DIRECTIONS_LONG_ROW_FORWARD for a dense forward writing directions over long rows."""
     if gather:  # per position: the forward and kernels.cce_buckets' item pass (no hidden pass)
         # On the CUDA cores the passes sum a register tile of gathered rows both across d
         # (the scores) and across its rows (d(hidden)'s directions; an item's gradient): one
@@ -175,6 +184,8 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
         return TRANSPOSED_ITEMS_BLOCKS
     table = SHORT_ROW_BLOCKS if row_bytes <= 256 else LONG_ROW_BLOCKS
     blocks = table["hidden + items" if items_in_hidden and kernel == "hidden" else kernel]
+    if kernel == "forward" and directions and row_bytes > 256:
+        blocks = DIRECTIONS_LONG_ROW_FORWARD
     if tile_size is not None:
         blocks = replace(blocks, t=min(blocks.t, tile_size))
     budget = SHARED_BUDGET[min(dtype.itemsize, 4)]
@@ -202,7 +213,7 @@ class _Plan:
     id_source: int
     gather: bool  # per position: each token's own rows
     # The forward writes d(hidden)'s directions where hidden's gradient is wanted, and the
-    # backward has no hidden pass: per position, and over the full catalog for short rows
+    # backward has no hidden pass: per position, and over the full catalog in half precision
     # (config.catalog_directions).
     forward_directions: bool
     tensor_gather: bool  # ... scored on the tensor cores (config.gathers_on_tensor_cores)
@@ -292,18 +303,21 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     tensor_gather = gather and gathers_on_tensor_cores(wider.itemsize, block_d)
     items_in_hidden = tiled or (sampled_dense and _fold_shared(
         hidden.shape[0], num_negatives, block_d, wider, cuda_cores["hidden"]))
+    forward_directions = gather or (id_source == IDS_CATALOG
+                                    and config.catalog_directions(block_d, wider.itemsize))
+    # The forward writes them where hidden's gradient will be wanted (`_graded`).
+    writes_directions = (forward_directions and torch.is_grad_enabled()
+                         and hidden.requires_grad)
     blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,
                                     tile_size if tiled else None, cuda_cores[kernel],
-                                    tensor_gather)
+                                    tensor_gather, writes_directions and not gather)
               for kernel in KERNELS}
     for kernel in ("forward", "hidden"):
         if tiled and tile_size % blocks[kernel].t:
             raise ValueError(f"tile_size {tile_size} is not a multiple of the {kernel} "
                              f"kernel's {blocks[kernel].t}-token block")
     return _Plan(
-        id_source=id_source, gather=gather,
-        forward_directions=gather or (id_source == IDS_CATALOG and config.catalog_directions(
-            block_d, wider.itemsize)),
+        id_source=id_source, gather=gather, forward_directions=forward_directions,
         tensor_gather=tensor_gather, tiled=tiled,
         tile_size=tile_size, items_in_hidden=items_in_hidden,
         items_transposed=items_transposed(block_d, wider),
@@ -352,7 +366,7 @@ class _CCEMinus(torch.autograd.Function):
         partials = _output((2, plan.programs(tokens)), torch.float32, hidden.device)
         ids_arg = ids if ids is not None else targets  # unused pointer when ids are generated
         log_q_arg = log_q if log_q is not None else lse
-        # Per position, and over the full catalog for short rows, the forward also writes
+        # Per position, and over the full catalog in half precision, the forward also writes
         # d(hidden)'s directions (kernels.cce_forward).
         directions = (_output(hidden.shape, torch.float32, hidden.device)
                       if plan.forward_directions and ctx.needs_input_grad[0] else None)
@@ -401,7 +415,8 @@ class _CCEMinus(torch.autograd.Function):
                 part_stats, targets, pos, loss, lse, partials, part_rows, directions_arg,
                 item_emb, item_emb.stride(0), tokens, hidden.shape[1], parts,
                 DIRECTIONS=directions is not None, BLOCK_T=blocks.t,
-                BLOCK_P=triton.next_power_of_2(parts), BLOCK_D=plan.block_d)
+                BLOCK_P=triton.next_power_of_2(parts),
+                CHUNK_D=min(plan.block_d, DIRECTION_BLOCK_ELEMENTS // blocks.t))
         totals = None if reduction == "none" else partials.sum(1)
         ctx.save_for_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
                               totals, directions, counted)
@@ -467,8 +482,8 @@ def _from_directions(directions, hidden, targets, grad_loss, totals, d_items, ow
         0 if d_hidden is None else d_hidden.stride(0), d_items if target_rows else unused,
         d_items.stride(0) if target_rows else 0, args.owners, hidden.shape[0],
         hidden.shape[1], plan.inv_temperature, HIDDEN=d_hidden is not None,
-        TARGET_ROWS=target_rows, COMPACT=owners is not None, MEAN=mean, BLOCK_T=block_t,
-        BLOCK_D=plan.block_d)
+        TARGET_ROWS=target_rows, COMPACT=target_rows and owners is not None, MEAN=mean,
+        BLOCK_T=block_t, BLOCK_D=plan.block_d)
     return d_hidden
 
 

@@ -118,7 +118,7 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
         ids = allocation(id_count, 8)
     per_token_results = allocation(4 * tokens, 4)  # loss, lse, positive, shift
     totals = allocation(2, 4)  # loss sum and token count, for the mean
-    # Per position, and over the full catalog for short rows, the forward writes d(hidden)'s
+    # Per position, and over the full catalog in half precision, the forward writes d(hidden)'s
     # float32 directions (kernels.cce_forward). Per position it also counts the counting
     # sort's pairs per chunk and table row, where that was measured faster and their table
     # is small. Its kernels take rows of the wider of hidden's and the table's elements: a

@@ -62,7 +62,8 @@ def losses() -> dict:
     ids read and drawn; tiles, shared, the full catalog; log-Q, sampled softmax, a compact
     accumulator (a catalog much larger than the batch's ids); pairs counted by the forward
     and by the backward; with hidden frozen (no d(hidden) directions); over the full catalog
-    with the forward's directions (d 64) and the hidden pass (d 256)."""
+    with the forward's directions (half precision, d 64 and 256) and the hidden pass
+    (float32)."""
     def sampled(negatives, **kwargs):
         return lambda h, e, t: cce_minus(h, e, t, negatives, **kwargs)
 
@@ -97,7 +98,8 @@ def losses() -> dict:
         "full catalog in parts, fp16 d 64": (torch.float16, 64, 1000, cce),
         "full catalog in parts, fp16 d 64, hidden frozen": (torch.float16, 64, 1000, cce, {},
                                                             False),
-        "full catalog in parts, fp16 d 256 (a hidden pass)": (torch.float16, 256, 1000, cce),
+        "full catalog in parts, fp16 d 256": (torch.float16, 256, 1000, cce),
+        "full catalog in parts, fp32 d 64 (a hidden pass)": (torch.float32, 64, 1000, cce),
     }
 
 

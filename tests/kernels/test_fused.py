@@ -436,36 +436,88 @@ def test_unseeded_negatives_follow_torchs_generator():
 
 # 100 items: one block of columns, one part; 150: a whole block and a masked one, in two
 # parts; 1,000: eight parts (kernels.fused._catalog_parts, two multiprocessors on the CPU).
-# d(hidden) from the forward's directions (rows of 24 float32s) or from the hidden pass.
+# float16: d(hidden) from the forward's directions; float32: from the hidden pass.
 @pytest.mark.parametrize("num_items", [100, 150, 1000])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("directions", [True, False])
-def test_full_catalog_cce(reduction, num_items, directions, monkeypatch):
-    if not directions:
-        monkeypatch.setattr(kernel_config, "CATALOG_DIRECTIONS_ROW_BYTES", 0)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_full_catalog_cce(reduction, num_items, dtype, monkeypatch):
+    forwards, hidden_passes = spy_full_catalog(monkeypatch)
+    check_full_catalog(fp32_problem("shared", num_items=num_items), dtype,
+                       temperature=0.8, reduction=reduction)
+    directions = dtype == torch.float16
+    assert [forward["DIRECTIONS"] for forward in forwards] == [directions]
+    assert len(hidden_passes) == int(not directions)
+
+
+def spy_full_catalog(monkeypatch) -> tuple[list, list]:
+    """The launches of the forward and of the hidden pass, noted."""
     forwards, hidden_passes = [], []
     monkeypatch.setattr(fused_module, "cce_minus_forward_kernel",
                         SpyKernel(fused_module.cce_minus_forward_kernel, forwards))
     monkeypatch.setattr(fused_module, "cce_minus_backward_hidden_kernel",
                         SpyKernel(fused_module.cce_minus_backward_hidden_kernel, hidden_passes))
-    problem = fp32_problem("shared", num_items=num_items)
-    check(lambda h, e, t, n: cce(h, e, t, temperature=0.8, reduction=reduction),
-          lambda h, e, t, n: reference.ce(h, e, t, temperature=0.8, reduction=reduction),
-          problem)
-    assert [forward["DIRECTIONS"] for forward in forwards] == [directions]
-    assert len(hidden_passes) == (not directions)
+    return forwards, hidden_passes
+
+
+# Against float64 on the same rounded inputs: float16's are the products' own rounding.
+FULL_CATALOG_TOLERANCE = {torch.float16: 2e-3, torch.float32: 1e-5}
+
+
+def check_full_catalog(problem, dtype, **kwargs) -> None:
+    """`cce` on `problem`'s inputs in `dtype` against `reference.ce` in float64."""
+    rounded = make_problem_like(problem, dtype)
+    errors = relative_errors(
+        grads(lambda h, e, t, n: cce(h, e, t, **kwargs), rounded),
+        grads(lambda h, e, t, n: reference.ce(h, e, t, **kwargs),
+              make_problem_like(rounded, torch.float64)))
+    assert all(error < FULL_CATALOG_TOLERANCE[dtype] for error in errors), errors
+
+
+# 37 tokens are one block on the CPU, so 2,610 items are 21 column blocks over eight parts
+# of three: the last part has none.
+@pytest.mark.parametrize("rows_bytes, parts, num_items", [
+    (2**30, 8, 1000), (2 * 37 * 24 * 4, 2, 1000), (0, 1, 1000), (2**30, 8, 2610)])
+def test_full_catalog_parts_held_to_their_rows_limit(rows_bytes, parts, num_items,
+                                                    monkeypatch):
+    """With directions, the catalog's parts are as many as CATALOG_PART_ROWS_BYTES of their
+    weighted rows hold (kernels.config.catalog_part_limit), a part with no columns among
+    them; the gradients the same."""
+    monkeypatch.setattr(kernel_config, "CATALOG_PART_ROWS_BYTES", rows_bytes)
+    forwards = spy_full_catalog(monkeypatch)[0]
+    check_full_catalog(fp32_problem("shared", num_items=num_items), torch.float16)
+    assert forwards[0]["SPLIT"] == (parts > 1) and forwards[0]["DIRECTIONS"]
+    assert fused_module._catalog_parts(
+        fused_module._plan(torch.empty(37, 24, dtype=torch.float16),
+                           torch.empty(num_items + 1, 24, dtype=torch.float16), id_source=1,
+                           gather=False, tiled=False, tile_size=1, num_negatives=num_items,
+                           temperature=1.0, has_log_q=False, sampled_softmax=False),
+        37, 24, True, torch.device("cpu")) == parts
+
+
+def test_full_catalog_long_rows_combine_directions_in_chunks(monkeypatch):
+    """Half-precision rows of 200 (a 256-wide block): the forward writes directions in its
+    own blocks (8 warps), and the parts' weighted rows are combined 32 columns at a time."""
+    forwards = spy_full_catalog(monkeypatch)[0]
+    combined = []
+    monkeypatch.setattr(fused_module, "catalog_lse_kernel",
+                        SpyKernel(fused_module.catalog_lse_kernel, combined))
+    check_full_catalog(fp32_problem("shared", num_items=1000, dim=200), torch.float16)
+    forward = forwards[0]
+    assert forward["DIRECTIONS"] and forward["SPLIT"]
+    assert (forward["BLOCK_T"], forward["BLOCK_N"], forward["num_warps"]) == (128, 64, 8)
+    assert combined[0]["CHUNK_D"] == 32
 
 
 @pytest.mark.parametrize("frozen", ["hidden", "table"])
 def test_full_catalog_with_one_input_frozen(frozen, monkeypatch):
-    """Over the full catalog a frozen hidden state gets neither directions nor a hidden pass;
-    a frozen table, directions and no item pass."""
-    forwards, hidden_passes, item_passes = [], [], []
-    for name, launched in [("cce_minus_forward_kernel", forwards),
-                           ("cce_minus_backward_hidden_kernel", hidden_passes),
-                           ("cce_minus_backward_items_kernel", item_passes)]:
-        monkeypatch.setattr(fused_module, name, SpyKernel(getattr(fused_module, name), launched))
-    problem = fp32_problem("shared", num_items=1000)
+    """Over the full catalog a frozen hidden state gets neither directions nor a hidden pass
+    (the targets' item rows come from directions_backward_kernel); a frozen table,
+    directions and no item pass."""
+    forwards, hidden_passes = spy_full_catalog(monkeypatch)
+    item_passes = []
+    monkeypatch.setattr(fused_module, "cce_minus_backward_items_kernel",
+                        SpyKernel(fused_module.cce_minus_backward_items_kernel, item_passes))
+    problem = make_problem_like(fp32_problem("shared", num_items=1000), torch.float16)
     trained = problem.emb if frozen == "hidden" else problem.hidden
     ours = trained.detach().clone().requires_grad_()
     wide = trained.double().requires_grad_()
@@ -475,9 +527,22 @@ def test_full_catalog_with_one_input_frozen(frozen, monkeypatch):
     else:
         cce(ours, problem.emb, problem.targets, temperature=0.8).backward()
         reference.ce(wide, problem.emb.double(), problem.targets, temperature=0.8).backward()
-    assert relative_errors([ours.grad], [wide.grad])[0] < 1e-5
+    assert relative_errors([ours.grad], [wide.grad])[0] < 2e-3
     assert [forward["DIRECTIONS"] for forward in forwards] == [frozen == "table"]
     assert (len(hidden_passes), len(item_passes)) == ((0, 1) if frozen == "hidden" else (0, 0))
+
+
+def test_full_catalog_under_no_grad_writes_no_directions(monkeypatch):
+    """Evaluation with trainable inputs: the forward writes no directions (and takes the
+    forward's own blocks); the loss is the same."""
+    forwards = spy_full_catalog(monkeypatch)[0]
+    problem = make_problem_like(fp32_problem("shared", num_items=1000), torch.float16)
+    hidden = problem.hidden.detach().clone().requires_grad_()
+    trained = cce(hidden, problem.emb, problem.targets)
+    with torch.no_grad():
+        evaluated = cce(hidden, problem.emb, problem.targets)
+    torch.testing.assert_close(evaluated, trained.detach())
+    assert [forward["DIRECTIONS"] for forward in forwards] == [True, False]
 
 
 @pytest.mark.parametrize("fn", [cce_minus, lambda h, e, t, n: cce(h, e, t)])

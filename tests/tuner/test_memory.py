@@ -73,16 +73,18 @@ def test_fused_loss_holds_no_scores():
 
 
 @pytest.mark.parametrize("tokens, autocast, dim, directions, parts", [
-    (1000, True, 64, True, 16), (1000, True, 32, True, 16), (1000, False, 32, True, 16),
-    (1000, False, 64, False, 16), (1000, True, 256, False, 16),
-    (51_200, True, 64, True, 5), (300_000, True, 64, True, 1), (300_000, True, 256, False, 16)])
+    (1000, True, 64, True, 16), (1000, True, 32, True, 16), (1000, True, 256, True, 16),
+    (1000, False, 32, False, 16), (1000, False, 64, False, 16), (1000, True, 512, False, 16),
+    (51_200, True, 64, True, 5), (51_200, True, 256, True, 1), (131_072, True, 64, True, 2),
+    (131_073, True, 64, True, 1), (300_000, True, 128, True, 1)])
 def test_the_full_catalog_holds_directions_where_its_forward_writes_them(
         tokens, autocast, dim, directions, parts):
-    """Over the full catalog, rows of up to 128 bytes (kernels.config.catalog_directions)
-    have the forward write d(hidden)'s float32 directions, held until the backward, and each
-    part of the catalog its weighted rows in the forward: counted at the most parts the
-    library may take (16, or with directions as many as 64 MiB of rows hold: none at all
-    past 262,144 tokens of d 64), with their running maxima and sums."""
+    """Over the full catalog, half-precision rows of up to 512 bytes
+    (kernels.config.catalog_directions) have the forward write d(hidden)'s float32
+    directions, held until the backward, and each part of the catalog its weighted rows in
+    the forward: counted at the most parts the library may take (16, or with directions as
+    many as 64 MiB of rows hold: none at all past 131,072 tokens of d 64), with their running
+    maxima and sums."""
     from cce_tune.kernels import fused
 
     items = 50_000
