@@ -11,7 +11,7 @@
 # fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes, tile16-kernels,
 # gpu-kernel-tests, per-position-item-programs, per-position-items-passes,
 # per-position-chunks, per-position-drawn-steps, per-position-counted, full-catalog-passes,
-# full-forward-directions, full-forward-directions-d256, memory-full-catalog).
+# full-forward-directions, full-forward-directions-d256, memory-full-catalog, full-tokens).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -291,6 +291,19 @@ for stage in "$@"; do
         --tokens 51200 --negatives 1 --dim 256 --variants "full catalog" --kernels forward \
         --shapes 64,32,8,3 64,64,8,2 128,32,8,2 128,64,8,2 64,32,4,3 \
         --catalog-directions-row-bytes 512 0 2>&1 | tail -16 ;;
+    full-tokens)  # issue 19: the full catalog at 8k-131k tokens, d 64 and 256, bf16, ours
+      # against ours at BASELINE (an older commit's kernels/, carried, as per-position-baseline)
+      baseline=${BASELINE:-.baseline/b3b2d29}
+      namespace=$(cce_namespace "$PWD/$baseline/kernels")
+      ln -s "$PWD/benchmarks" "$namespace/benchmarks"
+      for tree in now "$(basename "$baseline")"; do
+        where=$PWD
+        [ "$tree" = now ] || where=$namespace
+        (cd "$where" && PYTHONPATH="$where${PYTHONPATH:+:$PYTHONPATH}" python3 -m \
+          benchmarks.kernels --out-dir "$out" --tag "full-tokens-$tree" --kinds full \
+          --tokens 8192 32768 51200 131072 --negatives 1 --dims 64 256 --catalogs 26744 \
+          --dtypes bf16 --impls ours --ours-label "$tree" --rounds 3 2>&1 | tail -10)
+      done ;;
     memory-full-catalog)  # the default grid's full-catalog points (directions at d 64 bf16)
       python3 -m cce_tune.tuner.cli verify-memory --grid full-catalog --out "$out" 2>&1 \
         | tee "$out/memory-full-catalog.log" | tail -20 ;;

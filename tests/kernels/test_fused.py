@@ -496,15 +496,20 @@ def test_full_catalog_parts_held_to_their_rows_limit(rows_bytes, parts, num_item
 
 def test_full_catalog_long_rows_combine_directions_in_chunks(monkeypatch):
     """Half-precision rows of 200 (a 256-wide block): the forward writes directions in its
-    own blocks (8 warps), and the parts' weighted rows are combined 32 columns at a time."""
+    own blocks (8 warps), and the parts' weighted rows are combined 32 columns at a time;
+    under torch.no_grad() the forward takes the plain forward's blocks (4 warps)."""
     forwards = spy_full_catalog(monkeypatch)[0]
     combined = []
     monkeypatch.setattr(fused_module, "catalog_lse_kernel",
                         SpyKernel(fused_module.catalog_lse_kernel, combined))
-    check_full_catalog(fp32_problem("shared", num_items=1000, dim=200), torch.float16)
-    forward = forwards[0]
-    assert forward["DIRECTIONS"] and forward["SPLIT"]
-    assert (forward["BLOCK_T"], forward["BLOCK_N"], forward["num_warps"]) == (128, 64, 8)
+    problem = fp32_problem("shared", num_items=1000, dim=200)
+    check_full_catalog(problem, torch.float16)
+    with torch.no_grad():
+        cce(problem.hidden.half(), problem.emb.half(), problem.targets)
+    trained, evaluated = forwards
+    assert trained["DIRECTIONS"] and trained["SPLIT"] and not evaluated["DIRECTIONS"]
+    assert (trained["BLOCK_T"], trained["BLOCK_N"], trained["num_warps"]) == (128, 64, 8)
+    assert evaluated["num_warps"] == 4
     assert combined[0]["CHUNK_D"] == 32
 
 
