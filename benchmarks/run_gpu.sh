@@ -11,7 +11,8 @@
 # fp32-bars, full-bars, fp32-passes, memory-sparse, full-passes, tile16-kernels,
 # gpu-kernel-tests, per-position-item-programs, per-position-items-passes,
 # per-position-chunks, per-position-drawn-steps, per-position-counted, full-catalog-passes,
-# full-forward-directions, full-forward-directions-d256, memory-full-catalog, full-tokens).
+# full-forward-directions, full-forward-directions-d256, memory-full-catalog, full-tokens,
+# step-memory-full-catalog).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -113,6 +114,9 @@ for stage in "$@"; do
       echo "train exit status ${PIPESTATUS[0]} (124: still training at the time limit)" ;;
     step-memory) python3 -m benchmarks.step_memory --out-dir "$out" 2>&1 \
         | tee "$out/step-memory.log" | tail -12 ;;
+    step-memory-full-catalog)  # what the full catalog's bf16 steps hold at their peaks
+      python3 -m benchmarks.step_memory --out-dir "$out" --grid full-catalog --bf16 2>&1 \
+        | tee "$out/step-memory-full-catalog.log" | tail -12 ;;
     gpu-tests)  # the GPU-marked tests under the allocator setting every trial now runs with
       PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python3 -m pytest -q -m gpu tests \
         2>&1 | tee "$out/gpu-tests.log" | tail -15 ;;

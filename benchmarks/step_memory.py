@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
 
 import torch
 
-from cce_tune.tuner.memory_grid import GridPoint
+from cce_tune.tuner.memory_grid import GRIDS, GridPoint
 from cce_tune.tuner.memory_verify import estimate_row, gpu_slug, random_sequences, step_width
 from cce_tune.tuner.sequences.train import Setup
 from cce_tune.tuner.units import format_bytes
@@ -52,11 +53,12 @@ OURS = tuple(str(ROOT / package) + "/" for package in ("models", "kernels", "tun
 
 
 def origin(frames: list[dict]) -> str:
-    """The innermost frame in our code: the line that asked for the bytes."""
+    """The innermost frame in our code: the line that asked for the bytes. Paths are
+    resolved: on the device machine the packages are links (run_gpu.sh's cce_namespace)."""
     for frame in frames:
-        if frame["filename"].startswith(OURS):
-            name = Path(frame["filename"]).relative_to(ROOT)
-            return f"{name}:{frame['line']} {frame['name']}"
+        path = os.path.realpath(frame["filename"])
+        if path.startswith(OURS):
+            return f"{Path(path).relative_to(ROOT)}:{frame['line']} {frame['name']}"
     return "?"
 
 
@@ -149,22 +151,35 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--min-mb", type=float, default=1.0,
                         help="list allocations of at least this many MB")
-    parser.add_argument("--packed", action="store_true",
+    points = parser.add_mutually_exclusive_group()
+    points.add_argument("--packed", action="store_true",
                         help="trace packed steps (--batches packed, bf16) instead")
+    points.add_argument("--grid", choices=tuple(GRIDS),
+                        help="trace this verify-memory grid's points instead (--bf16: its "
+                             "bf16 ones)")
+    parser.add_argument("--bf16", action="store_true", help="with --grid, its bf16 points")
     args = parser.parse_args()
+    if args.bf16 and not args.grid:
+        parser.error("--bf16 selects a --grid's points: give --grid too")
     gpu = torch.cuda.get_device_name(0)
+    if args.grid:
+        chosen = [point for point in GRIDS[args.grid]() if point.bf16 or not args.bf16]
+    else:
+        chosen = PACKED if args.packed else POINTS
     results = []
-    for point in PACKED if args.packed else POINTS:
+    for point in chosen:
         results.append(trace(point, int(args.min_mb * 10**6)))
         print(f"traced {point}", flush=True)
-    stem = args.out_dir / (f"step-memory-{gpu_slug(gpu)}" + ("-packed" if args.packed else ""))
+    suffix = ("-packed" if args.packed else "") + (f"-{args.grid}" if args.grid else "")
+    stem = args.out_dir / (f"step-memory-{gpu_slug(gpu)}{suffix}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(
         {"gpu": gpu, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
          "results": results}, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(
         results, gpu, f"python -m benchmarks.step_memory --min-mb {args.min_mb}"
-        + (" --packed" if args.packed else "")))
+        + (" --packed" if args.packed else "") + (f" --grid {args.grid}" if args.grid else "")
+        + (" --bf16" if args.bf16 else "")))
     print(f"written: {stem}.json, .md")
 
 
