@@ -30,6 +30,17 @@ cce_namespace() {
   ln -s "$kernels" "$folder/cce_tune/kernels"
   echo "$folder"
 }
+# A folder to run this checkout's benchmarks/ from against an older commit's kernels/ ($1,
+# e.g. `.baseline/92fd809` from `git archive 92fd809 kernels | tar -x -C .baseline/92fd809`,
+# carried: the device's copy has no history), under both names its code may import itself by
+# (kernels, as it was then, and cce_tune.kernels, as the benchmarks import it); prints it.
+baseline_namespace() {
+  local folder
+  folder=$(cce_namespace "$PWD/$1/kernels")
+  ln -s "$PWD/$1/kernels" "$folder/kernels"
+  ln -s "$PWD/benchmarks" "$folder/benchmarks"
+  echo "$folder"
+}
 # Not pip-installed on the device machine.
 if ! python3 -c "import cce_tune.tuner" 2>/dev/null; then
   namespace=$(cce_namespace)
@@ -296,10 +307,9 @@ for stage in "$@"; do
         --shapes 64,32,8,3 64,64,8,2 128,32,8,2 128,64,8,2 64,32,4,3 \
         --catalog-directions-row-bytes 512 0 2>&1 | tail -16 ;;
     full-tokens)  # issue 19: the full catalog at 8k-131k tokens, d 64 and 256, bf16, ours
-      # against ours at BASELINE (an older commit's kernels/, carried, as per-position-baseline)
+      # against ours at BASELINE (an older commit's kernels/: baseline_namespace)
       baseline=${BASELINE:-.baseline/b3b2d29}
-      namespace=$(cce_namespace "$PWD/$baseline/kernels")
-      ln -s "$PWD/benchmarks" "$namespace/benchmarks"
+      namespace=$(baseline_namespace "$baseline")
       for tree in now "$(basename "$baseline")"; do
         where=$PWD
         [ "$tree" = now ] || where=$namespace
@@ -324,14 +334,9 @@ for stage in "$@"; do
         --bf16 --dataset synthetic-ml-1m --epochs "${QUALITY_EPOCHS:-20}" \
         --variants "${variants[@]}" 2>&1 | tee "$out/tile-quality.log" | tail -8 ;;
     per-position-baseline)  # ... and ours there as an older commit built it, for the speed-up
-      # (BASELINE: that commit's kernels/, e.g. from `git archive 92fd809 kernels | tar -x -C
-      # .baseline/92fd809`, carried: the device's copy has no history)
+      # (BASELINE: that commit's kernels/: baseline_namespace)
       baseline=${BASELINE:-.baseline/92fd809}
-      # Run from a folder where both names it may import itself by (kernels, as it was then,
-      # and cce_tune.kernels, as the benchmark imports it) are that commit's.
-      namespace=$(cce_namespace "$PWD/$baseline/kernels")
-      ln -s "$PWD/$baseline/kernels" "$namespace/kernels"
-      ln -s "$PWD/benchmarks" "$namespace/benchmarks"
+      namespace=$(baseline_namespace "$baseline")
       (cd "$namespace" && PYTHONPATH="$namespace" python3 -m benchmarks.kernels --out-dir "$out" \
         --tag "per-position-$(basename "$baseline")" --kinds sampled --tokens 131072 \
         --negatives 511 --dims 256 --catalogs 26744 --dtypes fp16 \
