@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import triton
 
+import cce_tune.kernels.config as kernel_config
 from cce_tune.kernels import InKernelNegatives, cce, cce_minus, reference
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -303,6 +304,9 @@ def main() -> None:
     parser.add_argument("--ours-label", default="ours",
                         help="our rows' name, e.g. a commit's when the cce_tune on the path "
                              "is that commit's kernels")
+    parser.add_argument("--cublas-min-tile", type=int, default=None,
+                        help="smallest tile whose float32 products cuBLAS makes "
+                             "(kernels.config.CUBLAS_MIN_TILE), default the library's")
     parser.add_argument("--render", type=Path, default=None,
                         help="only rewrite the Markdown of this results JSON, no GPU needed")
     args = parser.parse_args()
@@ -311,6 +315,8 @@ def main() -> None:
         write([Row(**row) for row in saved["rows"]], saved["meta"], args.render.parent)
         return
 
+    if args.cublas_min_tile is not None:
+        kernel_config.CUBLAS_MIN_TILE = args.cublas_min_tile
     ceilings = measure_ceilings()
     meta = {"gpu": torch.cuda.get_device_name(), "gpu_slug": gpu_slug(), "tag": args.tag,
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,

@@ -37,6 +37,9 @@ KERNEL_NAMES = {"forward": "cce_minus_forward_kernel",
                 "bucketed items": "items_kernel",
                 # the full catalog in parts: the parts combined; d(hidden) from directions
                 "parts": "catalog_lse_kernel", "directions": "directions_backward_kernel"}
+# Every other kernel of the step, summed: cuBLAS's products (kernels.cublas_chunks), PyTorch's
+# gathers, fills and index_add_.
+OTHERS = "others"
 
 
 # Module constants that a flag of each name sweeps: (module, name, label in the table, what
@@ -51,6 +54,11 @@ CONSTANTS = {
     "max_forward_counts": (kernel_config, "MAX_FORWARD_COUNTS", "forward counts at most",
                            "largest table of per-position pair counts the forward fills (0: "
                            "the backward counts)"),
+    "cublas_min_row_bytes": (
+        kernel_config, "CUBLAS_MIN_ROW_BYTES", "cuBLAS from row bytes",
+        "shortest float32 rows (bytes) whose products cuBLAS makes (a large value: never)"),
+    "cublas_min_tile": (kernel_config, "CUBLAS_MIN_TILE", "cuBLAS from tiles of",
+                        "smallest tile whose products cuBLAS makes"),
     "catalog_directions_row_bytes": (
         kernel_config, "CATALOG_DIRECTIONS_ROW_BYTES", "directions row bytes",
         "longest rows (bytes) over which the full catalog's forward writes d(hidden)'s "
@@ -83,13 +91,16 @@ def variants(tokens: int, negatives: int, catalog: int, tile_sizes: list[int]) -
 
 
 def time_kernels(fn, hidden, emb, targets) -> dict[str, float]:
-    """ms per step of each fused kernel that the step launches."""
+    """ms per step of each fused kernel that the step launches, and of the others (OTHERS)."""
     step = grad_step(fn, hidden, emb, targets)
     for _ in range(3):
         step()
     by_name = kernel_times(step)[2]
-    return {kernel: ms for kernel, name in KERNEL_NAMES.items()
+    ours = {kernel: ms for kernel, name in KERNEL_NAMES.items()
             for key, ms in by_name.items() if key.startswith(name)}
+    others = sum(ms for key, ms in by_name.items()
+                 if not key.startswith(tuple(KERNEL_NAMES.values())))
+    return {**ours, OTHERS: others}
 
 
 def main() -> None:
@@ -200,7 +211,7 @@ def write(rows: list[dict], args: argparse.Namespace, quiet: bool = False) -> No
     for name in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == name]
         default = next(r for r in mine if r["blocks"] == "default")["kernel_ms"]
-        for kernel in KERNEL_NAMES:
+        for kernel in (*KERNEL_NAMES, OTHERS):
             timed = [r for r in mine if kernel in r["kernel_ms"]]
             if not timed:
                 continue

@@ -12,7 +12,8 @@
 # gpu-kernel-tests, per-position-item-programs, per-position-items-passes,
 # per-position-chunks, per-position-drawn-steps, per-position-counted, full-catalog-passes,
 # full-forward-directions, full-forward-directions-d256, memory-full-catalog, full-tokens,
-# step-memory-full-catalog).
+# step-memory-full-catalog, cublas-kernel-tests, fp32-bars-cublas, fp32-tile16,
+# fp32-cublas-passes, memory-cublas).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -357,6 +358,40 @@ for stage in "$@"; do
         --tokens 131072 --negatives 511 --dim 256 --kernels forward --block-t 16 \
         --block-n 2 4 8 --warps 4 8 --stages 2 --variants "per position (in-kernel)" 2>&1 \
         | tee "$out/passes-tensor-d256.log" | tail -6 ;;
+    cublas-kernel-tests)  # the cuBLAS products' path compiled on the GPU: its tests, and the
+      # fused kernels at real sizes (fp32 d 256 shared and tile 128 take it)
+      python3 -m pytest -q tests/kernels/test_cublas_chunks.py tests/kernels/test_fused_gpu.py \
+        2>&1 | tee "$out/cublas-kernel-tests.log" | tail -4 ;;
+    fp32-bars-cublas)  # issue 19 item 3: fp32 at d 256, products from cuBLAS, against
+      # PyTorch's true fp32 (TF32 off), three rounds
+      python3 -m benchmarks.kernels --out-dir "$out" --tag fp32-d256-cublas --tokens 32768 \
+        131072 --negatives 512 2048 --dims 256 --catalogs 26744 1000000 --dtypes fp32 \
+        --kinds sampled --modes "tile (in-kernel)" tile shared --max-per-position 0 \
+        --rounds 3 2>&1 | tail -42 ;;
+    fp32-tile16)  # ... in the library's default tiles of 16: the kernels' own products (the
+      # CUDA cores' backward), then cuBLAS's
+      for min_tile in 64 16; do
+        python3 -m benchmarks.kernels --out-dir "$out" --tag "fp32-d256-tile16-from$min_tile" \
+          --tokens 32768 131072 --negatives 512 2048 --dims 256 --catalogs 26744 \
+          --dtypes fp32 --kinds sampled --modes "tile (in-kernel)" tile --tile-size 16 \
+          --max-per-position 0 --cublas-min-tile $min_tile --ours-label "ours-from$min_tile" \
+          $([ $min_tile = 16 ] && echo --impls ours) 2>&1 | tail -12
+      done ;;
+    fp32-cublas-passes)  # ... each pass's time (and the others': cuBLAS, gathers) over the
+      # score passes' block shapes; then the kernels' own products (a row-bytes bound none
+      # reaches) at their defaults (the one shape given fails to compile or matches them)
+      for point in "cublas 1024 16,64,4,2 16,128,4,2 32,128,8,2 32,64,4,2" \
+          "kernels-own 1000000000 32,32,4,2"; do
+        read -r tag row_bytes shapes <<< "$point"
+        # shellcheck disable=SC2086
+        python3 -m benchmarks.passes --out-dir "$out" --tag "fp32-d256-$tag" --dtype fp32 \
+          --tokens 131072 --negatives 2048 --dim 256 --variants shared "tile 128" \
+          --kernels forward hidden --cublas-min-row-bytes "$row_bytes" --shapes $shapes 2>&1 \
+          | tee "$out/fp32-passes-$tag.log" | tail -14
+      done ;;
+    memory-cublas)  # the cuBLAS products' memory, float32 at d 256 (verify-memory's grid)
+      python3 -m cce_tune.tuner.cli verify-memory --grid cublas --out "$out" 2>&1 \
+        | tee "$out/memory-cublas.log" | tail -20 ;;
     fp32-passes)  # issue 19's fp32 bar at d 256: each pass's time with tensor-core tf32x3
       # products (what fits the shared memory) against CUDA-core ieee ones, at larger tiles.
       python3 -m benchmarks.passes --out-dir "$out" --tag fp32-d256 --dtype fp32 \

@@ -7,7 +7,9 @@ per token, or one value for a summed or (MEAN) averaged loss (`grad_stride` 0).
 - `cce_minus_backward_hidden_kernel`: one program per token block; d(hidden) accumulates in
   registers, and with ITEM_GRAD (not for a frozen table) the positive rows' d(item_emb) goes
   out by atomic adds. With ITEMS_HERE the negatives' d(item_emb) goes out here too, as P^T H
-  per (tile, negative block): one score recompute serves both gradients.
+  per (tile, negative block): one score recompute serves both gradients. With SCORES_GIVEN
+  (`kernels.cublas_chunks`) cuBLAS made the products: the pass overwrites them with their
+  gradients, which cuBLAS multiplies on, and writes only the positives' d(hidden) terms.
 - `cce_minus_backward_items_kernel` (shared and full-catalog modes): one program per
   (negative block, chunk of tokens) accumulates P^T H for its negative rows over the chunk
   (with TRANSPOSED, scores computed as (items, tokens): faster for short rows), then adds it
@@ -28,6 +30,7 @@ import triton
 import triton.language as tl
 
 from cce_tune.kernels.cce_scores import (
+    given_block,
     gradient_rows,
     item_rows,
     load_seed,
@@ -84,10 +87,11 @@ def upstream_gradient(grad_ptr, grad_stride, offs_t, valid, factor):
 def cce_minus_backward_hidden_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     lse_ptr, pos_ptr, shift_ptr, grad_ptr, grad_stride, totals_ptr, dh_ptr, dh_row_stride,
-    de_ptr, de_row_stride, owner_ptr,
+    de_ptr, de_row_stride, owner_ptr, raw_ptr, raw_row_stride,
     num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, inv_temperature,
     ID_SOURCE: tl.constexpr, TILED: tl.constexpr, ITEM_GRAD: tl.constexpr,
     ITEMS_HERE: tl.constexpr, COMPACT: tl.constexpr, MEAN: tl.constexpr,
+    SCORES_GIVEN: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -117,22 +121,39 @@ def cce_minus_backward_hidden_kernel(
     row = 0
     if TILED:
         row = (pid * BLOCK_T) // tile_size
+    if SCORES_GIVEN:  # complete: stored now, its registers freed for the loop
+        _store_hidden_gradient(dh_ptr, dh_row_stride, offs_t, t_mask, offs_d, d_mask, dh)
 
     offset = shift - lse  # then exp2 of a score is its probability
     for start in range(0, num_negatives, BLOCK_N):
-        raw, ids, e = negative_block(
-            h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start, num_negatives,
-            num_items, seed, offs_d, d_mask, ID_SOURCE, DOT_PRECISION, BLOCK_N,
-            ZERO_PADDING=ID_SOURCE == 1)
+        if SCORES_GIVEN:  # cuBLAS's products, overwritten by their gradients for cuBLAS
+            raw, ids, pointers, mask = given_block(
+                raw_ptr, raw_row_stride, offs_t, t_mask, ids_ptr, ids_row_stride, row, start,
+                num_negatives, BLOCK_N)
+        else:
+            raw, ids, e = negative_block(
+                h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start, num_negatives,
+                num_items, seed, offs_d, d_mask, ID_SOURCE, DOT_PRECISION, BLOCK_N,
+                ZERO_PADDING=ID_SOURCE == 1)
         d_scores = probabilities(raw * scale + offset[:, None], ids, targets[:, None],
                                  log_q_ptr, ID_SOURCE, HAS_LOG_Q) * g[:, None]
-        dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
-        if ITEM_GRAD and ITEMS_HERE:
-            d_items = tl.dot(tl.trans(d_scores.to(h.dtype)), h, input_precision=DOT_PRECISION)
-            rows = gradient_rows(ids, owner_ptr, COMPACT)
-            tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :], d_items,
-                          mask=(ids != 0)[:, None] & d_mask[None, :], sem="relaxed")
+        if SCORES_GIVEN:
+            tl.store(pointers, d_scores, mask=mask)
+        else:
+            dh += tl.dot(d_scores.to(e.dtype), e, input_precision=DOT_PRECISION)
+            if ITEM_GRAD and ITEMS_HERE:
+                d_items = tl.dot(tl.trans(d_scores.to(h.dtype)), h,
+                                 input_precision=DOT_PRECISION)
+                rows = gradient_rows(ids, owner_ptr, COMPACT)
+                tl.atomic_add(de_ptr + rows[:, None] * de_row_stride + offs_d[None, :],
+                              d_items, mask=(ids != 0)[:, None] & d_mask[None, :],
+                              sem="relaxed")
+    if not SCORES_GIVEN:
+        _store_hidden_gradient(dh_ptr, dh_row_stride, offs_t, t_mask, offs_d, d_mask, dh)
 
+
+@triton.jit
+def _store_hidden_gradient(dh_ptr, dh_row_stride, offs_t, t_mask, offs_d, d_mask, dh):
     tl.store(dh_ptr + offs_t[:, None] * dh_row_stride + offs_d[None, :],
              dh.to(dh_ptr.dtype.element_ty), mask=t_mask[:, None] & d_mask[None, :])
 

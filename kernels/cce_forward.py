@@ -19,6 +19,10 @@ backward then has no hidden pass: per position it saves reading rows, the whole 
 their exponentials, which bound every pass there. Over the full catalog in parts, each part
 writes its weighted rows and `catalog_lse_kernel` combines them.
 
+With SCORES_GIVEN (float32 rows of 256 and more, shared and tile modes:
+`config.products_in_cublas`) the products come from cuBLAS, a chunk of tokens at a time
+(`kernels.cublas_chunks`), and the pass reads them from that buffer instead of making them.
+
 With COUNTED (per position, when the item gradient will be wanted) the pass also counts
 each chunk's pairs per item for the backward's counting sort (`cce_buckets.count_own_pairs`)
 from ids it holds anyway, where that was measured faster than the backward's own counting
@@ -33,6 +37,7 @@ from cce_tune.kernels.cce_scores import (
     adjust_scores,
     gathered_block_cuda_cores,
     gathered_block_tensor_cores,
+    given_block,
     load_seed,
     negative_block,
     own_ids,
@@ -113,10 +118,11 @@ def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_m
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr, direction_ptr, drawn_ptr,
-    counts_ptr, counts_row_stride, chunk_tokens, part_ptr, columns_per_part,
+    counts_ptr, counts_row_stride, chunk_tokens, part_ptr, columns_per_part, raw_ptr,
+    raw_row_stride, partial_stride,
     num_tokens, dim, num_negatives, num_items, tile_size, seed_ptr, scale, log2_others,
     ID_SOURCE: tl.constexpr, GATHER: tl.constexpr, TENSOR_GATHER: tl.constexpr,
-    TILED: tl.constexpr,
+    TILED: tl.constexpr, SCORES_GIVEN: tl.constexpr,
     HAS_LOG_Q: tl.constexpr, SAMPLED_SOFTMAX: tl.constexpr, DOT_PRECISION: tl.constexpr,
     DIRECTIONS: tl.constexpr, DRAWN_STEPS: tl.constexpr, COUNTED: tl.constexpr,
     SPLIT: tl.constexpr,
@@ -211,9 +217,16 @@ def cce_minus_forward_kernel(
                     h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_mask, scale,
                     ID_SOURCE, HAS_LOG_Q, DOT_PRECISION, TENSOR_GATHER, BLOCK_T, BLOCK_N)
             else:
-                raw, ids, rows = negative_block(
-                    h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start, num_negatives,
-                    num_items, seed, offs_d, d_mask, ID_SOURCE, DOT_PRECISION, BLOCK_N)
+                if SCORES_GIVEN:  # products from cuBLAS (kernels.cublas_chunks): no rows
+                    raw, ids, _pointers, _mask = given_block(
+                        raw_ptr, raw_row_stride, offs_t, t_mask, ids_ptr, ids_row_stride, row,
+                        start, num_negatives, BLOCK_N)
+                    rows = raw
+                else:
+                    raw, ids, rows = negative_block(
+                        h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start,
+                        num_negatives, num_items, seed, offs_d, d_mask, ID_SOURCE,
+                        DOT_PRECISION, BLOCK_N)
                 scores, masked = adjust_scores(raw * scale, ids, targets[:, None],
                                                log_q_ptr, ID_SOURCE, HAS_LOG_Q)
             running_max, running_sum, weighted, kept = _online_step(
@@ -240,8 +253,8 @@ def cce_minus_forward_kernel(
             lse = running_max + tl.log2(running_sum)
         else:
             lse = running_max + tl.log2(tl.exp2(pos - running_max) + running_sum)
-        valid = _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets,
-                              lse, pos)
+        valid = _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, partial_stride, offs_t,
+                              t_mask, targets, lse, pos)
         if DIRECTIONS:  # p_n = exp2(s_n - max) exp2(max + shift - lse); p_target - 1 on e_target
             direction = weighted * tl.exp2(running_max + shift - lse)[:, None]
             if ID_SOURCE == 1:  # the target's term is among the columns' already
@@ -260,10 +273,12 @@ def _store_rows(ptr, offs_t, offs_d, dim, rows, valid, t_mask, d_mask):
 
 
 @triton.jit
-def _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets, lse, pos):
+def _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, partial_stride, offs_t, t_mask,
+                  targets, lse, pos):
     """Each token's loss, log-sum-exp and positive score (log2 units), and the program's
-    (loss sum, count of non-padding tokens), so the mean needs no pass over per-token
-    losses. Returns which tokens are not padding."""
+    (loss sum, count of non-padding tokens) into columns of a (2, programs) tensor of row
+    stride `partial_stride`, so the mean needs no pass over per-token losses. Returns which
+    tokens are not padding."""
     valid = t_mask & (targets != 0)
     loss = tl.where(valid, (lse - pos) * 0.6931471805599453, 0.0)  # log2 units to natural
     tl.store(loss_ptr + offs_t, loss, mask=t_mask)
@@ -271,15 +286,15 @@ def _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targe
     tl.store(pos_ptr + offs_t, pos, mask=t_mask)
     pid = tl.program_id(0)
     tl.store(partial_ptr + pid, tl.sum(loss, axis=0))
-    tl.store(partial_ptr + tl.num_programs(0) + pid, tl.sum(valid.to(tl.float32), axis=0))
+    tl.store(partial_ptr + partial_stride + pid, tl.sum(valid.to(tl.float32), axis=0))
     return valid
 
 
 # Not specialised on a value: each epoch has a ragged last batch.
 @triton.jit(do_not_specialize=["num_tokens"])
 def catalog_lse_kernel(part_ptr, targets_ptr, pos_ptr, loss_ptr, lse_ptr, partial_ptr,
-                       part_rows_ptr, direction_ptr, e_ptr, e_row_stride, num_tokens, dim,
-                       parts, DIRECTIONS: tl.constexpr, BLOCK_T: tl.constexpr,
+                       partial_stride, part_rows_ptr, direction_ptr, e_ptr, e_row_stride,
+                       num_tokens, dim, parts, DIRECTIONS: tl.constexpr, BLOCK_T: tl.constexpr,
                        BLOCK_P: tl.constexpr, CHUNK_D: tl.constexpr):
     """The full catalog in parts (`cce_minus_forward_kernel` with SPLIT): each token's
     parts' running maxima and sums into its log-sum-exp, loss and the per-program sums, and
@@ -296,8 +311,8 @@ def catalog_lse_kernel(part_ptr, targets_ptr, pos_ptr, loss_ptr, lse_ptr, partia
     lse = running_max + tl.log2(tl.sum(sums * tl.exp2(maxima - running_max[None, :]), axis=0))
     targets = tl.load(targets_ptr + offs_t, mask=t_mask, other=0)
     pos = tl.load(pos_ptr + offs_t, mask=t_mask, other=0.0)
-    valid = _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, offs_t, t_mask, targets,
-                          lse, pos)
+    valid = _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, partial_stride, offs_t,
+                          t_mask, targets, lse, pos)
     for first_d in range(0, dim if DIRECTIONS else 0, CHUNK_D):
         # sum over parts of exp2(part max - lse) x its weighted rows, - e_target
         offs_d = first_d + tl.arange(0, CHUNK_D)

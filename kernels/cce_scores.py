@@ -163,6 +163,21 @@ def negative_block(h, e_ptr, e_row_stride, ids_ptr, ids_row_stride, row, start, 
 
 
 @triton.jit
+def given_block(raw_ptr, raw_row_stride, offs_t, t_mask, ids_ptr, ids_row_stride, row, start,
+                num_negatives, BLOCK_N: tl.constexpr):
+    """`negative_block`'s products made outside the kernels (`kernels.cublas_chunks`: cuBLAS
+    in float32), read from a (tokens, N) buffer: (products, ids, their pointers and mask,
+    where the backward writes the score gradients over them). Ids come from memory."""
+    offs_n = start + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < num_negatives
+    ids = negative_ids(ids_ptr, row, ids_row_stride, offs_n, n_mask, num_negatives, 0, 0,
+                       0)  # IDS_EXPLICIT
+    pointers = raw_ptr + offs_t[:, None].to(tl.int64) * raw_row_stride + offs_n[None, :]
+    mask = t_mask[:, None] & n_mask[None, :]
+    return tl.load(pointers, mask=mask, other=0.0), ids, pointers, mask
+
+
+@triton.jit
 def own_layout(BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, FLAT: tl.constexpr):
     """(token within the block, negative within the step) of each id of a per-position
     step: flat for the tensor cores (`gathered_block_tensor_cores`: element t * BLOCK_N + n

@@ -163,6 +163,50 @@ def catalog_part_limit(tokens: int, dim: int, directions: bool) -> int:
     return max(1, min(MAX_CATALOG_PARTS, CATALOG_PART_ROWS_BYTES // max(1, tokens * dim * 4)))
 
 
+# Float32 rows of this many bytes or more (d 256), in the shared mode and in tiles of at least
+# CUBLAS_MIN_TILE tokens, take their products from cuBLAS, a chunk of tokens at a time
+# (kernels.cublas_chunks); the softmax work stays in the fused kernels. In Triton those
+# products were tf32x3 on tiles that its split operands' shared memory shrank to 32 x 16, or
+# IEEE float32 on the CUDA cores at about 10 TFLOP/s: 1.1-3.4x behind PyTorch's own float32
+# at 20 of 24 points (benchmarks/results/kernels-h200-fp32-d256.md).
+CUBLAS_MIN_ROW_BYTES = 1024
+CUBLAS_MIN_TILE = 64
+# ... each chunk's products (tokens x N float32) and, per tile, its gathered rows and their
+# gradient (tiles x N x d float32 each) at most this many bytes.
+CUBLAS_CHUNK_BYTES = 32 * 2**20
+
+
+def products_in_cublas(mode: str, element_size: int, block_d: int, tile_size: int) -> bool:
+    """Whether a sampled loss's products go through cuBLAS (CUBLAS_MIN_ROW_BYTES): float32
+    hidden states (and so table) of `element_size` bytes, rows of `block_d` elements."""
+    wide = element_size == 4 and block_d * element_size >= CUBLAS_MIN_ROW_BYTES
+    return wide and (mode == "shared" or (mode == "tile" and tile_size >= CUBLAS_MIN_TILE))
+
+
+# Tokens per program of the forward and hidden passes over cuBLAS's products (in the tile
+# mode at most a tile): they read and write a (tokens, negatives) block of scores a step.
+SCORES_GIVEN_TOKENS = 32
+
+
+def cublas_groups(mode: str, tokens: int, num_negatives: int, dim: int,
+                  tile_size: int) -> list[tuple[int, int, int]]:
+    """The cuBLAS products' chunks in order, as (first token, tiles, tokens per tile): each
+    one product, or in the tile mode a batch of them, within CUBLAS_CHUNK_BYTES (the
+    products, tokens x N float32, and per tile the gathered rows and their gradient,
+    tiles x N x d float32 each). Shared: chunks of whole programs (SCORES_GIVEN_TOKENS), at
+    least one. Tile mode: whole tiles, at least one, and a ragged last tile on its own (a
+    batched product takes tiles of one size)."""
+    if mode == "shared":
+        chunk = CUBLAS_CHUNK_BYTES // (num_negatives * 4) // SCORES_GIVEN_TOKENS
+        chunk = max(1, chunk) * SCORES_GIVEN_TOKENS
+        return [(first, 1, min(chunk, tokens - first)) for first in range(0, tokens, chunk)]
+    tiles = max(1, CUBLAS_CHUNK_BYTES // (num_negatives * 4 * max(tile_size, dim)))
+    whole = tokens // tile_size * tile_size
+    groups = [(first, min(tiles * tile_size, whole - first) // tile_size, tile_size)
+              for first in range(0, whole, tiles * tile_size)]
+    return groups + ([(whole, 1, tokens - whole)] if whole < tokens else [])
+
+
 REFERENCE_LOSSES = ("ce", "ce_minus", "bce", "gbce")
 FUSED_LOSSES = {"cce": "ce", "cce_minus": "ce_minus"}  # fused loss -> its reference
 LOSSES = (*REFERENCE_LOSSES, *FUSED_LOSSES)

@@ -21,7 +21,7 @@ import torch
 import triton
 from torch import nn
 
-from cce_tune.kernels import config
+from cce_tune.kernels import config, cublas_chunks
 from cce_tune.kernels.cce_backward import (
     cce_minus_backward_hidden_kernel,
     cce_minus_backward_items_kernel,
@@ -43,6 +43,7 @@ from cce_tune.kernels.config import (
     NEGATIVE_MODES,
     gathers_on_tensor_cores,
     per_position_forward_tile,
+    products_in_cublas,
     row_block,
 )
 from cce_tune.kernels.reference import check_reduction
@@ -147,6 +148,10 @@ SHARED_FOLD_ATOMICS = 2**25
 CUDA_CORE_BLOCK_D = 256
 CUDA_CORE_BLOCKS = Blocks(32, 32, 4, 2)
 
+# The forward and hidden passes over products that cuBLAS made (kernels.cublas_chunks): no
+# product of their own, a (tokens, negatives) block of scores read and written per step.
+SCORES_GIVEN_BLOCKS = Blocks(config.SCORES_GIVEN_TOKENS, 128, 4, 2)
+
 
 def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
     """Whether `kernel`'s products over `dtype` inputs (hidden and table alike) run as IEEE
@@ -159,11 +164,12 @@ def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
 def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
                   items_in_hidden: bool, tile_size: int | None,
                   cuda_cores: bool = False, tensor_gather: bool = False,
-                  directions: bool = False) -> Blocks:
+                  directions: bool = False, scores_given: bool = False) -> Blocks:
     """Block shapes of `kernel` (one of KERNELS): the measured table, shrunk to fit the
     shared-memory budget (float32 rows are twice as long) and to one tile (`tile_size`);
-    CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`);
-    DIRECTIONS_LONG_ROW_FORWARD for a dense forward writing directions over long rows."""
+    CUDA_CORE_BLOCKS for products on the CUDA cores (`on_cuda_cores`), SCORES_GIVEN_BLOCKS
+    for products from cuBLAS; DIRECTIONS_LONG_ROW_FORWARD for a dense forward writing
+    directions over long rows."""
     if gather:  # per position: the forward and kernels.cce_buckets' item pass (no hidden pass)
         # On the CUDA cores the passes sum a register tile of gathered rows both across d
         # (the scores) and across its rows (d(hidden)'s directions; an item's gradient): one
@@ -176,8 +182,8 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
             return Blocks(max(8, min(64, 2048 // block_d)), 1, 1, 2)
         tokens, negatives = per_position_forward_tile(block_d, dtype.itemsize, tensor_gather)
         return Blocks(tokens, negatives, 4 if tensor_gather else 1, 2)
-    if cuda_cores:
-        blocks = CUDA_CORE_BLOCKS
+    if cuda_cores or scores_given:
+        blocks = SCORES_GIVEN_BLOCKS if scores_given else CUDA_CORE_BLOCKS
         return blocks if tile_size is None else replace(blocks, t=min(blocks.t, tile_size))
     row_bytes = block_d * dtype.itemsize
     if kernel == "items" and items_transposed(block_d, dtype):
@@ -216,6 +222,9 @@ class _Plan:
     # backward has no hidden pass: per position, and over the full catalog in half precision
     # (config.catalog_directions).
     forward_directions: bool
+    # Float32 rows of 256 and more, shared and tile modes: products from cuBLAS, a chunk at
+    # a time (config.products_in_cublas, kernels.cublas_chunks).
+    cublas: bool
     tensor_gather: bool  # ... scored on the tensor cores (config.gathers_on_tensor_cores)
     tiled: bool
     tile_size: int
@@ -298,11 +307,13 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     wider = max(hidden.dtype, item_emb.dtype, key=lambda dtype: dtype.itemsize)
     # (Per position there is no hidden pass: the forward and kernels.cce_buckets do its work.)
     sampled_dense = not gather and id_source != IDS_CATALOG
-    cuda_cores = {kernel: sampled_dense and on_cuda_cores(kernel, hidden.dtype, block_d)
-                  for kernel in KERNELS}
+    cublas = sampled_dense and products_in_cublas("tile" if tiled else "shared",
+                                                  hidden.dtype.itemsize, block_d, tile_size)
+    cuda_cores = {kernel: sampled_dense and not cublas
+                  and on_cuda_cores(kernel, hidden.dtype, block_d) for kernel in KERNELS}
     tensor_gather = gather and gathers_on_tensor_cores(wider.itemsize, block_d)
-    items_in_hidden = tiled or (sampled_dense and _fold_shared(
-        hidden.shape[0], num_negatives, block_d, wider, cuda_cores["hidden"]))
+    items_in_hidden = not cublas and (tiled or (sampled_dense and _fold_shared(
+        hidden.shape[0], num_negatives, block_d, wider, cuda_cores["hidden"])))
     forward_directions = gather or (id_source == IDS_CATALOG
                                     and config.catalog_directions(block_d, wider.itemsize))
     # The forward writes them where hidden's gradient will be wanted (`_graded`).
@@ -310,7 +321,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
                          and hidden.requires_grad)
     blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,
                                     tile_size if tiled else None, cuda_cores[kernel],
-                                    tensor_gather, writes_directions and not gather)
+                                    tensor_gather, writes_directions and not gather, cublas)
               for kernel in KERNELS}
     for kernel in ("forward", "hidden"):
         if tiled and tile_size % blocks[kernel].t:
@@ -318,7 +329,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
                              f"kernel's {blocks[kernel].t}-token block")
     return _Plan(
         id_source=id_source, gather=gather, forward_directions=forward_directions,
-        tensor_gather=tensor_gather, tiled=tiled,
+        cublas=cublas, tensor_gather=tensor_gather, tiled=tiled,
         tile_size=tile_size, items_in_hidden=items_in_hidden,
         items_transposed=items_transposed(block_d, wider),
         num_negatives=num_negatives, num_items=item_emb.shape[0] - 1,
@@ -397,22 +408,28 @@ class _CCEMinus(torch.autograd.Function):
         directions_arg = directions if directions is not None else lse
         part_rows = (_output((parts, *hidden.shape), torch.float32, hidden.device)
                      if parts > 1 and directions is not None else directions_arg)
-        cce_minus_forward_kernel[(plan.programs(tokens), parts)](
-            hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
-            ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
-            loss, lse, pos, shift, partials, part_rows,
-            drawn, counted if counted is not None else lse, item_emb.shape[0],
-            config.pair_chunks(tokens, plan.num_negatives)[0], part_stats,
-            triton.cdiv(column_blocks, parts) * blocks.n,
-            tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
-            seed, plan.scale, plan.log2_others,
-            GATHER=plan.gather, TENSOR_GATHER=plan.tensor_gather, TILED=plan.tiled,
-            DIRECTIONS=directions is not None, DRAWN_STEPS=config.DRAWN_STEPS,
-            COUNTED=counted is not None, SPLIT=parts > 1, **plan.constants("forward"),
-        )
+        if plan.cublas:
+            cublas_chunks.forward(hidden, item_emb, targets, ids, log_q_arg, loss, lse, pos,
+                                  shift, partials, plan)
+        else:
+            cce_minus_forward_kernel[(plan.programs(tokens), parts)](
+                hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets,
+                ids_arg, ids_arg.stride(0) if ids_arg.dim() == 2 else 0, log_q_arg,
+                loss, lse, pos, shift, partials, part_rows,
+                drawn, counted if counted is not None else lse, item_emb.shape[0],
+                config.pair_chunks(tokens, plan.num_negatives)[0], part_stats,
+                triton.cdiv(column_blocks, parts) * blocks.n, lse, 0, partials.stride(0),
+                tokens, hidden.shape[1], plan.num_negatives, plan.num_items, plan.tile_size,
+                seed, plan.scale, plan.log2_others,
+                GATHER=plan.gather, TENSOR_GATHER=plan.tensor_gather, TILED=plan.tiled,
+                SCORES_GIVEN=False, DIRECTIONS=directions is not None,
+                DRAWN_STEPS=config.DRAWN_STEPS, COUNTED=counted is not None, SPLIT=parts > 1,
+                **plan.constants("forward"),
+            )
         if parts > 1:
             catalog_lse_kernel[(plan.programs(tokens),)](
-                part_stats, targets, pos, loss, lse, partials, part_rows, directions_arg,
+                part_stats, targets, pos, loss, lse, partials, partials.stride(0), part_rows,
+                directions_arg,
                 item_emb, item_emb.stride(0), tokens, hidden.shape[1], parts,
                 DIRECTIONS=directions is not None, BLOCK_T=blocks.t,
                 BLOCK_P=triton.next_power_of_2(parts),
@@ -451,8 +468,13 @@ class _CCEMinus(torch.autograd.Function):
                                         d_items, owners, plan, ctx.mean)
         else:
             d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
-            _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
-                            grad_loss, totals, d_hidden, d_items, owners, plan, ctx.mean)
+            if plan.cublas:
+                cublas_chunks.backward(hidden, item_emb, targets, ids, log_q, lse, pos, shift,
+                                       grad_loss, totals, d_hidden, d_items, owners, plan,
+                                       ctx.mean)
+            else:
+                _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
+                                grad_loss, totals, d_hidden, d_items, owners, plan, ctx.mean)
         if d_items is not None:
             d_items = d_items.to(item_emb.dtype)  # frees the float32 rows before the table
             if plan.sparse_item_grad:
@@ -501,11 +523,11 @@ def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift
     cce_minus_backward_hidden_kernel[(triton.cdiv(tokens, hidden_blocks.t),)](
         hidden, hidden.stride(0), item_emb, item_emb.stride(0), targets, args.ids,
         args.ids_stride, args.log_q, lse, pos, shift, grad_loss, args.grad_stride, args.totals,
-        d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), args.owners,
+        d_hidden, d_hidden.stride(0), d_items, d_items.stride(0), args.owners, lse, 0,
         tokens, dim, plan.num_negatives, plan.num_items, plan.tile_size, seed, plan.scale,
         plan.inv_temperature, TILED=plan.tiled, ITEM_GRAD=item_grad,
-        ITEMS_HERE=plan.items_in_hidden,
-        COMPACT=owners is not None, MEAN=mean, **plan.constants("hidden"),
+        ITEMS_HERE=plan.items_in_hidden, COMPACT=owners is not None, MEAN=mean,
+        SCORES_GIVEN=False, **plan.constants("hidden"),
     )
     if item_grad and not plan.items_in_hidden:
         _item_pass(hidden, item_emb, targets, ids, seed, log_q, lse, shift, grad_loss, totals,

@@ -19,11 +19,13 @@ from cce_tune.kernels.config import (
     catalog_directions,
     catalog_part_limit,
     counts_in_forward,
+    cublas_groups,
     forward_count_chunks,
     gathers_on_tensor_cores,
     negatives_shape,
     pair_chunks,
     per_position_forward_tile,
+    products_in_cublas,
     row_block,
 )
 
@@ -100,6 +102,25 @@ def sparse_item_gradient(config: LossConfig, tokens: int, num_items: int, dim: i
     return allocation(rows * dim, 4) + allocation(rows, 8)
 
 
+def _cublas_scratch(config: LossConfig, tokens: int, dim: int,
+                    compact: bool) -> tuple[int, int] | None:
+    """(forward, backward) scratch of the cuBLAS products' path (`kernels.cublas_chunks`)
+    for float32 inputs, or None where it is not taken: the largest chunk's float32 products,
+    its negatives' rows (gathered once, shared) and in the backward their gradient rows, and
+    over a `compact` accumulator the rows those add into (two int32 and a mask per row)."""
+    mode, negatives = config.negative_mode, config.num_negatives
+    if (config.name != "cce_minus" or mode == "per_position"
+            or not products_in_cublas(mode, 4, row_block(dim), config.tile_size)):
+        return None
+    groups = cublas_groups(mode, tokens, negatives, dim, config.tile_size)
+    scores = allocation(max(tiles * tile_tokens for _, tiles, tile_tokens in groups)
+                        * negatives, 4)
+    tiles = max(tiles for _, tiles, _ in groups)
+    rows = allocation(tiles * negatives * dim, 4)
+    index = 2 * allocation(tiles * negatives, 4) + allocation(tiles * negatives, 1)
+    return scores + rows, scores + 2 * rows + (index if compact else 0)
+
+
 def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
            autocast: bool) -> LossMemory:
     rows = num_items + 1
@@ -165,6 +186,10 @@ def _fused(config: LossConfig, tokens: int, num_items: int, dim: int,
     else:
         during = d_hidden  # the hidden pass (or the directions' scaling) writes it
     positions = compact_positions(config, tokens, num_items)
+    cublas = None if autocast else _cublas_scratch(config, tokens, dim, positions is not None)
+    if cublas:  # beside d(hidden), which the hidden pass and cuBLAS write
+        forward_extra += cublas[0]
+        during += cublas[1]
     if positions is not None:
         # kernels.compact: an int32 owner per table row and one float32 accumulator row per
         # position (target or id). Dense: its cast to the table's dtype, then the table-sized

@@ -249,8 +249,30 @@ def sparse_grid() -> list[GridPoint]:
             for b, length, d, n, items, bf16, mode, in_kernel in _SPARSE]
 
 
+# batch, max_len, negatives, catalog, negative mode, in-kernel ids, sparse item gradient
+_CUBLAS = [
+    (256, 400, 256, 26_744, "shared", False, False),  # the default grid's
+    (1024, 128, 2048, 26_744, "shared", True, False),  # issue 19's fp32 bar shape
+    (256, 128, 512, 1_000_000, "shared", False, False),  # a compact accumulator
+    (1024, 128, 2048, 26_744, "tile", False, False),
+    (256, 128, 512, 1_000_000, "tile", True, False),  # compact
+    (100, 37, 300, 26_744, "tile", False, False),  # a ragged last tile (3,700 tokens)
+    (512, 100, 2048, 1_000_000, "tile", False, True),
+    (256, 100, 8192, 2_000_000, "tile", False, True),  # the sparse grid's
+]
+
+
+def cublas_grid() -> list[GridPoint]:
+    """Float32 at d 256 in the shared and tile modes, whose products cuBLAS makes a chunk at
+    a time (kernels.cublas_chunks): 8 points, ids read and drawn, dense, compact and sparse
+    item gradients."""
+    return [GridPoint("cce_minus", b, n, length, 256, items, False, mode, in_kernel,
+                      sparse_item_grad=sparse)
+            for b, length, n, items, mode, in_kernel, sparse in _CUBLAS]
+
+
 GRIDS: dict[str, Callable[[], list[GridPoint]]] = {
     "default": default_grid, "tiny": tiny_grid, "bert4rec": bert4rec_grid,
     "packed": packed_grid, "packed-graphs": packed_graphs_grid,
     "per-position": per_position_grid, "sparse": sparse_grid,
-    "full-catalog": full_catalog_grid}
+    "full-catalog": full_catalog_grid, "cublas": cublas_grid}

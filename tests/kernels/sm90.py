@@ -32,6 +32,7 @@ from triton.compiler import ASTSource
 import cce_tune.kernels.cce_buckets as buckets
 import cce_tune.kernels.compact as compact
 import cce_tune.kernels.config as kernel_config
+import cce_tune.kernels.cublas_chunks as cublas_chunks
 import cce_tune.kernels.fused as fused
 from cce_tune.kernels import InKernelNegatives, cce, cce_minus
 
@@ -40,6 +41,7 @@ TARGET = GPUTarget("cuda", 90, 32)
 LAUNCHERS = {fused: ("cce_minus_forward_kernel", "cce_minus_backward_hidden_kernel",
                      "cce_minus_backward_items_kernel", "draw_negatives_kernel",
                      "catalog_lse_kernel", "directions_backward_kernel"),
+             cublas_chunks: ("cce_minus_forward_kernel", "cce_minus_backward_hidden_kernel"),
              buckets: ("count_kernel", "place_kernel", "items_kernel"),
              compact: ("claim_rows_kernel", "expand_rows_kernel")}
 TRITON_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32",
@@ -90,6 +92,11 @@ def losses() -> dict:
                                           sampled(InKernelNegatives(40, "tile", 16),
                                                   log_q=torch.zeros(101))),
         "tile, fp32 d 256": (torch.float32, 256, 100, sampled(ids(4, 40, 100), tile_size=16)),
+        "tile 64, fp32 d 256, cuBLAS products": (torch.float32, 256, 100,
+                                                 sampled(ids(1, 40, 100), tile_size=64)),
+        "shared, fp32 d 256, cuBLAS products, log-Q, sampled softmax": (
+            torch.float32, 256, 100, sampled(ids(1, 40, 100)[0], log_q=torch.zeros(101),
+                                             sampled_softmax=True)),
         "shared, fp16 d 256": (torch.float16, 256, 100, sampled(ids(1, 40, 100)[0])),
         "shared, fp16 d 64, its own item pass": (torch.float16, 64, 100,
                                                  sampled(ids(1, 40, 100)[0]),

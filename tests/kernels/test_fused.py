@@ -229,24 +229,23 @@ def test_half_precision_at_d_256_takes_the_tensor_core_forward():
                                       has_log_q=False, sampled_softmax=False).tensor_gather
 
 
-@pytest.mark.parametrize("mode", ["shared", "tile"])
-def test_long_float32_rows_take_cuda_core_products_in_the_backward(mode, monkeypatch):
-    """fp32 at d 256: the backward passes' products are IEEE fp32 on the CUDA cores (tf32x3's
-    tiles do not fit there), the forward's tf32x3. Shared negatives unfolded, so that the
-    item pass runs too. Compiled on an H200 the gradients are 1.0e-5 off float64 (tf32x3
-    drops lo x lo, about 2^-22 of each product, and scores of 256 terms reach about 16;
-    PyTorch's fp32 is 4e-7 off), so the bound is 3e-5 here, 1e-5 at d 24."""
-    monkeypatch.setattr(fused_module, "SHARED_FOLD_ATOMICS", 0)
+def test_long_float32_rows_in_small_tiles_take_cuda_core_products_in_the_backward(
+        monkeypatch):
+    """fp32 at d 256 in tiles of 16 (under kernels.config.CUBLAS_MIN_TILE, where cuBLAS
+    takes the products: tests/kernels/test_cublas_chunks.py): the backward's products are
+    IEEE fp32 on the CUDA cores (tf32x3's tiles do not fit there), the forward's tf32x3.
+    Compiled on an H200 the gradients are 1.0e-5 off float64 (tf32x3 drops lo x lo, about
+    2^-22 of each product, and scores of 256 terms reach about 16; PyTorch's fp32 is 4e-7
+    off), so the bound is 3e-5 here, 1e-5 at d 24."""
     plans = []
     plan = fused_module._plan
     monkeypatch.setattr(fused_module, "_plan", lambda *a, **k: plans.append(plan(*a, **k))
                         or plans[-1])
-    problem = fp32_problem(mode, tokens=20, dim=256, num_negatives=9)
-    check(cce_minus, reference.ce_minus, problem, tolerance=3e-5,
-          tile_size=problem.tile_size if mode == "tile" else None)
+    problem = fp32_problem("tile", tokens=20, dim=256, num_negatives=9)
+    check(cce_minus, reference.ce_minus, problem, tolerance=3e-5, tile_size=problem.tile_size)
     assert plans[0].precisions == {"forward": "tf32x3", "hidden": "ieee", "items": "ieee"}
-    assert plans[0].items_in_hidden == (mode == "tile")
-    assert plans[0].blocks["hidden"] == fused_module.Blocks(16 if mode == "tile" else 32, 32, 4, 2)
+    assert not plans[0].cublas and plans[0].items_in_hidden
+    assert plans[0].blocks["hidden"] == fused_module.Blocks(16, 32, 4, 2)
     half = fused_module._plan(problem.hidden.half(), problem.emb, id_source=0, gather=False,
                               tiled=False, tile_size=1, num_negatives=9, temperature=1.0,
                               has_log_q=False, sampled_softmax=False)

@@ -161,6 +161,41 @@ def test_the_per_position_forward_holds_its_counts_where_they_are_few(monkeypatc
     assert large == loss_memory(loss, tokens, 10_000_000, 64, False)
 
 
+@pytest.mark.parametrize("mode, tokens, in_kernel, chunk_tokens, chunk_tiles", [
+    ("shared", 131_072, False, 4096, 1), ("tile", 131_072 + 5, False, 16 * 128, 16),
+    ("tile", 1024, True, 1024, 8)])
+def test_float32_rows_of_256_hold_cublas_chunks(mode, tokens, in_kernel, chunk_tokens,
+                                                chunk_tiles, monkeypatch):
+    """Float32 at d 256, shared and tile, N 2,048: the forward holds the largest chunk's
+    products (32 MiB: 4,096 shared tokens, or 16 tiles of 128; all 1,024 tokens where
+    fewer) and its negatives' rows, the backward their gradient rows too, and over a
+    compact accumulator (1,024 tokens name fewer rows than 26,744) the indices of the rows
+    they add into: what the same loss holds with the kernels' own products, besides."""
+    from cce_tune.kernels import config as kernel_config
+
+    n, dim, items = 2048, 256, 26_744
+    config = LossConfig("cce_minus", num_negatives=n, negative_mode=mode, tile_size=128,
+                        in_kernel_negatives=in_kernel)
+    ours = loss_memory(config, tokens, items, dim, False)
+    monkeypatch.setattr(kernel_config, "CUBLAS_MIN_ROW_BYTES", 2**30)
+    kernels_own = loss_memory(config, tokens, items, dim, False)
+    assert ours.saved == kernels_own.saved
+    scores = allocation(chunk_tokens * n, 4)
+    rows = allocation(chunk_tiles * n * dim, 4)
+    index = 2 * allocation(chunk_tiles * n, 4) + allocation(chunk_tiles * n, 1)
+    assert ours.forward_extra - kernels_own.forward_extra == scores + rows
+    scratch = scores + 2 * rows
+    if tokens == 1024:  # the compact accumulator's moment: owners, its rows, d(hidden)
+        positions = tokens + 8 * n
+        assert ours.backward_extra == (allocation(items + 1, 4) + allocation(positions * dim, 4)
+                                       + allocation(tokens * dim, 4) + scratch + index)
+    else:
+        assert ours.backward_extra - kernels_own.backward_extra == scratch
+    autocast = loss_memory(config, tokens, items, dim, True)  # bf16 rows: the kernels'
+    monkeypatch.setattr(kernel_config, "CUBLAS_MIN_ROW_BYTES", 0)
+    assert loss_memory(config, tokens, items, dim, True) == autocast
+
+
 def test_reference_loss_holds_the_scores():
     """ce_minus keeps the (tokens, 1 + N) concatenation and the (tokens, N) mask."""
     tokens, items, dim, n = 1000, 50_000, 64, 512
