@@ -307,6 +307,10 @@ def main() -> None:
     parser.add_argument("--cublas-min-tile", type=int, default=None,
                         help="smallest tile whose float32 products cuBLAS makes "
                              "(kernels.config.CUBLAS_MIN_TILE), default the library's")
+    parser.add_argument("--cublas-chunk-mib", type=int, default=None,
+                        help="MiB of each chunk's float32 products (and gathered rows) that "
+                             "cuBLAS makes (kernels.config.CUBLAS_CHUNK_BYTES), default the "
+                             "library's")
     parser.add_argument("--render", type=Path, default=None,
                         help="only rewrite the Markdown of this results JSON, no GPU needed")
     args = parser.parse_args()
@@ -317,6 +321,8 @@ def main() -> None:
 
     if args.cublas_min_tile is not None:
         kernel_config.CUBLAS_MIN_TILE = args.cublas_min_tile
+    if args.cublas_chunk_mib is not None:
+        kernel_config.CUBLAS_CHUNK_BYTES = args.cublas_chunk_mib * 2**20
     ceilings = measure_ceilings()
     meta = {"gpu": torch.cuda.get_device_name(), "gpu_slug": gpu_slug(), "tag": args.tag,
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,

@@ -12,8 +12,8 @@
 # gpu-kernel-tests, per-position-item-programs, per-position-items-passes,
 # per-position-chunks, per-position-drawn-steps, per-position-counted, full-catalog-passes,
 # full-forward-directions, full-forward-directions-d256, memory-full-catalog, full-tokens,
-# step-memory-full-catalog, cublas-kernel-tests, fp32-bars-cublas, fp32-tile16,
-# fp32-cublas-passes, memory-cublas).
+# step-memory-full-catalog, cublas-kernel-tests, fp32-bars-cublas, fp32-tile16, fp32-tile64,
+# fp32-cublas-passes, memory-cublas, fp32-cublas-chunks).
 # Logs and results go to $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -368,14 +368,23 @@ for stage in "$@"; do
         131072 --negatives 512 2048 --dims 256 --catalogs 26744 1000000 --dtypes fp32 \
         --kinds sampled --modes "tile (in-kernel)" tile shared --max-per-position 0 \
         --rounds 3 2>&1 | tail -42 ;;
-    fp32-tile16)  # ... in the library's default tiles of 16: the kernels' own products (the
-      # CUDA cores' backward), then cuBLAS's
-      for min_tile in 64 16; do
-        python3 -m benchmarks.kernels --out-dir "$out" --tag "fp32-d256-tile16-from$min_tile" \
+    fp32-cublas-chunks)  # ... over the chunks' size (MiB of products, and of gathered rows)
+      for mib in ${CHUNK_MIB:-32 128}; do
+        python3 -m benchmarks.kernels --out-dir "$out" --tag "fp32-d256-chunk$mib" \
+          --tokens 32768 131072 --negatives 512 2048 --dims 256 --catalogs 26744 1000000 \
+          --dtypes fp32 --kinds sampled --modes "tile (in-kernel)" tile shared \
+          --max-per-position 0 --rounds 3 --cublas-chunk-mib "$mib" \
+          --ours-label "ours-$mib" 2>&1 | tail -42 | grep -v "^{"
+      done ;;
+    fp32-tile16 | fp32-tile64)  # ... in smaller tiles (16: the library's default): the
+      # kernels' own products (the CUDA cores' backward), then cuBLAS's
+      tile=${stage#fp32-tile}
+      for min_tile in $((tile * 2)) "$tile"; do
+        python3 -m benchmarks.kernels --out-dir "$out" --tag "fp32-d256-tile$tile-from$min_tile" \
           --tokens 32768 131072 --negatives 512 2048 --dims 256 --catalogs 26744 \
-          --dtypes fp32 --kinds sampled --modes "tile (in-kernel)" tile --tile-size 16 \
+          --dtypes fp32 --kinds sampled --modes "tile (in-kernel)" tile --tile-size "$tile" \
           --max-per-position 0 --cublas-min-tile $min_tile --ours-label "ours-from$min_tile" \
-          $([ $min_tile = 16 ] && echo --impls ours) 2>&1 | tail -12
+          $([ "$min_tile" = "$tile" ] && echo --impls ours) 2>&1 | tail -12
       done ;;
     fp32-cublas-passes)  # ... each pass's time (and the others': cuBLAS, gathers) over the
       # score passes' block shapes; then the kernels' own products (a row-bytes bound none

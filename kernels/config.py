@@ -172,8 +172,12 @@ def catalog_part_limit(tokens: int, dim: int, directions: bool) -> int:
 CUBLAS_MIN_ROW_BYTES = 1024
 CUBLAS_MIN_TILE = 64
 # ... each chunk's products (tokens x N float32) and, per tile, its gathered rows and their
-# gradient (tiles x N x d float32 each) at most this many bytes.
-CUBLAS_CHUNK_BYTES = 32 * 2**20
+# gradient (tiles x N x d float32 each) at most this many bytes. Each chunk costs the host
+# about 0.4-0.5 ms of launches, so chunks of 32 MiB left the GPU waiting: at 131,072 tokens
+# x 2,048 on an H200, tile 128 40.8 ms (32 MiB), 21.6 (128), 20.1 (512); shared 19.8, 14.3,
+# 12.8; the largest chunk's buffers about 80, 320 and 1,280 MB (tile)
+# (benchmarks/results/kernels-h200-fp32-d256-chunk{32,128,512}.md).
+CUBLAS_CHUNK_BYTES = 128 * 2**20
 
 
 def products_in_cublas(mode: str, element_size: int, block_d: int, tile_size: int) -> bool:
@@ -183,8 +187,8 @@ def products_in_cublas(mode: str, element_size: int, block_d: int, tile_size: in
     return wide and (mode == "shared" or (mode == "tile" and tile_size >= CUBLAS_MIN_TILE))
 
 
-# Tokens per program of the forward and hidden passes over cuBLAS's products (in the tile
-# mode at most a tile): they read and write a (tokens, negatives) block of scores a step.
+# Tokens per program of the hidden pass over cuBLAS's products, a multiple of the forward's
+# (kernels.fused.SCORES_GIVEN_BLOCKS): the shared mode's chunks are whole programs of both.
 SCORES_GIVEN_TOKENS = 32
 
 

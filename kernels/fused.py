@@ -149,8 +149,13 @@ CUDA_CORE_BLOCK_D = 256
 CUDA_CORE_BLOCKS = Blocks(32, 32, 4, 2)
 
 # The forward and hidden passes over products that cuBLAS made (kernels.cublas_chunks): no
-# product of their own, a (tokens, negatives) block of scores read and written per step.
-SCORES_GIVEN_BLOCKS = Blocks(config.SCORES_GIVEN_TOKENS, 128, 4, 2)
+# product of their own, a (tokens, negatives) block of scores read (and written) per step.
+# The fastest of 5 shapes at 131,072 x 2,048 x 256 float32 on an H200, shared: forward 0.97
+# -> 0.72 ms, hidden 1.03 -> 0.82 against (16, 64, 4, 2); tile 128: 1.52 -> 1.16, 1.52 ->
+# 1.02 (benchmarks/results/passes-h200-fp32-d256-cublas.md). No item pass: cuBLAS makes
+# the item gradient.
+SCORES_GIVEN_BLOCKS = {"forward": Blocks(16, 128, 4, 2),
+                       "hidden": Blocks(config.SCORES_GIVEN_TOKENS, 128, 8, 2)}
 
 
 def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
@@ -183,7 +188,7 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
         tokens, negatives = per_position_forward_tile(block_d, dtype.itemsize, tensor_gather)
         return Blocks(tokens, negatives, 4 if tensor_gather else 1, 2)
     if cuda_cores or scores_given:
-        blocks = SCORES_GIVEN_BLOCKS if scores_given else CUDA_CORE_BLOCKS
+        blocks = SCORES_GIVEN_BLOCKS[kernel] if scores_given else CUDA_CORE_BLOCKS
         return blocks if tile_size is None else replace(blocks, t=min(blocks.t, tile_size))
     row_bytes = block_d * dtype.itemsize
     if kernel == "items" and items_transposed(block_d, dtype):
@@ -322,7 +327,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
     blocks = {kernel: choose_blocks(kernel, wider, block_d, gather, items_in_hidden,
                                     tile_size if tiled else None, cuda_cores[kernel],
                                     tensor_gather, writes_directions and not gather, cublas)
-              for kernel in KERNELS}
+              for kernel in (tuple(SCORES_GIVEN_BLOCKS) if cublas else KERNELS)}
     for kernel in ("forward", "hidden"):
         if tiled and tile_size % blocks[kernel].t:
             raise ValueError(f"tile_size {tile_size} is not a multiple of the {kernel} "

@@ -101,8 +101,9 @@ def test_a_frozen_table_and_strided_hidden_states(mode, monkeypatch):
 
 
 def test_chunks_hold_whole_tiles_within_their_bytes(monkeypatch):
-    """131,072 x N 2,048 x d 256: 16 tiles of 128 a chunk (their rows 2 MiB each), 4,096
-    shared tokens (8 KiB of products each); a ragged tile alone; fewer tokens, one chunk."""
+    """Chunks of 32 MiB at 131,072 x N 2,048 x d 256: 16 tiles of 128 (their rows 2 MiB
+    each), 4,096 shared tokens (8 KiB of products each); a ragged tile alone; fewer tokens,
+    one chunk."""
     monkeypatch.setattr(kernel_config, "CUBLAS_CHUNK_BYTES", 32 * 2**20)
     groups = kernel_config.cublas_groups("tile", 131072 + 5, 2048, 256, 128)
     assert groups[:2] == [(0, 16, 128), (2048, 16, 128)] and len(groups) == 65

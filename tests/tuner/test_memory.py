@@ -162,12 +162,12 @@ def test_the_per_position_forward_holds_its_counts_where_they_are_few(monkeypatc
 
 
 @pytest.mark.parametrize("mode, tokens, in_kernel, chunk_tokens, chunk_tiles", [
-    ("shared", 131_072, False, 4096, 1), ("tile", 131_072 + 5, False, 16 * 128, 16),
+    ("shared", 131_072, False, 16_384, 1), ("tile", 131_072 + 5, False, 64 * 128, 64),
     ("tile", 1024, True, 1024, 8)])
 def test_float32_rows_of_256_hold_cublas_chunks(mode, tokens, in_kernel, chunk_tokens,
                                                 chunk_tiles, monkeypatch):
     """Float32 at d 256, shared and tile, N 2,048: the forward holds the largest chunk's
-    products (32 MiB: 4,096 shared tokens, or 16 tiles of 128; all 1,024 tokens where
+    products (128 MiB: 16,384 shared tokens, or 64 tiles of 128; all 1,024 tokens where
     fewer) and its negatives' rows, the backward their gradient rows too, and over a
     compact accumulator (1,024 tokens name fewer rows than 26,744) the indices of the rows
     they add into: what the same loss holds with the kernels' own products, besides."""
