@@ -168,7 +168,11 @@ def catalog_part_limit(tokens: int, dim: int, directions: bool) -> int:
 # (kernels.cublas_chunks); the softmax work stays in the fused kernels. In Triton those
 # products were tf32x3 on tiles that its split operands' shared memory shrank to 32 x 16, or
 # IEEE float32 on the CUDA cores at about 10 TFLOP/s: 1.1-3.4x behind PyTorch's own float32
-# at 20 of 24 points (benchmarks/results/kernels-h200-fp32-d256.md).
+# at 20 of 24 points (benchmarks/results/kernels-h200-fp32-d256.md); through cuBLAS, ahead at
+# all 24, 1.34-2.45x (kernels-h200-fp32-d256-cublas.md). Smaller tiles gather a chunk's rows
+# for fewer tokens: in tiles of 64 cuBLAS still led the CUDA cores (30.7 against 39.7 ms at
+# 131,072 x 2,048), in tiles of 16 it trailed them 4.1-4.9x (in chunks of 32 MiB then)
+# (kernels-h200-fp32-d256-tile{64,16}-from*.md).
 CUBLAS_MIN_ROW_BYTES = 1024
 CUBLAS_MIN_TILE = 64
 # ... each chunk's products (tokens x N float32) and, per tile, its gathered rows and their

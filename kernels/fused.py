@@ -138,13 +138,14 @@ DIRECTION_BLOCK_ELEMENTS = 4096
 SHARED_FOLD_ATOMICS = 2**25
 
 
-# float32 at d 256 (the one width measured), sampled dense modes: tf32x3's split operands
-# stage so much shared memory that no tile of 64 tokens compiles (311-459 KB asked); at 32
-# the tile mode's hidden pass took 120 ms at (32, 16) and 319 ms at (32, 32), IEEE products
-# on the CUDA cores 30 ms at (32, 32) (shared mode: hidden 26, items 34 ms). The forward
-# stays on tf32x3 (9 ms against 36). A step at 131,072 x 2,048 on an H200: tile 128
-# 128 -> 39 ms, shared 586 -> 69 ms (benchmarks/results/passes-h200-fp32-d256.md,
-# kernels-h200-fp32-d256*.md). Other widths and the full catalog keep tf32x3: not measured.
+# float32 at d 256 (the one width measured) in tiles under config.CUBLAS_MIN_TILE (cuBLAS
+# makes the products in the shared mode and larger tiles): tf32x3's split operands stage so
+# much shared memory that no tile of 64 tokens compiles (311-459 KB asked); at 32 the tile
+# mode's hidden pass took 120 ms at (32, 16) and 319 ms at (32, 32), IEEE products on the
+# CUDA cores 30 ms at (32, 32). The forward stays on tf32x3 (9 ms against 36). A step at
+# 131,072 x 2,048 on an H200, tile 128: 128 -> 39 ms (benchmarks/results/
+# passes-h200-fp32-d256.md, kernels-h200-fp32-d256*.md); tile 16, 69.3 ms against PyTorch's
+# 85.1 (kernels-h200-fp32-d256-tile16-from64.md). Other widths keep tf32x3: not measured.
 CUDA_CORE_BLOCK_D = 256
 CUDA_CORE_BLOCKS = Blocks(32, 32, 4, 2)
 
@@ -161,7 +162,7 @@ SCORES_GIVEN_BLOCKS = {"forward": Blocks(16, 128, 4, 2),
 def on_cuda_cores(kernel: str, dtype: torch.dtype, block_d: int) -> bool:
     """Whether `kernel`'s products over `dtype` inputs (hidden and table alike) run as IEEE
     fp32 on the CUDA cores rather than tf32x3 on the tensor cores, in the sampled dense
-    modes (shared and tile negatives)."""
+    modes where cuBLAS does not make them (`config.products_in_cublas`)."""
     return kernel != "forward" and dtype == torch.float32 and block_d == CUDA_CORE_BLOCK_D
 
 
