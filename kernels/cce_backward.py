@@ -1,7 +1,8 @@
 """CCE- backward passes: gradients recomputed block by block from the saved log-sum-exp.
 
 d(loss_t)/d(score) is p - 1 for the positive and p for each kept negative, p being the softmax
-probability exp(score - lse_t). Scores are recomputed, never stored. The upstream gradient is
+probability exp(score - lse_t). Scores are recomputed, never stored (with SCORES_GIVEN, cuBLAS
+recomputes them a chunk at a time: `kernels.cublas_chunks`). The upstream gradient is
 per token, or one value for a summed or (MEAN) averaged loss (`grad_stride` 0).
 
 - `cce_minus_backward_hidden_kernel`: one program per token block; d(hidden) accumulates in

@@ -114,7 +114,7 @@ def _gathered_block(h, e_ptr, e_row_stride, ids, targets, log_q_ptr, offs_d, d_m
 
 # Not specialised on a value: each epoch has a ragged last batch (and chunk_tokens is the
 # batch's tokens where one chunk holds them all).
-@triton.jit(do_not_specialize=["num_tokens", "chunk_tokens"])
+@triton.jit(do_not_specialize=["num_tokens", "chunk_tokens", "partial_stride"])
 def cce_minus_forward_kernel(
     h_ptr, h_row_stride, e_ptr, e_row_stride, targets_ptr, ids_ptr, ids_row_stride, log_q_ptr,
     loss_ptr, lse_ptr, pos_ptr, shift_ptr, partial_ptr, direction_ptr, drawn_ptr,
@@ -291,7 +291,7 @@ def _store_losses(loss_ptr, lse_ptr, pos_ptr, partial_ptr, partial_stride, offs_
 
 
 # Not specialised on a value: each epoch has a ragged last batch.
-@triton.jit(do_not_specialize=["num_tokens"])
+@triton.jit(do_not_specialize=["num_tokens", "partial_stride"])
 def catalog_lse_kernel(part_ptr, targets_ptr, pos_ptr, loss_ptr, lse_ptr, partial_ptr,
                        partial_stride, part_rows_ptr, direction_ptr, e_ptr, e_row_stride,
                        num_tokens, dim, parts, DIRECTIONS: tl.constexpr, BLOCK_T: tl.constexpr,

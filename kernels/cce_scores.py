@@ -252,8 +252,9 @@ def precision_for(dtype, cuda_cores: bool = False) -> str:
     """fp32 inputs: three TF32 tensor-core products per product ("tf32x3"), about fp32
     accuracy (users choosing fp32 want fp32) at tensor-core speed; or, with `cuda_cores`,
     IEEE fp32 products on the CUDA cores, where tf32x3's split operands leave tiles too
-    small (kernels.fused.on_cuda_cores; longer rows in larger tiles take cuBLAS's products:
-    kernels.cublas_chunks). Half precision: tensor cores as they are."""
+    small (kernels.fused.on_cuda_cores). Products that cuBLAS makes instead
+    (kernels.cublas_chunks) follow PyTorch's float32 matmul precision, as the model's own
+    layers do: IEEE unless the user allows TF32. Half precision: tensor cores as they are."""
     if dtype.itemsize != 4:
         return "tf32"
     return "ieee" if cuda_cores else "tf32x3"

@@ -188,9 +188,9 @@ def choose_blocks(kernel: str, dtype: torch.dtype, block_d: int, gather: bool,
             return Blocks(max(8, min(64, 2048 // block_d)), 1, 1, 2)
         tokens, negatives = per_position_forward_tile(block_d, dtype.itemsize, tensor_gather)
         return Blocks(tokens, negatives, 4 if tensor_gather else 1, 2)
-    if cuda_cores or scores_given:
-        blocks = SCORES_GIVEN_BLOCKS[kernel] if scores_given else CUDA_CORE_BLOCKS
-        return blocks if tile_size is None else replace(blocks, t=min(blocks.t, tile_size))
+    if scores_given or cuda_cores:
+        fixed = SCORES_GIVEN_BLOCKS[kernel] if scores_given else CUDA_CORE_BLOCKS
+        return fixed if tile_size is None else replace(fixed, t=min(fixed.t, tile_size))
     row_bytes = block_d * dtype.itemsize
     if kernel == "items" and items_transposed(block_d, dtype):
         return TRANSPOSED_ITEMS_BLOCKS
@@ -342,7 +342,7 @@ def _plan(hidden, item_emb, *, id_source, gather, tiled, tile_size, num_negative
         inv_temperature=1.0 / temperature, log2_others=math.log2(max(1, item_emb.shape[0] - 2)),
         has_log_q=has_log_q, sampled_softmax=sampled_softmax, sparse_item_grad=sparse_item_grad,
         precisions={kernel: precision_for(hidden.dtype, cuda_cores[kernel])
-                    for kernel in KERNELS},
+                    for kernel in blocks},
         blocks=blocks, block_d=block_d,
     )
 
@@ -476,8 +476,8 @@ class _CCEMinus(torch.autograd.Function):
             d_hidden = _output(hidden.shape, hidden.dtype, hidden.device)
             if plan.cublas:
                 cublas_chunks.backward(hidden, item_emb, targets, ids, log_q, lse, pos, shift,
-                                       grad_loss, totals, d_hidden, d_items, owners, plan,
-                                       ctx.mean)
+                                       grad_loss, totals, d_hidden, ctx.needs_input_grad[0],
+                                       d_items, owners, plan, ctx.mean)
             else:
                 _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift,
                                 grad_loss, totals, d_hidden, d_items, owners, plan, ctx.mean)
@@ -517,8 +517,9 @@ def _from_directions(directions, hidden, targets, grad_loss, totals, d_items, ow
 
 def _dense_backward(hidden, item_emb, targets, ids, seed, log_q, lse, pos, shift, grad_loss,
                     totals, d_hidden, d_items, owners, plan: _Plan, mean: bool) -> None:
-    """The shared and tile modes' backward, and the full catalog's where the forward wrote
-    no directions (`_Plan.forward_directions`): the hidden pass, and the item pass
+    """The shared and tile modes' backward where the kernels make the products
+    (`_Plan.cublas` false), and the full catalog's where the forward wrote no directions
+    (`_Plan.forward_directions`): the hidden pass, and the item pass
     where the hidden pass does not add the negatives' gradient itself (`d_items` None: the
     table is frozen, no item gradient at all)."""
     tokens, dim = hidden.shape

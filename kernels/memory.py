@@ -113,9 +113,9 @@ def _cublas_scratch(config: LossConfig, tokens: int, dim: int,
             or not products_in_cublas(mode, 4, row_block(dim), config.tile_size)):
         return None
     groups = cublas_groups(mode, tokens, negatives, dim, config.tile_size)
-    scores = allocation(max(tiles * tile_tokens for _, tiles, tile_tokens in groups)
-                        * negatives, 4)
-    tiles = max(tiles for _, tiles, _ in groups)
+    scores = allocation(max((tiles * tile_tokens for _, tiles, tile_tokens in groups),
+                            default=0) * negatives, 4)
+    tiles = max((tiles for _, tiles, _ in groups), default=0)
     rows = allocation(tiles * negatives * dim, 4)
     index = 2 * allocation(tiles * negatives, 4) + allocation(tiles * negatives, 1)
     return scores + rows, scores + 2 * rows + (index if compact else 0)

@@ -259,13 +259,16 @@ _CUBLAS = [
     (100, 37, 300, 26_744, "tile", False, False),  # a ragged last tile (3,700 tokens)
     (512, 100, 2048, 1_000_000, "tile", False, True),
     (256, 100, 8192, 2_000_000, "tile", False, True),  # the sparse grid's
+    # Few tokens of many negatives: the chunk's buffers set the step's peak.
+    (64, 64, 8192, 26_744, "tile", False, False),
+    (64, 64, 8192, 26_744, "shared", True, False),
 ]
 
 
 def cublas_grid() -> list[GridPoint]:
     """Float32 at d 256 in the shared and tile modes, whose products cuBLAS makes a chunk at
-    a time (kernels.cublas_chunks): 8 points, ids read and drawn, dense, compact and sparse
-    item gradients."""
+    a time (kernels.cublas_chunks): 10 points, ids read and drawn, dense, compact and
+    sparse item gradients, two where the chunk's buffers set the step's peak."""
     return [GridPoint("cce_minus", b, n, length, 256, items, False, mode, in_kernel,
                       sparse_item_grad=sparse)
             for b, length, n, items, mode, in_kernel, sparse in _CUBLAS]

@@ -11,8 +11,10 @@ comes from the code that launches on a GPU. Each recorded launch is then compile
 pointers typed by their tensors (16-byte aligned ones marked so), integers as 32 or 64-bit
 (multiples of 16 marked so, 1 a constant) unless the kernel says not to specialise them. The
 kernels' outputs are never written, so host code that read one to size a later launch would
-record a meaningless one (none does). Run it in a process without TRITON_INTERPRET: the
-interpreter's kernels cannot be compiled.
+record a meaningless one (none does), and host code that indexes by one fails: the cuBLAS
+products' path adds its item gradient through the compact accumulator's owners, so its
+COMPACT variant is compiled on a GPU only (benchmarks/run_gpu.sh cublas-kernel-tests). Run
+it in a process without TRITON_INTERPRET: the interpreter's kernels cannot be compiled.
 """
 
 from __future__ import annotations

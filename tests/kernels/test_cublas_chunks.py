@@ -114,3 +114,31 @@ def test_chunks_hold_whole_tiles_within_their_bytes(monkeypatch):
     assert kernel_config.cublas_groups("tile", 100, 2048, 256, 64) == [(0, 1, 64), (64, 1, 36)]
     assert kernel_config.products_in_cublas("tile", 4, 256, 64)
     assert not kernel_config.products_in_cublas("tile", 2, 256, 64)  # half precision
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_frozen_hidden_states_no_tokens_and_create_graph(mode):
+    """The table's gradient alone (hidden frozen); a batch of no tokens; and a backward
+    asked for a graph (create_graph=True), which cuBLAS's writes into buffers must not
+    refuse: the gradient comes back as the kernels' path gives it, without a graph."""
+    problem = fp32_problem(mode)
+    emb = problem.emb.detach().clone().requires_grad_()
+    wide = problem.emb.double().requires_grad_()
+    cce_minus(problem.hidden, emb, problem.targets, problem.negatives,
+              **tile(problem)).backward()
+    reference.ce_minus(problem.hidden.double(), wide, problem.targets, problem.negatives,
+                       **tile(problem)).backward()
+    assert relative_errors([emb.grad], [wide.grad])[0] < 1e-5
+    none = problem.hidden[:0].detach().requires_grad_()
+    ids = problem.negatives[:0] if mode == "tile" else problem.negatives
+    loss = cce_minus(none, problem.emb, problem.targets[:0], ids, reduction="sum",
+                     **tile(problem))
+    loss.backward()
+    assert loss.item() == 0 and none.grad.shape == (0, 24)
+    hidden = problem.hidden.detach().clone().requires_grad_()
+    loss = cce_minus(hidden, problem.emb, problem.targets, problem.negatives, **tile(problem))
+    (graphed,) = torch.autograd.grad(loss, hidden, create_graph=True)
+    (plain,) = torch.autograd.grad(
+        cce_minus(hidden, problem.emb, problem.targets, problem.negatives, **tile(problem)),
+        hidden)
+    torch.testing.assert_close(graphed, plain)

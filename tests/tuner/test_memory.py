@@ -196,6 +196,22 @@ def test_float32_rows_of_256_hold_cublas_chunks(mode, tokens, in_kernel, chunk_t
     assert loss_memory(config, tokens, items, dim, True) == autocast
 
 
+def test_the_cublas_grid_takes_cublas_products_and_sets_peaks_with_them(monkeypatch):
+    """Every point of `verify-memory --grid cublas` takes the path, and at two of them the
+    chunk's buffers raise the step's estimated peak (so the grid measures that term)."""
+    from cce_tune.kernels import config as kernel_config
+    from cce_tune.kernels.config import products_in_cublas, row_block
+    from cce_tune.tuner.memory_grid import cublas_grid
+
+    grid = cublas_grid()
+    assert all(products_in_cublas(p.negative_mode, 4, row_block(p.hidden), p.tile_size)
+               and not p.bf16 for p in grid)
+    with_chunks = [estimate(p.config(), p.shape()).total for p in grid]
+    monkeypatch.setattr(kernel_config, "CUBLAS_MIN_ROW_BYTES", 2**30)
+    without = [estimate(p.config(), p.shape()).total for p in grid]
+    assert sum(a > b for a, b in zip(with_chunks, without, strict=True)) >= 2
+
+
 def test_reference_loss_holds_the_scores():
     """ce_minus keeps the (tokens, 1 + N) concatenation and the (tokens, N) mask."""
     tokens, items, dim, n = 1000, 50_000, 64, 512
