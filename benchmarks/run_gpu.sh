@@ -12,7 +12,7 @@
 # gpu-kernel-tests, per-position-item-programs, per-position-items-passes,
 # per-position-chunks, per-position-drawn-steps, per-position-counted, full-catalog-passes,
 # full-forward-directions, full-forward-directions-d256, memory-full-catalog, full-tokens,
-# step-memory-full-catalog, cublas-kernel-tests, fp32-bars-cublas, fp32-tile16, fp32-tile64,
+# step-memory-full-catalog, cublas-kernel-tests, fp32-tile16, fp32-tile64,
 # fp32-cublas-passes, memory-cublas, fp32-cublas-chunks).
 # Logs and results go to $OUT.
 set -uo pipefail
@@ -276,11 +276,13 @@ for stage in "$@"; do
     gpu-kernel-tests)  # the kernels' GPU-only tests: real sizes, compiled, every dtype
       python3 -m pytest -q tests/kernels/test_fused_gpu.py 2>&1 \
         | tee "$out/gpu-kernel-tests.log" | tail -4 ;;
-    fp32-bars)  # issue 19: fp32 at d 256 against PyTorch's true fp32 (TF32 off)
-      python3 -m benchmarks.kernels --out-dir "$out" --tag fp32-d256 --tokens 32768 131072 \
-        --negatives 512 2048 --dims 256 --catalogs 26744 1000000 --dtypes fp32 \
+    fp32-bars)  # issue 19 item 3: fp32 at d 256 against PyTorch's true fp32 (TF32 off),
+      # three rounds (products from cuBLAS since session 21, hence the tag; commit 52c8c25's
+      # stage wrote the kernels' own as fp32-d256, one round)
+      python3 -m benchmarks.kernels --out-dir "$out" --tag fp32-d256-cublas --tokens 32768 \
+        131072 --negatives 512 2048 --dims 256 --catalogs 26744 1000000 --dtypes fp32 \
         --kinds sampled --modes "tile (in-kernel)" tile shared --max-per-position 0 \
-        2>&1 | tail -26 ;;
+        --rounds 3 2>&1 | tail -42 ;;
     full-catalog-passes)  # issue 19 item 4: each pass at the library's shapes, over the full
       # catalog (51,200 tokens, bf16, d 64 and 256) and shared at 131,072 x 2,048 (the dense
       # item pass's other mode)
@@ -362,12 +364,6 @@ for stage in "$@"; do
       # fused kernels at real sizes (fp32 d 256 shared and tile 128 take it)
       python3 -m pytest -q tests/kernels/test_cublas_chunks.py tests/kernels/test_fused_gpu.py \
         2>&1 | tee "$out/cublas-kernel-tests.log" | tail -4 ;;
-    fp32-bars-cublas)  # issue 19 item 3: fp32 at d 256, products from cuBLAS, against
-      # PyTorch's true fp32 (TF32 off), three rounds
-      python3 -m benchmarks.kernels --out-dir "$out" --tag fp32-d256-cublas --tokens 32768 \
-        131072 --negatives 512 2048 --dims 256 --catalogs 26744 1000000 --dtypes fp32 \
-        --kinds sampled --modes "tile (in-kernel)" tile shared --max-per-position 0 \
-        --rounds 3 2>&1 | tail -42 ;;
     fp32-cublas-chunks)  # ... over the chunks' size (MiB of products, and of gathered rows)
       for mib in ${CHUNK_MIB:-32 128}; do
         python3 -m benchmarks.kernels --out-dir "$out" --tag "fp32-d256-chunk$mib" \
